@@ -1,0 +1,70 @@
+"""Typed pipeline parameters, loaded once from ``params.yaml`` and passed down.
+
+Every stage reads its own section of :class:`Params`; nothing else in the code base parses
+``params.yaml``. Unknown keys are errors, so a typo in ``params.yaml`` fails loudly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_PARAMS_FILE = Path("params.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    """Where the dataset lives (Hume-Vidmimic2 layout, DESIGN.md §2)."""
+
+    root: Path = Path("data/demo")
+
+
+class DemoParams(_Section):
+    """The synthetic demo dataset that ``make demo`` generates."""
+
+    out: Path = Path("data/demo")
+    n_clips: int = Field(320, ge=6)
+    seed: int = 7
+
+
+class ValidateParams(_Section):
+    """Raw video validation: what counts as a usable clip."""
+
+    out: Path = Path("data/validated")
+    min_duration_s: float = Field(0.5, ge=0)
+    max_duration_s: float = Field(1800.0, gt=0)
+    min_fps: float = Field(5.0, gt=0)
+    max_fps: float = Field(1000.0, gt=0)
+    min_side_px: int = Field(32, ge=1)
+    # A clip whose decodable length falls short of what its header claims by more than this
+    # fraction is truncated.
+    truncation_tolerance: float = Field(0.15, ge=0, lt=1)
+
+
+class ComputeParams(_Section):
+    """How per-clip work is mapped: number of local worker processes (0 = one per core)."""
+
+    workers: int = Field(0, ge=0)
+
+
+class Params(_Section):
+    data: DataParams = DataParams()
+    demo: DemoParams = DemoParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    compute: ComputeParams = ComputeParams()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def load_params(path: Path | str = DEFAULT_PARAMS_FILE) -> Params:
+    """Read ``params.yaml``; a missing file gives the defaults."""
+    path = Path(path)
+    if not path.exists():
+        return Params()
+    raw = yaml.safe_load(path.read_text()) or {}
+    return Params.model_validate(raw)

@@ -1,0 +1,110 @@
+"""Great Expectations suites for the manifest and labels tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mimicflow import EMOTIONS
+from mimicflow.monitoring.expectations import run_data_quality_suites
+
+LIMITS = {"min_duration_s": 1.0, "max_duration_s": 60.0, "min_fps": 5.0, "max_fps": 120.0}
+
+
+def _manifest() -> pd.DataFrame:
+    rows = []
+    for i, split in enumerate(["train", "valid", "test", "unlabelled"], start=1):
+        labelled = split in ("train", "valid")
+        rows.append(
+            {
+                "clip_id": f"{i:05d}",
+                "split": split,
+                "video_path": f"raw/{i:05d}.mp4",
+                "audio_path": "",
+                "sha256": "0" * 64,
+                "size_bytes": 1000,
+                "container": "mp4",
+                "duration_s": 5.0,
+                "fps": 30.0,
+                "n_frames": 150,
+                "width": 64,
+                "height": 64,
+                "video_codec": "h264",
+                "has_audio": False,
+                "audio_source": "none",
+                "audio_codec": None,
+                "sample_rate": np.nan,
+                "has_vit": False,
+                "has_wav2vec2": False,
+                "notes": "",
+                **{e: (0.5 if labelled else np.nan) for e in EMOTIONS},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _labels() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "Filename": f"{i:05d}.mp4",
+                "clip_id": f"{i:05d}",
+                "split": split,
+                "source": f"{split}_split.csv:2",
+                **{e: 0.25 for e in EMOTIONS},
+            }
+            for i, split in [(1, "train"), (2, "valid")]
+        ]
+    )
+
+
+def _failed(summary: dict, suite: str) -> set[tuple[str, str | None]]:
+    return {(f["expectation"], f["column"]) for f in summary["suites"][suite]["failed"]}
+
+
+def test_clean_tables_pass_and_data_docs_are_built(tmp_path):
+    summary = run_data_quality_suites(_manifest(), _labels(), tmp_path, **LIMITS)
+
+    assert summary["success"] is True
+    for suite in ("manifest", "labels"):
+        result = summary["suites"][suite]
+        assert result["success"] and result["failed"] == []
+        assert result["evaluated"] == result["successful"] > 0
+    index = tmp_path / "data_docs" / "index.html"
+    assert summary["data_docs"] == str(index.resolve())
+    html = index.read_text(encoding="utf-8")
+    assert "validations/manifest/" in html and "validations/labels/" in html
+
+
+def test_bad_rows_are_reported(tmp_path):
+    manifest = _manifest()
+    manifest.loc[1, "clip_id"] = "00001"  # duplicate id
+    manifest.loc[2, "duration_s"] = 600.0  # beyond max_duration_s
+    manifest.loc[0, "Joy"] = np.nan  # train row without a label
+    labels = _labels()
+    labels.loc[0, "Joy"] = 1.5
+    labels.loc[1, "Amusement"] = np.nan
+
+    summary = run_data_quality_suites(manifest, labels, tmp_path, **LIMITS)
+
+    assert summary["success"] is False
+    assert _failed(summary, "manifest") == {
+        ("expect_column_values_to_be_unique", "clip_id"),
+        ("expect_column_values_to_be_between", "duration_s"),
+        ("expect_column_values_to_not_be_null", "Joy"),
+    }
+    assert _failed(summary, "labels") == {
+        ("expect_column_values_to_be_between", "Joy"),
+        ("expect_column_values_to_not_be_null", "Amusement"),
+    }
+    duration = next(
+        f for f in summary["suites"]["manifest"]["failed"] if f["column"] == "duration_s"
+    )
+    assert duration["unexpected_count"] == 1
+
+
+def test_empty_labels_are_skipped(tmp_path):
+    summary = run_data_quality_suites(_manifest(), _labels().iloc[0:0], tmp_path, **LIMITS)
+
+    assert summary["suites"]["labels"] == {"skipped": True}
+    assert summary["success"] is summary["suites"]["manifest"]["success"] is True
