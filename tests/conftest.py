@@ -1,0 +1,49 @@
+"""Shared fixtures: one small synthetic dataset with planted faults, validated once per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SYNTH_CLIPS = 16
+SYNTH_SEED = 11
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """A 16-clip synthetic dataset (no faults)."""
+    from mimicflow.data.synth.generator import generate_dataset
+
+    root = tmp_path_factory.mktemp("synth") / "dataset"
+    generate_dataset(root, SYNTH_CLIPS, SYNTH_SEED, workers=2, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def faulty_root(synth_root, tmp_path_factory):
+    """The same dataset plus every planted fault."""
+    import shutil
+
+    from mimicflow.data.faults import plant_faults
+
+    root = tmp_path_factory.mktemp("faulty") / "dataset"
+    shutil.copytree(synth_root, root)
+    plant_faults(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def validated(faulty_root, tmp_path_factory):
+    """The validate stage run once over the faulty dataset: (summary, output folder)."""
+    from mimicflow.config import Params
+    from mimicflow.stages import validate
+
+    out = tmp_path_factory.mktemp("validated")
+    summary = validate.run(Params(), faulty_root, out, progress=False)
+    return summary, out

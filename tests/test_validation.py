@@ -1,0 +1,85 @@
+"""Data tests: validation on a synthetic set with every planted fault."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from mimicflow.cli import app
+from mimicflow.data.faults import PLANTED
+
+from .conftest import SYNTH_CLIPS
+
+
+def _outputs(validated):
+    summary, out = validated
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    quarantine = pd.read_csv(out / "quarantine.csv", dtype=str)
+    return summary, out, manifest, quarantine
+
+
+def test_every_planted_fault_lands_where_it_should(validated):
+    _, _, manifest, quarantine = _outputs(validated)
+    assert list(quarantine.columns) == ["Filename", "reason"]
+    for fault in PLANTED:
+        reasons = quarantine.loc[quarantine["Filename"] == fault.clip_id, "reason"].tolist()
+        in_manifest = fault.clip_id in set(manifest["clip_id"])
+        if fault.outcome == "quarantine":
+            assert not in_manifest, fault.description
+            assert any(fault.reason_words in r for r in reasons), (fault.description, reasons)
+        else:
+            assert in_manifest, fault.description
+
+
+def test_good_clips_are_never_dropped(validated):
+    _, _, manifest, _ = _outputs(validated)
+    good = {f"{i:05d}" for i in range(1, SYNTH_CLIPS + 1)}
+    assert good <= set(manifest["clip_id"])
+    assert manifest["clip_id"].is_unique
+
+
+def test_usable_faults_carry_their_metadata(validated):
+    _, _, manifest, _ = _outputs(validated)
+    rows = manifest.set_index("clip_id")
+    silent = rows.loc["90005"]
+    assert not silent["has_audio"] and silent["audio_source"] == "none"
+    assert "audio modality missing" in silent["notes"]
+    assert abs(rows.loc["90007", "fps"] - 1000) < 1
+    assert rows.loc["00001", "audio_source"] == "file"
+    assert rows.loc["00001", "sample_rate"] == 16000
+    assert len(rows.loc["00001", "sha256"]) == 64
+
+
+def test_splits_follow_the_label_files(validated, faulty_root):
+    _, _, manifest, _ = _outputs(validated)
+    train = pd.read_csv(faulty_root / "train_split.csv")
+    train_ids = {str(v).zfill(5) for v in train["Filename"]}
+    for row in manifest.itertuples():
+        if row.clip_id in train_ids:
+            assert row.split == "train"
+        if row.split == "test":
+            assert pd.isna(row.Joy)
+    assert {"train", "valid", "test"} <= set(manifest["split"])
+
+
+def test_gx_suites_and_data_docs(validated):
+    summary, out, _, _ = _outputs(validated)
+    assert summary["gx_manifest_success"] is True
+    assert summary["gx_labels_success"] is False  # the planted label rows
+    index = (out / "data_docs" / "index.html").read_text()
+    assert "manifest" in index and "labels" in index
+    metrics = json.loads((out / "summary.json").read_text())
+    assert metrics["quarantined_rows"] == summary["quarantined_rows"] > 0
+
+
+def test_cli_exit_codes(tmp_path, faulty_root):
+    runner = CliRunner()
+    unusable = runner.invoke(app, ["validate", str(tmp_path / "nothing"), "--out", str(tmp_path)])
+    assert unusable.exit_code == 2
+    assert "does not exist" in unusable.output
+
+    (tmp_path / "raw").mkdir()
+    no_labels = runner.invoke(app, ["validate", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert no_labels.exit_code == 2 and "no label file" in no_labels.output
