@@ -63,8 +63,8 @@ def test_oracle_written_beside_the_data(synth_root):
 
 def test_excited_prosody_is_faster_and_louder():
     text = "I am going to get this done."
-    calm = speech.prosody_arguments(dict(pitch=0.0, rate=0.0, loudness=0.0), 40)
-    excited = speech.prosody_arguments(dict(pitch=1.0, rate=1.0, loudness=1.0), 40)
+    calm = speech.prosody_arguments({"pitch": 0.0, "rate": 0.0, "loudness": 0.0}, 40)
+    excited = speech.prosody_arguments({"pitch": 1.0, "rate": 1.0, "loudness": 1.0}, 40)
     quiet, loud = (speech.synthesize(text, "en-us", **args) for args in (calm, excited))
     assert len(loud) < 0.85 * len(quiet)
     assert np.sqrt(np.mean(loud**2)) > 1.3 * np.sqrt(np.mean(quiet**2))

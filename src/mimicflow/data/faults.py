@@ -46,7 +46,7 @@ PLANTED = (
 
 def _source_frames(root: Path, count: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Frames and 16 kHz audio of the dataset's first clip, to build faulty clips from."""
-    first = sorted((root / "raw").glob("*.mp4"))[0]
+    first = min((root / "raw").glob("*.mp4"))
     with av.open(str(first)) as container:
         frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(count), container.decode(video=0))]
     with av.open(str(first)) as container:
@@ -62,7 +62,7 @@ def plant_faults(root: Path | str) -> list[PlantedFault]:
     frames, audio = _source_frames(root, 50)
     height, width = frames[0].shape[:2]
     size = (width, height)
-    good = sorted(raw.glob("*.mp4"))[0]
+    good = min(raw.glob("*.mp4"))
 
     (raw / "90001.mp4").write_bytes(b"")
     (raw / "90002.mp4").write_text("This is a note, not a video.\n")

@@ -13,9 +13,10 @@ and no label files is read as new, unlabelled mimicry data.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -39,7 +40,7 @@ def normalise_clip_id(value: object) -> str | None:
 
     Returns None when the value is not a clip id.
     """
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     text = str(value).strip()
     stem = Path(text).stem if Path(text).suffix.lower() in VIDEO_SUFFIXES else text
@@ -178,7 +179,7 @@ def read_feature_pickle(path: Path) -> np.ndarray:
     import numpy as np
 
     with open(path, "rb") as handle:
-        obj = pickle.load(handle)  # noqa: S301 - organisers' files, see docstring
+        obj = pickle.load(handle)
     array = np.asarray(obj, dtype=np.float32)
     if array.ndim == 1:
         array = array[None, :]

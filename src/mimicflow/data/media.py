@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from fractions import Fraction
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av

@@ -56,7 +56,7 @@ def generate_dataset(out: Path | str, n: int, seed: int, workers: int = 0, progr
              "hard_cases": ";".join(p.hard_cases), "text": text, "annotators": p.annotators,
              **{f"latent_{e}": v for e, v in zip(EMOTIONS, p.latent)}}
             for p, text in zip(plans, transcripts)
-        ]  # fmt: skip
+        ]
     )
     truth.to_csv(out / "synth_truth.csv", index=False)
     report = signal_report(plans) | {"n_clips": n, "seed": seed}
