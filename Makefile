@@ -26,4 +26,4 @@ bench: setup  ## speed figures (printed as tables)
 	python bench/bench_data.py
 
 clean:  ## remove pipeline outputs (not the venv)
-	rm -rf data/demo data/validated reports
+	rm -rf data/demo data/validated models/pretrained reports

@@ -33,6 +33,7 @@ def test_dvc_repro_runs_the_pipeline_and_a_second_run_does_nothing(tmp_path):
     first = _run(["dvc", "repro"], project)
     assert "Running stage 'demo_data'" in first.stdout
     assert "Running stage 'validate'" in first.stdout
+    assert (project / "models/pretrained/whisper-tiny.en/model.bin").exists()
     manifest = pd.read_parquet(project / "data/validated/manifest.parquet")
     assert len(manifest) == 8
     assert (project / "data/validated/data_docs/index.html").exists()

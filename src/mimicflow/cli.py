@@ -83,6 +83,42 @@ def validate(
     console.print_json(json.dumps(summary))
 
 
+models_app = typer.Typer(no_args_is_help=True, help="The pretrained-model catalogue.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """Show the catalogue: every entry, its source, and whether it is prepared."""
+    from mimicflow.models.catalogue import catalogue, is_prepared
+
+    settings = load_params(params).models
+    table = Table(title=f"model catalogue → {settings.dir}")
+    for column in ("name", "kind", "format", "source", "prepared"):
+        table.add_column(column)
+    for name, entry in catalogue(settings.entries).items():
+        ready = "yes" if is_prepared(name, entry, settings.dir) else ""
+        table.add_row(name, entry.kind, entry.format, entry.source.describe(), ready)
+    console.print(table)
+
+
+@models_app.command("prepare")
+def models_prepare(
+    names: Annotated[list[str] | None, typer.Argument(help="entries (default: models.prepare)")] = None,
+    params: ParamsOption = DEFAULT_PARAMS_FILE,
+) -> None:
+    """Materialise pretrained models into models.dir (once; checksums verified)."""
+    from mimicflow.models.catalogue import CatalogueError, catalogue, prepare
+
+    settings = load_params(params).models
+    try:
+        prepared = prepare(list(names or settings.prepare), settings.dir, catalogue(settings.entries))
+    except CatalogueError as exc:
+        raise _fail(str(exc)) from exc
+    for name, folder in prepared.items():
+        console.print(f"{name}: {folder}")
+
+
 @app.command()
 def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Print what the pipeline has produced so far (the end of ``make demo``)."""

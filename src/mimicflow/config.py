@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from mimicflow.models.catalogue import ModelEntry
+
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
 
@@ -46,6 +48,16 @@ class ValidateParams(_Section):
     truncation_tolerance: float = Field(0.15, ge=0, lt=1)
 
 
+class ModelsParams(_Section):
+    """Pretrained models: which catalogue entries to materialise, and users' own entries."""
+
+    dir: Path = Path("models/pretrained")
+    prepare: tuple[str, ...] = (
+        "whisper-tiny.en", "blazeface", "facemesh", "centerface", "fer2013", "all-minilm-l6-v2",
+    )  # fmt: skip
+    entries: dict[str, ModelEntry] = {}
+
+
 class ComputeParams(_Section):
     """How per-clip work is mapped: number of local worker processes (0 = one per core)."""
 
@@ -56,6 +68,7 @@ class Params(_Section):
     data: DataParams = DataParams()
     demo: DemoParams = DemoParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    models: ModelsParams = ModelsParams()
     compute: ComputeParams = ComputeParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
