@@ -120,6 +120,39 @@ def models_prepare(
 
 
 @app.command()
+def transcribe(
+    video: Annotated[Path, typer.Argument(help="a clip or audio file (any container/codec)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    params: ParamsOption = DEFAULT_PARAMS_FILE,
+) -> None:
+    """Transcribe one clip with the configured ASR backend."""
+    import av
+
+    from mimicflow.models.catalogue import CatalogueError, catalogue, resolve
+    from mimicflow.perception.asr import load_asr
+    from mimicflow.perception.audio import decode_audio
+
+    settings = load_params(params)
+    asr = settings.asr
+    if not video.is_file():
+        raise _fail(f"{video} does not exist")
+    try:
+        model = resolve(asr.model, settings.models.dir, catalogue(settings.models.entries))
+        audio = decode_audio(video)
+    except CatalogueError as exc:
+        raise _fail(str(exc)) from exc
+    except av.error.FFmpegError as exc:
+        raise _fail(f"{video} is not a readable media file ({exc})") from exc
+    backend = load_asr(asr.backend, model, compute_type=asr.compute_type, language=asr.language,
+                       beam_size=asr.beam_size)  # fmt: skip
+    transcript = backend.transcribe(audio)
+    if as_json:
+        print(json.dumps(transcript.as_dict()))
+    else:
+        console.print(transcript.text or "[dim](no speech)[/]")
+
+
+@app.command()
 def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Print what the pipeline has produced so far (the end of ``make demo``)."""
     import pandas as pd

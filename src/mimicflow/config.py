@@ -58,6 +58,16 @@ class ModelsParams(_Section):
     entries: dict[str, ModelEntry] = {}
 
 
+class AsrParams(_Section):
+    """Speech recognition: backend and model (a catalogue name, a folder, or a hub id)."""
+
+    backend: str = "faster-whisper"
+    model: str = "whisper-tiny.en"
+    compute_type: str = "int8"
+    language: str | None = "en"
+    beam_size: int = Field(1, ge=1)
+
+
 class ComputeParams(_Section):
     """How per-clip work is mapped: number of local worker processes (0 = one per core)."""
 
@@ -69,6 +79,7 @@ class Params(_Section):
     demo: DemoParams = DemoParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     models: ModelsParams = ModelsParams()
+    asr: AsrParams = AsrParams()
     compute: ComputeParams = ComputeParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -124,6 +124,14 @@ def prepare(names: list[str], root: Path, entries: dict[str, ModelEntry]) -> dic
     return prepared
 
 
+def resolve(model: str, root: Path, entries: dict[str, ModelEntry]) -> str:
+    """A catalogue name becomes its prepared folder (fetched now if needed); anything else
+    (a folder, a hub id) is passed through for the backend to load as users run it."""
+    if model in entries:
+        return str(prepare([model], root, entries)[model])
+    return model
+
+
 def _materialise(name: str, entry: ModelEntry, folder: Path) -> None:
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
