@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from fractions import Fraction
+from itertools import pairwise
 
 import av
 import numpy as np
@@ -44,7 +45,7 @@ def test_transcribes_the_demo_speech(asr, synth_root):
         transcript = asr.transcribe(decode_audio(synth_root / "raw" / f"{row.clip_id}.mp4"))
         assert transcript.has_speech and transcript.language == "en"
         words = [w for s in transcript.segments for w in s.words]
-        assert all(a.start <= b.start for a, b in zip(words, words[1:]))  # word timestamps
+        assert all(a.start <= b.start for a, b in pairwise(words))  # word timestamps
         errors.append(word_error_rate(row.text, transcript.text))
     assert np.median(errors) < 0.4, errors
 

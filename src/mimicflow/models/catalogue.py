@@ -202,7 +202,7 @@ def _from_path(path: Path, out: Path) -> None:
 
 def _from_url(url: str, out: Path) -> None:
     target = out / Path(url.split("?")[0]).name
-    with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as handle:  # noqa: S310
+    with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as handle:
         shutil.copyfileobj(response, handle)
     if target.suffix == ".zip":
         with zipfile.ZipFile(target) as archive:
