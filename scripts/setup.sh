@@ -24,6 +24,10 @@ fi
 stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip uv
-  .venv/bin/uv pip install -q --python .venv/bin/python -e ".[dev]"
+  # torch first, with pip: this machine's registry setup serves a CPU wheel to pip (uv would
+  # resolve the CUDA build and pull GBs). uv then sees torch==2.13.0 satisfied.
+  .venv/bin/python -m pip install -q torch==2.13.0
+  # triton is GPU-only for openai-whisper (word timing falls back to CPU code): skip its 1 GB.
+  .venv/bin/uv pip install -q --python .venv/bin/python --override scripts/uv-overrides.txt -e ".[dev]"
   touch "$stamp"
 fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -10,6 +11,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MIMICFLOW_CACHE", tempfile.mkdtemp(prefix="mimicflow-cache-"))
 
 SYNTH_CLIPS = 16
 SYNTH_SEED = 11
@@ -47,3 +49,14 @@ def validated(faulty_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("validated")
     summary = validate.run(Params(), faulty_root, out, progress=False)
     return summary, out
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    """The embedded default models, materialised once for the session."""
+    from mimicflow.config import Params
+    from mimicflow.models.catalogue import catalogue, prepare
+
+    root = tmp_path_factory.mktemp("models")
+    prepare(list(Params().models.prepare), root, catalogue())
+    return root

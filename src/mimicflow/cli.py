@@ -119,6 +119,73 @@ def models_prepare(
         console.print(f"{name}: {folder}")
 
 
+stage_app = typer.Typer(no_args_is_help=True, help="Run one pipeline stage (what dvc.yaml calls).")
+app.add_typer(stage_app, name="stage")
+
+
+@stage_app.command("faces")
+def stage_faces(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """Faces for every usable clip in the manifest (resumable)."""
+    from mimicflow.stages import perception
+
+    console.print_json(json.dumps(perception.run_faces(load_params(params))))
+
+
+@stage_app.command("asr")
+def stage_asr(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """Transcripts for every usable clip in the manifest (resumable)."""
+    from mimicflow.stages import perception
+
+    console.print_json(json.dumps(perception.run_asr(load_params(params))))
+
+
+@app.command()
+def faces(
+    video: Annotated[Path, typer.Argument(help="a clip (any container/codec)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the crops and track.npz")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    params: ParamsOption = DEFAULT_PARAMS_FILE,
+) -> None:
+    """Detect, track and align the main face of one clip; write its crops."""
+    import cv2
+
+    from mimicflow.models.catalogue import CatalogueError, catalogue, resolve
+    from mimicflow.perception.faces import load_face_detector, process_clip, save_face_track
+
+    settings = load_params(params)
+    config = settings.faces
+    if not video.is_file():
+        raise _fail(f"{video} does not exist")
+    entries = catalogue(settings.models.entries)
+    try:
+        models = {role: Path(resolve(name, settings.models.dir, entries))
+                  for role, name in (("detector", config.detector_model), ("mesh", config.mesh_model))}  # fmt: skip
+    except CatalogueError as exc:
+        raise _fail(str(exc)) from exc
+    detector = load_face_detector(config.backend, models, config.threshold, config.full_range)
+    try:
+        track = process_clip(video, detector, config.fps, config.crop_size)
+    except av_errors() as exc:
+        raise _fail(f"{video} is not a readable media file ({exc})") from exc
+    out.mkdir(parents=True, exist_ok=True)
+    for index, crop in enumerate(track.crops):
+        if track.has_face[index]:
+            cv2.imwrite(str(out / f"{index:05d}.jpg"), crop)
+    save_face_track(track, out / "track.npz")
+    summary = track.summary | {"fps_sampled": config.fps, "backend": config.backend,
+                               "out": str(out)}  # fmt: skip
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        console.print(summary)
+
+
+def av_errors() -> type[Exception]:
+    import av
+
+    return av.error.FFmpegError
+
+
 @app.command()
 def transcribe(
     video: Annotated[Path, typer.Argument(help="a clip or audio file (any container/codec)")],

@@ -7,6 +7,7 @@ Every stage reads its own section of :class:`Params`; nothing else in the code b
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,10 +59,24 @@ class ModelsParams(_Section):
     entries: dict[str, ModelEntry] = {}
 
 
+class FacesParams(_Section):
+    """Face detection, tracking and alignment. Models: catalogue names, folders or files."""
+
+    backend: Literal["blazeface", "centerface", "insightface"] = "blazeface"
+    detector_model: str = "blazeface"
+    mesh_model: str = "facemesh"  # used by the blazeface backend
+    full_range: bool = False  # blazeface: far-face model (group shots) instead of close-up
+    fps: float = Field(6.0, gt=0)
+    crop_size: int = Field(224, ge=32)
+    threshold: float = Field(0.5, gt=0, lt=1)
+    out: Path = Path("data/perception/faces")
+
+
 class AsrParams(_Section):
     """Speech recognition: backend and model (a catalogue name, a folder, or a hub id)."""
 
-    backend: str = "faster-whisper"
+    out: Path = Path("data/perception/asr")
+    backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     model: str = "whisper-tiny.en"
     compute_type: str = "int8"
     language: str | None = "en"
@@ -69,9 +84,11 @@ class AsrParams(_Section):
 
 
 class ComputeParams(_Section):
-    """How per-clip work is mapped: number of local worker processes (0 = one per core)."""
+    """How per-clip work is mapped: local worker processes (0 = one per core), or a Dask
+    scheduler address (``tcp://host:8786``) to run it on a cluster instead."""
 
     workers: int = Field(0, ge=0)
+    scheduler: str | None = None
 
 
 class Params(_Section):
@@ -79,6 +96,7 @@ class Params(_Section):
     demo: DemoParams = DemoParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     models: ModelsParams = ModelsParams()
+    faces: FacesParams = FacesParams()
     asr: AsrParams = AsrParams()
     compute: ComputeParams = ComputeParams()
 

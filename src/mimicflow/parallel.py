@@ -1,4 +1,10 @@
-"""The map over clips: a local process pool with a progress bar, results in input order."""
+"""The map over clips: a local process pool, or Dask distributed when given a scheduler address.
+
+Either way: a progress bar, results in input order, and the per-clip function runs in long-lived
+worker processes, so models cached per process (``functools.cache``) load once per worker.
+Per-clip work runs with single-threaded BLAS/OpenMP everywhere (the parallelism is across
+clips), which also makes floating-point results identical locally and on a cluster.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from typing import TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -20,14 +27,26 @@ def resolve_workers(workers: int, n_jobs: int) -> int:
     return max(1, min(wanted, n_jobs))
 
 
+def call_single_threaded(func: Callable[[Job], Result], job: Job) -> Result:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return func(job)
+
+
 def map_clips(
     func: Callable[[Job], Result],
     jobs: Sequence[Job],
     workers: int = 0,
     progress: bool = True,
     label: str = "clips",
+    scheduler: str | None = None,
 ) -> list[Result]:
-    """Apply ``func`` (a picklable top-level function) to every job; results keep job order."""
+    """Apply ``func`` (a picklable top-level function) to every job; results keep job order.
+
+    ``scheduler``: a Dask scheduler address (``tcp://host:8786``); the workers must see the same
+    file system paths as this process (shared storage or one machine).
+    """
     n_workers = resolve_workers(workers, len(jobs))
     results: list[Result | None] = [None] * len(jobs)
     with Progress(
@@ -39,14 +58,27 @@ def map_clips(
         transient=False,
     ) as bar:
         task = bar.add_task(label, total=len(jobs))
-        if n_workers == 1:
+        if scheduler:
+            from dask.distributed import Client
+            from dask.distributed import as_completed as dask_completed
+
+            with Client(scheduler, timeout="30s") as client:
+                futures = client.map(partial(call_single_threaded, func), jobs, pure=False)
+                index_of = {future.key: index for index, future in enumerate(futures)}
+                for future in dask_completed(futures):
+                    results[index_of[future.key]] = future.result()
+                    bar.advance(task)
+        elif n_workers == 1:
             for index, job in enumerate(jobs):
-                results[index] = func(job)
+                results[index] = call_single_threaded(func, job)
                 bar.advance(task)
         else:
             context = multiprocessing.get_context("forkserver")
             with ProcessPoolExecutor(n_workers, mp_context=context) as pool:
-                futures = {pool.submit(func, job): index for index, job in enumerate(jobs)}
+                futures = {
+                    pool.submit(call_single_threaded, func, job): index
+                    for index, job in enumerate(jobs)
+                }
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
                     bar.advance(task)

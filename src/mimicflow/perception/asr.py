@@ -1,4 +1,5 @@
-"""Speech recognition: Whisper through faster-whisper (CTranslate2), on 16 kHz mono audio.
+"""Speech recognition: Whisper through faster-whisper (CTranslate2) or openai-whisper (PyTorch),
+on 16 kHz mono audio.
 
 A backend is built once per worker (``load_asr``) and then transcribes many clips. Silence or no
 audio gives an empty transcript with a flag, never an error.
@@ -6,6 +7,8 @@ audio gives an empty transcript with a flag, never an error.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,6 +56,15 @@ def empty_transcript(duration_s: float, has_audio: bool) -> Transcript:
     return Transcript("", None, [], duration_s, has_audio, False, None, None)
 
 
+def _without_speech(audio: np.ndarray | None) -> Transcript | None:
+    """The empty transcript for no audio or silence (Whisper is not asked); None otherwise."""
+    if audio is None:
+        return empty_transcript(0.0, has_audio=False)
+    if audio.size == 0 or float(np.sqrt(np.mean(audio**2))) < SILENCE_RMS:
+        return empty_transcript(len(audio) / SAMPLE_RATE, has_audio=True)
+    return None
+
+
 class FasterWhisperASR:
     """faster-whisper on a CTranslate2 model folder (or a model name it can fetch)."""
 
@@ -66,40 +78,111 @@ class FasterWhisperASR:
         self.beam_size = beam_size
 
     def transcribe(self, audio: np.ndarray | None) -> Transcript:
-        if audio is None:
-            return empty_transcript(0.0, has_audio=False)
+        if (silent := _without_speech(audio)) is not None:
+            return silent
         duration = len(audio) / SAMPLE_RATE
-        if audio.size == 0 or float(np.sqrt(np.mean(audio**2))) < SILENCE_RMS:
-            return empty_transcript(duration, has_audio=True)
         pieces, info = self.model.transcribe(
             audio, language=self.language, beam_size=self.beam_size, word_timestamps=True,
-            condition_on_previous_text=False,
+            condition_on_previous_text=False, temperature=0.0,
         )  # fmt: skip
         segments = [
             Segment(s.start, s.end, s.text.strip(), s.avg_logprob, s.no_speech_prob,
                     [Word(w.word.strip(), w.start, w.end, w.probability) for w in s.words or []])
             for s in pieces
         ]  # fmt: skip
-        text = " ".join(s.text for s in segments if s.text).strip()
-        if not text:
-            return empty_transcript(duration, has_audio=True)
-        weights = np.array([s.end - s.start for s in segments]) + 1e-6
-        return Transcript(
-            text=text,
-            language=info.language,
-            segments=segments,
-            duration_s=duration,
-            has_audio=True,
-            has_speech=True,
-            mean_logprob=float(np.average([s.avg_logprob for s in segments], weights=weights)),
-            no_speech_prob=float(np.average([s.no_speech_prob for s in segments], weights=weights)),
-        )
+        return _transcript(segments, info.language, duration)
 
 
-BACKENDS = {"faster-whisper": FasterWhisperASR}
+class OpenAIWhisperASR:
+    """openai-whisper (PyTorch) on a CTranslate2 model folder, a ``.pt`` checkpoint or a model name.
+
+    A CTranslate2 folder is converted once into the cache (see ``converted_checkpoint``); a name as
+    "tiny.en" goes to ``whisper.load_model`` (which downloads it). ``compute_type`` "float16" runs
+    fp16 on a GPU; anything else (and any CPU run) is fp32. ``threads`` sets torch's CPU threads
+    for the whole process.
+    """
+
+    def __init__(self, model: str | Path, device: str = "cpu", compute_type: str = "float32",
+                 threads: int = 1, language: str | None = "en", beam_size: int = 1):  # fmt: skip
+        import torch
+
+        torch.set_num_threads(threads)
+        self.model = _load_openai_whisper(model, device)
+        self.fp16 = compute_type == "float16" and device != "cpu"
+        self.language = language
+        self.beam_size = beam_size
+
+    def transcribe(self, audio: np.ndarray | None) -> Transcript:
+        if (silent := _without_speech(audio)) is not None:
+            return silent
+        duration = len(audio) / SAMPLE_RATE
+        result = self.model.transcribe(
+            audio.astype(np.float32, copy=False), language=self.language, word_timestamps=True,
+            beam_size=None if self.beam_size == 1 else self.beam_size,  # None: greedy, like CT2's 1
+            condition_on_previous_text=False, fp16=self.fp16, verbose=None, temperature=0.0,
+        )  # fmt: skip
+        segments = [
+            Segment(s["start"], s["end"], s["text"].strip(), s["avg_logprob"], s["no_speech_prob"],
+                    [Word(w["word"].strip(), w["start"], w["end"], w["probability"])
+                     for w in s.get("words", [])])
+            for s in result["segments"]
+        ]  # fmt: skip
+        return _transcript(segments, result["language"], duration)
 
 
-def load_asr(backend: str, model: str | Path, **options) -> FasterWhisperASR:
+def converted_checkpoint(ct2_dir: Path) -> Path:
+    """Where a CTranslate2 folder's openai-whisper conversion is kept: a cache keyed by the
+    weights' content (``$MIMICFLOW_CACHE``, default ``~/.cache/mimicflow``), so the prepared
+    model folders (DVC outputs) stay exactly as fetched."""
+    digest = hashlib.sha256((ct2_dir / "model.bin").read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("MIMICFLOW_CACHE", Path.home() / ".cache" / "mimicflow"))
+    return cache / "openai-whisper" / f"{ct2_dir.name}-{digest}.pt"
+
+
+def _load_openai_whisper(model: str | Path, device: str):
+    """``whisper.load_model``, plus CTranslate2 folders and the alignment heads a converted
+    checkpoint carries (``load_model`` sets heads only for the models it names)."""
+    import torch
+    import whisper
+    from whisper.model import ModelDimensions, Whisper
+
+    from mimicflow.perception.whisper_convert import convert_ct2_to_openai_whisper
+
+    path = Path(model)
+    if path.is_dir():
+        path = convert_ct2_to_openai_whisper(path, converted_checkpoint(path))
+    if not path.is_file():
+        return whisper.load_model(str(model), device=device)
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    net = Whisper(ModelDimensions(**checkpoint["dims"]))
+    net.load_state_dict(checkpoint["model_state_dict"])
+    if "alignment_heads" in checkpoint:
+        net.set_alignment_heads(checkpoint["alignment_heads"])
+    return net.to(device)
+
+
+def _transcript(segments: list[Segment], language: str | None, duration: float) -> Transcript:
+    """Segments → transcript; text-less output is no speech. Means are weighted by duration."""
+    text = " ".join(s.text for s in segments if s.text).strip()
+    if not text:
+        return empty_transcript(duration, has_audio=True)
+    weights = np.array([s.end - s.start for s in segments]) + 1e-6
+    return Transcript(
+        text=text,
+        language=language,
+        segments=segments,
+        duration_s=duration,
+        has_audio=True,
+        has_speech=True,
+        mean_logprob=float(np.average([s.avg_logprob for s in segments], weights=weights)),
+        no_speech_prob=float(np.average([s.no_speech_prob for s in segments], weights=weights)),
+    )
+
+
+BACKENDS = {"faster-whisper": FasterWhisperASR, "openai-whisper": OpenAIWhisperASR}
+
+
+def load_asr(backend: str, model: str | Path, **options) -> FasterWhisperASR | OpenAIWhisperASR:
     """Build an ASR backend by name; unknown names get a clear error listing the choices."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown ASR backend {backend!r}; choose one of {sorted(BACKENDS)}")

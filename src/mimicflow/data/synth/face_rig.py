@@ -145,12 +145,13 @@ class FaceAnimator:
         maps = (self.grid - field).astype(np.float32)
         frame = cv2.remap(self.image, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         openness = activation["mouth_open"]
-        if openness > 0.08:
+        if openness > 0.08:  # the open mouth: a dark ellipse along the line of the lips
             left, right = self.landmarks[3], self.landmarks[4]
-            centre = (left + right) / 2 + np.array([0.0, 0.06 * self.eye_distance])
-            axes = (0.32 * float(np.linalg.norm(right - left)),
-                    max(1.0, 0.16 * self.eye_distance * openness))  # fmt: skip
-            cv2.ellipse(frame, _px(centre), _px(axes), 0, 0, 360, (30, 20, 35), -1, cv2.LINE_AA)
+            angle = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+            axes = (0.3 * float(np.linalg.norm(right - left)),
+                    max(1.0, 0.14 * self.eye_distance * openness))  # fmt: skip
+            cv2.ellipse(frame, _px((left + right) / 2), _px(axes), angle, 0, 360, (40, 25, 45), -1,
+                        cv2.LINE_AA)  # fmt: skip
         centre = self.landmarks[2]
         matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), roll, 1.0)
         matrix[0, 0] *= 1.0 - 0.12 * abs(yaw)
