@@ -105,3 +105,28 @@ def test_face_track_round_trip(tmp_path, models_dir, synth_root):
     assert np.array_equal(loaded.has_face, track.has_face)
     assert loaded.summary == track.summary
     assert np.abs(loaded.crops[0].astype(int) - track.crops[0]).mean() < 4  # JPEG q90
+
+
+def test_truncated_clip_is_sampled_as_far_as_it_decodes(faulty_root):
+    sampled = sample_frames(faulty_root / "raw" / "90003.mp4", fps=6)  # the planted truncation
+    assert 0 < len(sampled.times) and not sampled.complete
+    assert sample_frames(faulty_root / "raw" / "00001.mp4", fps=6).complete
+
+
+def test_several_faces_keep_the_main_one(tmp_path, models_dir):
+    detector = load_face_detector(
+        "blazeface", {"detector": models_dir / "blazeface", "mesh": models_dir / "facemesh"}, 0.5
+    )
+    neutral = dict.fromkeys(face_rig.ACTION_UNITS, 0.0)
+    big = face_rig.FaceAnimator(face_rig.identity_face(5), (256, 256)).render(
+        neutral, 0.0, 0.0, np.zeros(2)
+    )
+    small = face_rig.FaceAnimator(face_rig.identity_face(0), (256, 256)).render(
+        neutral, 0.0, 0.0, np.zeros(2)
+    )
+    small = np.pad(small[::2, ::2], ((64, 64), (0, 0), (0, 0)), mode="edge")
+    frame = np.hstack([big, small])  # 384 x 256: a large face and a smaller one beside it
+    clip = _still_clip(tmp_path / "two.mp4", 25, 1.0, frame)
+    track = process_clip(clip, detector, fps=6, crop_size=112)
+    assert track.max_faces == 2 and track.has_face.all()
+    assert (track.boxes[:, 0] < 256).all()  # the main face is the large one on the left

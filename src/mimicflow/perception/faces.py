@@ -92,7 +92,7 @@ def load_face_detector(
 class SampledFrames:
     times: np.ndarray  # (n,) seconds from the start of the video
     images: list[np.ndarray]  # BGR
-    complete: bool  # False when decoding stopped at damage
+    complete: bool  # False when decoding stopped early (damage, truncation)
 
 
 def sample_frames(path: Path | str, fps: float) -> SampledFrames:
@@ -119,6 +119,9 @@ def sample_frames(path: Path | str, fps: float) -> SampledFrames:
                     target = (np.floor((moment + slack) / step) + 1) * step
         except av.error.FFmpegError:
             complete = False
+        claimed = container.duration / av.time_base if container.duration else None
+    if claimed and (not times or times[-1] < claimed - step - 2 * slack - 0.05):
+        complete = False  # the header promises more video than decodes (a truncated file)
     return SampledFrames(np.asarray(times, dtype=np.float64), images, complete)
 
 
