@@ -130,3 +130,11 @@ def test_several_faces_keep_the_main_one(tmp_path, models_dir):
     track = process_clip(clip, detector, fps=6, crop_size=112)
     assert track.max_faces == 2 and track.has_face.all()
     assert (track.boxes[:, 0] < 256).all()  # the main face is the large one on the left
+
+
+def test_a_fifth_of_a_second_still_gives_frames(faulty_root, models_dir):
+    detector = load_face_detector(
+        "centerface", {"detector": models_dir / "centerface", "mesh": None}, 0.5
+    )
+    track = process_clip(faulty_root / "raw" / "90006.mp4", detector, fps=6, crop_size=112)
+    assert 1 <= len(track.times) <= 2 and track.complete
