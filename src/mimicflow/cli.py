@@ -231,13 +231,17 @@ def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     summary_path = settings.validate_.out / "summary.json"
     if not summary_path.exists():
         raise _fail(f"{summary_path} not found: run `dvc repro` first")
-    summary = json.loads(summary_path.read_text())
-    table = Table(title=f"validate → {settings.validate_.out}")
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    for key, value in summary.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-    console.print(table)
+    stages = [("validate", summary_path), ("faces", settings.faces.out.with_suffix(".json")),
+              ("asr", settings.asr.out.with_suffix(".json"))]  # fmt: skip
+    for name, path in stages:
+        if not path.exists():
+            continue
+        table = Table(title=f"{name} → {path}")
+        table.add_column("what")
+        table.add_column("value", justify="right")
+        for key, value in json.loads(path.read_text()).items():
+            table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+        console.print(table)
     quarantine = pd.read_csv(settings.validate_.out / "quarantine.csv", dtype=str)
     if len(quarantine):
         console.print(f"[bold]quarantined[/] ({len(quarantine)}):")
