@@ -60,3 +60,30 @@ def models_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     prepare(list(Params().models.prepare), root, catalogue())
     return root
+
+
+def perception_params(validated, faulty_root, models_dir, out, **compute):
+    """Params for running the stages after validate over the faulty set into ``out``."""
+    from mimicflow.config import Params
+
+    _, validated_out = validated
+    return Params.model_validate(
+        {
+            "data": {"root": str(faulty_root)},
+            "validate": {"out": str(validated_out)},
+            "models": {"dir": str(models_dir)},
+            "faces": {"out": str(out / "faces"), "fps": 3},
+            "asr": {"out": str(out / "asr"), "audio_out": str(out / "audio")},
+            "features": {"out": str(out / "features")},
+            "compute": {"workers": 2} | compute,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def perceived(validated, faulty_root, models_dir, tmp_path_factory):
+    """The faces and asr stages run once over the faulty set: (params, faces, asr metrics)."""
+    from mimicflow.stages import perception
+
+    params = perception_params(validated, faulty_root, models_dir, tmp_path_factory.mktemp("perc"))
+    return params, perception.run_faces(params, progress=False), perception.run_asr(params, progress=False)

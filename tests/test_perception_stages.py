@@ -13,39 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 
-from mimicflow.config import Params
 from mimicflow.perception.faces import load_face_track
 from mimicflow.stages import perception
+
+from .conftest import perception_params as _params
 
 BIN = Path(sys.executable).parent
 
 
-def _params(validated, faulty_root, models_dir, out: Path, **compute) -> Params:
-    _, validated_out = validated
-    return Params.model_validate(
-        {
-            "data": {"root": str(faulty_root)},
-            "validate": {"out": str(validated_out)},
-            "models": {"dir": str(models_dir)},
-            "faces": {"out": str(out / "faces"), "fps": 3},
-            "asr": {"out": str(out / "asr")},
-            "compute": {"workers": 2} | compute,
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def stage_run(validated, faulty_root, models_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("perception")
-    params = _params(validated, faulty_root, models_dir, out)
-    return params, perception.run_faces(params, progress=False), perception.run_asr(params, progress=False)
-
-
-def test_faces_stage_covers_every_usable_clip(stage_run, validated):
-    params, faces, _ = stage_run
+def test_faces_stage_covers_every_usable_clip(perceived, validated):
+    params, faces, _ = perceived
     manifest = pd.read_parquet(validated[1] / "manifest.parquet")
     index = pd.read_parquet(params.faces.out / "index.parquet")
     assert set(index["clip_id"]) == set(manifest["clip_id"])
@@ -55,8 +34,8 @@ def test_faces_stage_covers_every_usable_clip(stage_run, validated):
     assert json.loads(params.faces.out.with_suffix(".json").read_text()) == faces
 
 
-def test_asr_stage_flags_missing_audio(stage_run):
-    params, _, asr = stage_run
+def test_asr_stage_flags_missing_audio(perceived):
+    params, _, asr = perceived
     index = pd.read_parquet(params.asr.out / "index.parquet").set_index("clip_id")
     assert not index.loc["90005", "has_audio"]  # the clip without audio
     assert asr["clips_with_speech"] >= asr["clips"] - 4
@@ -64,8 +43,8 @@ def test_asr_stage_flags_missing_audio(stage_run):
     assert transcript["text"] and transcript["segments"][0]["words"]
 
 
-def test_rerun_recomputes_nothing(stage_run):
-    params, faces, _ = stage_run
+def test_rerun_recomputes_nothing(perceived):
+    params, faces, _ = perceived
     before = {p.name: p.stat().st_mtime_ns for p in params.faces.out.glob("*.npz")}
     assert perception.run_faces(params, progress=False) == faces
     after = {p.name: p.stat().st_mtime_ns for p in params.faces.out.glob("*.npz")}
@@ -73,9 +52,9 @@ def test_rerun_recomputes_nothing(stage_run):
 
 
 def test_sigkill_half_way_then_resume_matches_an_uninterrupted_run(
-    stage_run, validated, faulty_root, models_dir, tmp_path
+    perceived, validated, faulty_root, models_dir, tmp_path
 ):
-    reference, _, _ = stage_run
+    reference, _, _ = perceived
     params = _params(validated, faulty_root, models_dir, tmp_path, workers=1)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
@@ -109,9 +88,9 @@ def _free_port() -> int:
 
 
 def test_asr_on_a_real_dask_cluster_matches_the_local_run(
-    stage_run, validated, faulty_root, models_dir, tmp_path
+    perceived, validated, faulty_root, models_dir, tmp_path
 ):
-    reference, _, _ = stage_run
+    reference, _, _ = perceived
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = os.environ | {"DASK_DISTRIBUTED__WORKER__DAEMON": "False"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -31,8 +32,9 @@ def test_dvc_repro_runs_the_pipeline_and_a_second_run_does_nothing(tmp_path):
     _run(["dvc", "init", "-q"], project)
 
     first = _run(["dvc", "repro"], project)
-    assert "Running stage 'demo_data'" in first.stdout
-    assert "Running stage 'validate'" in first.stdout
+    for stage in ("models", "demo_data", "validate", "faces", "asr", "features@audio",
+                  "features@visual", "features@text"):  # fmt: skip
+        assert f"Running stage '{stage}'" in first.stdout, stage
     assert (project / "models/pretrained/whisper-tiny.en/model.bin").exists()
     manifest = pd.read_parquet(project / "data/validated/manifest.parquet")
     assert len(manifest) == 8
@@ -41,5 +43,13 @@ def test_dvc_repro_runs_the_pipeline_and_a_second_run_does_nothing(tmp_path):
     second = _run(["dvc", "repro"], project)
     assert "Running stage" not in second.stdout
 
-    metrics = _run(["dvc", "metrics", "show", "--json"], project)
-    assert '"clips_usable": 8' in metrics.stdout.replace(" ", "").replace('":', '": ')
+    metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], project).stdout)
+    values = next(iter(metrics.values()))["data"]
+    assert values["data/validated/summary.json"]["data"]["clips_usable"] == 8
+    assert values["data/features/text.json"]["data"]["dim"] == 384
+
+    # switching one encoder setting invalidates that modality's features and nothing else
+    params["features"]["text"]["layer"] = -2
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    status = json.loads(_run(["dvc", "status", "--json"], project).stdout)
+    assert set(status) == {"features@text"}

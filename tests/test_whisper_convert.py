@@ -15,6 +15,7 @@ from mimicflow.models.catalogue import catalogue, resolve
 from mimicflow.perception.asr import converted_checkpoint, load_asr
 from mimicflow.perception.audio import SAMPLE_RATE, decode_audio
 from mimicflow.perception.whisper_convert import NotACT2WhisperModel, convert_ct2_to_openai_whisper
+
 from .test_asr import word_error_rate
 
 SENTENCE = "Please call the office tomorrow morning and ask for the weekly report."

@@ -139,6 +139,19 @@ def stage_asr(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     console.print_json(json.dumps(perception.run_asr(load_params(params))))
 
 
+@stage_app.command("features")
+def stage_features(
+    modality: Annotated[str, typer.Argument(help="audio | visual | text | egemaps | vit | wav2vec2")],
+    params: ParamsOption = DEFAULT_PARAMS_FILE,
+) -> None:
+    """Encode every usable clip for one modality into the feature store (resumable)."""
+    from mimicflow.stages import features
+
+    if modality not in features.MODALITIES:
+        raise _fail(f"unknown modality {modality!r}; choose one of {', '.join(features.MODALITIES)}")
+    console.print_json(json.dumps(features.run_features(load_params(params), modality)))
+
+
 @app.command()
 def faces(
     video: Annotated[Path, typer.Argument(help="a clip (any container/codec)")],

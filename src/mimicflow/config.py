@@ -76,11 +76,51 @@ class AsrParams(_Section):
     """Speech recognition: backend and model (a catalogue name, a folder, or a hub id)."""
 
     out: Path = Path("data/perception/asr")
+    audio_out: Path = Path("data/perception/audio")  # decoded 16 kHz audio, reused by features
     backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     model: str = "whisper-tiny.en"
     compute_type: str = "int8"
     language: str | None = "en"
     beam_size: int = Field(1, ge=1)
+
+
+class AudioFeatureParams(_Section):
+    """Audio encoder: a Whisper model (catalogue name, CTranslate2 folder or .pt: its encoder's
+    hidden states) or any transformers speech model id/path (wav2vec2, HuBERT, WavLM …)."""
+
+    model: str = "whisper-tiny.en"
+    layer: int = -1
+    egemaps: bool = False  # also eGeMAPS low-level descriptors (needs `pip install opensmile`)
+
+
+class VisualFeatureParams(_Section):
+    """Visual encoder over the aligned crops: "default" (FaceMesh facial measures + FER2013
+    expression probabilities) or any transformers image model id/path (ViT, DINOv2, MAE, CLIP)."""
+
+    model: str = "default"
+    fer_model: str = "fer2013"
+    layer: int = -1
+    pooling: Literal["cls", "mean"] = "cls"
+
+
+class TextFeatureParams(_Section):
+    """Text encoder over transcripts: any transformers text model id/path."""
+
+    model: str = "all-minilm-l6-v2"
+    layer: int = -1
+    pooling: Literal["mean", "cls", "tokens"] = "mean"
+    normalize: bool = True
+
+
+class FeaturesParams(_Section):
+    """Feature extraction: one store per modality under ``out``."""
+
+    out: Path = Path("data/features")
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    batch_size: int = Field(16, ge=1)  # encoder batch (audio windows, frames, texts)
+    audio: AudioFeatureParams = AudioFeatureParams()
+    visual: VisualFeatureParams = VisualFeatureParams()
+    text: TextFeatureParams = TextFeatureParams()
 
 
 class ComputeParams(_Section):
@@ -98,6 +138,7 @@ class Params(_Section):
     models: ModelsParams = ModelsParams()
     faces: FacesParams = FacesParams()
     asr: AsrParams = AsrParams()
+    features: FeaturesParams = FeaturesParams()
     compute: ComputeParams = ComputeParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

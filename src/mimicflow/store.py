@@ -35,6 +35,8 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 def prune(folder: Path, keep: set[str], suffix: str) -> int:
     """Remove artefacts (and stray temporaries) not in ``keep``; returns how many went."""
     removed = 0
+    if not folder.is_dir():
+        return removed
     for path in folder.iterdir():
         stray = path.name.startswith(".") and path.name.endswith(".tmp")
         if stray or (path.suffix == suffix and path.name not in keep):

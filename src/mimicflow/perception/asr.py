@@ -107,7 +107,7 @@ class OpenAIWhisperASR:
         import torch
 
         torch.set_num_threads(threads)
-        self.model = _load_openai_whisper(model, device)
+        self.model = load_openai_whisper(model, device)
         self.fp16 = compute_type == "float16" and device != "cpu"
         self.language = language
         self.beam_size = beam_size
@@ -139,7 +139,7 @@ def converted_checkpoint(ct2_dir: Path) -> Path:
     return cache / "openai-whisper" / f"{ct2_dir.name}-{digest}.pt"
 
 
-def _load_openai_whisper(model: str | Path, device: str):
+def load_openai_whisper(model: str | Path, device: str):
     """``whisper.load_model``, plus CTranslate2 folders and the alignment heads a converted
     checkpoint carries (``load_model`` sets heads only for the models it names)."""
     import torch

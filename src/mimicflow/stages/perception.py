@@ -12,11 +12,13 @@ import logging
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mimicflow.config import Params
 from mimicflow.models.catalogue import catalogue, resolve
 from mimicflow.parallel import map_clips
+from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.store import artefact_name, prune, settings_hash, write_atomic
 
 log = logging.getLogger(__name__)
@@ -87,16 +89,44 @@ def _asr_backend(settings_json: str):
                     language=s["language"], beam_size=s["beam_size"])  # fmt: skip
 
 
-def asr_clip(job: tuple[str, str, str, str]) -> dict:
-    """Transcribe one clip (skipped when its artefact exists); returns its index row."""
+AUDIO_SETTINGS = {"sample_rate": SAMPLE_RATE, "channels": 1}
+
+
+def audio_artefact(params: Params, clip_id: str, content_sha256: str) -> Path:
+    """Where the asr stage keeps a clip's decoded 16 kHz mono audio (decoded once, reused by
+    the audio encoders)."""
+    name = artefact_name(clip_id, content_sha256, settings_hash(AUDIO_SETTINGS), ".npz")
+    return Path(params.asr.audio_out).resolve() / name
+
+
+def decoded_audio(media: str, cache: Path) -> np.ndarray | None:
+    """The clip's audio from the cache, decoding (and caching) it on first use."""
     from mimicflow.perception.audio import decode_audio
 
-    clip_id, media, artefact, settings_json = job
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as data:
+            return data["audio"].astype(np.float32) if bool(data["has_audio"]) else None
+    audio = decode_audio(media)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            stored = np.zeros(0, np.float16) if audio is None else audio.astype(np.float16)
+            np.savez(handle, audio=stored, has_audio=audio is not None)
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(cache, write)
+    return audio
+
+
+def asr_clip(job: tuple[str, str, str, str, str]) -> dict:
+    """Transcribe one clip (skipped when its artefact exists); returns its index row."""
+    clip_id, media, artefact, settings_json, audio_cache = job
     path = Path(artefact)
     if path.exists():
         transcript = json.loads(path.read_text())
     else:
-        transcript = _asr_backend(settings_json).transcribe(decode_audio(media)).as_dict()
+        audio = decoded_audio(media, Path(audio_cache))
+        transcript = _asr_backend(settings_json).transcribe(audio).as_dict()
         write_atomic(path, lambda tmp: tmp.write_text(json.dumps(transcript)))
     return {
         "clip_id": clip_id,
@@ -111,10 +141,12 @@ def asr_clip(job: tuple[str, str, str, str]) -> dict:
 
 def run_asr(params: Params, progress: bool = True) -> dict:
     asr = params.asr
-    settings = asr.model_dump(mode="json", exclude={"out"}) | {
+    settings = asr.model_dump(mode="json", exclude={"out", "audio_out"}) | {
         "model": _resolved(params, asr.model)
     }
     index = _run_per_clip(params, asr.out, ".json", settings, asr_clip, "asr", progress)
+    keep = {audio_artefact(params, r.clip_id, r.sha256).name for r in _manifest(params).itertuples()}
+    prune(Path(asr.audio_out), keep, ".npz")
     return _write_metrics(asr.out, {
         "clips": len(index),
         "clips_with_speech": int(index["has_speech"].sum()),
@@ -144,7 +176,10 @@ def _run_per_clip(params, out: Path, suffix: str, settings: dict, func, label, p
     for row in manifest.itertuples():
         media = row.video_path if label == "faces" or not row.audio_path else row.audio_path
         name = artefact_name(row.clip_id, row.sha256, tag, suffix)
-        jobs.append((row.clip_id, str(root / media), str(out / name), settings_json))
+        job = (row.clip_id, str(root / media), str(out / name), settings_json)
+        if label == "asr":
+            job += (str(audio_artefact(params, row.clip_id, row.sha256)),)
+        jobs.append(job)
     done = sum(Path(job[2]).exists() for job in jobs)
     if done:
         log.info("%s: %d of %d clips already done (resuming)", label, done, len(jobs))

@@ -1,0 +1,231 @@
+"""Frozen encoders that turn a clip's audio, face crops and transcript into feature sequences.
+
+Every encoder takes a batch of inputs from several clips and returns one (T × d) float32
+array per input: batching across clips is what keeps a GPU busy. Models load once, by
+Hugging Face id or local path exactly as users run them (``AutoModel.from_pretrained``), or
+from the catalogue's embedded defaults. ``device="auto"`` picks CUDA when present; on CUDA the
+forward passes run under float16 autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mimicflow.perception.audio import SAMPLE_RATE
+
+CHUNK_SECONDS = 30  # long audio is encoded in windows of this length and concatenated
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _autocast(device: str):
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What the feature store records beside the arrays."""
+
+    model: str
+    layer: int
+    dim: int
+    rate_hz: float | None  # frames per second of the output sequence (None: not time-aligned)
+
+
+# --- audio ---------------------------------------------------------------------------------------
+
+
+def _chunks(audio: np.ndarray) -> list[np.ndarray]:
+    size = CHUNK_SECONDS * SAMPLE_RATE
+    return [audio[i : i + size] for i in range(0, max(len(audio), 1), size)]
+
+
+class WhisperAudioEncoder:
+    """Hidden states of an openai-whisper encoder (the embedded default: tiny.en), 50 frames/s.
+
+    ``model``: a CTranslate2 Whisper folder (converted once, see ``asr.converted_checkpoint``),
+    an openai-whisper ``.pt`` or a model name. ``layer``: 0 = after the convolutional stem,
+    k = after block k, -1 = the final layer norm (what the decoder attends to).
+    """
+
+    rate_hz = 50.0
+
+    def __init__(self, model: str | Path, layer: int = -1, device: str = "auto", batch_size: int = 8):
+        from mimicflow.perception.asr import load_openai_whisper
+
+        self.device = resolve_device(device)
+        self.encoder = load_openai_whisper(model, self.device).encoder.eval()
+        self.layer, self.batch_size = layer, batch_size
+        self.info = EncoderInfo(str(model), layer, self.encoder.ln_post.normalized_shape[0], self.rate_hz)
+
+    def _forward(self, mel):
+        import torch.nn.functional as F
+
+        enc = self.encoder
+        x = F.gelu(enc.conv2(F.gelu(enc.conv1(mel)))).permute(0, 2, 1)
+        x = (x + enc.positional_embedding[: x.shape[1]]).to(x.dtype)
+        states = [x]
+        for block in enc.blocks:
+            x = block(x)
+            states.append(x)
+        states.append(enc.ln_post(x))
+        return states[self.layer]
+
+    def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
+        """Mel spectrograms are not padded to Whisper's 30 s window (4× less work on short
+        clips); the positional embedding is cut to the input's length instead."""
+        import torch
+        import torch.nn.functional as F
+        import whisper
+
+        chunks = [(i, k, c) for i, audio in enumerate(clips) for k, c in enumerate(_chunks(audio))]
+        chunks.sort(key=lambda item: len(item[2]))  # similar lengths batch with little padding
+        outputs: list[dict[int, np.ndarray]] = [{} for _ in clips]
+        for batch in _batches(chunks, self.batch_size):
+            mels = [whisper.log_mel_spectrogram(torch.from_numpy(c.astype(np.float32)))
+                    for _, _, c in batch]  # fmt: skip
+            width = max(m.shape[1] for m in mels)
+            width += width % 2  # the stride-2 stem wants an even number of mel frames
+            stacked = torch.stack([F.pad(m, (0, width - m.shape[1])) for m in mels]).to(self.device)
+            with torch.inference_mode(), _autocast(self.device):
+                hidden = self._forward(stacked).float().cpu().numpy()
+            for (index, part, chunk), states in zip(batch, hidden):
+                frames = max(1, math.ceil(len(chunk) / SAMPLE_RATE * self.rate_hz))
+                outputs[index][part] = states[:frames]
+        return [np.concatenate([parts[k] for k in sorted(parts)]) for parts in outputs]
+
+
+class HFAudioEncoder:
+    """Any transformers speech encoder (wav2vec2, HuBERT, WavLM, audEERING's VAD model …)."""
+
+    def __init__(self, model: str | Path, layer: int = -1, device: str = "auto", batch_size: int = 8):
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        self.device = resolve_device(device)
+        self.extractor = AutoFeatureExtractor.from_pretrained(str(model))
+        self.model = AutoModel.from_pretrained(str(model)).to(self.device).eval()
+        self.layer, self.batch_size = layer, batch_size
+        ratio = int(np.prod(getattr(self.model.config, "conv_stride", [320])))
+        dim = self.model.config.hidden_size
+        self.info = EncoderInfo(str(model), layer, dim, SAMPLE_RATE / ratio)
+
+    def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        chunks = [(i, c) for i, audio in enumerate(clips) for c in _chunks(audio)]
+        outputs: list[list[np.ndarray]] = [[] for _ in clips]
+        for batch in _batches(chunks, self.batch_size):
+            inputs = self.extractor([c for _, c in batch], sampling_rate=SAMPLE_RATE, padding=True,
+                                    return_tensors="pt", return_attention_mask=True)  # fmt: skip
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            with torch.inference_mode(), _autocast(self.device):
+                hidden = self.model(**inputs, output_hidden_states=True).hidden_states[self.layer]
+            lengths = self.model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1))
+            for (index, _), states, length in zip(batch, hidden.float().cpu().numpy(), lengths):
+                outputs[index].append(states[: max(1, int(length))])
+        return [np.concatenate(parts) for parts in outputs]
+
+
+# --- vision --------------------------------------------------------------------------------------
+
+
+class HFVisualEncoder:
+    """Any transformers image encoder (ViT, DINOv2, MAE, CLIP vision …) over aligned face crops:
+    one vector per frame, the CLS token (``pooling="cls"``) or the token mean of ``layer``."""
+
+    def __init__(self, model: str | Path, layer: int = -1, pooling: str = "cls", device: str = "auto",
+                 batch_size: int = 32):  # fmt: skip
+        from transformers import AutoImageProcessor, AutoModel
+
+        self.device = resolve_device(device)
+        self.processor = AutoImageProcessor.from_pretrained(str(model))
+        net = AutoModel.from_pretrained(str(model))
+        self.model = (getattr(net, "vision_model", None) or net).to(self.device).eval()  # CLIP
+        self.layer, self.pooling, self.batch_size = layer, pooling, batch_size
+        config = getattr(self.model.config, "vision_config", self.model.config)
+        self.info = EncoderInfo(str(model), layer, config.hidden_size, None)
+
+    def encode(self, clips: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """``clips``: per clip, its RGB crops; returns per clip (frames × d)."""
+        import torch
+
+        frames = [(i, f) for i, crops in enumerate(clips) for f in crops]
+        outputs: list[list[np.ndarray]] = [[] for _ in clips]
+        for batch in _batches(frames, self.batch_size):
+            inputs = self.processor(images=[f for _, f in batch], return_tensors="pt")
+            pixels = inputs["pixel_values"].to(self.device)
+            with torch.inference_mode(), _autocast(self.device):
+                hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states
+            states = hidden[self.layer]
+            pooled = states[:, 0] if self.pooling == "cls" else states.mean(dim=1)
+            for (index, _), vector in zip(batch, pooled.float().cpu().numpy()):
+                outputs[index].append(vector)
+        return [np.stack(parts) if parts else np.zeros((0, self.info.dim), np.float32)
+                for parts in outputs]  # fmt: skip
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+
+class HFTextEncoder:
+    """Any transformers text encoder over transcripts, from hidden layer ``layer``.
+
+    ``pooling``: "mean" (masked token mean, the sentence-transformers recipe), "cls", or
+    "tokens" (the whole token sequence). ``normalize`` L2-normalises pooled vectors.
+    """
+
+    def __init__(self, model: str | Path, layer: int = -1, pooling: str = "mean",
+                 normalize: bool = True, device: str = "auto", batch_size: int = 32,
+                 max_tokens: int = 256):  # fmt: skip
+        from transformers import AutoModel, AutoTokenizer
+
+        self.device = resolve_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model))
+        self.model = AutoModel.from_pretrained(str(model)).to(self.device).eval()
+        self.layer, self.pooling, self.normalize = layer, pooling, normalize
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.info = EncoderInfo(str(model), layer, self.model.config.hidden_size, None)
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        """Per text: (1 × d) pooled, or (tokens × d); an empty text gives (0 × d)."""
+        import torch
+
+        outputs = [np.zeros((0, self.info.dim), np.float32) for _ in texts]
+        spoken = [(i, t) for i, t in enumerate(texts) if t.strip()]
+        for batch in _batches(spoken, self.batch_size):
+            tokens = self.tokenizer([t for _, t in batch], padding=True, truncation=True,
+                                    max_length=self.max_tokens, return_tensors="pt").to(self.device)  # fmt: skip
+            with torch.inference_mode(), _autocast(self.device):
+                states = self.model(**tokens, output_hidden_states=True).hidden_states[self.layer]
+            states = states.float()
+            mask = tokens["attention_mask"].unsqueeze(-1).float()
+            if self.pooling == "tokens":
+                pooled = [s[: int(m.sum())] for s, m in zip(states, mask)]
+            else:
+                vectors = states[:, 0] if self.pooling == "cls" else (states * mask).sum(1) / mask.sum(1)
+                if self.normalize:
+                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                pooled = [v[None] for v in vectors]
+            for (index, _), value in zip(batch, pooled):
+                outputs[index] = value.cpu().numpy()
+        return outputs

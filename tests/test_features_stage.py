@@ -1,0 +1,89 @@
+"""The features stage over the validated faulty set: real embedded encoders, the packed store,
+resume, missing modalities, and a tiny transformers model switched in through params."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mimicflow.features.store import FeatureTable
+from mimicflow.stages.features import run_features
+
+from .helpers.tiny_hf import tiny_text_model
+
+
+@pytest.fixture(scope="module")
+def featured(perceived):
+    params, _, _ = perceived
+    metrics = {m: run_features(params, m, progress=False) for m in ("audio", "visual", "text")}
+    return params, metrics
+
+
+def _manifest(params):
+    return pd.read_parquet(params.validate_.out / "manifest.parquet")
+
+
+def test_every_clip_in_every_modality(featured):
+    params, metrics = featured
+    clips = list(_manifest(params)["clip_id"])
+    dims = {"audio": 384, "text": 384}
+    for modality, figures in metrics.items():
+        table = FeatureTable.open(params.features.out / modality)
+        assert table.clip_ids == clips and figures["clips"] == len(clips)
+        assert table.values.dtype == np.float16 and table.dim == figures["dim"]
+        if modality in dims:
+            assert table.dim == dims[modality]
+        values, mask = table.get(clips[0])
+        assert values.shape[1] == table.dim and len(mask) == len(values)
+
+
+def test_missing_modalities_are_flags_not_zeros(featured):
+    params, _ = featured
+    audio = FeatureTable.open(params.features.out / "audio")
+    assert audio.get("90005")[0].shape[0] == 0  # the clip without audio
+    assert not audio.meta["present"]["90005"]
+    assert audio.meta["rate_hz"] == 50.0
+    text = FeatureTable.open(params.features.out / "text")
+    asr = pd.read_parquet(params.asr.out / "index.parquet").set_index("clip_id")
+    for clip_id, spoken in asr["has_speech"].items():
+        assert text.meta["present"][clip_id] == bool(spoken)
+    visual = FeatureTable.open(params.features.out / "visual")
+    faces = pd.read_parquet(params.faces.out / "index.parquet").set_index("clip_id")
+    for clip_id in faces.index:
+        values, mask = visual.get(clip_id)
+        assert len(values) == faces.loc[clip_id, "frames"]
+        assert int(mask.sum()) <= faces.loc[clip_id, "frames_with_face"]
+        assert not np.asarray(values, np.float32)[~np.asarray(mask)].any()  # absent rows are zero
+
+
+def test_audio_features_follow_the_clip_duration(featured):
+    params, _ = featured
+    audio = FeatureTable.open(params.features.out / "audio")
+    manifest = _manifest(params).set_index("clip_id")
+    for clip_id in manifest.index[:5]:
+        frames = len(audio.get(clip_id)[0])
+        assert abs(frames / 50.0 - manifest.loc[clip_id, "duration_s"]) < 0.3
+
+
+def test_rerun_recomputes_nothing(featured):
+    params, metrics = featured
+    folder = params.features.out / "text"
+    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.npz")}
+    assert run_features(params, "text", progress=False) == metrics["text"]
+    assert before == {p.name: p.stat().st_mtime_ns for p in folder.glob("*.npz")}
+
+
+def test_a_transformers_model_by_path_replaces_the_default(featured, tmp_path):
+    params, _ = featured
+    tiny = tiny_text_model(tmp_path / "bert")
+    switched = params.model_copy(update={"features": params.features.model_copy(update={
+        "out": tmp_path / "features",
+        "text": params.features.text.model_copy(update={"model": str(tiny), "layer": 1}),
+    })})  # fmt: skip
+    metrics = run_features(switched, "text", progress=False)
+    assert metrics["dim"] == 32
+    meta = json.loads((tmp_path / "features" / "text" / "packed" / "meta.json").read_text())
+    assert meta["layer"] == 1 and meta["model"] == str(tiny)
