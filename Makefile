@@ -25,6 +25,7 @@ test-all: setup  ## every test, slow ones included
 bench: setup  ## speed figures (printed as tables)
 	python bench/bench_data.py
 	python bench/bench_perception.py
+	python bench/bench_features.py
 
 clean:  ## remove pipeline outputs (not the venv)
 	rm -rf data/demo data/validated models/pretrained reports

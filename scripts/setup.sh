@@ -28,6 +28,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # resolve the CUDA build and pull GBs). uv then sees torch==2.13.0 satisfied.
   .venv/bin/python -m pip install -q torch==2.13.0
   # triton is GPU-only for openai-whisper (word timing falls back to CPU code): skip its 1 GB.
-  .venv/bin/uv pip install -q --python .venv/bin/python --override scripts/uv-overrides.txt -e ".[dev]"
+  .venv/bin/uv pip install -q --python .venv/bin/python --override scripts/uv-overrides.txt -e ".[dev,prosody]"
   touch "$stamp"
 fi

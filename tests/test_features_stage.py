@@ -87,3 +87,16 @@ def test_a_transformers_model_by_path_replaces_the_default(featured, tmp_path):
     assert metrics["dim"] == 32
     meta = json.loads((tmp_path / "features" / "text" / "packed" / "meta.json").read_text())
     assert meta["layer"] == 1 and meta["model"] == str(tiny)
+
+
+def test_egemaps_descriptors_from_the_cached_audio(featured, tmp_path):
+    pytest.importorskip("opensmile")
+    params, _ = featured
+    switched = params.model_copy(update={"features": params.features.model_copy(
+        update={"out": tmp_path / "features"})})  # fmt: skip
+    metrics = run_features(switched, "egemaps", progress=False)
+    table = FeatureTable.open(tmp_path / "features" / "egemaps")
+    values, _ = table.get("00001")
+    assert metrics["dim"] == 25 and table.meta["columns"][0] == "Loudness_sma3"
+    manifest = _manifest(params).set_index("clip_id")
+    assert abs(len(values) / 100.0 - manifest.loc["00001", "duration_s"]) < 0.3

@@ -90,7 +90,6 @@ class AudioFeatureParams(_Section):
 
     model: str = "whisper-tiny.en"
     layer: int = -1
-    egemaps: bool = False  # also eGeMAPS low-level descriptors (needs `pip install opensmile`)
 
 
 class VisualFeatureParams(_Section):

@@ -180,8 +180,8 @@ def egemaps_extractor(params: Params) -> Extractor:
             try:
                 import opensmile
             except ImportError as exc:
-                raise RuntimeError("features.audio.egemaps needs opensmile: pip install "
-                                   "opensmile (research-only licence)") from exc  # fmt: skip
+                raise RuntimeError("eGeMAPS features need opensmile: pip install "
+                                   "'mimicflow[prosody]' (research-only licence)") from exc  # fmt: skip
             state["net"] = opensmile.Smile(opensmile.FeatureSet.eGeMAPSv02,
                                            opensmile.FeatureLevel.LowLevelDescriptors)  # fmt: skip
         return state["net"]
