@@ -53,9 +53,16 @@ def _whole_mask(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, np.ones(len(values), bool)
 
 
-def audio_extractor(params: Params) -> Extractor:
+def _cached_audio(params: Params, rows) -> list[np.ndarray | None]:
+    """The clips' 16 kHz audio as the asr stage decoded and cached it (decoded now if absent)."""
     from mimicflow.stages.perception import audio_artefact, decoded_audio
 
+    root = Path(params.data.root)
+    return [decoded_audio(str(root / (r.audio_path or r.video_path)),
+                          audio_artefact(params, r.clip_id, r.sha256)) for r in rows]  # fmt: skip
+
+
+def audio_extractor(params: Params) -> Extractor:
     config = params.features.audio
     model = _resolved(params, config.model)
     whisper = (Path(model) / "model.bin").exists() or model.endswith(".pt")
@@ -70,9 +77,7 @@ def audio_extractor(params: Params) -> Extractor:
         return state["net"]
 
     def load(rows):
-        root = Path(params.data.root)
-        return [decoded_audio(str(root / (r.audio_path or r.video_path)),
-                              audio_artefact(params, r.clip_id, r.sha256)) for r in rows]  # fmt: skip
+        return _cached_audio(params, rows)
 
     def encode(audios):
         present = [a for a in audios if a is not None and a.size]
@@ -171,8 +176,6 @@ def text_extractor(params: Params) -> Extractor:
 
 
 def egemaps_extractor(params: Params) -> Extractor:
-    from mimicflow.stages.perception import audio_artefact, decoded_audio
-
     state: dict = {}
 
     def smile():
@@ -187,9 +190,7 @@ def egemaps_extractor(params: Params) -> Extractor:
         return state["net"]
 
     def load(rows):
-        root = Path(params.data.root)
-        return [decoded_audio(str(root / (r.audio_path or r.video_path)),
-                              audio_artefact(params, r.clip_id, r.sha256)) for r in rows]  # fmt: skip
+        return _cached_audio(params, rows)
 
     def encode(audios):
         results = []
