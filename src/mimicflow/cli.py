@@ -246,6 +246,8 @@ def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
         raise _fail(f"{summary_path} not found: run `dvc repro` first")
     stages = [("validate", summary_path), ("faces", settings.faces.out.with_suffix(".json")),
               ("asr", settings.asr.out.with_suffix(".json"))]  # fmt: skip
+    stages += [(f"features@{modality}", settings.features.out / f"{modality}.json")
+               for modality in ("audio", "visual", "text")]  # fmt: skip
     for name, path in stages:
         if not path.exists():
             continue
