@@ -83,3 +83,12 @@ def test_cli_exit_codes(tmp_path, faulty_root):
     (tmp_path / "raw").mkdir()
     no_labels = runner.invoke(app, ["validate", str(tmp_path), "--out", str(tmp_path / "o")])
     assert no_labels.exit_code == 2 and "no label file" in no_labels.output
+
+
+def test_stages_before_validate_say_what_to_run(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(f"validate:\n  out: {tmp_path / 'nothing'}\n")
+    for command in (["stage", "faces"], ["stage", "asr"], ["stage", "features", "text"]):
+        result = CliRunner().invoke(app, [*command, "--params", str(params)])
+        assert result.exit_code == 2, result.output
+        assert "run the 'validate' stage first" in result.output

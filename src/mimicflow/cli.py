@@ -35,6 +35,17 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
     logging.getLogger("mimicflow").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _stage(run, *args):
+    """Run a stage function; a missing upstream output or model becomes one clear message."""
+    from mimicflow.models.catalogue import CatalogueError
+    from mimicflow.stages import MissingStageInput
+
+    try:
+        return run(*args)
+    except (MissingStageInput, CatalogueError) as exc:
+        raise _fail(str(exc)) from exc
+
+
 def _fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code=2)
@@ -128,7 +139,7 @@ def stage_faces(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Faces for every usable clip in the manifest (resumable)."""
     from mimicflow.stages import perception
 
-    console.print_json(json.dumps(perception.run_faces(load_params(params))))
+    console.print_json(json.dumps(_stage(perception.run_faces, load_params(params))))
 
 
 @stage_app.command("asr")
@@ -136,7 +147,7 @@ def stage_asr(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Transcripts for every usable clip in the manifest (resumable)."""
     from mimicflow.stages import perception
 
-    console.print_json(json.dumps(perception.run_asr(load_params(params))))
+    console.print_json(json.dumps(_stage(perception.run_asr, load_params(params))))
 
 
 @stage_app.command("features")
@@ -149,7 +160,7 @@ def stage_features(
 
     if modality not in features.MODALITIES:
         raise _fail(f"unknown modality {modality!r}; choose one of {', '.join(features.MODALITIES)}")
-    console.print_json(json.dumps(features.run_features(load_params(params), modality)))
+    console.print_json(json.dumps(_stage(features.run_features, load_params(params), modality)))
 
 
 @app.command()

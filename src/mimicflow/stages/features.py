@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from rich.progress import Progress
 
 from mimicflow.config import Params
 from mimicflow.data.layout import load_dataset, read_feature_pickle
 from mimicflow.features.store import pack, save_clip_features
 from mimicflow.models.catalogue import catalogue, resolve
+from mimicflow.stages import read_stage_output
 from mimicflow.store import artefact_name, prune, settings_hash
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ class Extractor:
     meta: Callable[[], dict]
 
 
-def _index(folder: Path) -> dict[str, str]:
-    frame = pd.read_parquet(folder / "index.parquet")
+def _index(folder: Path, stage: str) -> dict[str, str]:
+    frame = read_stage_output(Path(folder) / "index.parquet", stage)
     return dict(zip(frame["clip_id"], frame["artefact"]))
 
 
@@ -97,7 +97,7 @@ def visual_extractor(params: Params) -> Extractor:
     from mimicflow.perception.faces import load_face_track
 
     config = params.features.visual
-    faces = _index(params.faces.out)
+    faces = _index(params.faces.out, "faces")
     state: dict = {}
     default = config.model == "default"
     model = _resolved(params, config.fer_model if default else config.model)
@@ -147,7 +147,7 @@ def visual_extractor(params: Params) -> Extractor:
 
 def text_extractor(params: Params) -> Extractor:
     config = params.features.text
-    transcripts = _index(params.asr.out)
+    transcripts = _index(params.asr.out, "asr")
     model = _resolved(params, config.model)
     state: dict = {}
 
@@ -248,7 +248,7 @@ def build_extractor(params: Params, modality: str) -> Extractor:
 
 def run_features(params: Params, modality: str, progress: bool = True) -> dict:
     """Encode every clip of the manifest for ``modality``; pack; return the stage metrics."""
-    manifest = pd.read_parquet(params.validate_.out / "manifest.parquet")
+    manifest = read_stage_output(params.validate_.out / "manifest.parquet", "validate")
     extractor = build_extractor(params, modality)
     folder = Path(params.features.out) / modality
     folder.mkdir(parents=True, exist_ok=True)

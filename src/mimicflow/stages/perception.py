@@ -19,13 +19,14 @@ from mimicflow.config import Params
 from mimicflow.models.catalogue import catalogue, resolve
 from mimicflow.parallel import map_clips
 from mimicflow.perception.audio import SAMPLE_RATE
+from mimicflow.stages import read_stage_output
 from mimicflow.store import artefact_name, prune, settings_hash, write_atomic
 
 log = logging.getLogger(__name__)
 
 
 def _manifest(params: Params) -> pd.DataFrame:
-    return pd.read_parquet(params.validate_.out / "manifest.parquet")
+    return read_stage_output(params.validate_.out / "manifest.parquet", "validate")
 
 
 def _resolved(params: Params, name: str) -> str:
