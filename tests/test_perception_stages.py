@@ -101,7 +101,7 @@ def test_asr_on_a_real_dask_cluster_matches_the_local_run(
         processes += [
             subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1",
                               "--no-dashboard", "--name", f"w{i}"],
-                             env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+                             env=env, stderr=subprocess.DEVNULL)
             for i in range(2)
         ]
         from dask.distributed import Client

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -288,7 +289,7 @@ def save_face_track(track: FaceTrack, path: Path, jpeg_quality: int = 90) -> Non
 def load_face_track(path: Path) -> FaceTrack:
     with np.load(path, allow_pickle=False) as data:
         offsets, jpeg = data["jpeg_offsets"], data["jpeg"]
-        crops = [cv2.imdecode(jpeg[a:b], cv2.IMREAD_COLOR) for a, b in zip(offsets[:-1], offsets[1:])]
+        crops = [cv2.imdecode(jpeg[a:b], cv2.IMREAD_COLOR) for a, b in pairwise(offsets)]
         return FaceTrack(
             times=data["times"], has_face=data["has_face"], det_score=data["det_score"],
             quality=data["quality"], boxes=data["boxes"], landmarks=data["landmarks"],
