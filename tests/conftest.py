@@ -87,3 +87,13 @@ def perceived(validated, faulty_root, models_dir, tmp_path_factory):
 
     params = perception_params(validated, faulty_root, models_dir, tmp_path_factory.mktemp("perc"))
     return params, perception.run_faces(params, progress=False), perception.run_asr(params, progress=False)
+
+
+@pytest.fixture(scope="session")
+def featured(perceived):
+    """The three features stages run once after ``perceived``: (params, metrics per modality)."""
+    from mimicflow.stages.features import run_features
+
+    params, _, _ = perceived
+    metrics = {m: run_features(params, m, progress=False) for m in ("audio", "visual", "text")}
+    return params, metrics

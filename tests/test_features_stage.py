@@ -15,13 +15,6 @@ from mimicflow.stages.features import run_features
 from .helpers.tiny_hf import tiny_text_model
 
 
-@pytest.fixture(scope="module")
-def featured(perceived):
-    params, _, _ = perceived
-    metrics = {m: run_features(params, m, progress=False) for m in ("audio", "visual", "text")}
-    return params, metrics
-
-
 def _manifest(params):
     return pd.read_parquet(params.validate_.out / "manifest.parquet")
 
