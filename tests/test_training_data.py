@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from mimicflow import EMOTIONS
-
 from mimicflow.training.data import FeatureDataset, segment_pool
 
 

@@ -9,6 +9,7 @@ its padding masked. A missing modality is an all-False mask plus a ``present`` f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ def segment_pool(values: np.ndarray, mask: np.ndarray, frames: int) -> tuple[np.
         out[:length], out_mask[:length] = values * mask[:, None], mask
         return out, out_mask
     edges = np.linspace(0, length, frames + 1).astype(int)
-    for k, (start, stop) in enumerate(zip(edges[:-1], edges[1:])):
+    for k, (start, stop) in enumerate(pairwise(edges)):
         valid = mask[start:stop]
         if valid.any():
             out[k] = values[start:stop][valid].mean(axis=0)
