@@ -171,25 +171,21 @@ def faces(
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
     """Detect, track and align the main face of one clip; write its crops."""
+    import av
     import cv2
 
-    from mimicflow.models.catalogue import CatalogueError, catalogue, resolve
     from mimicflow.perception.faces import load_face_detector, process_clip, save_face_track
+    from mimicflow.stages import face_models
 
     settings = load_params(params)
     config = settings.faces
     if not video.is_file():
         raise _fail(f"{video} does not exist")
-    entries = catalogue(settings.models.entries)
-    try:
-        models = {role: Path(resolve(name, settings.models.dir, entries))
-                  for role, name in (("detector", config.detector_model), ("mesh", config.mesh_model))}  # fmt: skip
-    except CatalogueError as exc:
-        raise _fail(str(exc)) from exc
+    models = _stage(face_models, settings)
     detector = load_face_detector(config.backend, models, config.threshold, config.full_range)
     try:
         track = process_clip(video, detector, config.fps, config.crop_size)
-    except av_errors() as exc:
+    except av.error.FFmpegError as exc:
         raise _fail(f"{video} is not a readable media file ({exc})") from exc
     out.mkdir(parents=True, exist_ok=True)
     for index, crop in enumerate(track.crops):
@@ -204,12 +200,6 @@ def faces(
         console.print(summary)
 
 
-def av_errors() -> type[Exception]:
-    import av
-
-    return av.error.FFmpegError
-
-
 @app.command()
 def transcribe(
     video: Annotated[Path, typer.Argument(help="a clip or audio file (any container/codec)")],
@@ -219,19 +209,17 @@ def transcribe(
     """Transcribe one clip with the configured ASR backend."""
     import av
 
-    from mimicflow.models.catalogue import CatalogueError, catalogue, resolve
     from mimicflow.perception.asr import load_asr
     from mimicflow.perception.audio import decode_audio
+    from mimicflow.stages import resolve_model
 
     settings = load_params(params)
     asr = settings.asr
     if not video.is_file():
         raise _fail(f"{video} does not exist")
+    model = _stage(resolve_model, settings, asr.model)
     try:
-        model = resolve(asr.model, settings.models.dir, catalogue(settings.models.entries))
         audio = decode_audio(video)
-    except CatalogueError as exc:
-        raise _fail(str(exc)) from exc
     except av.error.FFmpegError as exc:
         raise _fail(f"{video} is not a readable media file ({exc})") from exc
     backend = load_asr(asr.backend, model, compute_type=asr.compute_type, language=asr.language,

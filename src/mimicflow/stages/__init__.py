@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from mimicflow.config import Params
 
 
 class MissingStageInput(FileNotFoundError):
@@ -18,3 +22,18 @@ def read_stage_output(path: Path, stage: str) -> pd.DataFrame:
         raise MissingStageInput(f"{path} not found: run the {stage!r} stage first "
                                 f"(`dvc repro {stage}`)")  # fmt: skip
     return pd.read_parquet(path)
+
+
+def resolve_model(params: Params, name: str) -> str:
+    """A catalogue name becomes its prepared folder (fetched once); a path or hub id passes."""
+    from mimicflow.models.catalogue import catalogue, resolve
+
+    return resolve(name, params.models.dir, catalogue(params.models.entries))
+
+
+def face_models(params: Params) -> dict[str, Path | None]:
+    """The face backend's model folders by role (the mesh only for blazeface)."""
+    faces = params.faces
+    mesh = resolve_model(params, faces.mesh_model) if faces.backend == "blazeface" else None
+    return {"detector": Path(resolve_model(params, faces.detector_model)),
+            "mesh": Path(mesh) if mesh else None}  # fmt: skip

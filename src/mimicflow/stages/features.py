@@ -21,8 +21,7 @@ from rich.progress import Progress
 from mimicflow.config import Params
 from mimicflow.data.layout import load_dataset, read_feature_pickle
 from mimicflow.features.store import pack, save_clip_features
-from mimicflow.models.catalogue import catalogue, resolve
-from mimicflow.stages import read_stage_output
+from mimicflow.stages import read_stage_output, resolve_model
 from mimicflow.store import artefact_name, prune, settings_hash
 
 log = logging.getLogger(__name__)
@@ -45,9 +44,6 @@ def _index(folder: Path, stage: str) -> dict[str, str]:
     return dict(zip(frame["clip_id"], frame["artefact"]))
 
 
-def _resolved(params: Params, name: str) -> str:
-    return resolve(name, params.models.dir, catalogue(params.models.entries))
-
 
 def _whole_mask(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, np.ones(len(values), bool)
@@ -64,7 +60,7 @@ def _cached_audio(params: Params, rows) -> list[np.ndarray | None]:
 
 def audio_extractor(params: Params) -> Extractor:
     config = params.features.audio
-    model = _resolved(params, config.model)
+    model = resolve_model(params, config.model)
     whisper = (Path(model) / "model.bin").exists() or model.endswith(".pt")
     state: dict = {}
 
@@ -100,7 +96,7 @@ def visual_extractor(params: Params) -> Extractor:
     faces = _index(params.faces.out, "faces")
     state: dict = {}
     default = config.model == "default"
-    model = _resolved(params, config.fer_model if default else config.model)
+    model = resolve_model(params, config.fer_model if default else config.model)
 
     def load(rows):
         return [load_face_track(Path(params.faces.out) / faces[r.clip_id]) for r in rows]
@@ -148,7 +144,7 @@ def visual_extractor(params: Params) -> Extractor:
 def text_extractor(params: Params) -> Extractor:
     config = params.features.text
     transcripts = _index(params.asr.out, "asr")
-    model = _resolved(params, config.model)
+    model = resolve_model(params, config.model)
     state: dict = {}
 
     def encoder():

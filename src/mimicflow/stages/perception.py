@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 
 from mimicflow.config import Params
-from mimicflow.models.catalogue import catalogue, resolve
 from mimicflow.parallel import map_clips
 from mimicflow.perception.audio import SAMPLE_RATE
-from mimicflow.stages import read_stage_output
+from mimicflow.stages import face_models, read_stage_output, resolve_model
 from mimicflow.store import artefact_name, prune, settings_hash, write_atomic
 
 log = logging.getLogger(__name__)
@@ -28,9 +27,6 @@ log = logging.getLogger(__name__)
 def _manifest(params: Params) -> pd.DataFrame:
     return read_stage_output(params.validate_.out / "manifest.parquet", "validate")
 
-
-def _resolved(params: Params, name: str) -> str:
-    return resolve(name, params.models.dir, catalogue(params.models.entries))
 
 
 # --- faces ---------------------------------------------------------------------------------------
@@ -65,8 +61,7 @@ def run_faces(params: Params, progress: bool = True) -> dict:
     settings = {
         "backend": faces.backend, "fps": faces.fps, "crop_size": faces.crop_size,
         "threshold": faces.threshold, "full_range": faces.full_range,
-        "detector": _resolved(params, faces.detector_model),
-        "mesh": _resolved(params, faces.mesh_model) if faces.backend == "blazeface" else "",
+        **{role: str(path or "") for role, path in face_models(params).items()},
     }  # fmt: skip
     index = _run_per_clip(params, faces.out, ".npz", settings, faces_clip, "faces", progress)
     return _write_metrics(faces.out, {
@@ -143,7 +138,7 @@ def asr_clip(job: tuple[str, str, str, str, str]) -> dict:
 def run_asr(params: Params, progress: bool = True) -> dict:
     asr = params.asr
     settings = asr.model_dump(mode="json", exclude={"out", "audio_out"}) | {
-        "model": _resolved(params, asr.model)
+        "model": resolve_model(params, asr.model)
     }
     index = _run_per_clip(params, asr.out, ".json", settings, asr_clip, "asr", progress)
     keep = {audio_artefact(params, r.clip_id, r.sha256).name for r in _manifest(params).itertuples()}
