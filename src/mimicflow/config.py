@@ -211,6 +211,7 @@ class EnsembleParams(_Section):
     reports: Path = Path("reports/training")
     # `mimicflow stage compare`: each system, and the default system on one modality at a time.
     compare_systems: tuple[str, ...] = SYSTEM_NAMES
+    compare_epochs: int = Field(20, ge=1)  # every run of the table gets the same budget
 
 
 class Params(_Section):

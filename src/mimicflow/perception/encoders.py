@@ -9,10 +9,9 @@ forward passes run under float16 autocast.
 
 from __future__ import annotations
 
-import re
-
 import contextlib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -187,6 +187,8 @@ def cross_validate(params: Params, system: str, modalities=None, progress: bool 
 
 def run_compare(params: Params, progress: bool = True) -> dict:
     """Stage ``compare``: every system, and the default system on each single modality."""
+    budget = min(params.train.epochs, params.ensemble.compare_epochs)
+    params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": budget})})
     runs = {name: (name, None) for name in params.ensemble.compare_systems}
     default = params.train.system
     if default != "augsburg":
