@@ -28,21 +28,24 @@ from .prefect_server import BIN, free_port, stop
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 16
-# Columns the shift must move (darker video, faces gone, slower, quieter and lower speech) and
-# columns it leaves alone (same fps and frame size).
-SHIFTED = {"duration_s", "words_per_s", "no_speech_prob", "video_brightness", "face_rate"}
+# Columns the shift must move (slower: duration; quieter and lower speech: no-speech probability
+# and an audio component; darker video: brightness; faces gone: face rate) and columns it leaves
+# alone (same fps and frame size).
+SHIFTED = {"duration_s", "no_speech_prob", "video_brightness", "face_rate"}
 UNSHIFTED = {"fps", "width", "height"}
 
 
 @pytest.fixture(scope="module")
-def monitored(featured, tmp_path_factory):
-    """The session's pipeline params with a monitor section in a temporary folder, and the
-    reference built from the session's pipeline outputs (what `dvc repro reference` does)."""
+def monitored(featured, ensemble_dir, tmp_path_factory):
+    """The session's pipeline params with its trained ensemble and a monitor section in a
+    temporary folder; the reference built from the session's pipeline outputs (what
+    `dvc repro reference` does)."""
     params, _ = featured
     root = tmp_path_factory.mktemp("monitor")
     settings = MonitorParams(reference=root / "reference", work=root / "work", archive=root / "archive",
                              reports=root / "reports", settle_s=0)  # fmt: skip
-    params = params.model_copy(update={"monitor": settings})
+    ensemble = params.ensemble.model_copy(update={"out": ensemble_dir})
+    params = params.model_copy(update={"monitor": settings, "ensemble": ensemble})
     build_reference(params)
     return params
 

@@ -6,7 +6,9 @@
 - feature summaries: each modality's frame-mean vector — as named columns when the store names
   them (the default visual features: FaceMesh measures + FER2013 probabilities), otherwise as its
   first principal components, fitted on the reference;
-- predictions: each emotion's intensity from the fold ensemble (``monitor.ensemble``).
+- predictions: each emotion's intensity from the fold ensemble (``ensemble.out``); for the
+  reference, the folds' out-of-fold predictions where a clip was validated on (a clip the
+  models trained on would look better predicted than any new one).
 
 The ``reference`` DVC stage profiles the training data once (``profile.parquet`` +
 ``projections.npz``); a monitoring run profiles its batch with the same projections.
@@ -95,13 +97,21 @@ def clip_means(params: Params, modality: str, clip_ids: list[str]) -> tuple[np.n
     return means, table.meta
 
 
-def predictions(params: Params, clip_ids: list[str]) -> pd.DataFrame:
-    """The fold ensemble's intensities per clip (``pred_<emotion>`` columns)."""
+def predictions(params: Params, clip_ids: list[str], out_of_fold: bool) -> pd.DataFrame:
+    """The fold ensemble's intensities per clip (``pred_<emotion>`` columns); with
+    ``out_of_fold``, the folds' validation predictions replace them where a clip has one."""
     from mimicflow.training.ensemble import load_ensemble
 
-    ensemble = load_ensemble(Path(params.monitor.ensemble))
+    ensemble = load_ensemble(params.ensemble.out)
     frame = ensemble.predict_store(Path(params.features.out), clip_ids).set_index("clip_id")
-    return frame.loc[clip_ids, list(EMOTIONS)].add_prefix("pred_").astype(float)
+    frame = frame.loc[clip_ids, list(EMOTIONS)].astype(float)
+    folds = sorted(Path(ensemble.params.train.out).glob("*/val_predictions.csv"))
+    if out_of_fold and folds:
+        oof = pd.concat(pd.read_csv(f, dtype={"clip_id": str}) for f in folds).groupby("clip_id").mean()
+        shared = frame.index.intersection(oof.index)
+        frame.loc[shared] = oof.loc[shared, list(EMOTIONS)].to_numpy()
+        log.info("reference predictions: %d of %d clips out-of-fold", len(shared), len(frame))
+    return frame.add_prefix("pred_")
 
 
 def profile(params: Params, projections: dict[str, np.ndarray] | None = None):
@@ -120,8 +130,8 @@ def profile(params: Params, projections: dict[str, np.ndarray] | None = None):
                 fitted |= _fit_components(modality, means, params.monitor.components)
             summary = _project(modality, means, fitted, frame.index)
         frame = frame.join(summary)
-    if params.monitor.ensemble is not None:
-        frame = frame.join(predictions(params, clip_ids))
+    if params.monitor.predictions:
+        frame = frame.join(predictions(params, clip_ids, out_of_fold=projections is None))
     return frame, fitted
 
 
@@ -155,7 +165,7 @@ def build_reference(params: Params) -> dict:
     frame.reset_index().to_parquet(out / "profile.parquet", index=False)
     np.savez(out / "projections.npz", **projections)
     summary = {"clips": len(frame), "columns": list(frame.columns),
-               "predictions": params.monitor.ensemble is not None}  # fmt: skip
+               "predictions": params.monitor.predictions}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log.info("reference profile: %d clips x %d columns -> %s", len(frame), frame.shape[1], out)
     return summary
