@@ -130,6 +130,15 @@ class ComputeParams(_Section):
     scheduler: str | None = None
 
 
+class ServingParams(_Section):
+    """The ``package`` stage's bento and the service's limits on uploads (packaged with it)."""
+
+    out: Path = Path("models/bento")  # the exported bento + bento.json (tags)
+    max_upload_mb: float = Field(50.0, gt=0)  # larger uploads: 413
+    max_duration_s: float = Field(60.0, gt=0)  # longer clips: 422
+    token_env: str = "MIMICFLOW_API_TOKEN"  # when this variable is set, predict endpoints need it
+
+
 class Params(_Section):
     data: DataParams = DataParams()
     demo: DemoParams = DemoParams()
@@ -139,6 +148,7 @@ class Params(_Section):
     asr: AsrParams = AsrParams()
     features: FeaturesParams = FeaturesParams()
     compute: ComputeParams = ComputeParams()
+    serving: ServingParams = ServingParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
