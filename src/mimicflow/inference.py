@@ -129,13 +129,17 @@ def extract_clip(params: Params, video: Path, work_dir: Path,
     """Faces and transcript (side by side), then each modality's features, for one clip.
 
     ``work_dir`` receives the clip's perception artefacts, as the stages write them."""
+    from threadpoolctl import threadpool_limits
+
     from mimicflow.perception.faces import load_face_track
     from mimicflow.stages.perception import asr_clip, decoded_audio, faces_clip
 
     chain = _chain(params.model_dump_json(), tuple(modalities))
     work_dir = Path(work_dir)
     faces_file, asr_file, audio_file = (work_dir / n for n in ("faces.npz", "asr.json", "audio.npz"))
-    with ThreadPoolExecutor(2) as pool:
+    # Single-threaded BLAS, as the stages' workers run them: Whisper's transcript of a borderline
+    # clip can change with the thread count.
+    with threadpool_limits(limits=1), ThreadPoolExecutor(2) as pool:
         faces = pool.submit(faces_clip, ("clip", str(video), str(faces_file), chain.faces_settings))
         asr = pool.submit(asr_clip, ("clip", str(video), str(asr_file), chain.asr_settings,
                                      str(audio_file)))  # fmt: skip
