@@ -257,7 +257,7 @@ def predict(
     try:
         loaded = load_ensemble(folder)
     except FileNotFoundError as exc:
-        raise _fail(f"{exc} (train it with `dvc repro ensemble`)") from exc
+        raise _fail(str(exc)) from exc
     results = predict_clips(loaded, videos, progress=len(videos) > 1)
     if as_json:
         print(json.dumps(results))
@@ -266,11 +266,12 @@ def predict(
         for column in ("file", *EMOTIONS):
             table.add_column(column, justify="left" if column == "file" else "right")
         for result in results:
-            if "error" in result:
-                table.add_row(result["file"], f"[red]{result['error']}[/]")
-            else:
+            if "error" not in result:
                 table.add_row(result["file"], *(f"{result['intensities'][e]:.3f}" for e in EMOTIONS))
         console.print(table)
+        for result in results:
+            if "error" in result:
+                console.print(f"[bold red]{result['file']}:[/] {result['error']}", soft_wrap=True)
     if any("error" in result for result in results):
         raise typer.Exit(code=1)
 

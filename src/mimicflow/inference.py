@@ -203,8 +203,8 @@ def predict_clips(ensemble: Ensemble, paths: list[Path], limits: Limits = Limits
                                                              tuple(ensemble.modalities))))  # fmt: skip
         except (ClipRejected, OSError, av.error.FFmpegError) as exc:
             log.debug("%s: %s", path, exc)
-            results[-1]["error"] = str(exc) if isinstance(exc, ClipRejected) else (
-                f"cannot read {path}: {exc}")  # fmt: skip
+            reason = getattr(exc, "strerror", None) if isinstance(exc, OSError) else None
+            results[-1]["error"] = f"cannot read the file: {reason}" if reason else str(exc)
     answers = prediction(ensemble, [c.features for _, c in clips])
     for (index, clip), answer in zip(clips, answers):
         results[index] |= answer | {"transcript": clip.transcript,
