@@ -97,3 +97,24 @@ def featured(perceived):
     params, _, _ = perceived
     metrics = {m: run_features(params, m, progress=False) for m in ("audio", "visual", "text")}
     return params, metrics
+
+
+@pytest.fixture(scope="session")
+def ensemble_dir(featured, tmp_path_factory):
+    """A small ensemble of the default system trained on the featured clips (2 folds, a few
+    epochs) through the real train and ensemble stages: for prediction, serving and
+    monitoring tests. Returns the ensemble folder (what ``load_ensemble`` takes)."""
+    from mimicflow.stages.train import run_ensemble, run_train
+
+    params, _ = featured
+    out = tmp_path_factory.mktemp("trained")
+    train = params.train.model_copy(update={
+        "folds": 2, "epochs": 3, "patience": 2, "out": out / "folds",
+        "mimicmetrics": params.train.mimicmetrics.model_copy(update={"pretrain_epochs": 2}),
+    })  # fmt: skip
+    ensemble = params.ensemble.model_copy(update={"out": out / "ensemble", "reports": out / "reports"})
+    params = params.model_copy(update={"train": train, "ensemble": ensemble})
+    for fold in range(train.folds):
+        run_train(params, fold, progress=False)
+    run_ensemble(params)
+    return out / "ensemble"

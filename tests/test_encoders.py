@@ -12,6 +12,7 @@ from mimicflow.perception.encoders import (
     HFTextEncoder,
     HFVisualEncoder,
     WhisperAudioEncoder,
+    split_sentences,
 )
 
 from .helpers.tiny_hf import tiny_audio_model, tiny_image_model, tiny_text_model
@@ -51,6 +52,15 @@ def test_any_transformers_text_model_by_path(tmp_path, pooling, layer):
         assert out[0].shape == (7, 32)  # [CLS] 5 words [SEP]
     else:
         assert out[0].shape == (1, 32) and not np.allclose(out[0], out[2])
+
+
+def test_sentence_pooling_gives_one_vector_per_sentence(tmp_path):
+    encoder = HFTextEncoder(tiny_text_model(tmp_path / "bert"), pooling="sentences", device="cpu")
+    out = encoder.encode(["Well. I am so happy! Is it?", "", "this is awful ."])
+    assert [o.shape for o in out] == [(3, 32), (0, 32), (1, 32)]
+    alone = encoder.encode(["I am so happy!"])[0]
+    np.testing.assert_allclose(out[0][1], alone[0], atol=1e-5)  # context-free per sentence
+    assert split_sentences("Okay.  Wow! Yes?no") == ["Okay.", "Wow!", "Yes?no"]
 
 
 def test_whisper_encoder_hidden_states(models_dir):

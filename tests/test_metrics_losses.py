@@ -48,7 +48,11 @@ def test_losses_reward_better_predictions_and_never_nan():
     assert torch.isfinite(pearson_loss(constant, true)) and torch.isfinite(ccc_loss(constant, true))
 
 
-def test_triplet_loss_is_zero_when_margin_is_met():
-    anchor = torch.tensor([[1.0, 0.0]])
-    assert text_anchored_triplet_loss(anchor, anchor, -anchor).item() == 0.0
-    assert text_anchored_triplet_loss(anchor, -anchor, anchor).item() == pytest.approx(2.1)
+def test_triplet_loss_orders_fused_features_like_the_text_features():
+    text = torch.tensor([[0.0], [0.1], [5.0]])  # clips 0 and 1 say nearly the same
+    agree = torch.tensor([[0.0, 0.0], [0.0, 0.05], [3.0, 0.0]])  # fused keeps that order
+    disagree = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 0.05]])  # fused swaps it
+    g = torch.Generator().manual_seed(0)
+    assert text_anchored_triplet_loss(agree, text, generator=g).item() == 0.0
+    loss = text_anchored_triplet_loss(disagree, text, generator=g)
+    assert loss.item() == pytest.approx((9.0 - 0.0025 + 0.1) + (9.0 - 9.0025 + 0.1))

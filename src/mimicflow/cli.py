@@ -200,6 +200,36 @@ def faces(
         console.print(summary)
 
 
+@stage_app.command("train")
+def stage_train(
+    fold: Annotated[int, typer.Option("--fold", help="the fold to validate on (0 … folds−1)")],
+    params: ParamsOption = DEFAULT_PARAMS_FILE,
+) -> None:
+    """Train the configured system on every fold but FOLD, early-stopped on FOLD."""
+    from mimicflow.stages import train
+
+    description = _stage(train.run_train, load_params(params), fold)
+    console.print_json(json.dumps({k: description[k] for k in ("system", "fold", "best_epoch")}
+                                  | {"val_mean_pearson": description["val_scores"]["mean_pearson"]}))
+
+
+@stage_app.command("ensemble")
+def stage_ensemble(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """Gather the fold models, score them, write the metrics, plots and submission CSV."""
+    from mimicflow.stages import train
+
+    metrics = _stage(train.run_ensemble, load_params(params))
+    console.print_json(json.dumps({k: v for k, v in metrics.items() if k != "folds"}))
+
+
+@stage_app.command("compare")
+def stage_compare(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """Cross-validate every system, and the default one on each single modality."""
+    from mimicflow.stages import train
+
+    _print_compare(_stage(train.run_compare, load_params(params)))
+
+
 @app.command()
 def transcribe(
     video: Annotated[Path, typer.Argument(help="a clip or audio file (any container/codec)")],
@@ -307,6 +337,49 @@ def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
         for row in quarantine.head(20).itertuples():
             console.print(f"  {row.Filename}: {row.reason}")
     console.print(f"data docs: {settings.validate_.out / 'data_docs' / 'index.html'}")
+    reports = Path(settings.ensemble.reports)
+    if (reports / "compare.json").exists():
+        _print_compare(json.loads((reports / "compare.json").read_text()))
+    if (reports / "metrics.json").exists():
+        _print_ensemble(json.loads((reports / "metrics.json").read_text()))
+
+
+def _fmt(value) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+def _print_compare(table: dict) -> None:
+    view = Table(title="5-fold cross-validation, out-of-fold (mean Pearson ↑, MSE ↓)")
+    for column in ("model", "modalities", "mean Pearson", "MSE", "baseline Pearson", "baseline MSE"):
+        view.add_column(column, justify="left" if column in ("model", "modalities") else "right")
+    for name, run in table["runs"].items():
+        bold = "[bold]" if name == table["default_system"] else ""
+        view.add_row(f"{bold}{name}", ", ".join(run["modalities"]), _fmt(run["mean_pearson"]),
+                     _fmt(run["mse"]), _fmt(run["baseline_mean_pearson"]), _fmt(run["baseline_mse"]))
+    if table.get("oracle_mean_pearson") is not None:
+        view.add_row("oracle ceiling (demo)", "", _fmt(table["oracle_mean_pearson"]), "", "", "")
+    console.print(view)
+
+
+def _print_ensemble(metrics: dict) -> None:
+    view = Table(title=f"ensemble {metrics['version']} ({metrics['protocol']} protocol)")
+    view.add_column("evaluation")
+    view.add_column("clips", justify="right")
+    view.add_column("mean Pearson", justify="right")
+    rows = [("folds (each on its own validation fold)", None, None)]
+    for k, fold in enumerate(metrics["folds"]):
+        rows.append((f"  fold {k}", fold["clips"], fold["mean_pearson"]))
+    for key, label in (("out_of_fold", "out-of-fold"), ("official_valid", "official valid"),
+                       ("demo_hidden_test", "ensemble on the demo's hidden test labels")):
+        if key in metrics:
+            rows.append((label, metrics[key]["clips"], metrics[key]["mean_pearson"]))
+    for label, clips, value in rows:
+        view.add_row(label, "" if clips is None else str(clips), "" if value is None and clips is None
+                     else _fmt(value))  # fmt: skip
+    if "demo_oracle_mean_pearson" in metrics:
+        view.add_row("oracle ceiling (demo)", "", _fmt(metrics["demo_oracle_mean_pearson"]))
+        view.add_row("[bold]held-out ÷ oracle", "", f"[bold]{_fmt(metrics['fraction_of_oracle'])}")
+    console.print(view)
 
 
 def _print_signal(report: dict) -> None:

@@ -31,7 +31,7 @@ class DemoParams(_Section):
     """The synthetic demo dataset that ``make demo`` generates."""
 
     out: Path = Path("data/demo")
-    n_clips: int = Field(320, ge=6)
+    n_clips: int = Field(480, ge=6)
     seed: int = 7
 
 
@@ -107,7 +107,7 @@ class TextFeatureParams(_Section):
 
     model: str = "all-minilm-l6-v2"
     layer: int = -1
-    pooling: Literal["mean", "cls", "tokens"] = "mean"
+    pooling: Literal["mean", "cls", "tokens", "sentences"] = "sentences"
     normalize: bool = True
 
 
@@ -130,6 +130,90 @@ class ComputeParams(_Section):
     scheduler: str | None = None
 
 
+class SystemParams(_Section):
+    """Optimisation shared by the systems; each system's section sets its paper's defaults."""
+
+    hidden: int = Field(128, ge=8)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    loss: Literal["mse", "ccc", "mimicmetrics"] = "mse"
+    ema: float | None = Field(None, gt=0, lt=1)  # decay of an exponential moving average
+
+
+class FuxiParams(SystemParams):
+    """Fuxi (ABAW6): TSN sampling, BiGRU branches, average fusion, text-anchored triplet, EMA."""
+
+    dropout: float = 0.3
+    embed: int = Field(256, ge=8)
+    ema: float | None = 0.999
+    encoder_lr_scale: float = Field(1.0, gt=0)  # per-module learning rates: branches vs head
+    triplet_margin: float = 0.1
+    triplet_weight: float = Field(0.1, ge=0)  # beside the regression loss; on unit-norm features
+    restart_epochs: int = Field(5, ge=1)  # cosine annealing with warm restarts
+    min_lr: float = 1e-8
+
+
+class UstcParams(SystemParams):
+    """USTC (ABAW8): TCN vision, gated BiLSTM audio, quality-aware weights, Transformer fusion."""
+
+    heads: int = Field(4, ge=1)
+    layers: int = Field(1, ge=1)
+    ema: float | None = 0.999
+
+
+class AugsburgParams(SystemParams):
+    """Augsburg (ABAW6): audio only, global mean ⊕ LSTM last state → dense + tanh."""
+
+
+class MimicMetricsParams(SystemParams):
+    """MimicMetrics (ABAW10): unimodal pre-training, then MLP fusion with modality dropout."""
+
+    loss: Literal["mse", "ccc", "mimicmetrics"] = "mimicmetrics"
+    weight_decay: float = 1e-4
+    modality_dropout: float = Field(0.3, ge=0, lt=1)
+    encoder_lr_scale: float = Field(0.05, gt=0)  # encoders fine-tuned at 0.05 × lr
+    pretrain_epochs: int = Field(20, ge=1)
+    plateau_patience: int = Field(3, ge=1)  # ReduceLROnPlateau on the validation Pearson
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+
+
+SYSTEM_NAMES = ("fuxi", "ustc", "augsburg", "mimicmetrics")
+
+
+class TrainParams(_Section):
+    """Fusion training with k-fold cross-validation; ``system`` picks one of the four papers."""
+
+    system: Literal["fuxi", "ustc", "augsburg", "mimicmetrics"] = "mimicmetrics"
+    modalities: tuple[str, ...] = ("audio", "visual", "text")  # feature stores the model sees
+    # merged: k folds over train+valid (Fuxi); official: k folds over train, valid held out.
+    protocol: Literal["merged", "official"] = "merged"
+    folds: int = Field(5, ge=2)
+    seed: int = 7
+    epochs: int = Field(40, ge=1)
+    patience: int = Field(8, ge=1)  # early stopping on the fold's validation mean Pearson
+    batch_size: int = Field(16, ge=2)
+    frames: dict[str, int] = {"audio": 32, "visual": 16, "text": 8}  # TSN segments per modality
+    out: Path = Path("models/folds")
+    fuxi: FuxiParams = FuxiParams()
+    ustc: UstcParams = UstcParams()
+    augsburg: AugsburgParams = AugsburgParams()
+    mimicmetrics: MimicMetricsParams = MimicMetricsParams()
+
+    def system_params(self, system: str | None = None) -> SystemParams:
+        return getattr(self, system or self.system)
+
+
+class EnsembleParams(_Section):
+    """The fold models' mean, its metrics and plots, and the comparison table."""
+
+    out: Path = Path("models/ensemble")
+    reports: Path = Path("reports/training")
+    # `mimicflow stage compare`: each system, and the default system on one modality at a time.
+    compare_systems: tuple[str, ...] = SYSTEM_NAMES
+    compare_epochs: int = Field(20, ge=1)  # every run of the table gets the same budget
+
+
 class ServingParams(_Section):
     """The ``package`` stage's bento and the service's limits on uploads (packaged with it)."""
 
@@ -148,6 +232,8 @@ class Params(_Section):
     asr: AsrParams = AsrParams()
     features: FeaturesParams = FeaturesParams()
     compute: ComputeParams = ComputeParams()
+    train: TrainParams = TrainParams()
+    ensemble: EnsembleParams = EnsembleParams()
     serving: ServingParams = ServingParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -32,10 +32,22 @@ def mimicmetrics_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 
 
 def text_anchored_triplet_loss(
-    anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float = 0.1
+    fused: torch.Tensor, text: torch.Tensor, margin: float = 0.1, generator=None
 ) -> torch.Tensor:
-    """Fuxi (ABAW6): pull a clip's audio/visual embedding (positive) towards its own text
-    embedding (anchor) and away from another clip's (negative), by cosine distance."""
-    d_pos = 1 - F.cosine_similarity(anchor, positive, dim=-1)
-    d_neg = 1 - F.cosine_similarity(anchor, negative, dim=-1)
-    return F.relu(d_pos - d_neg + margin).mean()
+    """Fuxi (ABAW6, eq. 3): triplets of clips drawn from the batch are ordered by their *text*
+    features — the two closest are anchor and positive (interchangeable), the third negative —
+    and their *fused* features must keep that order by ``margin`` (squared Euclidean, both
+    directions). ``fused``: B × h, ``text``: B × d (pooled text features)."""
+    batch = fused.shape[0]
+    if batch < 3:
+        return fused.sum() * 0.0
+    idx = torch.stack([torch.randperm(batch, generator=generator)[:3] for _ in range(batch)])
+    t = text[idx]  # B × 3 × d
+    d_text = torch.stack([(t[:, 0] - t[:, 1]).pow(2).sum(-1), (t[:, 0] - t[:, 2]).pow(2).sum(-1),
+                          (t[:, 1] - t[:, 2]).pow(2).sum(-1)], 1)  # pairs (0,1) (0,2) (1,2)
+    closest = d_text.argmin(1)
+    order = torch.tensor([[0, 1, 2], [0, 2, 1], [1, 2, 0]], device=fused.device)[closest]
+    anc, pos, neg = (fused[idx.gather(1, order[:, k : k + 1]).squeeze(1)] for k in range(3))
+    d_ap = (anc - pos).pow(2).sum(-1)
+    return (F.relu(d_ap - (anc - neg).pow(2).sum(-1) + margin)
+            + F.relu(d_ap - (pos - neg).pow(2).sum(-1) + margin)).mean()  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,8 +191,10 @@ class HFVisualEncoder:
 class HFTextEncoder:
     """Any transformers text encoder over transcripts, from hidden layer ``layer``.
 
-    ``pooling``: "mean" (masked token mean, the sentence-transformers recipe), "cls", or
-    "tokens" (the whole token sequence). ``normalize`` L2-normalises pooled vectors.
+    ``pooling``: "mean" (masked token mean, the sentence-transformers recipe), "cls", "tokens"
+    (the whole token sequence) or "sentences" (one mean-pooled vector per sentence of the
+    transcript, so a model can weigh what each sentence says). ``normalize`` L2-normalises
+    pooled vectors.
     """
 
     def __init__(self, model: str | Path, layer: int = -1, pooling: str = "mean",
@@ -207,7 +210,16 @@ class HFTextEncoder:
         self.info = EncoderInfo(str(model), layer, self.model.config.hidden_size, None)
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
-        """Per text: (1 × d) pooled, or (tokens × d); an empty text gives (0 × d)."""
+        """Per text: (1 × d) pooled, (sentences × d) or (tokens × d); empty text gives (0 × d)."""
+        if self.pooling != "sentences":
+            return self._encode(texts, self.pooling)
+        per_text = [split_sentences(t) for t in texts]
+        vectors = iter(self._encode([s for sentences in per_text for s in sentences], "mean"))
+        return [np.concatenate([next(vectors) for _ in sentences])
+                if sentences else np.zeros((0, self.info.dim), np.float32)
+                for sentences in per_text]  # fmt: skip
+
+    def _encode(self, texts: list[str], pooling: str) -> list[np.ndarray]:
         import torch
 
         outputs = [np.zeros((0, self.info.dim), np.float32) for _ in texts]
@@ -219,13 +231,18 @@ class HFTextEncoder:
                 states = self.model(**tokens, output_hidden_states=True).hidden_states[self.layer]
             states = states.float()
             mask = tokens["attention_mask"].unsqueeze(-1).float()
-            if self.pooling == "tokens":
+            if pooling == "tokens":
                 pooled = [s[: int(m.sum())] for s, m in zip(states, mask)]
             else:
-                vectors = states[:, 0] if self.pooling == "cls" else (states * mask).sum(1) / mask.sum(1)
+                vectors = states[:, 0] if pooling == "cls" else (states * mask).sum(1) / mask.sum(1)
                 if self.normalize:
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
                 pooled = [v[None] for v in vectors]
             for (index, _), value in zip(batch, pooled):
                 outputs[index] = value.cpu().numpy()
         return outputs
+
+
+def split_sentences(text: str) -> list[str]:
+    """A transcript's sentences: split after ``.``, ``!`` or ``?``; blank pieces dropped."""
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]

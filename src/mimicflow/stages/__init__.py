@@ -15,13 +15,18 @@ class MissingStageInput(FileNotFoundError):
     """An upstream stage's output is not there; the message says which stage to run."""
 
 
-def read_stage_output(path: Path, stage: str) -> pd.DataFrame:
-    """Read an upstream stage's parquet table, or explain which stage produces it."""
+def require_stage_output(path: Path, stage: str) -> Path:
+    """``path`` if an upstream stage has written it, else explain which stage produces it."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MissingStageInput(f"{path} not found: run the {stage!r} stage first "
                                 f"(`dvc repro {stage}`)")  # fmt: skip
-    return pd.read_parquet(path)
+    return path
+
+
+def read_stage_output(path: Path, stage: str) -> pd.DataFrame:
+    """Read an upstream stage's parquet table, or explain which stage produces it."""
+    return pd.read_parquet(require_stage_output(path, stage))
 
 
 def resolve_model(params: Params, name: str) -> str:

@@ -1,9 +1,11 @@
 """Training data: the packed feature store read lazily (memory maps), one clip at a time, into
 fixed-budget sequences with masks — variable lengths without padding harming learning.
 
-A clip longer than a modality's frame budget is cut into that many equal segments and each
-segment averaged over its valid frames (TSN-style, deterministic); a shorter clip is padded and
-its padding masked. A missing modality is an all-False mask plus a ``present`` flag of False.
+A clip longer than a modality's frame budget is cut into that many equal segments (TSN). Each
+segment becomes the mean of its valid frames (``sampling="mean"``, deterministic), or one random
+valid frame (``"random"``, Fuxi's training augmentation) or its centre valid frame (``"centre"``,
+Fuxi's evaluation). A shorter clip is padded and its padding masked. A missing modality is an
+all-False mask plus a ``present`` flag of False. Deterministic batches are cached per clip.
 """
 
 from __future__ import annotations
@@ -39,6 +41,30 @@ def segment_pool(values: np.ndarray, mask: np.ndarray, frames: int) -> tuple[np.
     return out, out_mask
 
 
+def segment_sample(values: np.ndarray, mask: np.ndarray, frames: int,
+                   rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    """One valid frame per segment: random with ``rng``, else the valid frame nearest the
+    segment's centre. Clips no longer than ``frames`` are padded as in :func:`segment_pool`."""
+    if len(values) <= frames:
+        return segment_pool(values, mask, frames)
+    out = np.zeros((frames, values.shape[1]), np.float32)
+    out_mask = np.zeros(frames, bool)
+    mask = np.asarray(mask, bool)
+    edges = np.linspace(0, len(values), frames + 1).astype(int)
+    for k, (start, stop) in enumerate(pairwise(edges)):
+        valid = np.flatnonzero(mask[start:stop]) + start
+        if valid.size:
+            pick = rng.choice(valid) if rng is not None else valid[np.abs(valid - (start + stop - 1) / 2).argmin()]
+            out[k], out_mask[k] = values[pick], True
+    return out, out_mask
+
+
+def pool_clip(values, mask, frames: int, sampling: str, rng=None):
+    if sampling == "mean":
+        return segment_pool(values, mask, frames)
+    return segment_sample(values, mask, frames, rng if sampling == "random" else None)
+
+
 @dataclass
 class ClipFeatures:
     """Everything a model sees for a set of clips (a batch, or a whole fold)."""
@@ -58,6 +84,7 @@ class FeatureDataset:
         self.tables = {m: FeatureTable.open(Path(features_dir) / m) for m in frames}
         self.frames = frames
         self.clip_ids = list(manifest["clip_id"])
+        self._cache: dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray]] = {}
         self.labels = manifest[list(EMOTIONS)].to_numpy(np.float32)
         missing = {m: [c for c in self.clip_ids if c not in t] for m, t in self.tables.items()}
         if any(missing.values()):
@@ -69,9 +96,21 @@ class FeatureDataset:
     def dims(self) -> dict[str, int]:
         return {m: t.dim for m, t in self.tables.items()}
 
-    def batch(self, indices) -> ClipFeatures:
+    def batch(self, indices, sampling: str = "mean", rng: np.random.Generator | None = None,
+              modalities: tuple[str, ...] | None = None) -> ClipFeatures:
+        """Clips ``indices`` as fixed-size arrays. ``sampling``: "mean", "random" or "centre"."""
         inputs = {}
-        for modality, table in self.tables.items():
-            pooled = [segment_pool(*table.get(self.clip_ids[i]), self.frames[modality]) for i in indices]
+        for modality in modalities or tuple(self.tables):
+            pooled = [self._clip(i, modality, sampling, rng) for i in indices]
             inputs[modality] = (np.stack([v for v, _ in pooled]), np.stack([m for _, m in pooled]))
         return ClipFeatures([self.clip_ids[i] for i in indices], inputs, self.labels[list(indices)])
+
+    def _clip(self, index: int, modality: str, sampling: str, rng):
+        frames = self.frames[modality]
+        values, mask = self.tables[modality].get(self.clip_ids[index])
+        if sampling == "random":
+            return pool_clip(values, mask, frames, sampling, rng)
+        key = (modality, index, sampling)
+        if key not in self._cache:
+            self._cache[key] = pool_clip(values, mask, frames, sampling)
+        return self._cache[key]

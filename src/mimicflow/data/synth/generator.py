@@ -54,7 +54,8 @@ def generate_dataset(out: Path | str, n: int, seed: int, workers: int = 0, progr
             {"clip_id": p.clip_id, "split": p.split, "identity": p.identity, "fps": p.fps,
              "width": p.size[0], "height": p.size[1], "voice": p.voice,
              "hard_cases": ";".join(p.hard_cases), "text": text, "annotators": p.annotators,
-             **{f"latent_{e}": v for e, v in zip(EMOTIONS, p.latent)}}
+             **{f"latent_{e}": v for e, v in zip(EMOTIONS, p.latent)},
+             **{f"label_{e}": v for e, v in zip(EMOTIONS, p.label)}}
             for p, text in zip(plans, transcripts)
         ]
     )

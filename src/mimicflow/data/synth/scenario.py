@@ -7,7 +7,7 @@ The generative story, per clip:
 2. labels ``k/N``: ``N`` annotators, ``k ~ Binomial(N, p)``. The oracle ceiling is the Pearson
    between ``p`` and the labels: what a model that knew ``p`` exactly would score;
 3. each modality sees its own noisy copy ``z_m = p + noise_m`` and renders it through a few
-   control knobs. Text names the emotions (3 intensity levels), prosody mixes them into pitch,
+   control knobs. Text names the emotions (5 intensity levels), prosody mixes them into pitch,
    rate, loudness and voice, the face mixes them into four action units. The noise sizes in
    :data:`MODALITY_NOISE_SD` and the mixing give text the strongest signal, then audio, then face.
 """
@@ -22,52 +22,25 @@ from mimicflow import EMOTIONS
 
 ADM, AMU, DET, EMP, EXC, JOY = range(6)
 ACTIVE_PROB = np.array([0.30, 0.38, 0.30, 0.10, 0.34, 0.40])
-MODALITY_NOISE_SD = {"text": 0.15, "audio": 0.13, "face": 0.25}
+MODALITY_NOISE_SD = {"text": 0.10, "audio": 0.10, "face": 0.20}
 ANNOTATORS = (3, 8)  # N drawn uniformly from this closed range, per clip
 SPLIT_FRACTIONS = {"train": 0.48, "valid": 0.27, "test": 0.25}
 # Natural hard cases (usable clips, as in the real data): fraction of clips with each.
 HARD_CASE_RATES = {"occluded": 0.03, "dark": 0.03, "silent": 0.025, "no_face": 0.025}
 
-# Text: per emotion, sentences at three intensity levels (1 weak … 3 strong).
-SENTENCES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "Admiration": (
-        ("That was rather nice work.", "They did that quite well."),
-        ("I really admire what they did there.", "That is impressive, I respect that."),
-        ("That is absolutely magnificent, I am in awe of them.",
-         "What an incredible talent, I truly admire them."),
-    ),
-    "Amusement": (
-        ("That was a bit funny.", "That is slightly amusing."),
-        ("Ha, that is really funny.", "Oh that made me laugh."),
-        ("Ha ha ha, that is hilarious, I can't stop laughing.",
-         "Ha ha, that is the funniest thing I have ever seen."),
-    ),
-    "Determination": (
-        ("I will try to do it.", "Maybe I can manage that."),
-        ("I am going to get this done.", "I will keep going until it works."),
-        ("Nothing will stop me, I will win no matter what.",
-         "I am absolutely determined, I will never give up."),
-    ),
-    "Empathic Pain": (
-        ("That looks a little painful.", "That seems a bit sad."),
-        ("Oh no, that must really hurt.", "I feel so sorry for them."),
-        ("Oh no, that is awful, I feel their pain so deeply.",
-         "That is heartbreaking, it hurts me to watch."),
-    ),
-    "Excitement": (
-        ("That is kind of exciting.", "This could be interesting."),
-        ("Wow, this is so exciting!", "I can hardly wait for this!"),
-        ("Wow! Yes! This is the most thrilling thing ever!",
-         "Yes! I am so excited I could jump!"),
-    ),
-    "Joy": (
-        ("That makes me a bit happy.", "That is a pleasant thing."),
-        ("I feel really happy right now.", "This makes me glad."),
-        ("I am so full of joy, this is wonderful!", "This is pure happiness, I love it!"),
-    ),
-}  # fmt: skip
+# Text: per emotion, two phrasings with an intensity word; five levels (1 weak … 5 strong), the
+# same intensity words for every emotion, as people grade their own feelings in speech.
+SENTENCES: dict[str, tuple[str, ...]] = {
+    "Admiration": ("That is {} impressive.", "I {} admire what they did."),
+    "Amusement": ("That is {} funny.", "I find that {} amusing."),
+    "Determination": ("I am {} determined to do this.", "I {} want to win this."),
+    "Empathic Pain": ("That looks {} painful.", "I feel {} sorry for them."),
+    "Excitement": ("This is {} exciting!", "I am {} thrilled about this!"),
+    "Joy": ("I am {} happy right now.", "This makes me {} glad."),
+}
+INTENSITY_WORDS = ("a little", "somewhat", "really", "very, very", "extremely")
 FILLERS = ("Okay.", "Let me see.", "So here we go.", "Right.", "Well.", "Hmm, alright.")
-TEXT_LEVELS = (0.15, 0.40, 0.65)  # z_text thresholds for levels 1, 2, 3
+TEXT_LEVELS = (0.12, 0.30, 0.48, 0.66, 0.84)  # z_text thresholds for levels 1 … 5
 
 # Prosody and face: how the modality's noisy intensities drive each control knob.
 AUDIO_MIX = {  # knob: weights over EMOTIONS
@@ -100,7 +73,7 @@ class ClipPlan:
     fps: int
     size: tuple[int, int]  # (width, height)
     sentences: list[str]
-    text_levels: np.ndarray  # (6,) 0..3
+    text_levels: np.ndarray  # (6,) 0..5
     audio_knobs: dict[str, float]
     face_knobs: dict[str, float]
     voice: str
@@ -138,8 +111,8 @@ def sample_plans(n: int, seed: int, n_identities: int) -> list[ClipPlan]:
         z = {m: latent[i] + rng.normal(0.0, sd, size=6) for m, sd in MODALITY_NOISE_SD.items()}
         levels = np.digitize(z["text"], TEXT_LEVELS)
         sentences = [
-            str(rng.choice(SENTENCES[EMOTIONS[e]][levels[e] - 1])) for e in np.argsort(-z["text"])
-            if levels[e] > 0
+            str(rng.choice(SENTENCES[EMOTIONS[e]])).format(INTENSITY_WORDS[levels[e] - 1])
+            for e in np.argsort(-z["text"]) if levels[e] > 0
         ][:3]  # fmt: skip
         sentences.insert(int(rng.integers(0, len(sentences) + 1)), str(rng.choice(FILLERS)))
         audio_knobs = _mix(z["audio"], AUDIO_MIX)

@@ -1,0 +1,204 @@
+"""DVC stages ``train@<fold>``, ``ensemble`` and ``compare``.
+
+``train@k`` trains the configured system on every fold but k and early-stops on fold k; it saves
+the best weights (safetensors), the fold's validation predictions and its learning curve
+(DVCLive). ``ensemble`` gathers the folds into the model serving loads, scores the out-of-fold
+predictions (and the held-out splits it can), and writes the challenge submission. ``compare``
+runs the cross-validation for every system and for the default system on one modality at a
+time, next to a predict-the-training-mean baseline: the table ``make demo`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.progress import Progress
+
+from mimicflow import EMOTIONS
+from mimicflow.config import Params
+from mimicflow.fusion.metrics import emotion_scores
+from mimicflow.stages import read_stage_output, require_stage_output
+from mimicflow.training.data import FeatureDataset
+from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
+from mimicflow.training.folds import HELD_OUT, UNLABELLED, assign_folds
+from mimicflow.training.trainer import FoldTrainer, model_hyper, system_modalities
+
+log = logging.getLogger(__name__)
+
+
+def _manifest(params: Params) -> pd.DataFrame:
+    return read_stage_output(Path(params.validate_.out) / "manifest.parquet", "validate")
+
+
+def _dataset(params: Params, manifest: pd.DataFrame, system: str, modalities=None) -> FeatureDataset:
+    modalities = system_modalities(system, modalities or params.train.modalities)
+    for modality in modalities:
+        require_stage_output(Path(params.features.out) / modality / "packed" / "meta.json",
+                             f"features@{modality}")  # fmt: skip
+    return FeatureDataset(params.features.out, manifest, {m: params.train.frames[m] for m in modalities})
+
+
+def train_fold(params: Params, fold: int, system: str | None = None, modalities=None,
+               progress: bool = True, on_epoch=None):  # fmt: skip
+    """Train one fold; returns (FoldResult, dataset, validation indices)."""
+    system = system or params.train.system
+    config = params.train
+    if not 0 <= fold < config.folds:
+        raise ValueError(f"fold {fold} is outside 0..{config.folds - 1} (train.folds)")
+    manifest = _manifest(params)
+    assignment = assign_folds(manifest, config.protocol, config.folds, config.seed)
+    dataset = _dataset(params, manifest, system, modalities)
+    train_idx = np.flatnonzero((assignment >= 0) & (assignment != fold))
+    val_idx = np.flatnonzero(assignment == fold)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"{system} fold {fold}", total=None)
+
+        def step(row):
+            bar.update(task, advance=1, description=f"{system} fold {fold} {row['stage']} "
+                                                   f"val ρ {row['val_mean_pearson']:.3f}")  # fmt: skip
+            if on_epoch:
+                on_epoch(row)
+
+        trainer = FoldTrainer(config, system, dataset, train_idx, val_idx, config.seed + fold, step)
+        return trainer.fit(), dataset, val_idx, trainer
+
+
+def run_train(params: Params, fold: int, progress: bool = True) -> dict:
+    """Stage ``train@<fold>``: ``train.out/<fold>/`` with the model, predictions and curve."""
+    from dvclive import Live
+
+    out = Path(params.train.out) / str(fold)
+    live_dir = Path(params.ensemble.reports) / "curves" / f"fold_{fold}"
+    with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+
+        def log_epoch(row):
+            if row["stage"] == "fusion":
+                live.log_metric("train_loss", row["train_loss"])
+                live.log_metric("val_mean_pearson", row["val_mean_pearson"])
+                live.next_step()
+
+        result, dataset, val_idx, trainer = train_fold(params, fold, progress=progress,
+                                                       on_epoch=log_epoch)  # fmt: skip
+    system = params.train.system
+    description = {
+        "system": system, "fold": fold, "hyper": model_hyper(system, trainer.hyper),
+        "dims": dataset.dims(), "modalities": list(dataset.tables), "frames": dataset.frames,
+        "sampling": trainer.sampling[1], "best_epoch": result.best_epoch,
+        "val_scores": result.val_scores,
+    }  # fmt: skip
+    save_fold(out, result.state, description)
+    predictions = pd.DataFrame({"clip_id": [dataset.clip_ids[i] for i in val_idx],
+                                **dict(zip(EMOTIONS, result.val_pred.T))})  # fmt: skip
+    predictions.to_csv(out / "val_predictions.csv", index=False)
+    pd.DataFrame(result.history).to_csv(out / "history.csv", index=False)
+    log.info("fold %d: validation mean Pearson %.3f (best epoch %d)", fold,
+             result.val_scores["mean_pearson"] or float("nan"), result.best_epoch)  # fmt: skip
+    return description
+
+
+def _hidden_truth(params: Params) -> pd.DataFrame | None:
+    """The demo generator's labels for every clip, test split included (absent on real data)."""
+    truth = Path(params.data.root) / "synth_truth.csv"
+    if not truth.is_file():
+        return None
+    frame = pd.read_csv(truth, dtype={"clip_id": str})
+    if not {f"label_{e}" for e in EMOTIONS} <= set(frame.columns):
+        return None
+    return frame.set_index("clip_id")[[f"label_{e}" for e in EMOTIONS]]
+
+
+def _oracle(params: Params) -> float | None:
+    oracle = Path(params.data.root) / "oracle.json"
+    return json.loads(oracle.read_text())["oracle_mean_pearson"] if oracle.is_file() else None
+
+
+def run_ensemble(params: Params) -> dict:
+    """Stage ``ensemble``: ``ensemble.out`` plus metrics, plots data and the submission CSV."""
+    config, reports = params.train, Path(params.ensemble.reports)
+    reports.mkdir(parents=True, exist_ok=True)
+    fold_dirs = [Path(config.out) / str(k) for k in range(config.folds)]
+    for folder in fold_dirs:
+        require_stage_output(folder / "fold.json", f"train@{folder.name}")
+    ensemble = load_ensemble(build_ensemble(fold_dirs, Path(params.ensemble.out), params))
+    manifest = _manifest(params)
+    labels = manifest.set_index("clip_id")[list(EMOTIONS)]
+
+    oof = pd.concat([pd.read_csv(d / "val_predictions.csv", dtype={"clip_id": str}) for d in fold_dirs])
+    metrics = {
+        "system": config.system, "protocol": config.protocol, "version": ensemble.version,
+        "folds": [json.loads((d / "fold.json").read_text())["val_scores"] for d in fold_dirs],
+        "out_of_fold": emotion_scores(oof[list(EMOTIONS)].to_numpy(),
+                                      labels.loc[oof["clip_id"]].to_numpy(), "out-of-fold"),
+    }  # fmt: skip
+    assignment = assign_folds(manifest, config.protocol, config.folds, config.seed)
+    predictions = ensemble.predict_store(params.features.out, list(manifest["clip_id"]))
+    predictions["fold"] = assignment
+    held = predictions[predictions["fold"] == HELD_OUT]
+    if len(held):
+        metrics["official_valid"] = emotion_scores(held[list(EMOTIONS)].to_numpy(),
+                                                   labels.loc[held["clip_id"]].to_numpy(), "valid")
+    test = predictions[predictions["fold"] == UNLABELLED]
+    truth = _hidden_truth(params)
+    if truth is not None and len(test):
+        metrics["demo_hidden_test"] = emotion_scores(
+            test[list(EMOTIONS)].to_numpy(), truth.loc[test["clip_id"]].to_numpy(), "demo test")
+    oracle = _oracle(params)
+    if oracle is not None:
+        metrics["demo_oracle_mean_pearson"] = oracle
+        held_out = metrics.get("demo_hidden_test", metrics["out_of_fold"])["mean_pearson"]
+        metrics["fraction_of_oracle"] = held_out / oracle if held_out is not None else None
+    (reports / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    submission = test.rename(columns={"clip_id": "Filename"})[["Filename", *EMOTIONS]]
+    submission.to_csv(reports / "submission.csv", index=False, float_format="%.6f")
+    pd.DataFrame({"emotion": EMOTIONS, "pearson": [metrics["out_of_fold"]["pearson"][e]
+                                                   for e in EMOTIONS]}).to_csv(
+        reports / "per_emotion.csv", index=False)  # fmt: skip
+    scatter = oof.melt(id_vars="clip_id", var_name="emotion", value_name="predicted")
+    scatter["true"] = [labels.at[c, e] for c, e in zip(scatter["clip_id"], scatter["emotion"])]
+    scatter.to_csv(reports / "oof_scatter.csv", index=False)
+    return metrics
+
+
+def cross_validate(params: Params, system: str, modalities=None, progress: bool = True) -> dict:
+    """Out-of-fold scores of ``system`` (on ``modalities``), and of the training-mean baseline."""
+    config = params.train
+    oof_pred, oof_true, base_pred = [], [], []
+    for fold in range(config.folds):
+        result, dataset, val_idx, _ = train_fold(params, fold, system, modalities, progress)
+        train_mask = np.ones(len(dataset), bool)
+        train_mask[val_idx] = False
+        labelled = np.isfinite(dataset.labels).all(1)
+        train_mean = dataset.labels[train_mask & labelled].mean(0)
+        oof_pred.append(result.val_pred)
+        oof_true.append(dataset.labels[val_idx])
+        base_pred.append(np.repeat(train_mean[None], len(val_idx), 0))
+    pred, true, base = (np.concatenate(x) for x in (oof_pred, oof_true, base_pred))
+    scores = emotion_scores(pred, true, f"{system} out-of-fold")
+    return {"mean_pearson": scores["mean_pearson"], "mse": float(((pred - true) ** 2).mean()),
+            "baseline_mean_pearson": emotion_scores(base, true, "baseline")["mean_pearson"],
+            "baseline_mse": float(((base - true) ** 2).mean()),
+            "modalities": list(system_modalities(system, modalities or config.modalities))}  # fmt: skip
+
+
+def run_compare(params: Params, progress: bool = True) -> dict:
+    """Stage ``compare``: every system, and the default system on each single modality."""
+    budget = min(params.train.epochs, params.ensemble.compare_epochs)
+    params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": budget})})
+    runs = {name: (name, None) for name in params.ensemble.compare_systems}
+    default = params.train.system
+    if default != "augsburg":
+        runs |= {f"{default} ({m} only)": (default, (m,)) for m in params.train.modalities}
+    table = {}
+    for label, (system, modalities) in runs.items():
+        log.info("cross-validating %s", label)
+        table[label] = cross_validate(params, system, modalities, progress)
+    table = {"default_system": default, "oracle_mean_pearson": _oracle(params), "runs": table}
+    reports = Path(params.ensemble.reports)
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "compare.json").write_text(json.dumps(table, indent=2))
+    return table

@@ -1,0 +1,125 @@
+"""Fold models on disk and their ensemble: what training writes and what serving loads.
+
+A fold folder holds ``model.safetensors`` (tensors only: loading never unpickles anything) and
+``fold.json`` (system, hyper-parameters, input dims, modalities, frames, scores). The ensemble
+folder holds the fold models as ``fold_<k>.safetensors`` plus ``ensemble.json`` (the same
+description, the params the features were made with, and a content version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from mimicflow import EMOTIONS
+from mimicflow.config import Params
+from mimicflow.features.store import FeatureTable
+from mimicflow.fusion.models import build_model
+from mimicflow.training.data import pool_clip
+
+ClipInputs = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def save_fold(folder: Path, state: dict[str, torch.Tensor], description: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors")
+    (folder / "fold.json").write_text(json.dumps(description, indent=2))
+
+
+def build_ensemble(fold_dirs: list[Path], out: Path, params: Params) -> Path:
+    """Gather the fold models into ``out`` with one description; returns ``out``."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    descriptions = [json.loads((d / "fold.json").read_text()) for d in fold_dirs]
+    digest = hashlib.sha256()
+    for k, folder in enumerate(fold_dirs):
+        shutil.copy2(folder / "model.safetensors", out / f"fold_{k}.safetensors")
+        digest.update((folder / "model.safetensors").read_bytes())
+    first = descriptions[0]
+    description = {key: first[key] for key in ("system", "hyper", "dims", "modalities", "frames",
+                                                "sampling")}  # fmt: skip
+    description |= {
+        "version": f"{first['system']}-{digest.hexdigest()[:12]}",
+        "folds": len(fold_dirs),
+        "fold_scores": [d["val_scores"]["mean_pearson"] for d in descriptions],
+        "params": params.model_dump(mode="json", by_alias=True,
+                                    include={"faces", "asr", "features", "models", "train"}),
+    }  # fmt: skip
+    (out / "ensemble.json").write_text(json.dumps(description, indent=2))
+    return out
+
+
+@dataclass
+class Ensemble:
+    """The mean of the fold models. Inputs are raw per-clip features, as the store holds them."""
+
+    models: list[torch.nn.Module]
+    modalities: list[str]
+    frames: dict[str, int]
+    sampling: str
+    version: str
+    params: Params
+    dims: dict[str, int]
+
+    def _forward(self, clips: list[ClipInputs]) -> list[dict]:
+        inputs = {}
+        for modality in self.modalities:
+            pooled = []
+            for clip in clips:
+                values, mask = clip.get(modality, (np.zeros((0, self.dims[modality])), np.zeros(0, bool)))
+                pooled.append(pool_clip(np.asarray(values, np.float32), np.asarray(mask, bool),
+                                        self.frames[modality], self.sampling))  # fmt: skip
+            inputs[modality] = (torch.from_numpy(np.stack([v for v, _ in pooled])),
+                                torch.from_numpy(np.stack([m for _, m in pooled])))  # fmt: skip
+        with torch.inference_mode():
+            return [model(inputs) for model in self.models]
+
+    def predict(self, clips: list[ClipInputs]) -> np.ndarray:
+        """(clips × 6) intensities in [0, 1]: the mean of the fold models' predictions."""
+        if not clips:
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        outputs = self._forward(clips)
+        return np.clip(np.mean([o["pred"].numpy() for o in outputs], 0), 0.0, 1.0)
+
+    def contributions(self, clips: list[ClipInputs]) -> list[dict[str, float]]:
+        """Per clip, each modality's share of the fusion (0 where it is missing)."""
+        weights = np.mean([o["weights"].numpy() for o in self._forward(clips)], 0)
+        return [dict(zip(self.modalities, map(float, row))) for row in weights]
+
+    def predict_store(self, features_dir: Path, clip_ids: list[str], batch_size: int = 64) -> pd.DataFrame:
+        """Predictions for clips of a feature store (``features_dir/<modality>/packed``)."""
+        tables = {m: FeatureTable.open(Path(features_dir) / m) for m in self.modalities}
+        rows = []
+        for start in range(0, len(clip_ids), batch_size):
+            chunk = clip_ids[start : start + batch_size]
+            clips = [{m: t.get(c) for m, t in tables.items() if c in t} for c in chunk]
+            rows.append(self.predict(clips))
+        values = np.concatenate(rows) if rows else np.zeros((0, len(EMOTIONS)))
+        return pd.DataFrame({"clip_id": clip_ids, **dict(zip(EMOTIONS, values.T))})
+
+
+def load_ensemble(folder: Path | str) -> Ensemble:
+    """Load an ensemble folder written by the ``ensemble`` stage."""
+    folder = Path(folder)
+    description_file = folder / "ensemble.json"
+    if not description_file.is_file():
+        raise FileNotFoundError(f"no ensemble in {folder}: run `dvc repro ensemble` (or "
+                                "`mimicflow stage ensemble`) first")  # fmt: skip
+    description = json.loads(description_file.read_text())
+    models = []
+    for k in range(description["folds"]):
+        model = build_model(description["system"], description["dims"], **description["hyper"])
+        model.load_state_dict(load_file(folder / f"fold_{k}.safetensors"))
+        models.append(model.eval())
+    return Ensemble(models, description["modalities"], description["frames"],
+                    description["sampling"], description["version"],
+                    Params.model_validate(description["params"]), description["dims"])  # fmt: skip

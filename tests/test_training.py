@@ -1,0 +1,125 @@
+"""Training: folds, the four systems learning, determinism, undefined metrics, the stages."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mimicflow import EMOTIONS
+from mimicflow.config import TrainParams
+from mimicflow.features.synthetic import write_synthetic_store
+from mimicflow.fusion.metrics import UndefinedMetricWarning
+from mimicflow.training.data import FeatureDataset
+from mimicflow.training.ensemble import load_ensemble
+from mimicflow.training.folds import HELD_OUT, UNLABELLED, assign_folds
+from mimicflow.training.trainer import FoldTrainer, system_modalities
+
+DIMS = {"audio": 16, "visual": 8, "text": 12}
+SMALL = {"hidden": 32}
+FAST = TrainParams(epochs=10, patience=4, frames={"audio": 8, "visual": 4, "text": 4},
+                   fuxi=SMALL | {"embed": 32}, ustc=SMALL, augsburg=SMALL,
+                   mimicmetrics=SMALL | {"pretrain_epochs": 4})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synthetic_store")
+    return folder, write_synthetic_store(folder, 120, DIMS, seed=3)
+
+
+def _trainer(store, system, params=FAST, manifest=None, seed=0):
+    folder, default_manifest = store
+    manifest = default_manifest if manifest is None else manifest
+    dataset = FeatureDataset(folder, manifest, {m: params.frames[m]
+                                                for m in system_modalities(system, params.modalities)})  # fmt: skip
+    assignment = assign_folds(manifest, "merged", 4, seed=0)
+    train_idx = np.flatnonzero((assignment >= 0) & (assignment != 0))
+    return FoldTrainer(params, system, dataset, train_idx, np.flatnonzero(assignment == 0), seed)
+
+
+def test_folds_cover_labelled_clips_once_and_respect_the_protocol(store):
+    _, manifest = store
+    merged = assign_folds(manifest, "merged", 5, seed=1)
+    labelled = manifest[list(EMOTIONS)].notna().all(axis=1).to_numpy()
+    assert (merged[~labelled] == UNLABELLED).all() and (merged[labelled] >= 0).all()
+    assert np.ptp(np.bincount(merged[labelled])) <= 1
+    official = assign_folds(manifest, "official", 5, seed=1)
+    assert (official[(manifest["split"] == "valid").to_numpy()] == HELD_OUT).all()
+    np.testing.assert_array_equal(merged, assign_folds(manifest, "merged", 5, seed=1))
+
+
+@pytest.mark.parametrize("system", ["fuxi", "ustc", "augsburg", "mimicmetrics"])
+def test_each_system_learns_and_beats_the_training_mean(store, system):
+    trainer = _trainer(store, system)
+    result = trainer.fit()
+    labels = trainer.dataset.labels
+    true = labels[trainer.val_idx]
+    baseline_mse = ((labels[trainer.train_idx].mean(0) - true) ** 2).mean()
+    # 90 training clips of noisy synthetic frames: every system must find real signal. Fuxi's
+    # BiGRUs on single TSN frames learn slowest at this size, hence the modest bar.
+    assert result.val_scores["mean_pearson"] > 0.1
+    assert ((result.val_pred - true) ** 2).mean() < baseline_mse
+    assert result.history and result.best_epoch >= 0
+
+
+def test_training_is_deterministic_for_a_seed(store):
+    first, second = _trainer(store, "augsburg").fit(), _trainer(store, "augsburg").fit()
+    for name, tensor in first.state.items():
+        np.testing.assert_array_equal(tensor.numpy(), second.state[name].numpy())
+
+
+def test_an_all_zero_emotion_in_a_fold_is_undefined_with_a_warning(store):
+    _, manifest = store
+    zeroed = manifest.copy()
+    zeroed.loc[zeroed["Empathic Pain"].notna(), "Empathic Pain"] = 0.0
+    with pytest.warns(UndefinedMetricWarning, match="Empathic Pain"):
+        result = _trainer(store, "augsburg", manifest=zeroed).fit()
+    assert result.val_scores["pearson"]["Empathic Pain"] is None
+    assert np.isfinite(result.val_scores["mean_pearson"])
+    assert "Empathic Pain" in result.val_scores["undefined"]
+
+
+def test_train_and_ensemble_stages_write_safe_models_metrics_and_submission(ensemble_dir, featured):
+    params, _ = featured
+    description = json.loads((ensemble_dir / "ensemble.json").read_text())
+    assert description["folds"] == 2 and sorted(p.name for p in ensemble_dir.glob("*.safetensors")) == [
+        "fold_0.safetensors", "fold_1.safetensors"]  # fmt: skip
+    reports = ensemble_dir.parent / "reports"
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 2 and "out_of_fold" in metrics
+    assert "demo_hidden_test" in metrics  # the generator's hidden labels score the test clips
+    manifest = pd.read_parquet(params.validate_.out / "manifest.parquet")
+    submission = pd.read_csv(reports / "submission.csv", dtype={"Filename": str})
+    assert list(submission.columns) == ["Filename", *EMOTIONS]
+    assert set(submission["Filename"]) == set(manifest.loc[manifest["split"] == "test", "clip_id"])
+    assert submission[list(EMOTIONS)].stack().between(0, 1).all()
+    curve = reports / "curves" / "fold_0" / "plots" / "metrics" / "val_mean_pearson.tsv"
+    assert len(pd.read_csv(curve, sep="\t")) >= 1  # DVCLive learning curve
+
+
+def test_the_ensemble_predicts_from_raw_store_features(ensemble_dir, featured):
+    params, _ = featured
+    ensemble = load_ensemble(ensemble_dir)
+    assert ensemble.modalities == ["audio", "visual", "text"] and ensemble.version.startswith("mimicmetrics-")
+    clip_ids = pd.read_parquet(params.validate_.out / "manifest.parquet")["clip_id"].tolist()[:4]
+    table = ensemble.predict_store(params.features.out, clip_ids)
+    assert list(table.columns) == ["clip_id", *EMOTIONS] and table[list(EMOTIONS)].stack().between(0, 1).all()
+    no_audio = ensemble.contributions([{"text": (np.ones((2, 384)), np.ones(2, bool))}])[0]
+    assert no_audio["audio"] == 0 and no_audio["text"] > 0
+
+
+def test_a_missing_ensemble_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dvc repro ensemble"):
+        load_ensemble(tmp_path)
+
+
+def test_undefined_folds_do_not_crash_the_ensemble_metrics(ensemble_dir):
+    metrics = json.loads((ensemble_dir.parent / "reports" / "metrics.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = [f["mean_pearson"] for f in metrics["folds"]]
+    assert all(v is None or np.isfinite(v) for v in values)
