@@ -55,7 +55,7 @@ def run_package(params: Params) -> dict:
         build_ctx=str(src),
     )
     log.info("built %s", bento.tag)
-    out = Path(params.serving.out)
+    out = Path(params.serving.out).resolve()  # BentoML's export reads a relative path from /
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     archive = Path(bentoml.bentos.export_bento(  # plain tar: gzip of the weights costs minutes
