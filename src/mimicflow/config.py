@@ -190,8 +190,8 @@ class TrainParams(_Section):
     protocol: Literal["merged", "official"] = "merged"
     folds: int = Field(5, ge=2)
     seed: int = 7
-    epochs: int = Field(40, ge=1)
-    patience: int = Field(8, ge=1)  # early stopping on the fold's validation mean Pearson
+    epochs: int = Field(60, ge=1)
+    patience: int = Field(12, ge=1)  # early stopping on the fold's validation mean Pearson
     batch_size: int = Field(16, ge=2)
     frames: dict[str, int] = {"audio": 32, "visual": 16, "text": 8}  # TSN segments per modality
     out: Path = Path("models/folds")
