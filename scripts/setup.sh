@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v chromium >/dev/null || missing+=(chromium)  # renders reports/index.html in the tests
 if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "mimicflow needs: ${missing[*]} — install them (sudo apt-get install ${missing[*]})" >&2

@@ -100,6 +100,26 @@ def featured(perceived):
 
 
 @pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    """A real Prefect server (`prefect server start`) on 127.0.0.1 for the session; this
+    process's Prefect client talks to it. Yields (API URL, PREFECT_HOME)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    from .prefect_server import start_server, stop
+
+    home = tmp_path_factory.mktemp("prefect")
+    process, url = start_server(home, home / "server.log")
+    try:
+        with temporary_settings({PREFECT_API_URL: url, PREFECT_HOME: home}):
+            yield url, home
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=10)  # send the last run logs while the server is up
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
 def ensemble_dir(featured, tmp_path_factory):
     """A small ensemble of the default system trained on the featured clips (2 folds, a few
     epochs) through the real train and ensemble stages: for prediction, serving and

@@ -85,12 +85,15 @@ def validate(
 ) -> None:
     """Probe and decode every clip, check the labels, write manifest/quarantine/data docs."""
     from mimicflow.data.layout import DatasetError
+    from mimicflow.monitoring.reports import write_index
     from mimicflow.stages import validate as stage
 
+    settings = load_params(params)
     try:
-        summary = stage.run(load_params(params), dataset, out)
+        summary = stage.run(settings, dataset, out)
     except DatasetError as exc:
         raise _fail(str(exc)) from exc
+    write_index(settings)
     console.print_json(json.dumps(summary))
 
 
@@ -391,6 +394,12 @@ def _print_signal(report: dict) -> None:
     table.add_row("[bold]oracle ceiling[/]", f"[bold]{report['oracle_mean_pearson']:.3f}")
     console.print(table)
 
+
+from mimicflow import cli_flows  # its commands use the helpers above, so imported last
+
+app.add_typer(cli_flows.flows_app, name="flows")
+app.command("monitor")(cli_flows.monitor)
+stage_app.command("reference")(cli_flows.stage_reference)
 
 if __name__ == "__main__":
     app()

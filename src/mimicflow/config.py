@@ -130,6 +130,36 @@ class ComputeParams(_Section):
     scheduler: str | None = None
 
 
+class FlowsParams(_Section):
+    """Prefect orchestration: cron schedules of the served deployments and task retries."""
+
+    pipeline_cron: str = "0 2 * * *"  # the DVC pipeline, nightly
+    monitor_cron: str = "0 * * * *"  # drift monitoring of new clips, hourly
+    timezone: str = "UTC"
+    retries: int = Field(2, ge=0)  # a failed DVC stage task is retried (lock held, I/O, OOM kill)
+    retry_delay_s: float = Field(30.0, ge=0)
+
+
+class MonitorParams(_Section):
+    """Drift monitoring of new clips against the reference profile of the training data.
+
+    ``incoming``, ``work`` and ``archive`` must be on one file system: clips move by rename.
+    """
+
+    incoming: Path = Path("data/incoming")  # new clips arrive here (plain clips or the Hume layout)
+    work: Path = Path("data/monitor/work")  # one folder per run while it runs
+    archive: Path = Path("data/monitor/archive")  # processed clips, one folder per run
+    reference: Path = Path("data/monitor/reference")  # the `reference` stage's profile
+    reports: Path = Path("reports")  # index.html, drift/<run>/
+    predictions: bool = True  # compare the predicted emotions of the ensemble (ensemble.out)
+    modalities: tuple[str, ...] = ("audio", "visual", "text")
+    components: int = Field(3, ge=1)  # principal components summarising wide feature vectors
+    stattest: str = "ks"  # Evidently per-column test
+    threshold: float = Field(0.01, gt=0)  # per-column p-value below which a column drifted
+    drift_share: float = Field(0.1, gt=0, le=1)  # the batch drifted when this share of columns did
+    settle_s: float = Field(30.0, ge=0)  # clips modified more recently are left for the next run
+
+
 class SystemParams(_Section):
     """Optimisation shared by the systems; each system's section sets its paper's defaults."""
 
@@ -232,6 +262,8 @@ class Params(_Section):
     asr: AsrParams = AsrParams()
     features: FeaturesParams = FeaturesParams()
     compute: ComputeParams = ComputeParams()
+    flows: FlowsParams = FlowsParams()
+    monitor: MonitorParams = MonitorParams()
     train: TrainParams = TrainParams()
     ensemble: EnsembleParams = EnsembleParams()
     serving: ServingParams = ServingParams()

@@ -1,0 +1,86 @@
+"""``mimicflow flows serve``, ``mimicflow monitor`` and ``mimicflow stage reference`` (registered in
+:mod:`mimicflow.cli`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from mimicflow.cli import ParamsOption, _fail, _stage, console
+from mimicflow.config import DEFAULT_PARAMS_FILE, load_params
+
+flows_app = typer.Typer(no_args_is_help=True, help="Prefect deployments of the flows in flows/.")
+FLOWS = {"pipeline": "flows/pipeline.py:pipeline", "monitor": "flows/monitor.py:monitor"}
+
+
+@flows_app.command("serve")
+def serve(
+    project: Annotated[Path, typer.Option("--project", help="the DVC project the flows run in")] = Path("."),
+) -> None:
+    """Register the pipeline (nightly) and monitoring (hourly) deployments with their cron
+    schedules from the project's params.yaml on the Prefect server at PREFECT_API_URL, and run
+    their flow runs as they come due (until stopped). Run from the repository root."""
+    from prefect import serve as prefect_serve
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.schedules import Cron
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise _fail("PREFECT_API_URL is not set: start a server (`prefect server start --host "
+                    "127.0.0.1`) and export PREFECT_API_URL=http://127.0.0.1:4200/api")  # fmt: skip
+    missing = [e.split(":")[0] for e in FLOWS.values() if not Path(e.split(":")[0]).is_file()]
+    if missing:
+        raise _fail(f"{', '.join(missing)} not found: run `mimicflow flows serve` from the "
+                    "repository root")  # fmt: skip
+    root = project.resolve()
+    settings = load_params(root / "params.yaml").flows
+    schedules = {"pipeline": ("nightly", settings.pipeline_cron),
+                 "monitor": ("hourly", settings.monitor_cron)}  # fmt: skip
+    deployments = []
+    for name, entrypoint in FLOWS.items():
+        deployment, cron = schedules[name]
+        deployments.append(load_flow_from_entrypoint(entrypoint).to_deployment(
+            name=deployment, schedule=Cron(cron, timezone=settings.timezone),
+            parameters={"project": str(root)}))  # fmt: skip
+        console.print(f"{name}: {deployment} at '{cron}' ({settings.timezone}), project {root}")
+    prefect_serve(*deployments)
+
+
+def monitor(
+    incoming: Annotated[Path | None, typer.Option("--incoming", help="new clips (default: monitor.incoming)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON verdict alone on stdout")] = False,
+    params: ParamsOption = DEFAULT_PARAMS_FILE,
+) -> None:
+    """Check new clips for drift against the training data (report in reports/drift/<run>/).
+
+    Validates, perceives, encodes and predicts the clips, compares them with the reference
+    (Evidently) and archives them."""
+    from mimicflow.monitoring.inbox import MonitorBusy
+    from mimicflow.monitoring.monitor import run_monitor
+    from mimicflow.monitoring.profile import ReferenceProfileError
+
+    if as_json:  # stdout carries the JSON only: logs (ours and the libraries') go to stderr
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, RichHandler):
+                handler.console = Console(stderr=True)
+    try:
+        summary = _stage(run_monitor, load_params(params), incoming)
+    except (ReferenceProfileError, MonitorBusy, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        console.print_json(json.dumps(summary))
+
+
+def stage_reference(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """The training data's profile that monitoring compares new clips with."""
+    from mimicflow.monitoring.profile import build_reference
+
+    console.print_json(json.dumps(_stage(build_reference, load_params(params))))

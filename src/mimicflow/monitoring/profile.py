@@ -1,0 +1,183 @@
+"""Per-clip profiles that drift monitoring compares: one row per clip, numeric columns.
+
+- clip metadata: duration, fps, resolution, video brightness (keyframes), face-found rate, face
+  quality and brightness, ASR
+  confidence (mean token probability), no-speech probability, transcript length, words per second;
+- feature summaries: each modality's frame-mean vector — as named columns when the store names
+  them (the default visual features: FaceMesh measures + FER2013 probabilities), otherwise as its
+  first principal components, fitted on the reference;
+- predictions: each emotion's intensity from the fold ensemble (``ensemble.out``); for the
+  reference, the folds' out-of-fold predictions where a clip was validated on (a clip the
+  models trained on would look better predicted than any new one).
+
+The ``reference`` DVC stage profiles the training data once (``profile.parquet`` +
+``projections.npz``); a monitoring run profiles its batch with the same projections.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mimicflow import EMOTIONS
+from mimicflow.config import Params
+from mimicflow.parallel import map_clips
+from mimicflow.stages import MissingStageInput, read_stage_output
+
+log = logging.getLogger(__name__)
+
+BRIGHTNESS_CROPS = 8  # face crops decoded per clip for its brightness
+
+
+class ReferenceProfileError(RuntimeError):
+    """The reference profile is missing or does not fit the current features."""
+
+
+def brightness(job: tuple[str, str]) -> tuple[float, float]:
+    """A clip's mean grey level (0–255): of its video's keyframes (decoded alone: cheap), and of
+    up to ``BRIGHTNESS_CROPS`` of its face crops (NaN without a face)."""
+    import av
+    import cv2
+
+    video, faces = job
+    with av.open(video, metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONKEY"
+        levels = [frame.to_ndarray(format="gray").mean() for frame in container.decode(stream)]
+    with np.load(faces, allow_pickle=False) as data:
+        offsets, jpeg, has_face = data["jpeg_offsets"], data["jpeg"], data["has_face"]
+    frames = np.flatnonzero(has_face)
+    picks = frames[np.linspace(0, len(frames) - 1, min(BRIGHTNESS_CROPS, len(frames))).astype(int)]
+    crops = [cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_GRAYSCALE).mean() for i in picks]
+    return (float(np.mean(levels)) if levels else float("nan"),
+            float(np.mean(crops)) if crops else float("nan"))  # fmt: skip
+
+
+def metadata(params: Params) -> pd.DataFrame:
+    """Clip metadata from the validate, faces and asr outputs, indexed by clip id."""
+    manifest = read_stage_output(params.validate_.out / "manifest.parquet", "validate")
+    faces = read_stage_output(params.faces.out / "index.parquet", "faces").set_index("clip_id")
+    asr = read_stage_output(params.asr.out / "index.parquet", "asr").set_index("clip_id")
+    frame = manifest.set_index("clip_id")[["duration_s", "fps", "width", "height"]].astype(float)
+    root, folder = Path(params.data.root).resolve(), Path(params.faces.out).resolve()
+    jobs = [(str(root / video), str(folder / artefact)) for video, artefact
+            in zip(manifest["video_path"], faces.loc[frame.index, "artefact"])]  # fmt: skip
+    levels = map_clips(brightness, jobs, workers=params.compute.workers, progress=False,
+                       scheduler=params.compute.scheduler)  # fmt: skip
+    frame["video_brightness"] = [video for video, _ in levels]
+    frame["face_rate"] = faces["face_rate"]
+    frame["face_quality"] = faces["mean_quality"].where(faces["frames_with_face"] > 0)
+    frame["face_brightness"] = [face for _, face in levels]
+    speech = asr["has_speech"].astype(bool)
+    frame["asr_confidence"] = np.exp(asr["mean_logprob"].astype(float)).where(speech)
+    frame["no_speech_prob"] = asr["no_speech_prob"].astype(float).where(asr["has_audio"].astype(bool))
+    frame["transcript_words"] = asr["words"].astype(float)
+    frame["words_per_s"] = frame["transcript_words"] / frame["duration_s"]
+    return frame
+
+
+def clip_means(params: Params, modality: str, clip_ids: list[str]) -> tuple[np.ndarray, dict]:
+    """Each clip's mean over its present frames (NaN rows for a missing modality), and the
+    store's metadata."""
+    from mimicflow.features.store import FeatureTable
+
+    packed = Path(params.features.out) / modality / "packed"
+    if not (packed / "meta.json").is_file():
+        raise MissingStageInput(f"{packed} not found: run the 'features@{modality}' stage first")
+    table = FeatureTable.open(packed)
+    means = np.full((len(clip_ids), table.dim), np.nan, np.float32)
+    for row, clip_id in enumerate(clip_ids):
+        values, mask = table.get(clip_id)
+        if mask.any():
+            means[row] = values[mask].astype(np.float32).mean(axis=0)
+    return means, table.meta
+
+
+def predictions(params: Params, clip_ids: list[str], out_of_fold: bool) -> pd.DataFrame:
+    """The fold ensemble's intensities per clip (``pred_<emotion>`` columns); with
+    ``out_of_fold``, the folds' validation predictions replace them where a clip has one."""
+    from mimicflow.training.ensemble import load_ensemble
+
+    ensemble = load_ensemble(params.ensemble.out)
+    frame = ensemble.predict_store(Path(params.features.out), clip_ids).set_index("clip_id")
+    frame = frame.loc[clip_ids, list(EMOTIONS)].astype(float)
+    folds = sorted(Path(ensemble.params.train.out).glob("*/val_predictions.csv"))
+    if out_of_fold and folds:
+        oof = pd.concat(pd.read_csv(f, dtype={"clip_id": str}) for f in folds).groupby("clip_id").mean()
+        shared = frame.index.intersection(oof.index)
+        frame.loc[shared] = oof.loc[shared, list(EMOTIONS)].to_numpy()
+        log.info("reference predictions: %d of %d clips out-of-fold", len(shared), len(frame))
+    return frame.add_prefix("pred_")
+
+
+def profile(params: Params, projections: dict[str, np.ndarray] | None = None):
+    """The profile of every clip in ``params``' outputs. With ``projections`` None (the reference)
+    the principal components are fitted here; returns ``(profile, projections)``."""
+    frame = metadata(params)
+    clip_ids = frame.index.tolist()
+    fitted = {} if projections is None else projections
+    for modality in params.monitor.modalities:
+        means, meta = clip_means(params, modality, clip_ids)
+        names = meta.get("columns")
+        if names and len(names) == means.shape[1]:
+            summary = pd.DataFrame(means, index=frame.index, columns=[f"{modality}_{n}" for n in names])
+        else:
+            if projections is None:
+                fitted |= _fit_components(modality, means, params.monitor.components)
+            summary = _project(modality, means, fitted, frame.index)
+        frame = frame.join(summary)
+    if params.monitor.predictions:
+        frame = frame.join(predictions(params, clip_ids, out_of_fold=projections is None))
+    return frame, fitted
+
+
+def _fit_components(modality: str, means: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    present = means[~np.isnan(means).any(axis=1)].astype(np.float64)
+    if len(present) < 2:
+        raise ReferenceProfileError(f"{modality}: fewer than two reference clips carry it; cannot fit "
+                             "its principal components")  # fmt: skip
+    centre = present.mean(axis=0)
+    _, _, vt = np.linalg.svd(present - centre, full_matrices=False)
+    components = vt[: min(k, len(vt))]
+    # a component's sign is arbitrary: fix it so the largest loading is positive (reproducible)
+    components *= np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])[:, None]
+    return {f"{modality}_centre": centre, f"{modality}_components": components}
+
+
+def _project(modality: str, means: np.ndarray, fitted: dict, index: pd.Index) -> pd.DataFrame:
+    centre, components = fitted[f"{modality}_centre"], fitted[f"{modality}_components"]
+    if means.shape[1] != len(centre):
+        raise ReferenceProfileError(f"{modality} features are {means.shape[1]}-d but the reference's are "
+                             f"{len(centre)}-d: rebuild it (`dvc repro reference`)")  # fmt: skip
+    scores = (means.astype(np.float64) - centre) @ components.T
+    return pd.DataFrame(scores, index=index, columns=[f"{modality}_pc{i + 1}" for i in range(len(components))])
+
+
+def build_reference(params: Params) -> dict:
+    """The ``reference`` stage: profile the pipeline's clips into ``monitor.reference``."""
+    out = Path(params.monitor.reference)
+    frame, projections = profile(params)
+    out.mkdir(parents=True, exist_ok=True)
+    frame.reset_index().to_parquet(out / "profile.parquet", index=False)
+    np.savez(out / "projections.npz", **projections)
+    summary = {"clips": len(frame), "columns": list(frame.columns),
+               "predictions": params.monitor.predictions}  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log.info("reference profile: %d clips x %d columns -> %s", len(frame), frame.shape[1], out)
+    return summary
+
+
+def load_reference(params: Params) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The reference profile and its projections, or a message saying how to build them."""
+    folder = Path(params.monitor.reference)
+    if not (folder / "profile.parquet").is_file():
+        raise ReferenceProfileError(f"no reference profile in {folder}: build it from the training data "
+                             "with `dvc repro reference`")  # fmt: skip
+    frame = pd.read_parquet(folder / "profile.parquet").set_index("clip_id")
+    with np.load(folder / "projections.npz", allow_pickle=False) as data:
+        projections = {key: data[key] for key in data.files}
+    return frame, projections

@@ -1,0 +1,126 @@
+"""What the Prefect flows in ``flows/`` share: the DVC stage graph, running a DVC command with its
+output streamed into a logger, the metrics table, and library steps as Prefect tasks.
+
+Prefect is imported inside the functions that need it, so the library stays importable (and
+fast to import) without a Prefect API.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+_NODE = re.compile(r'^"(?P<node>[^"]+)";$')
+_EDGE = re.compile(r'^"(?P<source>[^"]+)" -> "(?P<target>[^"]+)";$')
+
+
+class DvcError(RuntimeError):
+    """A DVC command failed; the message carries its last output lines."""
+
+
+def dvc_env() -> dict[str, str]:
+    """The environment for DVC subprocesses: this interpreter's scripts first on PATH (stage
+    commands such as ``mimicflow`` resolve to this environment), analytics off."""
+    bin_dir = str(Path(sys.executable).parent)
+    return os.environ | {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                         "DVC_NO_ANALYTICS": "1"}  # fmt: skip
+
+
+def run_dvc(args: list[str], project: Path, log: logging.Logger | logging.LoggerAdapter) -> str:
+    """Run ``dvc <args>`` in ``project`` (an argument list, no shell), streaming every output line
+    into ``log``; returns the output. Raises :class:`DvcError` on a non-zero exit."""
+    command = [sys.executable, "-m", "dvc", *args]
+    log.info("$ dvc %s", " ".join(args))
+    lines = []
+    with subprocess.Popen(command, cwd=project, env=dvc_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as process:  # fmt: skip
+        for line in process.stdout:
+            line = line.rstrip()
+            if line:
+                lines.append(line)
+                log.info("%s", line)
+    if process.returncode:
+        tail = "\n".join(lines[-15:])
+        raise DvcError(f"`dvc {' '.join(args)}` failed (exit {process.returncode}) in {project}:\n{tail}")
+    return "\n".join(lines)
+
+
+def dvc_stages(project: Path) -> list[str]:
+    """Every stage of ``dvc.yaml`` (``foreach`` items expanded, e.g. ``features@audio``), in an
+    order where each stage comes after the stages it depends on (from ``dvc dag --dot``)."""
+    result = subprocess.run([sys.executable, "-m", "dvc", "dag", "--dot"], cwd=project,
+                            env=dvc_env(), capture_output=True, text=True, check=False)  # fmt: skip
+    if result.returncode:
+        raise DvcError(f"`dvc dag` failed in {project}: {result.stderr.strip()[-800:]}")
+    nodes: list[str] = []
+    upstream: dict[str, set[str]] = {}
+    for line in result.stdout.splitlines():
+        line = line.strip()
+        if match := _EDGE.match(line):
+            upstream.setdefault(match["target"], set()).add(match["source"])
+        elif match := _NODE.match(line):
+            nodes.append(match["node"])
+    sorter = graphlib.TopologicalSorter({node: upstream.get(node, set()) for node in nodes})
+    sorter.prepare()
+    order = []
+    while sorter.is_active():  # ready stages in dvc.yaml order, so the order is stable
+        ready = sorted(sorter.get_ready(), key=nodes.index)
+        order += ready
+        sorter.done(*ready)
+    return order
+
+
+def metrics_markdown(project: Path, stages: dict[str, dict]) -> str:
+    """A markdown summary of a pipeline run: each stage's outcome, then ``dvc metrics show``."""
+    lines = ["# mimicflow pipeline run", "", "| stage | outcome | seconds |", "|---|---|---:|"]
+    lines += [f"| `{name}` | {s['outcome']} | {s['seconds']:.1f} |" for name, s in stages.items()]
+    result = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--json"],
+                            cwd=project, env=dvc_env(), capture_output=True, text=True, check=False)  # fmt: skip
+    shown = json.loads(result.stdout or "{}") if result.returncode == 0 else {}
+    for revision in shown.values():
+        for path, entry in sorted(revision.get("data", {}).items()):
+            if "data" not in entry:
+                continue
+            lines += ["", f"## `{path}`", "", "| metric | value |", "|---|---:|"]
+            lines += [f"| {key} | {value} |" for key, value in _flatten(entry["data"])]
+    return "\n".join(lines) + "\n"
+
+
+def _flatten(data: dict, prefix: str = ""):
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def prefect_step(name: str, func: Callable, *args):
+    """Run one library step as a Prefect task (its own state, timing and logs in the UI)."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    return task(func, name=name, cache_policy=NO_CACHE)(*args)
+
+
+@contextmanager
+def logs_into_prefect():
+    """While a flow runs, the ``mimicflow`` loggers' records go to its Prefect run logs too."""
+    from prefect.logging.handlers import APILogHandler
+
+    logger = logging.getLogger("mimicflow")
+    handler, level = APILogHandler(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

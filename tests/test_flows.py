@@ -1,0 +1,155 @@
+"""The Prefect pipeline flow on a real Prefect server and real DVC: a tiny DVC project whose
+stages are cheap (one fails once, as a transient failure would), run once with
+``python flows/pipeline.py`` and through ``mimicflow flows serve`` + ``run_deployment``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .prefect_server import BIN, prefect_env, stop
+
+REPO = Path(__file__).resolve().parents[1]
+
+DVC_YAML = """\
+stages:
+  count:           # listed first, runs second: the flow orders stages by their dependencies
+    cmd: python count.py
+    deps: [flaky.txt, count.py]
+    metrics:
+      - count.json: {cache: false}
+  flaky:
+    cmd: python flaky.py
+    deps: [flaky.py]
+    outs: [flaky.txt]
+"""
+FLAKY = """\
+import pathlib, sys
+marker = pathlib.Path(".attempted")
+if not marker.exists():
+    marker.touch()
+    sys.exit("transient failure on the first attempt")
+pathlib.Path("flaky.txt").write_text("ok\\n")
+"""
+COUNT = """\
+import json
+json.dump({"clips": 3, "mean_words": 7.5}, open("count.json", "w"))
+print("tiny stage counted 3 clips")
+"""
+FLOWS = {"pipeline_cron": "17 3 * * *", "monitor_cron": "*/20 * * * *",
+         "timezone": "Europe/Paris", "retries": 2, "retry_delay_s": 0}  # fmt: skip
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "dvc.yaml").write_text(DVC_YAML)
+    (root / "flaky.py").write_text(FLAKY)
+    (root / "count.py").write_text(COUNT)
+    (root / "params.yaml").write_text(yaml.safe_dump({"flows": FLOWS}))
+    for command in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
+        subprocess.run(command, cwd=root, check=True, capture_output=True)
+    return root
+
+
+def _client():
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+def _check_run(flow_run_id, project: Path) -> None:
+    """The run completed, retried the flaky stage, streamed DVC's output and left the artifact."""
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    with _client() as client:
+        run = client.read_flow_run(flow_run_id)
+        assert run.state.is_completed(), run.state
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        by_name = {t.name: t for t in tasks}
+        assert by_name["dvc repro flaky"].run_count == 2  # failed once, retried
+        assert by_name["dvc repro count"].state.is_completed()
+        assert by_name["dvc repro flaky"].start_time < by_name["dvc repro count"].start_time
+        deadline = time.time() + 30
+        while time.time() < deadline:  # logs arrive in batches
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+            text = "\n".join(log.message for log in logs)
+            if "tiny stage counted 3 clips" in text:
+                break
+            time.sleep(1)
+        assert "tiny stage counted 3 clips" in text  # the stage's own output, via DVC
+        assert "transient failure on the first attempt" in text
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+        markdown = next(a.data for a in artifacts if a.key == "mimicflow-pipeline")
+    assert "| `flaky` | ran |" in markdown and "| `count` | ran |" in markdown
+    assert "| clips | 3 |" in markdown and "| mean_words | 7.5 |" in markdown
+    assert (project / "flaky.txt").exists() and (project / "reports" / "index.html").exists()
+
+
+def test_python_flows_pipeline_runs_the_dvc_stages_once(prefect_api, project):
+    url, home = prefect_api
+    result = subprocess.run([sys.executable, str(REPO / "flows" / "pipeline.py"), str(project)],
+                            cwd=project, env=prefect_env(home, url), capture_output=True, text=True,
+                            timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with _client() as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["mimicflow-pipeline"])))
+    _check_run(max(runs, key=lambda r: r.created).id, project)
+
+
+def test_serve_registers_the_schedules_and_runs_a_deployment_through_the_api(prefect_api, project, tmp_path):
+    url, home = prefect_api
+    log = tmp_path / "serve.log"
+    serve = subprocess.Popen([str(BIN / "mimicflow"), "flows", "serve", "--project", str(project)],
+                             cwd=REPO, env=prefect_env(home, url), stdout=log.open("w"),
+                             stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        deployments = _wait_for_deployments(["mimicflow-pipeline/nightly", "mimicflow-monitor/hourly"],
+                                            serve, log)  # fmt: skip
+        schedules = {name: d.schedules[0].schedule for name, d in deployments.items()}
+        assert schedules["mimicflow-pipeline/nightly"].cron == FLOWS["pipeline_cron"]
+        assert schedules["mimicflow-monitor/hourly"].cron == FLOWS["monitor_cron"]
+        assert {s.timezone for s in schedules.values()} == {"Europe/Paris"}
+        assert all(d.schedules[0].active for d in deployments.values())
+        assert deployments["mimicflow-pipeline/nightly"].parameters == {"project": str(project)}
+
+        from prefect.deployments import run_deployment
+
+        run = run_deployment("mimicflow-pipeline/nightly", timeout=300)
+        assert run.state.is_completed(), f"{run.state}\n{log.read_text()[-3000:]}"
+        _check_run(run.id, project)
+    finally:
+        stop(serve)
+
+
+def _wait_for_deployments(names, process, log, timeout=180):
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.time() + timeout
+    found = {}
+    with _client() as client:
+        while time.time() < deadline and len(found) < len(names):
+            assert process.poll() is None, log.read_text()[-3000:]
+            for name in names:
+                try:
+                    found[name] = client.read_deployment_by_name(name)
+                except ObjectNotFound:
+                    time.sleep(1)
+    assert len(found) == len(names), log.read_text()[-3000:]
+    return found
