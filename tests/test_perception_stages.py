@@ -28,7 +28,7 @@ def test_faces_stage_covers_every_usable_clip(perceived, validated):
     manifest = pd.read_parquet(validated[1] / "manifest.parquet")
     index = pd.read_parquet(params.faces.out / "index.parquet")
     assert set(index["clip_id"]) == set(manifest["clip_id"])
-    assert faces["face_rate"] > 0.8
+    assert faces["face_rate"] > 0.75  # the set includes planted no-face, dark and occluded clips
     fast = index.set_index("clip_id").loc["90007"]  # the 1000 fps clip: sampled by time
     assert 2 <= fast["frames"] <= 4  # 1 s at faces.fps = 3, not 1000 frames
     assert json.loads(params.faces.out.with_suffix(".json").read_text()) == faces

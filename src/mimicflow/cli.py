@@ -264,6 +264,51 @@ def transcribe(
         console.print(transcript.text or "[dim](no speech)[/]")
 
 
+@stage_app.command("package")
+def stage_package(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """Save the ensemble and its clip chain into the BentoML model store; build the bento."""
+    from mimicflow.stages.package import run_package
+
+    console.print_json(json.dumps(_stage(run_package, load_params(params))))
+
+
+@app.command()
+def predict(
+    videos: Annotated[list[Path], typer.Argument(help="clips (any container/codec)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    ensemble: Annotated[
+        Path | None, typer.Option("--ensemble", help="ensemble folder (default: ensemble.out)")
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS_FILE,
+) -> None:
+    """Six intensities per clip from the trained ensemble (exit 1 when a clip failed)."""
+    from mimicflow import EMOTIONS
+    from mimicflow.inference import predict_clips
+    from mimicflow.training.ensemble import load_ensemble
+
+    folder = ensemble or load_params(params).ensemble.out
+    try:
+        loaded = load_ensemble(folder)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from exc
+    results = predict_clips(loaded, videos, progress=len(videos) > 1)
+    if as_json:
+        print(json.dumps(results))
+    else:
+        table = Table(title=f"ensemble {loaded.version}")
+        for column in ("file", *EMOTIONS):
+            table.add_column(column, justify="left" if column == "file" else "right")
+        for result in results:
+            if "error" not in result:
+                table.add_row(result["file"], *(f"{result['intensities'][e]:.3f}" for e in EMOTIONS))
+        console.print(table)
+        for result in results:
+            if "error" in result:
+                console.print(f"[bold red]{result['file']}:[/] {result['error']}", soft_wrap=True)
+    if any("error" in result for result in results):
+        raise typer.Exit(code=1)
+
+
 @app.command()
 def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Print what the pipeline has produced so far (the end of ``make demo``)."""

@@ -244,6 +244,15 @@ class EnsembleParams(_Section):
     compare_epochs: int = Field(20, ge=1)  # every run of the table gets the same budget
 
 
+class ServingParams(_Section):
+    """The ``package`` stage's bento and the service's limits on uploads (packaged with it)."""
+
+    out: Path = Path("models/bento")  # the exported bento + bento.json (tags)
+    max_upload_mb: float = Field(50.0, gt=0)  # larger uploads: 413
+    max_duration_s: float = Field(60.0, gt=0)  # longer clips: 422
+    token_env: str = "MIMICFLOW_API_TOKEN"  # when this variable is set, predict endpoints need it
+
+
 class Params(_Section):
     data: DataParams = DataParams()
     demo: DemoParams = DemoParams()
@@ -257,6 +266,7 @@ class Params(_Section):
     monitor: MonitorParams = MonitorParams()
     train: TrainParams = TrainParams()
     ensemble: EnsembleParams = EnsembleParams()
+    serving: ServingParams = ServingParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

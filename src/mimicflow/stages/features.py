@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -93,13 +94,13 @@ def visual_extractor(params: Params) -> Extractor:
     from mimicflow.perception.faces import load_face_track
 
     config = params.features.visual
-    faces = _index(params.faces.out, "faces")
+    faces = cache(lambda: _index(params.faces.out, "faces"))  # on first load: serving has none
     state: dict = {}
     default = config.model == "default"
     model = resolve_model(params, config.fer_model if default else config.model)
 
     def load(rows):
-        return [load_face_track(Path(params.faces.out) / faces[r.clip_id]) for r in rows]
+        return [load_face_track(Path(params.faces.out) / faces()[r.clip_id]) for r in rows]
 
     def encode(tracks):
         if default:
@@ -143,7 +144,7 @@ def visual_extractor(params: Params) -> Extractor:
 
 def text_extractor(params: Params) -> Extractor:
     config = params.features.text
-    transcripts = _index(params.asr.out, "asr")
+    transcripts = cache(lambda: _index(params.asr.out, "asr"))  # on first load: serving has none
     model = resolve_model(params, config.model)
     state: dict = {}
 
@@ -156,7 +157,7 @@ def text_extractor(params: Params) -> Extractor:
         return state["net"]
 
     def load(rows):
-        return [json.loads((Path(params.asr.out) / transcripts[r.clip_id]).read_text())["text"]
+        return [json.loads((Path(params.asr.out) / transcripts()[r.clip_id]).read_text())["text"]
                 for r in rows]  # fmt: skip
 
     def encode(texts):

@@ -56,13 +56,19 @@ def faces_clip(job: tuple[str, str, str, str]) -> dict:
     return {"clip_id": clip_id, "artefact": path.name, **track.summary}
 
 
-def run_faces(params: Params, progress: bool = True) -> dict:
+def faces_settings(params: Params) -> dict:
+    """Everything that shapes a clip's face track (the artefact key; ``faces_clip``'s job)."""
     faces = params.faces
-    settings = {
+    return {
         "backend": faces.backend, "fps": faces.fps, "crop_size": faces.crop_size,
         "threshold": faces.threshold, "full_range": faces.full_range,
         **{role: str(path or "") for role, path in face_models(params).items()},
     }  # fmt: skip
+
+
+def run_faces(params: Params, progress: bool = True) -> dict:
+    faces = params.faces
+    settings = faces_settings(params)
     index = _run_per_clip(params, faces.out, ".npz", settings, faces_clip, "faces", progress)
     return _write_metrics(faces.out, {
         "clips": len(index),
@@ -135,11 +141,17 @@ def asr_clip(job: tuple[str, str, str, str, str]) -> dict:
     }
 
 
-def run_asr(params: Params, progress: bool = True) -> dict:
+def asr_settings(params: Params) -> dict:
+    """Everything that shapes a clip's transcript (the artefact key; ``asr_clip``'s job)."""
     asr = params.asr
-    settings = asr.model_dump(mode="json", exclude={"out", "audio_out"}) | {
+    return asr.model_dump(mode="json", exclude={"out", "audio_out"}) | {
         "model": resolve_model(params, asr.model)
     }
+
+
+def run_asr(params: Params, progress: bool = True) -> dict:
+    asr = params.asr
+    settings = asr_settings(params)
     index = _run_per_clip(params, asr.out, ".json", settings, asr_clip, "asr", progress)
     keep = {audio_artefact(params, r.clip_id, r.sha256).name for r in _manifest(params).itertuples()}
     prune(Path(asr.audio_out), keep, ".npz")

@@ -1,0 +1,55 @@
+"""The service's request and response bodies (they make its OpenAPI spec)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_validator
+
+# The loaded ensemble's modalities and feature widths, set once per worker at start-up.
+FEATURE_DIMS: dict[str, int] = {}
+
+
+class ModalityInfo(BaseModel):
+    present: bool = Field(description="the clip has this modality (else it was masked out)")
+    weight: float = Field(description="its fusion weight / contribution for this clip")
+
+
+class FeaturesPrediction(BaseModel):
+    intensities: dict[str, float] = Field(description="the six emotions' intensities in [0, 1]")
+    modalities: dict[str, ModalityInfo]
+    model_version: str
+
+
+class ClipPrediction(FeaturesPrediction):
+    transcript: str = Field(description="what the speech says ('' when there is none)")
+    duration_s: float
+
+
+class ModalityFeatures(BaseModel):
+    values: list[list[float]] = Field(description="T × d feature rows (T may be 0: missing)")
+    mask: list[bool] | None = Field(None, description="(T,) rows that hold the modality; "
+                                                      "default: all")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _rectangular(self) -> ModalityFeatures:
+        if len({len(row) for row in self.values}) > 1:
+            raise ValueError("values: every row must have the same length")
+        if self.mask is not None and len(self.mask) != len(self.values):
+            raise ValueError(f"mask has {len(self.mask)} entries for {len(self.values)} rows")
+        return self
+
+
+class ClipFeatures(BaseModel):
+    """One clip's precomputed features, per modality (as ``mimicflow`` encodes them)."""
+
+    features: dict[str, ModalityFeatures]
+
+    @model_validator(mode="after")
+    def _matches_model(self) -> ClipFeatures:
+        for name, given in self.features.items():
+            if name not in FEATURE_DIMS:
+                raise ValueError(f"unknown modality {name!r}; the model takes "
+                                 f"{', '.join(sorted(FEATURE_DIMS))}")  # fmt: skip
+            if given.values and len(given.values[0]) != FEATURE_DIMS[name]:
+                raise ValueError(f"{name}: rows have {len(given.values[0])} values, the model "
+                                 f"takes {FEATURE_DIMS[name]}")  # fmt: skip
+        return self

@@ -1,0 +1,113 @@
+"""The BentoML service: a raw clip (or precomputed features) in, six intensities out.
+
+``bentoml serve mimicflow-emi:latest`` (the bento the ``package`` stage builds) or, from the
+repository, ``bentoml serve mimicflow.serving.service:EMIService``. Each worker loads the
+packaged ensemble and the clip chain's models once, runs one warm-up clip, then serves:
+
+- ``POST /predict``: multipart field ``file``, any container/codec ffmpeg decodes;
+- ``POST /predict_features``: ``{"clips": [...]}`` precomputed features, adaptively batched;
+- ``GET /healthz`` ``/livez`` ``/readyz`` (BentoML's), ``GET /docs.json`` (OpenAPI).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import bentoml
+import numpy as np
+from starlette.responses import JSONResponse
+
+from mimicflow.serving.guard import RequestGuard
+from mimicflow.serving.schemas import (
+    FEATURE_DIMS,
+    ClipFeatures,
+    ClipPrediction,
+    FeaturesPrediction,
+)
+
+MODEL_NAME = "mimicflow-emi"  # the model-store entry the package stage writes
+log = logging.getLogger("bentoml.mimicflow")  # BentoML's handlers and format
+
+
+@bentoml.service(
+    name="mimicflow",
+    workers="cpu_count",  # one single-threaded worker per core; override in BentoML's config
+    traffic={"timeout": 300},
+)
+class EMIService:
+    model_ref = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
+
+    def __init__(self) -> None:
+        from mimicflow.inference import Limits
+        from mimicflow.serving.bundle import read_bundle
+
+        bundle = read_bundle(Path(self.model_ref.path))
+        self.ensemble, self.params = bundle.ensemble, bundle.params
+        serving = bundle.serving
+        self.limits = Limits(int(serving.max_upload_mb * 2**20), serving.max_duration_s)
+        token = os.environ.get(serving.token_env)
+        RequestGuard.configure(token, self.limits.max_bytes)
+        FEATURE_DIMS.update(self.ensemble.dims)
+        made = self._warm_up()
+        if made != {m: self.ensemble.dims[m] for m in made}:
+            raise RuntimeError(f"the packaged encoders make features of widths {made}, the "
+                               f"ensemble was trained on {self.ensemble.dims}")  # fmt: skip
+        log.info("worker %d ready: model %s (%s), modalities %s, token %s", os.getpid(),
+                 self.model_ref.tag, self.ensemble.version, FEATURE_DIMS,
+                 f"required ({serving.token_env})" if token else "not required")  # fmt: skip
+
+    def _warm_up(self) -> dict[str, int]:
+        """One synthetic second through the whole chain: every model loads now, not on the
+        first request; returns the feature width of each modality."""
+        from mimicflow.data.media import write_video
+        from mimicflow.inference import extract_clip
+
+        with tempfile.TemporaryDirectory(prefix="mimicflow-warmup-") as work:
+            clip = Path(work) / "warmup.mp4"
+            tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)
+            frames = [np.full((96, 128, 3), 128, np.uint8)] * 12
+            write_video(clip, frames, 12, (128, 96), audio=tone.astype(np.float32))
+            inputs = extract_clip(self.params, clip, Path(work), tuple(self.ensemble.modalities))
+        return {m: int(values.shape[1]) for m, (values, _) in inputs.features.items()}
+
+    @bentoml.api(route="/predict")
+    def predict(self, file: Path) -> ClipPrediction:
+        """Six intensities for an uploaded clip (multipart field ``file``)."""
+        import av
+
+        from mimicflow.inference import ClipRejected, check_clip, clip_prediction, extract_clip
+
+        with tempfile.TemporaryDirectory(prefix="mimicflow-request-") as work:
+            clip = Path(work) / "upload"  # no extension: the content alone decides the format
+            shutil.move(file, clip)
+            try:
+                check_clip(clip, self.limits)
+                inputs = extract_clip(self.params, clip, Path(work),
+                                      tuple(self.ensemble.modalities))  # fmt: skip
+            except ClipRejected as exc:
+                return JSONResponse({"error": str(exc)}, status_code=exc.status)
+            except av.error.FFmpegError as exc:
+                return JSONResponse({"error": f"the clip could not be decoded ({exc})"}, 422)
+        return ClipPrediction(**clip_prediction(self.ensemble, inputs))
+
+    @bentoml.api(route="/predict_features", batchable=True, max_batch_size=64, max_latency_ms=100)
+    def predict_features(self, clips: list[ClipFeatures]) -> list[FeaturesPrediction]:
+        """Six intensities per clip from precomputed features; requests are batched together."""
+        from mimicflow.inference import prediction
+
+        batch = []
+        for clip in clips:
+            features = {}
+            for name, given in clip.features.items():
+                values = np.asarray(given.values, np.float32).reshape(-1, FEATURE_DIMS[name])
+                mask = np.ones(len(values), bool) if given.mask is None else np.asarray(given.mask)
+                features[name] = (values.astype(np.float16), mask)
+            batch.append(features)
+        return [FeaturesPrediction(**answer) for answer in prediction(self.ensemble, batch)]
+
+
+EMIService.add_asgi_middleware(RequestGuard)

@@ -1,0 +1,302 @@
+"""The bento the ``package`` stage builds, served by a real ``bentoml serve`` on 127.0.0.1 and
+called with a real HTTP client: good clips, every kind of bad upload, concurrency, the token."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mimicflow import EMOTIONS
+from mimicflow.cli import app
+from mimicflow.data.media import write_audio, write_video
+from mimicflow.data.synth import face_rig, speech
+
+TOKEN = "test-token-5f2c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+LIMIT_MB, LIMIT_S = 1, 5  # small limits, so the oversize and too-long uploads stay cheap
+
+
+def _mkv(path: Path, frames: list[np.ndarray], audio: np.ndarray) -> None:
+    """MPEG-4 video and 16-bit PCM in Matroska."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w", format="matroska") as container:
+        video = container.add_stream("mpeg4", rate=25)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        sound = container.add_stream("pcm_s16le", rate=16000, layout="mono")
+        for image in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(video.encode())
+        samples = (np.clip(audio, -1, 1) * 32767).astype(np.int16)[None, :]
+        chunk = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        chunk.sample_rate, chunk.pts, chunk.time_base = 16000, 0, Fraction(1, 16000)
+        container.mux(sound.encode(chunk))
+        container.mux(sound.encode())
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("uploads")
+    voice = speech.synthesize("I am so happy, this is wonderful news.", "en-us", 50, 160, 120)
+    n = int(25 * len(voice) / 16000)
+    face = face_rig.FaceAnimator(face_rig.identity_face(2), (192, 192))
+    neutral = dict.fromkeys(face_rig.ACTION_UNITS, 0.0)
+    frames = [face.render(neutral | {"smile": 0.3 + 0.5 * i / n}, 0.0, 0.0, np.zeros(2))
+              for i in range(n)]  # fmt: skip
+    files = {name: folder / name for name in (
+        "good.mp4", "no_audio.mp4", "no_face.txt", "long.mp4", "speech.wav", "garbage.mp4",
+        "empty.mp4", "big.mp4", "subtitles.mp4")}  # fmt: skip
+    write_video(files["good.mp4"], frames, 25, (192, 192), audio=voice)
+    write_video(files["no_audio.mp4"], frames, 25, (192, 192))
+    _mkv(files["no_face.txt"], [np.full((144, 192, 3), 90, np.uint8)] * n, voice)  # not an mp4
+    write_video(files["long.mp4"], [np.zeros((48, 64, 3), np.uint8)] * 25 * (LIMIT_S + 2), 25, (64, 48))
+    write_audio(files["speech.wav"], voice, 16000)
+    rng = np.random.default_rng(0)
+    files["garbage.mp4"].write_bytes(rng.bytes(200_000))
+    files["empty.mp4"].write_bytes(b"")
+    files["subtitles.mp4"].write_text("1\n00:00:01,000 --> 00:00:02,000\nHello\n")  # SubRip: no A/V
+    files["big.mp4"].write_bytes(rng.bytes(int(LIMIT_MB * 2**20 * 1.3)))
+    return files
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(ensemble_dir, models_dir, tmp_path_factory):
+    """``mimicflow stage package`` into a private BentoML home, then ``bentoml serve`` of the
+    built bento with a token set; yields (base url, package summary, the server's temp dir)."""
+    root = tmp_path_factory.mktemp("serving")
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "models": {"dir": str(models_dir)},
+        "ensemble": {"out": str(ensemble_dir)},
+        "serving": {"out": str(root / "bento"), "max_upload_mb": LIMIT_MB, "max_duration_s": LIMIT_S},
+    }))  # fmt: skip
+    (root / "tmp").mkdir()
+    env = os.environ | {"BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
+                        "MIMICFLOW_API_TOKEN": TOKEN}  # fmt: skip
+    command = [sys.executable, "-m", "mimicflow.cli", "stage", "package", "--params", str(params)]
+    package = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, check=False)
+    assert package.returncode == 0, package.stdout + package.stderr
+    summary = json.loads((root / "bento" / "bento.json").read_text())
+    port = _free_port()
+    with open(root / "serve.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", summary["bento"], "--host", "127.0.0.1",
+             "--port", str(port)],
+            env=env | {"TMPDIR": str(root / "tmp")}, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, (root / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "server not ready in 300 s"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        yield url, summary, root / "tmp"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _predict(url: str, path: Path, headers: dict | None = None) -> httpx.Response:
+    with open(path, "rb") as handle:
+        return httpx.post(f"{url}/predict", files={"file": (path.name, handle)},
+                          headers=AUTH if headers is None else headers, timeout=120)  # fmt: skip
+
+
+def test_package_built_and_exported(server):
+    _, summary, _ = server
+    assert summary["bento"].startswith("mimicflow-emi:")
+    assert summary["archive"].endswith(".bento.tar") and summary["archive_mb"] > 50
+
+
+def test_health_readiness_and_openapi_need_no_token(server):
+    url, _, _ = server
+    for path in ("/healthz", "/livez", "/readyz"):
+        assert httpx.get(url + path).status_code == 200
+    spec = httpx.get(f"{url}/docs.json").json()
+    assert {"/predict", "/predict_features"} <= set(spec["paths"])
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert "file" in json.dumps(body["multipart/form-data"])
+
+
+def test_good_clip(server, clips):
+    url, summary, _ = server
+    response = _predict(url, clips["good.mp4"])
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert list(answer["intensities"]) == list(EMOTIONS)
+    assert all(0.0 <= v <= 1.0 for v in answer["intensities"].values())
+    assert {m: i["present"] for m, i in answer["modalities"].items()} == dict.fromkeys(
+        summary["modalities"], True)  # fmt: skip
+    assert sum(i["weight"] for i in answer["modalities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert "wonderful" in answer["transcript"].lower()
+    assert 1.5 < answer["duration_s"] < 5
+    assert answer["model_version"] == summary["model_version"]
+
+
+def test_clip_without_audio_is_predicted_with_audio_missing(server, clips):
+    url, _, _ = server
+    response = _predict(url, clips["no_audio.mp4"])
+    assert response.status_code == 200, response.text
+    modalities = response.json()["modalities"]
+    assert not modalities["audio"]["present"] and modalities["audio"]["weight"] == 0.0
+    assert modalities["visual"]["present"]
+    assert response.json()["transcript"] == ""
+
+
+def test_clip_without_face_in_another_container_and_name(server, clips):
+    url, _, _ = server
+    response = _predict(url, clips["no_face.txt"])  # Matroska named .txt: content decides
+    assert response.status_code == 200, response.text
+    modalities = response.json()["modalities"]
+    assert not modalities["visual"]["present"] and modalities["visual"]["weight"] == 0.0
+    assert modalities["audio"]["present"]
+
+
+@pytest.mark.parametrize("name, status, words", [
+    ("garbage.mp4", 415, "not a readable media file"),
+    ("empty.mp4", 415, "empty file"),
+    ("subtitles.mp4", 422, "no audio or video streams"),
+    ("speech.wav", 422, "no video stream"),
+    ("long.mp4", 422, "too long"),
+    ("big.mp4", 413, "too large"),
+])  # fmt: skip
+def test_bad_upload_gets_a_clear_4xx(server, clips, name, status, words):
+    url, _, _ = server
+    response = _predict(url, clips[name])
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"]
+
+
+def test_oversize_upload_without_length_is_cut_off(server, clips):
+    url, _, _ = server
+    boundary = "mimicflowtest"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()  # fmt: skip
+    data = clips["big.mp4"].read_bytes()
+
+    def chunks():  # a generator body: sent chunked, no Content-Length
+        yield head
+        for start in range(0, len(data), 65536):
+            yield data[start : start + 65536]
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = httpx.post(f"{url}/predict", content=chunks(), timeout=60, headers=AUTH | {
+        "Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+    assert response.status_code == 413 and "too large" in response.json()["error"]
+
+
+def test_missing_file_field(server):
+    url, _, _ = server
+    response = httpx.post(f"{url}/predict", files={"other": ("a", b"x")}, headers=AUTH)
+    assert response.status_code == 400 and "error" in response.json()
+
+
+def test_token_is_required_when_set(server, clips):
+    url, _, _ = server
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        response = _predict(url, clips["good.mp4"], headers)
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+        assert "token" in response.json()["error"]
+    response = httpx.post(f"{url}/predict_features", json={"clips": []})
+    assert response.status_code == 401
+
+
+def test_concurrent_requests_all_answered_identically(server, clips):
+    url, _, _ = server
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda _: _predict(url, clips["good.mp4"]), range(6)))
+    assert [r.status_code for r in responses] == [200] * 6
+    assert len({json.dumps(r.json()["intensities"]) for r in responses}) == 1
+
+
+def _features(dims: dict[str, int], seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"features": {m: {"values": rng.normal(0, 1, (4, d)).round(4).tolist(),
+                             "mask": [True, True, False, True]} for m, d in dims.items()}}  # fmt: skip
+
+
+def test_predict_features_batched_answers_equal_single_answers(server, ensemble_dir):
+    url, _, _ = server
+    dims = json.loads((Path(ensemble_dir) / "ensemble.json").read_text())["dims"]
+    clips = [_features(dims, seed) for seed in range(8)]
+    alone = [httpx.post(f"{url}/predict_features", json={"clips": [c]}, headers=AUTH).json()[0]
+             for c in clips[:2]]  # fmt: skip
+    with ThreadPoolExecutor(8) as pool:
+        batched = list(pool.map(lambda c: httpx.post(f"{url}/predict_features", json={"clips": [c]},
+                                                     headers=AUTH, timeout=60), clips))  # fmt: skip
+    assert [r.status_code for r in batched] == [200] * 8
+    for single, together in zip(alone, batched):
+        for emotion in EMOTIONS:
+            assert together.json()[0]["intensities"][emotion] == pytest.approx(
+                single["intensities"][emotion], abs=1e-5)  # fmt: skip
+    missing = {"features": {m: {"values": []} for m in dims}}
+    answer = httpx.post(f"{url}/predict_features", json={"clips": [missing]}, headers=AUTH).json()
+    assert not any(i["present"] for i in answer[0]["modalities"].values())
+    wrong = {"features": {next(iter(dims)): {"values": [[0.0] * 3]}}}
+    response = httpx.post(f"{url}/predict_features", json={"clips": [wrong]}, headers=AUTH)
+    assert response.status_code == 400 and "the model takes" in response.text
+
+
+def test_predict_cli_matches_the_server(server, clips, ensemble_dir):
+    url, _, _ = server
+    served = _predict(url, clips["good.mp4"]).json()
+    result = CliRunner().invoke(app, ["predict", str(clips["good.mp4"]), str(clips["garbage.mp4"]),
+                                      "--json", "--ensemble", str(ensemble_dir)])  # fmt: skip
+    assert result.exit_code == 1, result.output  # one clip failed
+    good, bad = json.loads(result.output.strip().splitlines()[-1])
+    assert good["file"] == str(clips["good.mp4"]) and "error" not in good
+    for emotion in EMOTIONS:
+        assert good["intensities"][emotion] == pytest.approx(served["intensities"][emotion], abs=1e-4)
+    assert good["transcript"] == served["transcript"]
+    assert "not a readable media file" in bad["error"] and "intensities" not in bad
+
+
+def test_predict_cli_without_ensemble_exits_2(tmp_path):
+    result = CliRunner().invoke(app, ["predict", "x.mp4", "--ensemble", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no ensemble" in result.output
+
+
+def test_no_upload_or_work_files_left_behind(server, clips):
+    url, _, tmp = server
+    _predict(url, clips["good.mp4"])
+    _predict(url, clips["garbage.mp4"])
+    left = [p for p in tmp.rglob("*") if p.is_file()]
+    assert left == [], left
+
+
+def test_models_load_once_per_worker(server):
+    _, _, tmp = server
+    log = (tmp.parent / "serve.log").read_text()
+    workers = log.count("Service mimicflow initialized")
+    assert workers >= 1 and log.count("ready: model") == workers
