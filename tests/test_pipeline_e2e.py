@@ -26,30 +26,37 @@ def test_dvc_repro_runs_the_pipeline_and_a_second_run_does_nothing(tmp_path):
     shutil.copy(REPO / "dvc.yaml", project)
     shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["demo"]["n_clips"] = 8
+    params["demo"]["n_clips"] = 16
+    params["train"] |= {"epochs": 2, "patience": 2}
+    params["train"]["mimicmetrics"]["pretrain_epochs"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     _run(["git", "init", "-q"], project)
     _run(["dvc", "init", "-q"], project)
+    _run(["git", "add", "-A"], project)  # DVCLive (train stages) needs a repo with one commit
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], project)
 
-    first = _run(["dvc", "repro"], project)
+    first = _run(["dvc", "repro", "ensemble"], project)  # compare, package, reference: own tests
     for stage in ("models", "demo_data", "validate", "faces", "asr", "features@audio",
-                  "features@visual", "features@text"):  # fmt: skip
+                  "features@visual", "features@text", "train@0", "train@4", "ensemble"):  # fmt: skip
         assert f"Running stage '{stage}'" in first.stdout, stage
     assert (project / "models/pretrained/whisper-tiny.en/model.bin").exists()
     manifest = pd.read_parquet(project / "data/validated/manifest.parquet")
-    assert len(manifest) == 8
+    assert len(manifest) == 16
     assert (project / "data/validated/data_docs/index.html").exists()
+    assert (project / "models/ensemble/ensemble.json").exists()
 
-    second = _run(["dvc", "repro"], project)
+    second = _run(["dvc", "repro", "ensemble"], project)
     assert "Running stage" not in second.stdout
 
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], project).stdout)
     values = next(iter(metrics.values()))["data"]
-    assert values["data/validated/summary.json"]["data"]["clips_usable"] == 8
+    assert values["data/validated/summary.json"]["data"]["clips_usable"] == 16
     assert values["data/features/text.json"]["data"]["dim"] == 384
+    training = values["reports/training/metrics.json"]["data"]
+    assert training["demo_oracle_mean_pearson"] > 0.8 and "fraction_of_oracle" in training
 
     # switching one encoder setting invalidates that modality's features and nothing else
     params["features"]["text"]["layer"] = -2
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    status = json.loads(_run(["dvc", "status", "--json"], project).stdout)
+    status = json.loads(_run(["dvc", "status", "ensemble", "--with-deps", "--json"], project).stdout)
     assert set(status) == {"features@text"}

@@ -395,11 +395,13 @@ def _print_signal(report: dict) -> None:
     console.print(table)
 
 
-from mimicflow import cli_flows  # its commands use the helpers above, so imported last
+if __name__ == "__main__":  # python -m mimicflow.cli: the module proper, every command registered
+    from mimicflow.cli import app as registered_app
 
-app.add_typer(cli_flows.flows_app, name="flows")
-app.command("monitor")(cli_flows.monitor)
-stage_app.command("reference")(cli_flows.stage_reference)
+    registered_app()
+else:
+    from mimicflow import cli_flows  # its commands use the helpers above, so imported last
 
-if __name__ == "__main__":
-    app()
+    app.add_typer(cli_flows.flows_app, name="flows")
+    app.command("monitor")(cli_flows.monitor)
+    stage_app.command("reference")(cli_flows.stage_reference)
