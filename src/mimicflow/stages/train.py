@@ -44,7 +44,7 @@ def _dataset(params: Params, manifest: pd.DataFrame, system: str, modalities=Non
 
 def train_fold(params: Params, fold: int, system: str | None = None, modalities=None,
                progress: bool = True, on_epoch=None):  # fmt: skip
-    """Train one fold; returns (FoldResult, dataset, validation indices)."""
+    """Train one fold; returns (FoldResult, dataset, validation indices, the trainer)."""
     system = system or params.train.system
     config = params.train
     if not 0 <= fold < config.folds:
