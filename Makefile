@@ -26,6 +26,7 @@ bench: setup  ## speed figures (printed as tables)
 	python bench/bench_data.py
 	python bench/bench_perception.py
 	python bench/bench_features.py
+	python bench/bench_training.py
 	python bench/bench_serving.py
 
 clean:  ## remove pipeline outputs (not the venv)

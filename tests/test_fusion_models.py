@@ -8,6 +8,9 @@ import torch
 from mimicflow.fusion.models import SYSTEMS, build_model
 
 DIMS = {"audio": 12, "visual": 6, "text": 10}
+# Every system with its defaults, and mimicmetrics with one attention query per emotion.
+VARIANTS = [pytest.param(s, {}, id=s) for s in SYSTEMS] + [
+    pytest.param("mimicmetrics", {"queries": 6}, id="mimicmetrics-6-queries")]
 
 
 def _inputs(batch=4, frames=8, lengths=(8, 5, 3, 8)):
@@ -20,30 +23,30 @@ def _inputs(batch=4, frames=8, lengths=(8, 5, 3, 8)):
     return inputs
 
 
-def _model(system):
+def _model(system, hyper=None):
     torch.manual_seed(0)
     dims = {"audio": DIMS["audio"]} if system == "augsburg" else DIMS
-    return build_model(system, dims).eval()
+    return build_model(system, dims, **(hyper or {})).eval()
 
 
-@pytest.mark.parametrize("system", list(SYSTEMS))
+@pytest.mark.parametrize(("system", "hyper"), VARIANTS)
 @torch.no_grad()
-def test_predictions_are_six_intensities_in_unit_range(system):
-    out = _model(system)(_inputs())
+def test_predictions_are_six_intensities_in_unit_range(system, hyper):
+    out = _model(system, hyper)(_inputs())
     assert out["pred"].shape == (4, 6)
     assert ((out["pred"] >= 0) & (out["pred"] <= 1)).all()
 
 
-@pytest.mark.parametrize("system", list(SYSTEMS))
-def test_padding_content_never_changes_a_prediction(system):
-    model, inputs = _model(system), _inputs()
+@pytest.mark.parametrize(("system", "hyper"), VARIANTS)
+def test_padding_content_never_changes_a_prediction(system, hyper):
+    model, inputs = _model(system, hyper), _inputs()
     noisy = {m: (x + 100.0 * (~mask).unsqueeze(-1), mask) for m, (x, mask) in inputs.items()}
     torch.testing.assert_close(model(inputs)["pred"], model(noisy)["pred"])
 
 
-@pytest.mark.parametrize("system", ["fuxi", "ustc", "mimicmetrics"])
-def test_a_missing_modality_is_left_out_not_read_as_zeros(system):
-    model, inputs = _model(system), _inputs()
+@pytest.mark.parametrize(("system", "hyper"), [v for v in VARIANTS if v.values[0] != "augsburg"])
+def test_a_missing_modality_is_left_out_not_read_as_zeros(system, hyper):
+    model, inputs = _model(system, hyper), _inputs()
     x, mask = inputs["visual"]
     missing = mask.clone()
     missing[1] = False  # clip 1 has no face at all

@@ -202,6 +202,7 @@ class MimicMetricsParams(SystemParams):
     loss: Literal["mse", "ccc", "mimicmetrics"] = "mimicmetrics"
     weight_decay: float = 1e-4
     modality_dropout: float = Field(0.3, ge=0, lt=1)
+    queries: int = Field(1, ge=1)  # attention-pooling queries per encoder (6: one per emotion)
     encoder_lr_scale: float = Field(0.05, gt=0)  # encoders fine-tuned at 0.05 × lr
     pretrain_epochs: int = Field(20, ge=1)
     plateau_patience: int = Field(3, ge=1)  # ReduceLROnPlateau on the validation Pearson

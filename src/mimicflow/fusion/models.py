@@ -57,16 +57,22 @@ def fuse_mean(embeddings: dict[str, torch.Tensor], masks: dict[str, torch.Tensor
 
 
 class AttentionPool(nn.Module):
-    """Masked attention pooling over time: a learned score per step, softmax over valid steps."""
+    """Masked attention pooling over time: a learned score per step, softmax over valid steps.
 
-    def __init__(self, dim: int):
+    With ``queries`` > 1 each query pools on its own (e.g. one per emotion, so each can attend
+    to the words or moments that carry it) and the pooled vectors are projected back to ``dim``.
+    """
+
+    def __init__(self, dim: int, queries: int = 1):
         super().__init__()
-        self.score = nn.Linear(dim, 1)
+        self.score = nn.Linear(dim, queries)
+        self.merge = nn.Linear(queries * dim, dim) if queries > 1 else nn.Identity()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        scores = self.score(x).squeeze(-1).masked_fill(~mask, -1e4)
-        weights = torch.softmax(scores, 1) * mask.any(1, keepdim=True)
-        return (x * weights.unsqueeze(-1)).sum(1)
+        scores = self.score(x).masked_fill(~mask.unsqueeze(-1), -1e4)  # B × T × queries
+        weights = torch.softmax(scores, 1) * mask.any(1)[:, None, None]
+        pooled = torch.einsum("btq,btd->bqd", weights, x)
+        return self.merge(pooled.flatten(1))
 
 
 # --- fuxi -----------------------------------------------------------------------------------------
@@ -217,11 +223,11 @@ class Augsburg(nn.Module):
 class UnimodalEncoder(nn.Module):
     """Frame MLP + masked attention pooling; ``head`` is used only in unimodal pre-training."""
 
-    def __init__(self, dim: int, hidden: int, dropout: float):
+    def __init__(self, dim: int, hidden: int, dropout: float, queries: int = 1):
         super().__init__()
         self.frame = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(),
                                    nn.Dropout(dropout))  # fmt: skip
-        self.pool = AttentionPool(hidden)
+        self.pool = AttentionPool(hidden, queries)
         self.head = nn.Linear(hidden, NUM_EMOTIONS)
 
     def forward(self, x, mask):
@@ -230,9 +236,10 @@ class UnimodalEncoder(nn.Module):
 
 class MimicMetrics(nn.Module):
     def __init__(self, dims: dict[str, int], hidden: int = 128, dropout: float = 0.2,
-                 modality_dropout: float = 0.3):  # fmt: skip
+                 modality_dropout: float = 0.3, queries: int = 1):  # fmt: skip
         super().__init__()
-        self.encoders = nn.ModuleDict({m: UnimodalEncoder(d, hidden, dropout) for m, d in dims.items()})
+        self.encoders = nn.ModuleDict({m: UnimodalEncoder(d, hidden, dropout, queries)
+                                       for m, d in dims.items()})  # fmt: skip
         self.fusion = nn.Sequential(nn.Linear(len(dims) * (hidden + 1), hidden), nn.GELU(),
                                     nn.Dropout(dropout), nn.Linear(hidden, NUM_EMOTIONS))  # fmt: skip
         self.modality_dropout = modality_dropout

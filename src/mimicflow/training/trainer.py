@@ -49,7 +49,7 @@ def model_hyper(system: str, params: SystemParams) -> dict:
     """The constructor arguments of a system's module, from its params section."""
     names = {"fuxi": ("hidden", "embed", "dropout"), "ustc": ("hidden", "heads", "layers", "dropout"),
              "augsburg": ("hidden", "dropout"),
-             "mimicmetrics": ("hidden", "dropout", "modality_dropout")}[system]  # fmt: skip
+             "mimicmetrics": ("hidden", "dropout", "modality_dropout", "queries")}[system]  # fmt: skip
     return {name: getattr(params, name) for name in names}
 
 
