@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mimicflow.fusion.models import SYSTEMS, build_model
+from mimicflow.fusion.models import SYSTEMS, build_model, fit_input_scaling
 
 DIMS = {"audio": 12, "visual": 6, "text": 10}
 # Every system with its defaults, and mimicmetrics with one attention query per emotion.
@@ -71,3 +71,20 @@ def test_modality_dropout_always_keeps_one_modality():
 def test_unknown_system_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown system 'nope'"):
         build_model("nope", DIMS)
+
+
+@pytest.mark.parametrize(("system", "hyper"), VARIANTS)
+def test_fitted_input_scaling_makes_predictions_blind_to_feature_units(system, hyper):
+    """Rescaling and shifting a feature (degrees vs radians, a different encoder's range) does
+    not change a prediction once the scalers are fitted on data in those units."""
+    inputs = _inputs()
+    scale = {m: torch.logspace(-2, 2, d) for m, d in DIMS.items()}  # 0.01× … 100× per feature
+    moved = {m: ((x * scale[m] + 7.0) * mask.unsqueeze(-1), mask) for m, (x, mask) in inputs.items()}
+
+    def fitted(data):
+        model = _model(system, hyper)
+        fit_input_scaling(model, {m: (x[mask].mean(0), x[mask].std(0)) for m, (x, mask) in data.items()
+                                  if m in model.scalers})  # fmt: skip
+        return model(data)["pred"]
+
+    torch.testing.assert_close(fitted(inputs), fitted(moved), atol=1e-4, rtol=1e-4)

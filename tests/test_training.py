@@ -52,6 +52,15 @@ def test_folds_cover_labelled_clips_once_and_respect_the_protocol(store):
     np.testing.assert_array_equal(merged, assign_folds(manifest, "merged", 5, seed=1))
 
 
+def test_feature_stats_are_the_training_clips_segment_statistics(store):
+    trainer = _trainer(store, "mimicmetrics")
+    stats = trainer.dataset.feature_stats(trainer.train_idx, chunk=7)  # chunks must not matter
+    for modality, (mean, std) in stats.items():
+        values, mask = trainer.dataset.batch(trainer.train_idx, modalities=(modality,)).inputs[modality]
+        np.testing.assert_allclose(mean, values[mask].mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(std, values[mask].std(0), rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("system", ["fuxi", "ustc", "augsburg", "mimicmetrics"])
 def test_each_system_learns_and_beats_the_training_mean(store, system):
     trainer = _trainer(store, system)

@@ -4,7 +4,9 @@ Every model takes ``inputs``: modality → (x: B × T × d, mask: B × T bool) a
 ``pred`` (B × 6 in [0, 1]) and, where the system has them, ``embeddings`` (modality → B × h) and
 ``weights`` (B × modalities: each modality's share of the fusion). A modality missing for a clip
 is an all-False mask row: it is left out of that clip's fusion, never fed in as zeros; padding
-never enters a recurrent state (sequences are packed) nor a pooled mean (masked).
+never enters a recurrent state (sequences are packed) nor a pooled mean (masked). Every system
+first standardises each input feature with the training fold's mean and standard deviation,
+held as buffers so they travel with the weights (:func:`fit_input_scaling`).
 
 - ``fuxi`` (ABAW6 winner): per modality 2 BiGRU layers + LayerNorm + linear, linear to 256;
   average late fusion; dropout; two FC; sigmoid. Trained with a text-anchored triplet loss and EMA.
@@ -56,6 +58,46 @@ def fuse_mean(embeddings: dict[str, torch.Tensor], masks: dict[str, torch.Tensor
     return (stacked * weights.unsqueeze(-1)).sum(1), weights
 
 
+class InputScaler(nn.Module):
+    """Per-feature z-score with fixed statistics; padding stays zero."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std * mask.unsqueeze(-1)
+
+
+class EmiModel(nn.Module):
+    """What the four systems share: standardised inputs, then the system's own ``predict``.
+
+    Hand-made features mix scales (head pose in degrees beside mouth ratios near 0.01); without
+    this a per-frame LayerNorm or the first linear layer sees little but the largest ones.
+    """
+
+    def __init__(self, dims: dict[str, int]):
+        super().__init__()
+        self.scalers = nn.ModuleDict({m: InputScaler(d) for m, d in dims.items()})
+
+    def forward(self, inputs: Inputs) -> dict:
+        return self.predict({m: (self.scalers[m](x, mask), mask) for m, (x, mask) in inputs.items()
+                             if m in self.scalers})  # fmt: skip
+
+    def predict(self, inputs: Inputs) -> dict:
+        raise NotImplementedError
+
+
+def fit_input_scaling(model: EmiModel, stats: dict[str, tuple]) -> None:
+    """Set each modality's scaler from (mean, std) arrays; near-constant features keep std 1."""
+    with torch.no_grad():
+        for modality, (mean, std) in stats.items():
+            std = torch.as_tensor(std, dtype=torch.float32)
+            model.scalers[modality].mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            model.scalers[modality].std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+
 class AttentionPool(nn.Module):
     """Masked attention pooling over time: a learned score per step, softmax over valid steps.
 
@@ -94,15 +136,15 @@ class FuxiBranch(nn.Module):
         return self.project(masked_mean(self.linear(self.norm(outputs)), mask))
 
 
-class Fuxi(nn.Module):
+class Fuxi(EmiModel):
     def __init__(self, dims: dict[str, int], hidden: int = 128, embed: int = 256,
                  dropout: float = 0.3):  # fmt: skip
-        super().__init__()
+        super().__init__(dims)
         self.branches = nn.ModuleDict({m: FuxiBranch(d, hidden, embed, dropout) for m, d in dims.items()})
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed, embed // 2), nn.ReLU(),
                                   nn.Linear(embed // 2, NUM_EMOTIONS))  # fmt: skip
 
-    def forward(self, inputs: Inputs) -> dict:
+    def predict(self, inputs: Inputs) -> dict:
         embeddings = {m: branch(*inputs[m]) for m, branch in self.branches.items()}
         fused, weights = fuse_mean(embeddings, {m: inputs[m][1] for m in embeddings})
         return {"pred": torch.sigmoid(self.head(fused)), "embeddings": embeddings, "weights": weights}
@@ -163,10 +205,10 @@ class Projected(nn.Module):
         return masked_mean(self.inp(x), mask)
 
 
-class Ustc(nn.Module):
+class Ustc(EmiModel):
     def __init__(self, dims: dict[str, int], hidden: int = 128, heads: int = 4, layers: int = 1,
                  dropout: float = 0.2):  # fmt: skip
-        super().__init__()
+        super().__init__(dims)
         branch = {"visual": lambda d: TemporalConvNet(d, hidden, dropout=dropout),
                   "audio": lambda d: GatedBiLSTM(d, hidden)}  # fmt: skip
         self.branches = nn.ModuleDict(
@@ -181,7 +223,7 @@ class Ustc(nn.Module):
         self.fusion = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, NUM_EMOTIONS))
 
-    def forward(self, inputs: Inputs) -> dict:
+    def predict(self, inputs: Inputs) -> dict:
         names = list(self.branches)
         embeddings = {m: self.branches[m](*inputs[m]) for m in names}
         here = torch.stack([present(inputs[m][1]) for m in names], 1)  # B × M
@@ -197,19 +239,19 @@ class Ustc(nn.Module):
 # --- augsburg -------------------------------------------------------------------------------------
 
 
-class Augsburg(nn.Module):
+class Augsburg(EmiModel):
     """Audio only: [global mean vector ; LSTM last state] → dense + tanh → 6."""
 
     modalities = ("audio",)
 
     def __init__(self, dims: dict[str, int], hidden: int = 128, dropout: float = 0.2):
-        super().__init__()
+        super().__init__(dims)
         dim = dims["audio"]
         self.lstm = nn.LSTM(dim, hidden, batch_first=True)
         self.dense = nn.Sequential(nn.Linear(dim + hidden, hidden), nn.Tanh(), nn.Dropout(dropout))
         self.out = nn.Linear(hidden, NUM_EMOTIONS)
 
-    def forward(self, inputs: Inputs) -> dict:
+    def predict(self, inputs: Inputs) -> dict:
         x, mask = inputs["audio"]
         _, last = run_packed(self.lstm, x, mask)
         features = torch.cat([masked_mean(x, mask), last * present(mask).unsqueeze(-1)], -1)
@@ -234,10 +276,10 @@ class UnimodalEncoder(nn.Module):
         return self.pool(self.frame(x), mask)
 
 
-class MimicMetrics(nn.Module):
+class MimicMetrics(EmiModel):
     def __init__(self, dims: dict[str, int], hidden: int = 128, dropout: float = 0.2,
                  modality_dropout: float = 0.3, queries: int = 1):  # fmt: skip
-        super().__init__()
+        super().__init__(dims)
         self.encoders = nn.ModuleDict({m: UnimodalEncoder(d, hidden, dropout, queries)
                                        for m, d in dims.items()})  # fmt: skip
         self.fusion = nn.Sequential(nn.Linear(len(dims) * (hidden + 1), hidden), nn.GELU(),
@@ -245,7 +287,7 @@ class MimicMetrics(nn.Module):
         self.modality_dropout = modality_dropout
         self.unimodal: str | None = None  # set during pre-training: train one encoder + its head
 
-    def forward(self, inputs: Inputs) -> dict:
+    def predict(self, inputs: Inputs) -> dict:
         if self.unimodal is not None:
             encoder = self.encoders[self.unimodal]
             return {"pred": torch.sigmoid(encoder.head(encoder(*inputs[self.unimodal])))}
@@ -275,12 +317,12 @@ class MimicMetrics(nn.Module):
                 {"params": self.fusion.parameters(), "lr": lr}]  # fmt: skip
 
 
-SYSTEMS: dict[str, type[nn.Module]] = {
+SYSTEMS: dict[str, type[EmiModel]] = {
     "fuxi": Fuxi, "ustc": Ustc, "augsburg": Augsburg, "mimicmetrics": MimicMetrics,
 }  # fmt: skip
 
 
-def build_model(system: str, dims: dict[str, int], **hyper) -> nn.Module:
+def build_model(system: str, dims: dict[str, int], **hyper) -> EmiModel:
     """A system's module for the given input dimensions (modality → d)."""
     if system not in SYSTEMS:
         raise ValueError(f"unknown system {system!r}; choose one of {', '.join(SYSTEMS)}")

@@ -105,6 +105,25 @@ class FeatureDataset:
             inputs[modality] = (np.stack([v for v, _ in pooled]), np.stack([m for _, m in pooled]))
         return ClipFeatures([self.clip_ids[i] for i in indices], inputs, self.labels[list(indices)])
 
+    def feature_stats(self, indices, sampling: str = "mean",
+                      chunk: int = 256) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+        """Per modality, each feature's mean and standard deviation over the valid segments of
+        clips ``indices`` as a model sees them (``sampling`` "mean" or "centre"), in chunks."""
+        stats = {}
+        for modality in self.tables:
+            total = squares = 0.0
+            count = 0
+            for start in range(0, len(indices), chunk):
+                chunk_idx = indices[start : start + chunk]
+                values, mask = self.batch(chunk_idx, sampling, modalities=(modality,)).inputs[modality]
+                valid = values[mask].astype(np.float64)
+                total, squares, count = total + valid.sum(0), squares + (valid**2).sum(0), count + len(valid)
+            mean = total / max(count, 1)
+            std = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0.0))
+            stats[modality] = (np.broadcast_to(mean, (self.tables[modality].dim,)).astype(np.float32),
+                               np.broadcast_to(std, (self.tables[modality].dim,)).astype(np.float32))  # fmt: skip
+        return stats
+
     def _clip(self, index: int, modality: str, sampling: str, rng):
         frames = self.frames[modality]
         values, mask = self.tables[modality].get(self.clip_ids[index])

@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel
 from mimicflow.config import SystemParams, TrainParams
 from mimicflow.fusion.losses import ccc_loss, mimicmetrics_loss, text_anchored_triplet_loss
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
-from mimicflow.fusion.models import build_model
+from mimicflow.fusion.models import build_model, fit_input_scaling
 from mimicflow.training.data import ClipFeatures, FeatureDataset
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ class FoldTrainer:
         self.rng = np.random.default_rng(self.seed)
         dims = {m: d for m, d in self.dataset.dims().items()}
         model = build_model(self.system, dims, **model_hyper(self.system, self.hyper))
+        fit_input_scaling(model, self.dataset.feature_stats(self.train_idx, self.sampling[1]))
         start_at_training_mean(model, self.dataset.labels[self.train_idx])
         if self.system == "mimicmetrics":
             self._pretrain_encoders(model)
