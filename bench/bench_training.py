@@ -4,7 +4,9 @@
 
     python bench/bench_training.py [--sizes 1000 4000 16000] [--epochs 3] [--systems ...]
 
-Each run is a fresh process, so its peak RSS is its own. Prints a table; writes
+Each run is a fresh process (stores are written beforehand in their own), so its peak RSS is its
+own. An epoch counts every pass over the training clips, MimicMetrics' unimodal pre-training
+passes included. Prints a table; writes
 bench/results/training.json.
 """
 
@@ -48,6 +50,8 @@ def _one_run(args) -> None:
         import pandas as pd
 
         manifest = pd.read_parquet(manifest_file)
+        if args.prepare:  # the store is written in its own process: not in the runs' peak RSS
+            return
     train = TrainParams(epochs=args.epochs, patience=args.epochs)
     dataset = FeatureDataset(folder, manifest, {m: train.frames[m]
                                                 for m in system_modalities(args.system, train.modalities)})  # fmt: skip
@@ -69,6 +73,7 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=["mimicmetrics", "fuxi", "ustc", "augsburg"])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--child", action="store_true")
+    parser.add_argument("--prepare", action="store_true")
     parser.add_argument("--store")
     parser.add_argument("--clips", type=int)
     parser.add_argument("--system")
@@ -81,6 +86,9 @@ def main() -> None:
         runs = [("demo", 0)] if Path("data/features/audio/packed").exists() else []
         runs += [(str(Path(scratch) / f"store_{n}"), n) for n in args.sizes]
         for store, clips in runs:
+            if store != "demo":
+                subprocess.run([sys.executable, __file__, "--child", "--prepare", "--store", store,
+                                "--clips", str(clips)], check=True)  # fmt: skip
             for system in args.systems:
                 command = [sys.executable, __file__, "--child", "--store", store, "--clips", str(clips),
                            "--system", system, "--epochs", str(args.epochs)]  # fmt: skip
