@@ -57,5 +57,5 @@ def emotion_scores(pred: np.ndarray, true: np.ndarray, where: str = "") -> dict:
         "pearson": per_emotion,
         "ccc": per_emotion_ccc,
         "undefined": [e for e, v in per_emotion.items() if v is None],
-        "clips": int(len(true)),
+        "clips": len(true),
     }
