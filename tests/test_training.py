@@ -121,6 +121,20 @@ def test_the_ensemble_predicts_from_raw_store_features(ensemble_dir, featured):
     assert no_audio["audio"] == 0 and no_audio["text"] > 0
 
 
+def test_an_ensemble_saved_before_input_scalers_loads_with_identity_scalers(ensemble_dir, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    old = shutil.copytree(ensemble_dir, tmp_path / "old")
+    for fold in old.glob("fold_*.safetensors"):
+        save_file({n: t for n, t in load_file(fold).items() if not n.startswith("scalers.")}, fold)
+    model = load_ensemble(old).models[0]
+    assert all((s.mean == 0).all() and (s.std == 1).all() for s in model.scalers.values())
+    trained = load_ensemble(ensemble_dir).models[0]
+    assert any((s.std != 1).any() for s in trained.scalers.values())  # the real ones are fitted
+
+
 def test_a_missing_ensemble_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="dvc repro ensemble"):
         load_ensemble(tmp_path)

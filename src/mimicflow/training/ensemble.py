@@ -118,7 +118,9 @@ def load_ensemble(folder: Path | str) -> Ensemble:
     models = []
     for k in range(description["folds"]):
         model = build_model(description["system"], description["dims"], **description["hyper"])
-        model.load_state_dict(load_file(folder / f"fold_{k}.safetensors"))
+        # Folds trained before input standardisation saw raw features: identity scalers.
+        identity = {n: t for n, t in model.state_dict().items() if n.startswith("scalers.")}
+        model.load_state_dict(identity | load_file(folder / f"fold_{k}.safetensors"))
         models.append(model.eval())
     return Ensemble(models, description["modalities"], description["frames"],
                     description["sampling"], description["version"],
