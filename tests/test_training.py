@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from safetensors.numpy import load_file, save_file
 
 from mimicflow import EMOTIONS
 from mimicflow.config import TrainParams
@@ -122,10 +124,6 @@ def test_the_ensemble_predicts_from_raw_store_features(ensemble_dir, featured):
 
 
 def test_an_ensemble_saved_before_input_scalers_loads_with_identity_scalers(ensemble_dir, tmp_path):
-    import shutil
-
-    from safetensors.numpy import load_file, save_file
-
     old = shutil.copytree(ensemble_dir, tmp_path / "old")
     for fold in old.glob("fold_*.safetensors"):
         save_file({n: t for n, t in load_file(fold).items() if not n.startswith("scalers.")}, fold)

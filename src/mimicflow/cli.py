@@ -355,19 +355,24 @@ def _print_compare(table: dict) -> None:
     runs = table["runs"]
     test = any("demo_hidden_test_mean_pearson" in run for run in runs.values())
     view = Table(title="5-fold cross-validation (mean Pearson ↑, MSE ↓)")
-    for column in ("model", "inputs", "out-of-fold ρ", "out-of-fold MSE", *(["demo test ρ"] * test)):
+    columns = ["model", "inputs", "out-of-fold ρ", "out-of-fold MSE"] + ["demo test ρ"] * test
+    for column in columns:
         view.add_column(column, justify="left" if column in ("model", "inputs") else "right")
+
+    def add_row(*cells, test_cell=""):
+        view.add_row(*cells, *[test_cell] * test)
+
     for name, run in runs.items():
         bold = "[bold]" if name == table["default_system"] else ""
-        view.add_row(f"{bold}{name}", "+".join(m[0] for m in run["modalities"]), _fmt(run["mean_pearson"]),
-                     _fmt(run["mse"]), *([_fmt(run.get("demo_hidden_test_mean_pearson"))] * test))  # fmt: skip
+        add_row(f"{bold}{name}", "+".join(m[0] for m in run["modalities"]), _fmt(run["mean_pearson"]),
+                _fmt(run["mse"]), test_cell=_fmt(run.get("demo_hidden_test_mean_pearson")))  # fmt: skip
     if runs:  # the same folds and labels for every run, so one baseline row
         any_run = next(iter(runs.values()))
-        view.add_row("training-mean baseline", "", _fmt(any_run["baseline_mean_pearson"]),
-                     _fmt(any_run["baseline_mse"]), *([""] * test))  # fmt: skip
+        add_row("training-mean baseline", "", _fmt(any_run["baseline_mean_pearson"]),
+                _fmt(any_run["baseline_mse"]))  # fmt: skip
     if table.get("oracle_mean_pearson") is not None:
         oracle = _fmt(table["oracle_mean_pearson"])
-        view.add_row("oracle ceiling (demo)", "", oracle, "", *([oracle] * test))
+        add_row("oracle ceiling (demo)", "", oracle, "", test_cell=oracle)
     console.print(view)
     console.print("inputs: a audio, v visual, t text. The baseline predicts each fold's training "
                   "mean: a constant, so its Pearson is only the artefact of folds' means.")

@@ -22,7 +22,6 @@ from rich.progress import Progress
 from mimicflow import EMOTIONS
 from mimicflow.config import Params
 from mimicflow.fusion.metrics import emotion_scores
-from mimicflow.fusion.models import build_model
 from mimicflow.stages import read_stage_output, require_stage_output
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
@@ -182,9 +181,7 @@ def cross_validate(params: Params, system: str, modalities=None, progress: bool 
         oof_pred.append(result.val_pred)
         oof_true.append(dataset.labels[val_idx])
         base_pred.append(np.repeat(train_mean[None], len(val_idx), 0))
-        model = build_model(system, dataset.dims(), **model_hyper(system, trainer.hyper))
-        model.load_state_dict(result.state)
-        test_pred.append(predict(model, dataset, test_idx, trainer.sampling[1]))
+        test_pred.append(predict(result.model, dataset, test_idx, trainer.sampling[1]))
     pred, true, base = (np.concatenate(x) for x in (oof_pred, oof_true, base_pred))
     scores = emotion_scores(pred, true, f"{system} out-of-fold")
     row = {"mean_pearson": scores["mean_pearson"], "mse": float(((pred - true) ** 2).mean()),

@@ -110,9 +110,8 @@ class FeatureDataset:
         """Per modality, each feature's mean and standard deviation over the valid segments of
         clips ``indices`` as a model sees them (``sampling`` "mean" or "centre"), in chunks."""
         stats = {}
-        for modality in self.tables:
-            total = squares = 0.0
-            count = 0
+        for modality, table in self.tables.items():
+            total, squares, count = np.zeros(table.dim), np.zeros(table.dim), 0
             for start in range(0, len(indices), chunk):
                 chunk_idx = indices[start : start + chunk]
                 values, mask = self.batch(chunk_idx, sampling, modalities=(modality,)).inputs[modality]
@@ -120,8 +119,7 @@ class FeatureDataset:
                 total, squares, count = total + valid.sum(0), squares + (valid**2).sum(0), count + len(valid)
             mean = total / max(count, 1)
             std = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0.0))
-            stats[modality] = (np.broadcast_to(mean, (self.tables[modality].dim,)).astype(np.float32),
-                               np.broadcast_to(std, (self.tables[modality].dim,)).astype(np.float32))  # fmt: skip
+            stats[modality] = (mean.astype(np.float32), std.astype(np.float32))
         return stats
 
     def _clip(self, index: int, modality: str, sampling: str, rng):

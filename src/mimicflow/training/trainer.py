@@ -34,6 +34,7 @@ class FoldResult:
     """A trained fold: its best weights, the validation predictions and the learning curve."""
 
     state: dict[str, torch.Tensor]
+    model: nn.Module  # with the best weights, in eval mode
     val_pred: np.ndarray  # validation clips × 6
     val_scores: dict
     best_epoch: int
@@ -118,7 +119,7 @@ class FoldTrainer:
         scores = emotion_scores(val_pred, self.dataset.labels[self.val_idx], where="validation")
         best_epoch = max((r for r in self.history if r["stage"] == "fusion"),
                          key=lambda r: r["val_mean_pearson"])["epoch"]  # fmt: skip
-        return FoldResult(best, val_pred, scores, best_epoch, self.history)
+        return FoldResult(best, model.eval(), val_pred, scores, best_epoch, self.history)
 
     def _pretrain_encoders(self, model) -> None:
         """MimicMetrics stage 1: each encoder with its own head, alone; heads then dropped."""
