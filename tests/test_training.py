@@ -144,3 +144,24 @@ def test_undefined_folds_do_not_crash_the_ensemble_metrics(ensemble_dir):
         warnings.simplefilter("error")
         values = [f["mean_pearson"] for f in metrics["folds"]]
     assert all(v is None or np.isfinite(v) for v in values)
+
+
+def test_compare_stage_tables_each_system_each_modality_and_the_baseline(featured, tmp_path):
+    from mimicflow.stages.train import run_compare
+
+    params, _ = featured
+    train = params.train.model_copy(update={
+        "folds": 2, "epochs": 2, "patience": 2,
+        "mimicmetrics": params.train.mimicmetrics.model_copy(update={"pretrain_epochs": 1}),
+    })  # fmt: skip
+    ensemble = params.ensemble.model_copy(update={"reports": tmp_path, "compare_systems": ("augsburg", "mimicmetrics")})
+    table = run_compare(params.model_copy(update={"train": train, "ensemble": ensemble}), progress=False)
+    assert table == json.loads((tmp_path / "compare.json").read_text())
+    runs = table["runs"]
+    assert list(runs) == ["augsburg", "mimicmetrics", "mimicmetrics (audio only)",
+                          "mimicmetrics (visual only)", "mimicmetrics (text only)"]  # fmt: skip
+    assert runs["augsburg"]["modalities"] == ["audio"] and runs["mimicmetrics (text only)"]["modalities"] == ["text"]
+    baselines = {run["baseline_mse"] for run in runs.values()}
+    assert len(baselines) == 1 and baselines.pop() > 0  # the same folds for every row
+    for run in runs.values():  # the demo's hidden test labels score every row's fold models
+        assert run["mse"] >= 0 and run["demo_hidden_test_mean_pearson"] is not None
