@@ -403,8 +403,9 @@ def _print_signal(report: dict) -> None:
     table = Table(title="demo data: signal built into each modality (Pearson vs labels)")
     table.add_column("modality")
     table.add_column("mean Pearson", justify="right")
+    labels = {"speech": "speech (text + audio)", "all": "all three"}
     for name, entry in report["modality_signal"].items():
-        table.add_row(name, f"{entry['mean_pearson']:.3f}")
+        table.add_row(labels.get(name, name), f"{entry['mean_pearson']:.3f}")
     table.add_row("[bold]oracle ceiling[/]", f"[bold]{report['oracle_mean_pearson']:.3f}")
     console.print(table)
 

@@ -108,15 +108,15 @@ def displacement_basis(face: BaseFace) -> dict[str, np.ndarray]:
     mouth_mid = (left_mouth + right_mouth) / 2
     left_brow, right_brow = left_eye + 0.38 * up, right_eye + 0.38 * up
     basis = {
-        "smile": _bump(grid, left_mouth, 0.10 * up - 0.10 * outward, 0.22 * d)
-        + _bump(grid, right_mouth, 0.10 * up + 0.10 * outward, 0.22 * d),
-        "brow_raise": _bump(grid, left_brow, 0.16 * up, 0.32 * d)
-        + _bump(grid, right_brow, 0.16 * up, 0.32 * d),
-        "frown": _bump(grid, left_brow + 0.25 * outward, -0.08 * up + 0.06 * outward, 0.22 * d)
-        + _bump(grid, right_brow - 0.25 * outward, -0.08 * up - 0.06 * outward, 0.22 * d)
-        + _bump(grid, left_mouth, -0.07 * up, 0.2 * d)
-        + _bump(grid, right_mouth, -0.07 * up, 0.2 * d),
-        "mouth_open": _bump(grid, mouth_mid - 0.35 * up, -0.22 * up, 0.38 * d),
+        "smile": _bump(grid, left_mouth, 0.24 * up - 0.20 * outward, 0.22 * d)
+        + _bump(grid, right_mouth, 0.24 * up + 0.20 * outward, 0.22 * d),
+        "brow_raise": _bump(grid, left_brow, 0.22 * up, 0.32 * d)
+        + _bump(grid, right_brow, 0.22 * up, 0.32 * d),
+        "frown": _bump(grid, left_brow + 0.25 * outward, -0.14 * up + 0.10 * outward, 0.22 * d)
+        + _bump(grid, right_brow - 0.25 * outward, -0.14 * up - 0.10 * outward, 0.22 * d)
+        + _bump(grid, left_mouth, -0.12 * up, 0.2 * d)
+        + _bump(grid, right_mouth, -0.12 * up, 0.2 * d),
+        "mouth_open": _bump(grid, mouth_mid - 0.35 * up, -0.28 * up, 0.38 * d),
     }
     return {name: field.astype(np.float32) for name, field in basis.items()}
 
