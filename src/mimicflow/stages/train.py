@@ -171,6 +171,8 @@ def cross_validate(params: Params, system: str, modalities=None, progress: bool 
     config = params.train
     manifest = _manifest(params)
     test_idx = np.flatnonzero(assign_folds(manifest, config.protocol, config.folds, config.seed) == UNLABELLED)
+    truth = _hidden_truth(params)  # demo data only: real test clips have no labels to score
+    score_test = truth is not None and len(test_idx) > 0
     oof_pred, oof_true, base_pred, test_pred = [], [], [], []
     for fold in range(config.folds):
         result, dataset, val_idx, trainer = train_fold(params, fold, system, modalities, progress)
@@ -181,15 +183,15 @@ def cross_validate(params: Params, system: str, modalities=None, progress: bool 
         oof_pred.append(result.val_pred)
         oof_true.append(dataset.labels[val_idx])
         base_pred.append(np.repeat(train_mean[None], len(val_idx), 0))
-        test_pred.append(predict(result.model, dataset, test_idx, trainer.sampling[1]))
+        if score_test:
+            test_pred.append(predict(result.model, dataset, test_idx, trainer.sampling[1]))
     pred, true, base = (np.concatenate(x) for x in (oof_pred, oof_true, base_pred))
     scores = emotion_scores(pred, true, f"{system} out-of-fold")
     row = {"mean_pearson": scores["mean_pearson"], "mse": float(((pred - true) ** 2).mean()),
            "baseline_mean_pearson": emotion_scores(base, true, "baseline")["mean_pearson"],
            "baseline_mse": float(((base - true) ** 2).mean()),
            "modalities": list(system_modalities(system, modalities or config.modalities))}  # fmt: skip
-    truth = _hidden_truth(params)
-    if truth is not None and len(test_idx):
+    if score_test:
         test_true = truth.loc[manifest["clip_id"].iloc[test_idx]].to_numpy()
         row["demo_hidden_test_mean_pearson"] = emotion_scores(np.mean(test_pred, 0), test_true,
                                                               f"{system} demo test")["mean_pearson"]  # fmt: skip

@@ -7,12 +7,12 @@ The generative story, per clip:
 2. labels ``k/N``: ``N`` annotators, ``k ~ Binomial(N, p)``. The oracle ceiling is the Pearson
    between ``p`` and the labels: what a model that knew ``p`` exactly would score;
 3. each modality sees its own noisy copy ``z_m = p + noise_m`` and renders it through a few
-   control knobs. Text names only the strongest emotion (:data:`MAX_NAMED`, 5 intensity
+   control knobs. Text names only the strongest emotions (at most :data:`MAX_NAMED`, 5 intensity
    levels), prosody mixes all of them into pitch, rate, loudness and voice, the face mixes all
    of them into four action units.
 
 The modalities are complementary by design: the words are the sharpest single cue but say
-nothing of the secondary emotions, which only the face and the voice show. A speech model
+nothing of a clip's weaker emotions, which only the face and the voice show. A speech model
 (Whisper states carry both the words and the prosody) therefore leaves out what the face
 adds, and fusion has headroom over every single modality (``modality_signal`` in the report:
 ``speech`` against ``all``).
