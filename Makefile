@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-fast test-all lint bench clean
 
 setup:  ## system packages + .venv + the project (idempotent)
 	@bash scripts/setup.sh
@@ -16,10 +16,16 @@ demo: setup  ## generate the demo data, run the whole DVC pipeline, print the re
 	dvc repro
 	mimicflow report
 
-test: setup  ## the default test run (what CI runs)
+lint: setup  ## the layer rule: imports point down only (import-linter contracts in pyproject.toml)
+	lint-imports --no-logo
+
+test: lint  ## the default test run (what CI runs)
 	pytest -m "not slow" -q
 
-test-all: setup  ## every test, slow ones included
+test-fast: lint  ## pure library tests: no pipeline fixtures, no servers (under 2 minutes)
+	pytest -m "not slow and not pipeline" -q
+
+test-all: lint  ## every test, slow ones included
 	pytest -q
 
 bench: setup  ## speed figures (printed as tables)

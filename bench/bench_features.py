@@ -30,7 +30,9 @@ from rich.table import Table
 from mimicflow.config import Params
 from mimicflow.data.synth.generator import generate_dataset
 from mimicflow.models.catalogue import catalogue, prepare
-from mimicflow.stages import perception, validate
+from mimicflow.stages import validate
+from mimicflow.stages.asr import run_asr
+from mimicflow.stages.faces import run_faces
 
 HUME_CLIPS, HUME_SECONDS = 17_000, 33 * 3600
 TARGET_H100_MINUTES = 30
@@ -85,8 +87,8 @@ def main() -> None:
         params = Params.model_validate(raw)
         generate_dataset(params.data.root, args.n, seed=5, workers=2, progress=False)
         validate.run(params, progress=False)
-        perception.run_faces(params, progress=False)
-        perception.run_asr(params, progress=False)  # also caches the decoded audio
+        run_faces(params, progress=False)
+        run_asr(params, progress=False)  # also caches the decoded audio
         manifest = pd.read_parquet(params.validate_.out / "manifest.parquet")
         video_s = float(manifest["duration_s"].sum())
 

@@ -30,7 +30,9 @@ from mimicflow.models.catalogue import catalogue, prepare, resolve
 from mimicflow.perception.asr import load_asr
 from mimicflow.perception.audio import decode_audio
 from mimicflow.perception.faces import detect_faces, load_face_detector, process_clip
-from mimicflow.stages import perception, validate
+from mimicflow.stages import validate
+from mimicflow.stages.asr import run_asr
+from mimicflow.stages.faces import run_faces
 
 TARGET_REALTIME = 4.0
 
@@ -72,8 +74,8 @@ def main() -> None:
         manifest = pd.read_parquet(params.validate_.out / "manifest.parquet")
         video_s = float(manifest["duration_s"].sum())
 
-        faces_s, _ = _timed(perception.run_faces, params, False)
-        asr_s, _ = _timed(perception.run_asr, params, False)
+        faces_s, _ = _timed(run_faces, params, False)
+        asr_s, _ = _timed(run_asr, params, False)
 
         clips = [params.data.root / p for p in manifest["video_path"].head(args.side_by_side)]
         clip_s = float(manifest["duration_s"].head(args.side_by_side).sum())

@@ -15,6 +15,16 @@ os.environ.setdefault("MIMICFLOW_CACHE", tempfile.mkdtemp(prefix="mimicflow-cach
 
 SYNTH_CLIPS = 16
 SYNTH_SEED = 11
+# Session fixtures that generate, perceive or train data, or start a server: a test using one
+# (directly or through another fixture) is in the `pipeline` tier, not in `make test-fast`.
+PIPELINE_FIXTURES = {"synth_root", "faulty_root", "validated", "models_dir", "perceived",
+                     "featured", "prefect_api", "ensemble_dir"}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pipeline)
 
 
 @pytest.fixture(scope="session")
@@ -83,10 +93,11 @@ def perception_params(validated, faulty_root, models_dir, out, **compute):
 @pytest.fixture(scope="session")
 def perceived(validated, faulty_root, models_dir, tmp_path_factory):
     """The faces and asr stages run once over the faulty set: (params, faces, asr metrics)."""
-    from mimicflow.stages import perception
+    from mimicflow.stages.asr import run_asr
+    from mimicflow.stages.faces import run_faces
 
     params = perception_params(validated, faulty_root, models_dir, tmp_path_factory.mktemp("perc"))
-    return params, perception.run_faces(params, progress=False), perception.run_asr(params, progress=False)
+    return params, run_faces(params, progress=False), run_asr(params, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -129,12 +140,12 @@ def ensemble_dir(featured, tmp_path_factory):
     params, _ = featured
     out = tmp_path_factory.mktemp("trained")
     train = params.train.model_copy(update={
-        "folds": 2, "epochs": 3, "patience": 2, "out": out / "folds",
+        "folds": (0, 1), "epochs": 3, "patience": 2, "out": out / "folds",
         "mimicmetrics": params.train.mimicmetrics.model_copy(update={"pretrain_epochs": 2}),
     })  # fmt: skip
     ensemble = params.ensemble.model_copy(update={"out": out / "ensemble", "reports": out / "reports"})
     params = params.model_copy(update={"train": train, "ensemble": ensemble})
-    for fold in range(train.folds):
+    for fold in train.folds:
         run_train(params, fold, progress=False)
     run_ensemble(params)
     return out / "ensemble"

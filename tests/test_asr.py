@@ -105,4 +105,8 @@ def test_transcribe_cli_json(synth_root, tmp_path):
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output.strip().splitlines()[-1])
-    assert {"text", "language", "segments"} <= set(payload)
+    truth = pd.read_csv(synth_root / "synth_truth.csv", dtype=str, keep_default_na=False)
+    spoken = truth.set_index("clip_id").loc["00001", "text"]
+    assert payload["language"] == "en" and payload["has_speech"]
+    assert word_error_rate(spoken, payload["text"]) < 0.5, (spoken, payload["text"])
+    assert payload["segments"] and payload["segments"][0]["words"]

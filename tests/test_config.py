@@ -24,3 +24,21 @@ def test_typos_in_params_fail_loudly(tmp_path):
     path.write_text("validate:\n  min_duraton_s: 1\n")
     with pytest.raises(ValidationError, match="min_duraton_s"):
         load_params(path)
+
+
+def test_params_yaml_states_the_code_defaults():
+    """Defaults live in config.py; params.yaml writes every one of them out (for DVC and for
+    users to edit), and the two never disagree."""
+    assert load_params(REPO / "params.yaml").model_dump() == Params().model_dump()
+
+
+@pytest.mark.parametrize("folds, ids", [(3, (0, 1, 2)), ([0, 1], (0, 1))])
+def test_folds_are_fold_ids(folds, ids):
+    train = Params.model_validate({"train": {"folds": folds}}).train
+    assert train.folds == ids and train.n_folds == len(ids)
+
+
+@pytest.mark.parametrize("folds", [1, [1, 2], [0, 2]])
+def test_fold_ids_must_count_from_zero(folds):
+    with pytest.raises(ValidationError, match="fold"):
+        Params.model_validate({"train": {"folds": folds}})

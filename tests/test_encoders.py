@@ -73,6 +73,20 @@ def test_whisper_encoder_hidden_states(models_dir):
     assert not np.allclose(middle.encode([long_clip[:32000]])[0], out[1][:100])
 
 
+@pytest.mark.parametrize("batch_size", [1, 2, 8])
+def test_whisper_features_do_not_depend_on_the_batch(models_dir, batch_size):
+    """A short clip batched with longer ones (and one of the same padded length) encodes as
+    it does alone: nothing is padded to a neighbour."""
+    encoder = WhisperAudioEncoder(models_dir / "whisper-tiny.en", layer=-1, device="cpu",
+                                  batch_size=batch_size)  # fmt: skip
+    short, same_second, longer = _noise(1.3), _noise(1.9), _noise(10.0)
+    batched = encoder.encode([longer, short, same_second])
+    alone = encoder.encode([short])[0]
+    assert batched[1].shape == alone.shape == (65, 384)
+    np.testing.assert_allclose(batched[1], alone, atol=1e-4)
+    np.testing.assert_allclose(batched[2], encoder.encode([same_second])[0], atol=1e-4)
+
+
 def test_minilm_embeds_meaning(models_dir):
     encoder = HFTextEncoder(models_dir / "all-minilm-l6-v2", device="cpu")
     happy, glad, hurt = (v[0] for v in encoder.encode(

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from mimicflow import EMOTIONS
-from mimicflow.monitoring.expectations import run_data_quality_suites
+from mimicflow.data.expectations import run_data_quality_suites
 
 LIMITS = {"min_duration_s": 1.0, "max_duration_s": 60.0, "min_fps": 5.0, "max_fps": 120.0}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mimicflow.data.faults import FAULTS
 from mimicflow.data.media import write_video
 from mimicflow.data.synth import face_rig
 from mimicflow.perception.detection import Detection
@@ -108,7 +109,7 @@ def test_face_track_round_trip(tmp_path, models_dir, synth_root):
 
 
 def test_truncated_clip_is_sampled_as_far_as_it_decodes(faulty_root):
-    sampled = sample_frames(faulty_root / "raw" / "90003.mp4", fps=6)  # the planted truncation
+    sampled = sample_frames(faulty_root / "raw" / f"{FAULTS['truncated']}.mp4", fps=6)  # the planted truncation
     assert 0 < len(sampled.times) and not sampled.complete
     assert sample_frames(faulty_root / "raw" / "00001.mp4", fps=6).complete
 
@@ -136,5 +137,5 @@ def test_a_fifth_of_a_second_still_gives_frames(faulty_root, models_dir):
     detector = load_face_detector(
         "centerface", {"detector": models_dir / "centerface", "mesh": None}, 0.5
     )
-    track = process_clip(faulty_root / "raw" / "90006.mp4", detector, fps=6, crop_size=112)
+    track = process_clip(faulty_root / "raw" / f"{FAULTS['too_short']}.mp4", detector, fps=6, crop_size=112)
     assert 1 <= len(track.times) <= 2 and track.complete

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mimicflow.data.faults import FAULTS
 from mimicflow.features.store import FeatureTable
 from mimicflow.stages.features import run_features
 
@@ -36,8 +37,8 @@ def test_every_clip_in_every_modality(featured):
 def test_missing_modalities_are_flags_not_zeros(featured):
     params, _ = featured
     audio = FeatureTable.open(params.features.out / "audio")
-    assert audio.get("90005")[0].shape[0] == 0  # the clip without audio
-    assert not audio.meta["present"]["90005"]
+    assert audio.get(FAULTS["no_audio"])[0].shape[0] == 0  # the clip without audio
+    assert not audio.meta["present"][FAULTS["no_audio"]]
     assert audio.meta["rate_hz"] == 50.0
     text = FeatureTable.open(params.features.out / "text")
     asr = pd.read_parquet(params.asr.out / "index.parquet").set_index("clip_id")

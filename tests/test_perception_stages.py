@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mimicflow.data.faults import FAULTS
 from mimicflow.perception.faces import load_face_track
-from mimicflow.stages import perception
+from mimicflow.stages.asr import run_asr
+from mimicflow.stages.faces import run_faces
 
 from .conftest import perception_params as _params
 
@@ -29,7 +31,7 @@ def test_faces_stage_covers_every_usable_clip(perceived, validated):
     index = pd.read_parquet(params.faces.out / "index.parquet")
     assert set(index["clip_id"]) == set(manifest["clip_id"])
     assert faces["face_rate"] > 0.75  # the set includes planted no-face, dark and occluded clips
-    fast = index.set_index("clip_id").loc["90007"]  # the 1000 fps clip: sampled by time
+    fast = index.set_index("clip_id").loc[FAULTS["high_fps"]]  # the 1000 fps clip: sampled by time
     assert 2 <= fast["frames"] <= 4  # 1 s at faces.fps = 3, not 1000 frames
     assert json.loads(params.faces.out.with_suffix(".json").read_text()) == faces
 
@@ -37,7 +39,7 @@ def test_faces_stage_covers_every_usable_clip(perceived, validated):
 def test_asr_stage_flags_missing_audio(perceived):
     params, _, asr = perceived
     index = pd.read_parquet(params.asr.out / "index.parquet").set_index("clip_id")
-    assert not index.loc["90005", "has_audio"]  # the clip without audio
+    assert not index.loc[FAULTS["no_audio"], "has_audio"]  # the clip without audio
     assert asr["clips_with_speech"] >= asr["clips"] - 4
     transcript = json.loads((params.asr.out / index.loc["00001", "artefact"]).read_text())
     assert transcript["text"] and transcript["segments"][0]["words"]
@@ -46,7 +48,7 @@ def test_asr_stage_flags_missing_audio(perceived):
 def test_rerun_recomputes_nothing(perceived):
     params, faces, _ = perceived
     before = {p.name: p.stat().st_mtime_ns for p in params.faces.out.glob("*.npz")}
-    assert perception.run_faces(params, progress=False) == faces
+    assert run_faces(params, progress=False) == faces
     after = {p.name: p.stat().st_mtime_ns for p in params.faces.out.glob("*.npz")}
     assert before == after
 
@@ -109,7 +111,7 @@ def test_asr_on_a_real_dask_cluster_matches_the_local_run(
         with Client(address, timeout="60s") as client:
             client.wait_for_workers(2, timeout=60)
         params = _params(validated, faulty_root, models_dir, tmp_path, scheduler=address)
-        perception.run_asr(params, progress=False)
+        run_asr(params, progress=False)
     finally:
         for process in processes:
             process.terminate()

@@ -151,7 +151,7 @@ def test_compare_stage_tables_each_system_each_modality_and_the_baseline(feature
 
     params, _ = featured
     train = params.train.model_copy(update={
-        "folds": 2, "epochs": 2, "patience": 2,
+        "folds": (0, 1), "epochs": 2, "patience": 2,
         "mimicmetrics": params.train.mimicmetrics.model_copy(update={"pretrain_epochs": 1}),
     })  # fmt: skip
     ensemble = params.ensemble.model_copy(update={"reports": tmp_path, "compare_systems": ("augsburg", "mimicmetrics")})

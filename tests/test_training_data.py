@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mimicflow.data.faults import FAULTS
 from mimicflow import EMOTIONS
 from mimicflow.training.data import FeatureDataset, segment_pool
 
@@ -35,7 +36,7 @@ def test_batches_have_fixed_shapes_masks_and_labels(dataset):
     assert batch.inputs["visual"][0].shape == (len(dataset), 8, 18)
     assert batch.inputs["text"][0].shape == (len(dataset), 1, 384)
     assert batch.labels.shape == (len(dataset), 6)
-    row = batch.clip_ids.index("90005")  # no audio: the modality is absent, not zeros-as-data
+    row = batch.clip_ids.index(FAULTS["no_audio"])  # no audio: the modality is absent, not zeros-as-data
     assert not batch.present("audio")[row]
     assert batch.present("audio").sum() == len(dataset) - 1
 

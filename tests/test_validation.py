@@ -8,7 +8,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from mimicflow.cli import app
-from mimicflow.data.faults import PLANTED
+from mimicflow.data.faults import FAULTS, PLANTED
 
 from .conftest import SYNTH_CLIPS
 
@@ -43,11 +43,11 @@ def test_good_clips_are_never_dropped(validated):
 def test_usable_faults_carry_their_metadata(validated):
     _, _, manifest, _ = _outputs(validated)
     rows = manifest.set_index("clip_id")
-    silent = rows.loc["90005"]
+    silent = rows.loc[FAULTS["no_audio"]]
     assert not silent["has_audio"] and silent["audio_source"] == "none"
     assert "audio modality missing" in silent["notes"]
-    assert abs(rows.loc["90007", "fps"] - 1000) < 1
-    assert rows.loc["00001", "audio_source"] == "file"
+    assert abs(rows.loc[FAULTS["high_fps"], "fps"] - 1000) < 1
+    assert rows.loc["00001", "audio_source"] == "clip"  # its own track, though audio/ has one
     assert rows.loc["00001", "sample_rate"] == 16000
     assert len(rows.loc["00001", "sha256"]) == 64
 

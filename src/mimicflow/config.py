@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mimicflow.models.catalogue import ModelEntry
 
@@ -174,6 +174,7 @@ class SystemParams(_Section):
 class FuxiParams(SystemParams):
     """Fuxi (ABAW6): TSN sampling, BiGRU branches, average fusion, text-anchored triplet, EMA."""
 
+    hidden: int = 64
     dropout: float = 0.3
     embed: int = Field(256, ge=8)
     ema: float | None = 0.999
@@ -202,7 +203,7 @@ class MimicMetricsParams(SystemParams):
     loss: Literal["mse", "ccc", "mimicmetrics"] = "mimicmetrics"
     weight_decay: float = 1e-4
     modality_dropout: float = Field(0.3, ge=0, lt=1)
-    queries: int = Field(1, ge=1)  # attention-pooling queries per encoder (6: one per emotion)
+    queries: int = Field(6, ge=1)  # attention-pooling queries per encoder: one per emotion (paper: 1)
     encoder_lr_scale: float = Field(0.05, gt=0)  # encoders fine-tuned at 0.05 × lr
     pretrain_epochs: int = Field(20, ge=1)
     plateau_patience: int = Field(3, ge=1)  # ReduceLROnPlateau on the validation Pearson
@@ -219,7 +220,9 @@ class TrainParams(_Section):
     modalities: tuple[str, ...] = ("audio", "visual", "text")  # feature stores the model sees
     # merged: k folds over train+valid (Fuxi); official: k folds over train, valid held out.
     protocol: Literal["merged", "official"] = "merged"
-    folds: int = Field(5, ge=2)
+    # The fold ids 0 … k−1 of k-fold cross-validation: dvc.yaml makes one train@<id> stage each
+    # (an int k is read as range(k)).
+    folds: tuple[int, ...] = (0, 1, 2, 3, 4)
     seed: int = 7
     epochs: int = Field(60, ge=1)
     patience: int = Field(12, ge=1)  # early stopping on the fold's validation mean Pearson
@@ -230,6 +233,18 @@ class TrainParams(_Section):
     ustc: UstcParams = UstcParams()
     augsburg: AugsburgParams = AugsburgParams()
     mimicmetrics: MimicMetricsParams = MimicMetricsParams()
+
+    @field_validator("folds", mode="before")
+    @classmethod
+    def _fold_ids(cls, value):
+        ids = tuple(range(value)) if isinstance(value, int) else tuple(value)
+        if len(ids) < 2 or ids != tuple(range(len(ids))):
+            raise ValueError(f"folds must be the ids 0 … k−1 of k ≥ 2 folds (or k itself), got {value!r}")
+        return ids
+
+    @property
+    def n_folds(self) -> int:
+        return len(self.folds)
 
     def system_params(self, system: str | None = None) -> SystemParams:
         return getattr(self, system or self.system)

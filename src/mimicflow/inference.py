@@ -1,16 +1,15 @@
 """One clip, from a raw video file to six intensities, through the pipeline's own code.
 
-The clip goes through exactly what the DVC stages run per clip (``faces_clip``, ``asr_clip``, the
-features stages' extractors, artefacts round-tripped through the same files), so a served clip is
-encoded as the training clips were; then the fold ensemble predicts. Models are built once per
-process and reused (``mimicflow predict`` and every BentoML worker).
+A clip takes the same road as a dataset clip in the stages: :func:`mimicflow.clip.batch.
+clip_features` makes its face track, decoded audio and transcript as artefact files (in a work
+folder) and encodes them with the same encoders, so what is served is what was evaluated.
+Before that, :func:`check_clip` applies the validate stage's own policy (``clip_problem``) to
+an upload. Models are built once per process (``mimicflow predict`` and every BentoML worker).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,17 +19,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mimicflow import EMOTIONS
-from mimicflow.config import Params
+from mimicflow.clip.chain import clip_features
+from mimicflow.clip.features import ClipFeatures, present
+from mimicflow.clip.folders import ArtefactFolders
+from mimicflow.clip.settings import ClipSettings
+from mimicflow.config import Params, ValidateParams
+from mimicflow.data.layout import ClipRef
 from mimicflow.data.media import MediaError, MediaInfo, probe_media
+from mimicflow.data.validation import clip_problem
 
 if TYPE_CHECKING:
-    from mimicflow.stages.features import Extractor
     from mimicflow.training.ensemble import Ensemble
 
 log = logging.getLogger(__name__)
-# Modalities computed from a clip's own video, audio and transcript (the organisers' pre-extracted
-# vit/wav2vec2 features exist only for their dataset's clips).
-CLIP_MODALITIES = ("audio", "visual", "text", "egemaps")
 
 
 class ClipRejected(ValueError):
@@ -43,40 +44,30 @@ class ClipRejected(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What an uploaded clip may be: bytes and seconds (None: no limit)."""
+    """What an uploaded clip may be: bytes and seconds (None: no limit), and the validate
+    stage's policy for a usable clip (minimum duration, frame rate, size …)."""
 
     max_bytes: int | None = None
     max_duration_s: float | None = None
+    policy: ValidateParams = ValidateParams()
 
     @classmethod
     def from_params(cls, params: Params) -> Limits:
         serving = params.serving
-        return cls(int(serving.max_upload_mb * 1024 * 1024), serving.max_duration_s)
+        return cls(int(serving.max_upload_mb * 1024 * 1024), serving.max_duration_s, params.validate_)
 
 
 @dataclass
-class ClipInputs:
-    """A clip's features per modality, as one clip's feature-store file holds them, and what
-    perception saw."""
+class ClipInputs(ClipFeatures):
+    """A clip's features (as the feature store holds them) and its duration."""
 
-    features: dict[str, tuple[np.ndarray, np.ndarray]]  # modality → (T × d float16, (T,) bool)
-    transcript: str
-    duration_s: float
-    has_audio: bool
-    face_rate: float
-
-    @property
-    def present(self) -> dict[str, bool]:
-        return present(self.features)
-
-
-def present(features: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, bool]:
-    """Which modalities a clip has: any frame in the mask (a missing one: absent or all False)."""
-    return {m: bool(np.asarray(mask).any()) for m, (_, mask) in features.items()}
+    duration_s: float = 0.0
 
 
 def check_clip(path: Path, limits: Limits = Limits()) -> MediaInfo:
-    """Sniff the content (never the name) and enforce ``limits``; raises ClipRejected."""
+    """Sniff the content (never the name), enforce ``limits`` and the validate stage's policy
+    (``clip_problem``: a still image, a too-short clip … is not a clip); returns the decoded
+    media facts; raises ClipRejected."""
     size = path.stat().st_size
     if limits.max_bytes is not None and size > limits.max_bytes:
         raise ClipRejected(f"file too large: {size / 2**20:.1f} MB (limit "
@@ -94,70 +85,33 @@ def check_clip(path: Path, limits: Limits = Limits()) -> MediaInfo:
         duration = probe_media(path, decode=True).decoded_duration_s
     if limits.max_duration_s is not None and duration > limits.max_duration_s:
         raise ClipRejected(f"clip too long: {duration:.1f} s (limit {limits.max_duration_s:g} s)")
-    info.claimed_duration_s = duration
-    return info
-
-
-@dataclass
-class _Chain:
-    faces_settings: str
-    asr_settings: str
-    extractors: dict[str, Extractor]
-
-
-@cache
-def _chain(params_json: str, modalities: tuple[str, ...]) -> _Chain:
-    """The per-process perception settings and feature extractors (their encoders load lazily,
-    once)."""
-    from mimicflow.stages.features import build_extractor
-    from mimicflow.stages.perception import asr_settings, faces_settings
-
-    unknown = [m for m in modalities if m not in CLIP_MODALITIES]
-    if unknown:
-        raise ValueError(f"modalities {unknown} cannot be computed from a new clip (only "
-                         f"{', '.join(CLIP_MODALITIES)})")  # fmt: skip
-    params = Params.model_validate_json(params_json)
-    return _Chain(
-        json.dumps(faces_settings(params), sort_keys=True),
-        json.dumps(asr_settings(params), sort_keys=True),
-        {m: build_extractor(params, m) for m in modalities},
-    )
+    try:
+        decoded = probe_media(path, decode=True)
+    except MediaError as exc:
+        raise ClipRejected(str(exc), 422) from exc
+    problem = clip_problem(decoded, limits.policy)
+    if problem is not None:
+        raise ClipRejected(f"not a usable clip: {problem}")
+    return decoded
 
 
 def extract_clip(params: Params, video: Path, work_dir: Path,
-                 modalities: tuple[str, ...] = ("audio", "visual", "text")) -> ClipInputs:  # fmt: skip
-    """Faces and transcript (side by side), then each modality's features, for one clip.
+                 modalities: tuple[str, ...] = ("audio", "visual", "text"),
+                 duration_s: float | None = None) -> ClipInputs:  # fmt: skip
+    """The clip's features per modality, its artefacts written into ``work_dir``
+    (``duration_s``: what :func:`check_clip` measured, else measured here)."""
+    folders = ArtefactFolders(Path(work_dir), Path(work_dir), Path(work_dir))
+    clip = ClipRef("clip", Path(video), "upload")
+    found = clip_features(clip, _settings(params.model_dump_json(), tuple(modalities)), folders)
+    if duration_s is None:
+        duration_s = probe_media(video, decode=True).video_decoded_s
+    return ClipInputs(found.features, found.transcript, found.has_audio, found.face_rate, duration_s)
 
-    ``work_dir`` receives the clip's perception artefacts, as the stages write them."""
-    from threadpoolctl import threadpool_limits
 
-    from mimicflow.perception.faces import load_face_track
-    from mimicflow.stages.perception import asr_clip, decoded_audio, faces_clip
-
-    chain = _chain(params.model_dump_json(), tuple(modalities))
-    work_dir = Path(work_dir)
-    faces_file, asr_file, audio_file = (work_dir / n for n in ("faces.npz", "asr.json", "audio.npz"))
-    # Single-threaded BLAS, as the stages' workers run them: Whisper's transcript of a borderline
-    # clip can change with the thread count.
-    with threadpool_limits(limits=1), ThreadPoolExecutor(2) as pool:
-        faces = pool.submit(faces_clip, ("clip", str(video), str(faces_file), chain.faces_settings))
-        asr = pool.submit(asr_clip, ("clip", str(video), str(asr_file), chain.asr_settings,
-                                     str(audio_file)))  # fmt: skip
-        face_row, asr_row = faces.result(), asr.result()
-    transcript = json.loads(asr_file.read_text())
-    inputs = {
-        "audio": lambda: decoded_audio(str(video), audio_file),  # from the cache, as the stage
-        "egemaps": lambda: decoded_audio(str(video), audio_file),
-        "visual": lambda: load_face_track(faces_file),
-        "text": lambda: transcript["text"],
-    }
-    features = {}
-    for modality, extractor in chain.extractors.items():
-        values, mask = extractor.encode([inputs[modality]()])[0]
-        features[modality] = (np.asarray(values, np.float16), np.asarray(mask, bool))
-    duration = check_clip(Path(video)).claimed_duration_s
-    return ClipInputs(features, transcript["text"], duration, bool(asr_row["has_audio"]),
-                      float(face_row["face_rate"]))  # fmt: skip
+@cache
+def _settings(params_json: str, modalities: tuple[str, ...]) -> ClipSettings:
+    """The clip chain's settings (model names resolved once per process)."""
+    return ClipSettings.from_params(Params.model_validate_json(params_json), modalities)
 
 
 def prediction(ensemble: Ensemble, features: list[dict[str, tuple[np.ndarray, np.ndarray]]]
@@ -179,7 +133,12 @@ def prediction(ensemble: Ensemble, features: list[dict[str, tuple[np.ndarray, np
 
 
 def clip_prediction(ensemble: Ensemble, clip: ClipInputs) -> dict:
-    """One clip's full answer: ``prediction`` plus its transcript and duration."""
+    """One clip's full answer: ``prediction`` plus its transcript and duration. A clip in which
+    no modality was found is rejected (the answer would be the model's prior, about nothing)."""
+    if not any(clip.present.get(m, False) for m in ensemble.modalities):
+        raise ClipRejected(f"nothing to predict from: none of {', '.join(ensemble.modalities)} "
+                           "was found in the clip (no face in any sampled frame, no audio, "
+                           "no speech)")  # fmt: skip
     return prediction(ensemble, [clip.features])[0] | {
         "transcript": clip.transcript, "duration_s": round(clip.duration_s, 3)}  # fmt: skip
 
@@ -193,20 +152,16 @@ def predict_clips(ensemble: Ensemble, paths: list[Path], limits: Limits = Limits
     from rich.progress import track
 
     results: list[dict] = []
-    clips: list[tuple[int, ClipInputs]] = []
     for path in track(paths, "clips", disable=not progress, console=Console(stderr=True)):
         results.append({"file": str(path)})
         try:
-            check_clip(Path(path), limits)
+            info = check_clip(Path(path), limits)
             with TemporaryDirectory(prefix="mimicflow-clip-") as work:
-                clips.append((len(results) - 1, extract_clip(ensemble.params, Path(path), Path(work),
-                                                             tuple(ensemble.modalities))))  # fmt: skip
+                clip = extract_clip(ensemble.params, Path(path), Path(work),
+                                    tuple(ensemble.modalities), info.video_decoded_s)  # fmt: skip
+            results[-1] |= clip_prediction(ensemble, clip)
         except (ClipRejected, OSError, av.error.FFmpegError) as exc:
             log.debug("%s: %s", path, exc)
             reason = getattr(exc, "strerror", None) if isinstance(exc, OSError) else None
             results[-1]["error"] = f"cannot read the file: {reason}" if reason else str(exc)
-    answers = prediction(ensemble, [c.features for _, c in clips])
-    for (index, clip), answer in zip(clips, answers):
-        results[index] |= answer | {"transcript": clip.transcript,
-                                    "duration_s": round(clip.duration_s, 3)}  # fmt: skip
     return results

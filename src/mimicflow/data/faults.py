@@ -27,20 +27,37 @@ class PlantedFault:
     reason_words: str = ""  # words the quarantine reason must contain
 
 
+# Each planted case's clip id, by name: tests refer to the cases through this table.
+FAULTS = {
+    "empty": "90001",
+    "text_file": "90002",
+    "truncated": "90003",
+    "audio_only": "90004",
+    "no_audio": "90005",
+    "too_short": "90006",
+    "high_fps": "90007",
+    "label_out_of_range": "90008",
+    "label_nan": "90009",
+    "conflicting_labels": "90010",
+    "duplicate_labels": "90011",
+    "label_without_clip": "90012",
+}
+
+
 PLANTED = (
-    PlantedFault("90001", "zero-byte clip", "quarantine", "empty file"),
-    PlantedFault("90002", "a text file named .mp4", "quarantine", "not a readable media file"),
-    PlantedFault("90003", "truncated clip (header claims more than it holds)", "quarantine",
+    PlantedFault(FAULTS["empty"], "zero-byte clip", "quarantine", "empty file"),
+    PlantedFault(FAULTS["text_file"], "a text file named .mp4", "quarantine", "not a readable media file"),
+    PlantedFault(FAULTS["truncated"], "truncated clip (header claims more than it holds)", "quarantine",
                  "truncated"),
-    PlantedFault("90004", "audio-only file", "quarantine", "no video stream"),
-    PlantedFault("90005", "clip without audio (and no audio/ file)", "manifest"),
-    PlantedFault("90006", "0.2 s clip", "quarantine", "too short"),
-    PlantedFault("90007", "1000 fps clip", "manifest"),
-    PlantedFault("90008", "label out of range (Joy = 1.7)", "quarantine", "outside [0, 1]"),
-    PlantedFault("90009", "label NaN (Admiration empty)", "quarantine", "Admiration is missing"),
-    PlantedFault("90010", "duplicated label rows that disagree", "quarantine", "conflicting"),
-    PlantedFault("90011", "duplicated identical label rows", "manifest"),
-    PlantedFault("90012", "label row without a clip", "quarantine", "has no clip"),
+    PlantedFault(FAULTS["audio_only"], "audio-only file", "quarantine", "no video stream"),
+    PlantedFault(FAULTS["no_audio"], "clip without audio (and no audio/ file)", "manifest"),
+    PlantedFault(FAULTS["too_short"], "0.2 s clip", "quarantine", "too short"),
+    PlantedFault(FAULTS["high_fps"], "1000 fps clip", "manifest"),
+    PlantedFault(FAULTS["label_out_of_range"], "label out of range (Joy = 1.7)", "quarantine", "outside [0, 1]"),
+    PlantedFault(FAULTS["label_nan"], "label NaN (Admiration empty)", "quarantine", "Admiration is missing"),
+    PlantedFault(FAULTS["conflicting_labels"], "duplicated label rows that disagree", "quarantine", "conflicting"),
+    PlantedFault(FAULTS["duplicate_labels"], "duplicated identical label rows", "manifest"),
+    PlantedFault(FAULTS["label_without_clip"], "label row without a clip", "quarantine", "has no clip"),
 )  # fmt: skip
 
 
@@ -63,33 +80,36 @@ def plant_faults(root: Path | str) -> list[PlantedFault]:
     height, width = frames[0].shape[:2]
     size = (width, height)
     good = min(raw.glob("*.mp4"))
+    clip = {name: raw / f"{clip_id}.mp4" for name, clip_id in FAULTS.items()}
 
-    (raw / "90001.mp4").write_bytes(b"")
-    (raw / "90002.mp4").write_text("This is a note, not a video.\n")
-    write_video(raw / "90003.mp4", frames * 4, 25, size, np.tile(audio, 2)[: 8 * 16000])
-    data = (raw / "90003.mp4").read_bytes()
-    (raw / "90003.mp4").write_bytes(data[: len(data) * 2 // 5])
-    with av.open(str(raw / "90004.mp4"), "w", format="mp4") as container:
+    clip["empty"].write_bytes(b"")
+    clip["text_file"].write_text("This is a note, not a video.\n")
+    write_video(clip["truncated"], frames * 4, 25, size, np.tile(audio, 2)[: 8 * 16000])
+    data = (clip["truncated"]).read_bytes()
+    clip["truncated"].write_bytes(data[: len(data) * 2 // 5])
+    with av.open(str(clip["audio_only"]), "w", format="mp4") as container:
         stream = container.add_stream("aac", rate=16000, layout="mono")
         frame = av.AudioFrame.from_ndarray((audio[None, :16000] * 32767).astype(np.int16),
                                            format="s16", layout="mono")  # fmt: skip
         frame.sample_rate = 16000
         container.mux(stream.encode(frame))
         container.mux(stream.encode())
-    write_video(raw / "90005.mp4", frames, 25, size, audio=None)
-    write_video(raw / "90006.mp4", frames[:5], 25, size, audio[:3200])
+    write_video(clip["no_audio"], frames, 25, size, audio=None)
+    write_video(clip["too_short"], frames[:5], 25, size, audio[:3200])
     small = [f[::2, ::2].copy() for f in frames] * 20
-    write_video(raw / "90007.mp4", small, 1000, (width // 2, height // 2), audio[:16000])
-    for clip_id in ("90008", "90009", "90010", "90011"):
-        (raw / f"{clip_id}.mp4").write_bytes(good.read_bytes())
+    write_video(clip["high_fps"], small, 1000, (width // 2, height // 2), audio[:16000])
+    for name in ("label_out_of_range", "label_nan", "conflicting_labels", "duplicate_labels"):
+        clip[name].write_bytes(good.read_bytes())
 
-    def row(clip_id: str, **values: float) -> dict:
-        return {"Filename": int(clip_id), **dict.fromkeys(EMOTIONS, 0.25), **values}
+    def row(name: str, **values: float) -> dict:
+        return {"Filename": int(FAULTS[name]), **dict.fromkeys(EMOTIONS, 0.25), **values}
 
     extra_rows = [
-        row("90001"), row("90002"), row("90003"), row("90004"), row("90005"), row("90006"),
-        row("90007"), row("90008", Joy=1.7), row("90009", Admiration=float("nan")),
-        row("90010", Joy=0.2), row("90010", Joy=0.8), row("90011"), row("90011"), row("90012"),
+        *(row(name) for name in ("empty", "text_file", "truncated", "audio_only", "no_audio",
+                                 "too_short", "high_fps")),
+        row("label_out_of_range", Joy=1.7), row("label_nan", Admiration=float("nan")),
+        row("conflicting_labels", Joy=0.2), row("conflicting_labels", Joy=0.8),
+        row("duplicate_labels"), row("duplicate_labels"), row("label_without_clip"),
     ]  # fmt: skip
     train_csv = root / SPLIT_FILES["train"]
     labels = pd.read_csv(train_csv)

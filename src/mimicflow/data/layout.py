@@ -29,6 +29,13 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 SPLIT_FILES = {"train": "train_split.csv", "valid": "valid_split.csv"}
 FEATURE_DIRS = ("vit", "wav2vec2")
 ID_WIDTH = 5
+# The validate stage's manifest: one row per usable clip. ``audio_source``: ``clip`` (its own
+# track), ``file`` (audio/<id>.* because the video has none) or ``none``.
+MANIFEST_COLUMNS = [
+    "clip_id", "split", "video_path", "audio_path", "sha256", "size_bytes", "container",
+    "duration_s", "fps", "n_frames", "width", "height", "video_codec", "has_audio",
+    "audio_source", "audio_codec", "sample_rate", "has_vit", "has_wav2vec2", "notes", *EMOTIONS,
+]  # fmt: skip
 
 
 class DatasetError(Exception):
@@ -60,6 +67,22 @@ class LabelRow:
     split: str
     source: str  # "train_split.csv:12" — file and 1-based line number, for messages
     values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ClipRef:
+    """One usable clip as the per-clip library takes it: its id, its video, the separate audio
+    file its sound comes from (only when the video has no audio track) and its content hash."""
+
+    clip_id: str
+    video: Path
+    sha256: str
+    audio_file: Path | None = None
+
+    @property
+    def audio_media(self) -> Path:
+        """Where the clip's sound is decoded from: its own track, else the separate file."""
+        return self.audio_file or self.video
 
 
 @dataclass
@@ -186,3 +209,12 @@ def read_feature_pickle(path: Path) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(f"{path.name}: expected a (T x d) feature array, got shape {array.shape}")
     return array
+
+
+def manifest_clips(manifest: pd.DataFrame, root: Path) -> list[ClipRef]:
+    """The manifest's clips as the per-clip library takes them (paths under ``root``)."""
+    root = Path(root).resolve()
+    return [ClipRef(r.clip_id, root / r.video_path, r.sha256,
+                    root / r.audio_path if r.audio_path else None)
+            for r in manifest.itertuples()]  # fmt: skip
+

@@ -6,24 +6,23 @@ their results. One bad clip or label row never affects the others.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from mimicflow import EMOTIONS
 from mimicflow.config import ValidateParams
-from mimicflow.data.layout import Dataset, LabelRow
+from mimicflow.data.layout import MANIFEST_COLUMNS, Dataset, LabelRow, load_dataset
 from mimicflow.data.media import MediaError, MediaInfo, file_sha256, probe_media
 from mimicflow.parallel import map_clips
 
+log = logging.getLogger(__name__)
 QUARANTINE_COLUMNS = ["Filename", "reason"]
-MANIFEST_COLUMNS = [
-    "clip_id", "split", "video_path", "audio_path", "sha256", "size_bytes", "container",
-    "duration_s", "fps", "n_frames", "width", "height", "video_codec", "has_audio",
-    "audio_source", "audio_codec", "sample_rate", "has_vit", "has_wav2vec2", "notes", *EMOTIONS,
-]  # fmt: skip
 
 
 @dataclass
@@ -181,10 +180,12 @@ def _manifest_record(dataset: Dataset, clip: ProbedClip, label: LabelRow | None)
     notes = []
     if clip.audio_error is not None:
         notes.append(f"audio file unusable ({clip.audio_error})")
-    if audio is not None:
-        source, audio_info = "file", audio
-    elif video.has_audio and video.audio_decoded_s > 0:
+    if video.has_audio and video.audio_decoded_s > 0:  # one audio policy: the clip's own track
         source, audio_info = "clip", video
+    elif audio is not None:  # the organisers' audio file, for a video without a track
+        source, audio_info = "file", audio
+        notes.append("the video has no audio track: audio from "
+                     f"{dataset.audio[clip.clip_id].relative_to(dataset.root).as_posix()}")
     else:
         source, audio_info = "none", None
         notes.append("no audio: audio modality missing")
@@ -219,3 +220,44 @@ def _manifest_record(dataset: Dataset, clip: ProbedClip, label: LabelRow | None)
         "notes": "; ".join(notes),
         **values,
     }
+
+
+def validate_folder(root: Path, out: Path, params: ValidateParams, workers: int = 0,
+                    progress: bool = True) -> dict:  # fmt: skip
+    """Validate the dataset at ``root`` into ``out`` (``manifest.parquet``, ``quarantine.csv``,
+    ``data_docs/``, ``summary.json``); returns the summary.
+
+    Raises :class:`~mimicflow.data.layout.DatasetError` only when the dataset as a whole is
+    unusable; bad clips and label rows are quarantined.
+    """
+    from mimicflow.data.expectations import run_data_quality_suites
+
+    dataset = load_dataset(root)
+    log.info("validating %d clips in %s", len(dataset.clips), root)
+    result = validate_dataset(dataset, params, workers=workers, progress=progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.manifest.to_parquet(out / "manifest.parquet", index=False)
+    result.quarantine.to_csv(out / "quarantine.csv", index=False)
+    quality = run_data_quality_suites(result.manifest, result.labels, out,
+                                      min_duration_s=params.min_duration_s,
+                                      max_duration_s=params.max_duration_s,
+                                      min_fps=params.min_fps, max_fps=params.max_fps)  # fmt: skip
+    if not quality["suites"]["manifest"]["success"]:
+        log.warning("the manifest fails its own expectations: see %s", quality["data_docs"])
+    manifest = result.manifest
+    summary = {
+        "clips_found": len(dataset.clips),
+        "clips_usable": len(manifest),
+        "quarantined_rows": len(result.quarantine),
+        "splits": manifest["split"].value_counts().sort_index().to_dict(),
+        "clips_without_audio": int((~manifest["has_audio"]).sum()),
+        "clips_with_audio_file": int((manifest["audio_source"] == "file").sum()),
+        "total_hours": round(float(manifest["duration_s"].sum()) / 3600, 4),
+        "gx_manifest_success": quality["suites"]["manifest"]["success"],
+        "gx_labels_success": quality["suites"]["labels"].get("success"),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log.info("%d usable clips, %d quarantined rows; data docs: %s", summary["clips_usable"],
+             summary["quarantined_rows"], quality["data_docs"])  # fmt: skip
+    return summary

@@ -21,15 +21,20 @@ SIGNAL = {"audio": 0.6, "visual": 0.3, "text": 1.0}
 
 
 def write_synthetic_store(folder: Path, n_clips: int, dims: dict[str, int], seed: int = 0,
-                          missing_rate: float = 0.03) -> pd.DataFrame:  # fmt: skip
+                          missing_rate: float = 0.03,
+                          carried: dict[str, list[str]] | None = None) -> pd.DataFrame:  # fmt: skip
     """Write ``folder/<modality>/packed`` for ``n_clips`` clips; returns their manifest
-    (``clip_id``, ``split``, the six labels; a quarter of the clips are unlabelled test)."""
+    (``clip_id``, ``split``, the six labels; a quarter of the clips are unlabelled test).
+    ``carried``: the emotions each modality carries (default: all six), to make modalities
+    complementary."""
     rng = np.random.default_rng(seed)
     latent = (rng.random((n_clips, 6)) < 0.3) * rng.beta(2.2, 2.0, (n_clips, 6))
     durations = np.clip(rng.lognormal(np.log(6.0), 0.6, n_clips), 1.0, 60.0)
     clip_ids = [f"{i + 1:05d}" for i in range(n_clips)]
     for modality, dim in dims.items():
         basis = rng.normal(size=(6, dim)) / np.sqrt(6)
+        if carried is not None:
+            basis[[e not in carried[modality] for e in EMOTIONS]] = 0.0
         files = {}
         for index, clip_id in enumerate(clip_ids):
             rate = RATES_HZ.get(modality)

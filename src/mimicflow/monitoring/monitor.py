@@ -1,8 +1,9 @@
 """One drift-monitoring run over the clips that arrived in the incoming folder.
 
-Claim the clips, validate them with the same Great Expectations suite, run perception, features
-and prediction — the pipeline's own stage functions, on a copy of the params whose data root and
-output folders point into the run's work folder — profile them, compare the profile with the
+Claim the clips, validate them with the same checks and Great Expectations suites, take them
+through the clip library (faces, speech, features: what the stages map over the dataset), on a
+copy of the params whose data root and output folders point into the run's work folder, profile
+them, compare the profile with the
 training data's reference (Evidently), archive the clips, publish the report, refresh
 ``reports/index.html``. Each step goes through ``step(name, func, *args)``: a plain call here, a
 Prefect task in ``flows/monitor.py``.
@@ -16,13 +17,21 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from mimicflow.clip.compute import Compute
+from mimicflow.clip.faces import faces_batch
+from mimicflow.clip.features import encode, inputs
+from mimicflow.clip.folders import ArtefactFolders
+from mimicflow.clip.speech import speech_batch
+from mimicflow.clip.settings import AsrSettings, EncoderSettings, FaceSettings, Runtime
 from mimicflow.config import Params
+from mimicflow.data.layout import manifest_clips
+from mimicflow.data.validation import validate_folder
+from mimicflow.features.store import pack
 from mimicflow.monitoring import inbox
 from mimicflow.monitoring.drift import drift_report
 from mimicflow.monitoring.profile import load_reference, profile
 from mimicflow.monitoring.reports import write_index
-from mimicflow.stages import perception, validate
-from mimicflow.stages.features import run_features
+from mimicflow.paths import StagePaths
 
 log = logging.getLogger(__name__)
 Step = Callable[..., object]
@@ -62,13 +71,11 @@ def run_monitor(params: Params, incoming: Path | None = None, step: Step = call)
             log.info("no new clips in %s", incoming)
             return {"drift": False, "drifted_columns": [], "report": None, "clips": 0}
         local = run_params(params, run)
-        checked = step("validate", validate.run, local, run.batch, local.validate_.out, False)
+        checked = step("validate", validate_folder, run.batch, local.validate_.out,
+                       local.validate_, local.compute.workers, False)  # fmt: skip
         summary = {"drift": False, "drifted_columns": [], "report": None, "clips": 0}
         if checked["clips_usable"]:
-            step("faces", perception.run_faces, local, False)
-            step("asr", perception.run_asr, local, False)
-            for modality in settings.modalities:
-                step(f"features-{modality}", run_features, local, modality, False)
+            perceive(local, step)
             current, _ = step("profile", profile, local, projections)
             summary = step("drift", drift_report, reference, current, run.report, settings)
         _keep_validation(local, run)
@@ -82,6 +89,24 @@ def run_monitor(params: Params, incoming: Path | None = None, step: Step = call)
             (published / "summary.json").write_text(json.dumps(summary, indent=2))
     write_index(params)
     return summary
+
+
+def perceive(local: Params, step: Step = call) -> None:
+    """The batch's clips through the clip library into ``local``'s output folders: face tracks,
+    audio and transcripts (with their indexes), then each monitored modality's feature store."""
+    paths = StagePaths(local)
+    clips = manifest_clips(paths.read_manifest(), Path(local.data.root))
+    folders = ArtefactFolders(paths.faces, paths.transcripts, paths.audio)
+    compute = Compute(local.compute.workers, local.compute.scheduler, progress=False)
+    faces = step("faces", faces_batch, clips, FaceSettings.from_params(local), folders, compute)
+    faces.to_parquet(paths.index(paths.faces), index=False)
+    speech = step("asr", speech_batch, clips, AsrSettings.from_params(local), folders, compute)
+    speech.to_parquet(paths.index(paths.transcripts), index=False)
+    for modality in local.monitor.modalities:
+        settings = EncoderSettings.from_params(local, modality)
+        files, meta = step(f"features-{modality}", encode, clips, settings, Runtime.from_params(local),
+                           inputs(settings, folders), paths.features(modality), False)  # fmt: skip
+        pack(paths.features(modality), files, meta)
 
 
 def _keep_validation(local: Params, run: inbox.Run) -> None:

@@ -26,7 +26,7 @@ import pandas as pd
 from mimicflow import EMOTIONS
 from mimicflow.config import Params
 from mimicflow.parallel import map_clips
-from mimicflow.stages import MissingStageInput, read_stage_output
+from mimicflow.paths import StagePaths, require
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,12 @@ def brightness(job: tuple[str, str]) -> tuple[float, float]:
 
 def metadata(params: Params) -> pd.DataFrame:
     """Clip metadata from the validate, faces and asr outputs, indexed by clip id."""
-    manifest = read_stage_output(params.validate_.out / "manifest.parquet", "validate")
-    faces = read_stage_output(params.faces.out / "index.parquet", "faces").set_index("clip_id")
-    asr = read_stage_output(params.asr.out / "index.parquet", "asr").set_index("clip_id")
+    paths = StagePaths(params)
+    manifest = paths.read_manifest()
+    faces = paths.read_index("faces").set_index("clip_id")
+    asr = paths.read_index("asr").set_index("clip_id")
     frame = manifest.set_index("clip_id")[["duration_s", "fps", "width", "height"]].astype(float)
-    root, folder = Path(params.data.root).resolve(), Path(params.faces.out).resolve()
+    root, folder = Path(params.data.root).resolve(), paths.faces.resolve()
     jobs = [(str(root / video), str(folder / artefact)) for video, artefact
             in zip(manifest["video_path"], faces.loc[frame.index, "artefact"])]  # fmt: skip
     levels = map_clips(brightness, jobs, workers=params.compute.workers, progress=False,
@@ -85,9 +86,8 @@ def clip_means(params: Params, modality: str, clip_ids: list[str]) -> tuple[np.n
     store's metadata."""
     from mimicflow.features.store import FeatureTable
 
-    packed = Path(params.features.out) / modality / "packed"
-    if not (packed / "meta.json").is_file():
-        raise MissingStageInput(f"{packed} not found: run the 'features@{modality}' stage first")
+    packed = StagePaths(params).packed(modality)
+    require(packed / "meta.json", f"features@{modality}")
     table = FeatureTable.open(packed)
     means = np.full((len(clip_ids), table.dim), np.nan, np.float32)
     for row, clip_id in enumerate(clip_ids):
@@ -102,7 +102,7 @@ def predictions(params: Params, clip_ids: list[str], out_of_fold: bool) -> pd.Da
     ``out_of_fold``, the folds' validation predictions replace them where a clip has one."""
     from mimicflow.training.ensemble import load_ensemble
 
-    ensemble = load_ensemble(params.ensemble.out)
+    ensemble = load_ensemble(StagePaths(params).ensemble)
     frame = ensemble.predict_store(Path(params.features.out), clip_ids).set_index("clip_id")
     frame = frame.loc[clip_ids, list(EMOTIONS)].astype(float)
     folds = sorted(Path(ensemble.params.train.out).glob("*/val_predictions.csv"))
@@ -159,7 +159,7 @@ def _project(modality: str, means: np.ndarray, fitted: dict, index: pd.Index) ->
 
 def build_reference(params: Params) -> dict:
     """The ``reference`` stage: profile the pipeline's clips into ``monitor.reference``."""
-    out = Path(params.monitor.reference)
+    out = StagePaths(params).reference
     frame, projections = profile(params)
     out.mkdir(parents=True, exist_ok=True)
     frame.reset_index().to_parquet(out / "profile.parquet", index=False)
@@ -173,7 +173,7 @@ def build_reference(params: Params) -> dict:
 
 def load_reference(params: Params) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The reference profile and its projections, or a message saying how to build them."""
-    folder = Path(params.monitor.reference)
+    folder = StagePaths(params).reference
     if not (folder / "profile.parquet").is_file():
         raise ReferenceProfileError(f"no reference profile in {folder}: build it from the training data "
                              "with `dvc repro reference`")  # fmt: skip

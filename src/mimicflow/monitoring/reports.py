@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 
 from mimicflow.config import Params
+from mimicflow.paths import StagePaths
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def write_index(params: Params) -> Path:
     """Write ``<monitor.reports>/index.html`` from what exists now; returns its path."""
     reports = Path(params.monitor.reports)
     reports.mkdir(parents=True, exist_ok=True)
-    docs = Path(params.validate_.out) / "data_docs" / "index.html"
+    docs = StagePaths(params).data_docs / "index.html"
     pipeline = (f'<p><a id="pipeline-data-docs" href="{_href(docs, reports)}">Validation of '
                 f"<code>{escape(str(params.data.root))}</code></a></p>" if docs.is_file()
                 else '<p class="muted">No validation yet: run <code>dvc repro validate</code>.</p>')  # fmt: skip

@@ -61,6 +61,24 @@ def _chunks(audio: np.ndarray) -> list[np.ndarray]:
     return [audio[i : i + size] for i in range(0, max(len(audio), 1), size)]
 
 
+def _window_batches(clips: list[np.ndarray], batch_size: int):
+    """Batch-independent batches of audio windows: each clip is cut into windows of at most
+    ``CHUNK_SECONDS``, each window padded with silence to the next whole second (its own
+    length alone decides how), and only windows of one padded length share a batch. Nothing
+    is padded to a neighbour, so a clip encodes the same alone or in any batch.
+
+    Yields ``[(clip index, window index, window length in samples, padded window)]``."""
+    windows: dict[int, list] = {}
+    for index, audio in enumerate(clips):
+        for part, chunk in enumerate(_chunks(audio)):
+            padded = max(1, math.ceil(len(chunk) / SAMPLE_RATE)) * SAMPLE_RATE
+            window = np.zeros(padded, np.float32)
+            window[: len(chunk)] = chunk
+            windows.setdefault(padded, []).append((index, part, len(chunk), window))
+    for padded in sorted(windows):
+        yield from _batches(windows[padded], batch_size)
+
+
 class WhisperAudioEncoder:
     """Hidden states of an openai-whisper encoder (the embedded default: tiny.en), 50 frames/s.
 
@@ -94,24 +112,19 @@ class WhisperAudioEncoder:
 
     def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         """Mel spectrograms are not padded to Whisper's 30 s window (4× less work on short
-        clips); the positional embedding is cut to the input's length instead."""
+        clips): windows padded to the whole second (:func:`_window_batches`), the positional
+        embedding cut to the input's length."""
         import torch
-        import torch.nn.functional as F
         import whisper
 
-        chunks = [(i, k, c) for i, audio in enumerate(clips) for k, c in enumerate(_chunks(audio))]
-        chunks.sort(key=lambda item: len(item[2]))  # similar lengths batch with little padding
         outputs: list[dict[int, np.ndarray]] = [{} for _ in clips]
-        for batch in _batches(chunks, self.batch_size):
-            mels = [whisper.log_mel_spectrogram(torch.from_numpy(c.astype(np.float32)))
-                    for _, _, c in batch]  # fmt: skip
-            width = max(m.shape[1] for m in mels)
-            width += width % 2  # the stride-2 stem wants an even number of mel frames
-            stacked = torch.stack([F.pad(m, (0, width - m.shape[1])) for m in mels]).to(self.device)
+        for batch in _window_batches(clips, self.batch_size):
+            mels = torch.stack([whisper.log_mel_spectrogram(torch.from_numpy(w)) for *_, w in batch])
+            mels = mels[..., : mels.shape[-1] - mels.shape[-1] % 2]  # the stride-2 stem: even
             with torch.inference_mode(), _autocast(self.device):
-                hidden = self._forward(stacked).float().cpu().numpy()
-            for (index, part, chunk), states in zip(batch, hidden):
-                frames = max(1, math.ceil(len(chunk) / SAMPLE_RATE * self.rate_hz))
+                hidden = self._forward(mels.to(self.device)).float().cpu().numpy()
+            for (index, part, length, _), states in zip(batch, hidden):
+                frames = max(1, math.ceil(length / SAMPLE_RATE * self.rate_hz))
                 outputs[index][part] = states[:frames]
         return [np.concatenate([parts[k] for k in sorted(parts)]) for parts in outputs]
 
@@ -131,20 +144,26 @@ class HFAudioEncoder:
         self.info = EncoderInfo(str(model), layer, dim, SAMPLE_RATE / ratio)
 
     def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
+        """Windows as for Whisper (:func:`_window_batches`); the silence a window is padded
+        with is masked out where the model takes an attention mask."""
         import torch
 
-        chunks = [(i, c) for i, audio in enumerate(clips) for c in _chunks(audio)]
-        outputs: list[list[np.ndarray]] = [[] for _ in clips]
-        for batch in _batches(chunks, self.batch_size):
-            inputs = self.extractor([c for _, c in batch], sampling_rate=SAMPLE_RATE, padding=True,
-                                    return_tensors="pt", return_attention_mask=True)  # fmt: skip
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        outputs: list[dict[int, np.ndarray]] = [{} for _ in clips]
+        masked = getattr(self.extractor, "return_attention_mask", False)
+        for batch in _window_batches(clips, self.batch_size):
+            inputs = self.extractor([w for *_, w in batch], sampling_rate=SAMPLE_RATE,
+                                    return_tensors="pt")  # fmt: skip
+            values = inputs["input_values"].to(self.device)
+            mask = torch.zeros(values.shape, dtype=torch.long)
+            for row, (_, _, length, _) in enumerate(batch):
+                mask[row, :length] = 1
+            extra = {"attention_mask": mask.to(self.device)} if masked else {}
             with torch.inference_mode(), _autocast(self.device):
-                hidden = self.model(**inputs, output_hidden_states=True).hidden_states[self.layer]
-            lengths = self.model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1))
-            for (index, _), states, length in zip(batch, hidden.float().cpu().numpy(), lengths):
-                outputs[index].append(states[: max(1, int(length))])
-        return [np.concatenate(parts) for parts in outputs]
+                hidden = self.model(values, **extra, output_hidden_states=True).hidden_states[self.layer]
+            lengths = self.model._get_feat_extract_output_lengths(mask.sum(-1))
+            for (index, part, _, _), states, length in zip(batch, hidden.float().cpu().numpy(), lengths):
+                outputs[index][part] = states[: max(1, int(length))]
+        return [np.concatenate([parts[k] for k in sorted(parts)]) for parts in outputs]
 
 
 # --- vision --------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mimicflow.clip.settings import resolve_model
 from mimicflow.config import Params, ServingParams
-from mimicflow.stages import resolve_model
 
 if TYPE_CHECKING:
     from mimicflow.training.ensemble import Ensemble

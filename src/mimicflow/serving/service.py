@@ -48,7 +48,8 @@ class EMIService:
         bundle = read_bundle(Path(self.model_ref.path))
         self.ensemble, self.params = bundle.ensemble, bundle.params
         serving = bundle.serving
-        self.limits = Limits(int(serving.max_upload_mb * 2**20), serving.max_duration_s)
+        self.limits = Limits(int(serving.max_upload_mb * 2**20), serving.max_duration_s,
+                             self.params.validate_)  # the validate stage's policy, as trained
         token = os.environ.get(serving.token_env)
         RequestGuard.configure(token, self.limits.max_bytes)
         FEATURE_DIMS.update(self.ensemble.dims)
@@ -85,14 +86,15 @@ class EMIService:
             clip = Path(work) / "upload"  # no extension: the content alone decides the format
             shutil.move(file, clip)
             try:
-                check_clip(clip, self.limits)
+                info = check_clip(clip, self.limits)
                 inputs = extract_clip(self.params, clip, Path(work),
-                                      tuple(self.ensemble.modalities))  # fmt: skip
+                                      tuple(self.ensemble.modalities), info.video_decoded_s)  # fmt: skip
+                answer = clip_prediction(self.ensemble, inputs)
             except ClipRejected as exc:
                 return JSONResponse({"error": str(exc)}, status_code=exc.status)
             except av.error.FFmpegError as exc:
                 return JSONResponse({"error": f"the clip could not be decoded ({exc})"}, 422)
-        return ClipPrediction(**clip_prediction(self.ensemble, inputs))
+        return ClipPrediction(**answer)
 
     @bentoml.api(route="/predict_features", batchable=True, max_batch_size=64, max_latency_ms=100)
     def predict_features(self, clips: list[ClipFeatures]) -> list[FeaturesPrediction]:

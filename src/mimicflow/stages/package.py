@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mimicflow
 from mimicflow.config import Params
-from mimicflow.stages import MissingStageInput
+from mimicflow.paths import MissingStageInput, StagePaths
 
 log = logging.getLogger(__name__)
 SERVICE = "mimicflow.serving.service:EMIService"
@@ -34,15 +34,16 @@ def run_package(params: Params) -> dict:
     from mimicflow.serving.service import MODEL_NAME
     from mimicflow.training.ensemble import load_ensemble
 
+    paths = StagePaths(params)
     try:
-        ensemble = load_ensemble(params.ensemble.out)
+        ensemble = load_ensemble(paths.ensemble)
     except FileNotFoundError as exc:
         raise MissingStageInput(f"{exc} (run the 'ensemble' stage first: `dvc repro ensemble`)"
                                 ) from exc  # fmt: skip
     labels = {"model_version": ensemble.version}
     metadata = {"modalities": list(ensemble.modalities), "emotions": list(mimicflow.EMOTIONS)}
     with bentoml.models.create(MODEL_NAME, labels=labels, metadata=metadata) as model:
-        write_bundle(ensemble, Path(params.ensemble.out), params, params.serving, Path(model.path))
+        write_bundle(ensemble, paths.ensemble, params, params.serving, Path(model.path))
     log.info("saved %s", model.tag)
     src = Path(mimicflow.__file__).resolve().parent.parent
     bento = bentoml.bentos.build(
@@ -55,7 +56,7 @@ def run_package(params: Params) -> dict:
         build_ctx=str(src),
     )
     log.info("built %s", bento.tag)
-    out = Path(params.serving.out).resolve()  # BentoML's export reads a relative path from /
+    out = paths.bento.resolve()  # BentoML's export reads a relative path from /
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     archive = Path(bentoml.bentos.export_bento(  # plain tar: gzip of the weights costs minutes

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,8 @@ from rich.progress import Progress
 from mimicflow import EMOTIONS
 from mimicflow.config import Params
 from mimicflow.fusion.metrics import emotion_scores
-from mimicflow.stages import read_stage_output, require_stage_output
+from mimicflow.data.synth import truth as demo
+from mimicflow.paths import StagePaths, require
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
 from mimicflow.training.folds import HELD_OUT, UNLABELLED, assign_folds
@@ -31,15 +31,10 @@ from mimicflow.training.trainer import FoldTrainer, model_hyper, predict, system
 log = logging.getLogger(__name__)
 
 
-def _manifest(params: Params) -> pd.DataFrame:
-    return read_stage_output(Path(params.validate_.out) / "manifest.parquet", "validate")
-
-
 def _dataset(params: Params, manifest: pd.DataFrame, system: str, modalities=None) -> FeatureDataset:
     modalities = system_modalities(system, modalities or params.train.modalities)
     for modality in modalities:
-        require_stage_output(Path(params.features.out) / modality / "packed" / "meta.json",
-                             f"features@{modality}")  # fmt: skip
+        require(StagePaths(params).packed(modality) / "meta.json", f"features@{modality}")
     return FeatureDataset(params.features.out, manifest, {m: params.train.frames[m] for m in modalities})
 
 
@@ -48,10 +43,10 @@ def train_fold(params: Params, fold: int, system: str | None = None, modalities=
     """Train one fold; returns (FoldResult, dataset, validation indices, the trainer)."""
     system = system or params.train.system
     config = params.train
-    if not 0 <= fold < config.folds:
-        raise ValueError(f"fold {fold} is outside 0..{config.folds - 1} (train.folds)")
-    manifest = _manifest(params)
-    assignment = assign_folds(manifest, config.protocol, config.folds, config.seed)
+    if fold not in config.folds:
+        raise ValueError(f"fold {fold} is not one of train.folds {list(config.folds)}")
+    manifest = StagePaths(params).read_manifest()
+    assignment = assign_folds(manifest, config.protocol, config.n_folds, config.seed)
     dataset = _dataset(params, manifest, system, modalities)
     train_idx = np.flatnonzero((assignment >= 0) & (assignment != fold))
     val_idx = np.flatnonzero(assignment == fold)
@@ -72,8 +67,8 @@ def run_train(params: Params, fold: int, progress: bool = True) -> dict:
     """Stage ``train@<fold>``: ``train.out/<fold>/`` with the model, predictions and curve."""
     from dvclive import Live
 
-    out = Path(params.train.out) / str(fold)
-    live_dir = Path(params.ensemble.reports) / "curves" / f"fold_{fold}"
+    paths = StagePaths(params)
+    out, live_dir = paths.fold(fold), paths.curves(fold)
     with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
 
         def log_epoch(row):
@@ -101,31 +96,16 @@ def run_train(params: Params, fold: int, progress: bool = True) -> dict:
     return description
 
 
-def _hidden_truth(params: Params) -> pd.DataFrame | None:
-    """The demo generator's labels for every clip, test split included (absent on real data)."""
-    truth = Path(params.data.root) / "synth_truth.csv"
-    if not truth.is_file():
-        return None
-    frame = pd.read_csv(truth, dtype={"clip_id": str})
-    if not {f"label_{e}" for e in EMOTIONS} <= set(frame.columns):
-        return None
-    return frame.set_index("clip_id")[[f"label_{e}" for e in EMOTIONS]]
-
-
-def _oracle(params: Params) -> float | None:
-    oracle = Path(params.data.root) / "oracle.json"
-    return json.loads(oracle.read_text())["oracle_mean_pearson"] if oracle.is_file() else None
-
-
 def run_ensemble(params: Params) -> dict:
     """Stage ``ensemble``: ``ensemble.out`` plus metrics, plots data and the submission CSV."""
-    config, reports = params.train, Path(params.ensemble.reports)
+    config, paths = params.train, StagePaths(params)
+    reports = paths.reports
     reports.mkdir(parents=True, exist_ok=True)
-    fold_dirs = [Path(config.out) / str(k) for k in range(config.folds)]
+    fold_dirs = [paths.fold(k) for k in config.folds]
     for folder in fold_dirs:
-        require_stage_output(folder / "fold.json", f"train@{folder.name}")
-    ensemble = load_ensemble(build_ensemble(fold_dirs, Path(params.ensemble.out), params))
-    manifest = _manifest(params)
+        require(folder / "fold.json", f"train@{folder.name}")
+    ensemble = load_ensemble(build_ensemble(fold_dirs, paths.ensemble, params))
+    manifest = StagePaths(params).read_manifest()
     labels = manifest.set_index("clip_id")[list(EMOTIONS)]
 
     oof = pd.concat([pd.read_csv(d / "val_predictions.csv", dtype={"clip_id": str}) for d in fold_dirs])
@@ -135,7 +115,7 @@ def run_ensemble(params: Params) -> dict:
         "out_of_fold": emotion_scores(oof[list(EMOTIONS)].to_numpy(),
                                       labels.loc[oof["clip_id"]].to_numpy(), "out-of-fold"),
     }  # fmt: skip
-    assignment = assign_folds(manifest, config.protocol, config.folds, config.seed)
+    assignment = assign_folds(manifest, config.protocol, config.n_folds, config.seed)
     predictions = ensemble.predict_store(params.features.out, list(manifest["clip_id"]))
     predictions["fold"] = assignment
     held = predictions[predictions["fold"] == HELD_OUT]
@@ -143,11 +123,11 @@ def run_ensemble(params: Params) -> dict:
         metrics["official_valid"] = emotion_scores(held[list(EMOTIONS)].to_numpy(),
                                                    labels.loc[held["clip_id"]].to_numpy(), "valid")
     test = predictions[predictions["fold"] == UNLABELLED]
-    truth = _hidden_truth(params)
+    truth = demo.hidden_labels(params.data.root)
     if truth is not None and len(test):
         metrics["demo_hidden_test"] = emotion_scores(
             test[list(EMOTIONS)].to_numpy(), truth.loc[test["clip_id"]].to_numpy(), "demo test")
-    oracle = _oracle(params)
+    oracle = demo.oracle_mean_pearson(params.data.root)
     if oracle is not None:
         metrics["demo_oracle_mean_pearson"] = oracle
         held_out = metrics.get("demo_hidden_test", metrics["out_of_fold"])["mean_pearson"]
@@ -169,12 +149,12 @@ def cross_validate(params: Params, system: str, modalities=None, progress: bool 
     """Out-of-fold scores of ``system`` (on ``modalities``) and of the training-mean baseline;
     on the demo data also the fold models' mean on the hidden test labels."""
     config = params.train
-    manifest = _manifest(params)
-    test_idx = np.flatnonzero(assign_folds(manifest, config.protocol, config.folds, config.seed) == UNLABELLED)
-    truth = _hidden_truth(params)  # demo data only: real test clips have no labels to score
+    manifest = StagePaths(params).read_manifest()
+    test_idx = np.flatnonzero(assign_folds(manifest, config.protocol, config.n_folds, config.seed) == UNLABELLED)
+    truth = demo.hidden_labels(params.data.root)  # demo data only: real test clips have no labels to score
     score_test = truth is not None and len(test_idx) > 0
     oof_pred, oof_true, base_pred, test_pred = [], [], [], []
-    for fold in range(config.folds):
+    for fold in config.folds:
         result, dataset, val_idx, trainer = train_fold(params, fold, system, modalities, progress)
         train_mask = np.ones(len(dataset), bool)
         train_mask[val_idx] = False
@@ -210,8 +190,8 @@ def run_compare(params: Params, progress: bool = True) -> dict:
     for label, (system, modalities) in runs.items():
         log.info("cross-validating %s", label)
         table[label] = cross_validate(params, system, modalities, progress)
-    table = {"default_system": default, "oracle_mean_pearson": _oracle(params), "runs": table}
-    reports = Path(params.ensemble.reports)
+    table = {"default_system": default, "oracle_mean_pearson": demo.oracle_mean_pearson(params.data.root), "runs": table}
+    reports = StagePaths(params).reports
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "compare.json").write_text(json.dumps(table, indent=2))
     return table

@@ -52,7 +52,7 @@ def build_ensemble(fold_dirs: list[Path], out: Path, params: Params) -> Path:
         "folds": len(fold_dirs),
         "fold_scores": [d["val_scores"]["mean_pearson"] for d in descriptions],
         "params": params.model_dump(mode="json", by_alias=True,
-                                    include={"faces", "asr", "features", "models", "train"}),
+                                    include={"validate", "faces", "asr", "features", "models", "train"}),
     }  # fmt: skip
     (out / "ensemble.json").write_text(json.dumps(description, indent=2))
     return out

@@ -1,61 +1,24 @@
-"""``mimicflow <command>``: the one command-line entry point."""
+"""The commands: data, models, stages, one clip (faces, transcribe, predict) and the report."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
-from mimicflow.config import DEFAULT_PARAMS_FILE, load_params
-
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console()
-
-ParamsOption = Annotated[
-    Path, typer.Option("--params", help="params.yaml to read", show_default=True)
-]
-
-
-@app.callback()
-def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """mimicflow: Emotional Mimicry Intensity estimation, from raw clips to six intensities."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    logging.basicConfig(
-        level=logging.WARNING,  # libraries (GX, DVC) stay quiet unless something is wrong
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
-    )
-    logging.getLogger("mimicflow").setLevel(logging.DEBUG if verbose else logging.INFO)
-
-
-def _stage(run, *args):
-    """Run a stage function; a missing upstream output or model becomes one clear message."""
-    from mimicflow.models.catalogue import CatalogueError
-    from mimicflow.stages import MissingStageInput
-
-    try:
-        return run(*args)
-    except (MissingStageInput, CatalogueError) as exc:
-        raise _fail(str(exc)) from exc
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    return typer.Exit(code=2)
+from mimicflow.cli._app import ParamsOption, app, console, fail, models_app, run_stage, stage_app
+from mimicflow.config import DEFAULT_PARAMS_FILE, DemoParams, load_params
 
 
 @app.command()
 def synth(
     out: Annotated[Path, typer.Argument(help="folder to write the dataset into (replaced)")],
-    n: Annotated[int, typer.Option("--n", min=6, help="number of clips")] = 320,
-    seed: Annotated[int, typer.Option("--seed")] = 7,
+    n: Annotated[int, typer.Option("--n", min=6, help="number of clips")] = DemoParams().n_clips,
+    seed: Annotated[int, typer.Option("--seed")] = DemoParams().seed,
     workers: Annotated[int, typer.Option("--workers", help="processes (0 = one per core)")] = 0,
     plant_faults: Annotated[
         bool, typer.Option("--plant-faults", help="add the planted faulty clips and label rows")
@@ -68,7 +31,7 @@ def synth(
     try:
         report = generate_dataset(out, n, seed, workers=workers)
     except SpeechError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if plant_faults:
         from mimicflow.data.faults import plant_faults as plant
 
@@ -92,13 +55,9 @@ def validate(
     try:
         summary = stage.run(settings, dataset, out)
     except DatasetError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     write_index(settings)
     console.print_json(json.dumps(summary))
-
-
-models_app = typer.Typer(no_args_is_help=True, help="The pretrained-model catalogue.")
-app.add_typer(models_app, name="models")
 
 
 @models_app.command("list")
@@ -128,29 +87,25 @@ def models_prepare(
     try:
         prepared = prepare(list(names or settings.prepare), settings.dir, catalogue(settings.entries))
     except CatalogueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     for name, folder in prepared.items():
         console.print(f"{name}: {folder}")
-
-
-stage_app = typer.Typer(no_args_is_help=True, help="Run one pipeline stage (what dvc.yaml calls).")
-app.add_typer(stage_app, name="stage")
 
 
 @stage_app.command("faces")
 def stage_faces(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Faces for every usable clip in the manifest (resumable)."""
-    from mimicflow.stages import perception
+    from mimicflow.stages.faces import run_faces
 
-    console.print_json(json.dumps(_stage(perception.run_faces, load_params(params))))
+    console.print_json(json.dumps(run_stage(run_faces, load_params(params))))
 
 
 @stage_app.command("asr")
 def stage_asr(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Transcripts for every usable clip in the manifest (resumable)."""
-    from mimicflow.stages import perception
+    from mimicflow.stages.asr import run_asr
 
-    console.print_json(json.dumps(_stage(perception.run_asr, load_params(params))))
+    console.print_json(json.dumps(run_stage(run_asr, load_params(params))))
 
 
 @stage_app.command("features")
@@ -159,11 +114,12 @@ def stage_features(
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
     """Encode every usable clip for one modality into the feature store (resumable)."""
+    from mimicflow.clip.settings import MODALITIES
     from mimicflow.stages import features
 
-    if modality not in features.MODALITIES:
-        raise _fail(f"unknown modality {modality!r}; choose one of {', '.join(features.MODALITIES)}")
-    console.print_json(json.dumps(_stage(features.run_features, load_params(params), modality)))
+    if modality not in MODALITIES:
+        raise fail(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+    console.print_json(json.dumps(run_stage(features.run_features, load_params(params), modality)))
 
 
 @app.command()
@@ -177,19 +133,19 @@ def faces(
     import av
     import cv2
 
-    from mimicflow.perception.faces import load_face_detector, process_clip, save_face_track
-    from mimicflow.stages import face_models
+    from mimicflow.clip.faces import face_detector
+    from mimicflow.clip.settings import FaceSettings
+    from mimicflow.perception.faces import process_clip, save_face_track
 
     settings = load_params(params)
     config = settings.faces
     if not video.is_file():
-        raise _fail(f"{video} does not exist")
-    models = _stage(face_models, settings)
-    detector = load_face_detector(config.backend, models, config.threshold, config.full_range)
+        raise fail(f"{video} does not exist")
+    detector = face_detector(run_stage(FaceSettings.from_params, settings))
     try:
         track = process_clip(video, detector, config.fps, config.crop_size)
     except av.error.FFmpegError as exc:
-        raise _fail(f"{video} is not a readable media file ({exc})") from exc
+        raise fail(f"{video} is not a readable media file ({exc})") from exc
     out.mkdir(parents=True, exist_ok=True)
     for index, crop in enumerate(track.crops):
         if track.has_face[index]:
@@ -211,7 +167,7 @@ def stage_train(
     """Train the configured system on every fold but FOLD, early-stopped on FOLD."""
     from mimicflow.stages import train
 
-    description = _stage(train.run_train, load_params(params), fold)
+    description = run_stage(train.run_train, load_params(params), fold)
     console.print_json(json.dumps({k: description[k] for k in ("system", "fold", "best_epoch")}
                                   | {"val_mean_pearson": description["val_scores"]["mean_pearson"]}))
 
@@ -221,7 +177,7 @@ def stage_ensemble(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Gather the fold models, score them, write the metrics, plots and submission CSV."""
     from mimicflow.stages import train
 
-    metrics = _stage(train.run_ensemble, load_params(params))
+    metrics = run_stage(train.run_ensemble, load_params(params))
     console.print_json(json.dumps({k: v for k, v in metrics.items() if k != "folds"}))
 
 
@@ -230,7 +186,7 @@ def stage_compare(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Cross-validate every system, and the default one on each single modality."""
     from mimicflow.stages import train
 
-    _print_compare(_stage(train.run_compare, load_params(params)))
+    _print_compare(run_stage(train.run_compare, load_params(params)))
 
 
 @app.command()
@@ -242,22 +198,18 @@ def transcribe(
     """Transcribe one clip with the configured ASR backend."""
     import av
 
-    from mimicflow.perception.asr import load_asr
+    from mimicflow.clip.speech import speech_recogniser
+    from mimicflow.clip.settings import AsrSettings
     from mimicflow.perception.audio import decode_audio
-    from mimicflow.stages import resolve_model
 
-    settings = load_params(params)
-    asr = settings.asr
     if not video.is_file():
-        raise _fail(f"{video} does not exist")
-    model = _stage(resolve_model, settings, asr.model)
+        raise fail(f"{video} does not exist")
+    settings = run_stage(AsrSettings.from_params, load_params(params))
     try:
         audio = decode_audio(video)
     except av.error.FFmpegError as exc:
-        raise _fail(f"{video} is not a readable media file ({exc})") from exc
-    backend = load_asr(asr.backend, model, compute_type=asr.compute_type, language=asr.language,
-                       beam_size=asr.beam_size)  # fmt: skip
-    transcript = backend.transcribe(audio)
+        raise fail(f"{video} is not a readable media file ({exc})") from exc
+    transcript = speech_recogniser(settings).transcribe(audio)
     if as_json:
         print(json.dumps(transcript.as_dict()))
     else:
@@ -269,7 +221,7 @@ def stage_package(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Save the ensemble and its clip chain into the BentoML model store; build the bento."""
     from mimicflow.stages.package import run_package
 
-    console.print_json(json.dumps(_stage(run_package, load_params(params))))
+    console.print_json(json.dumps(run_stage(run_package, load_params(params))))
 
 
 @app.command()
@@ -283,17 +235,24 @@ def predict(
 ) -> None:
     """Six intensities per clip from the trained ensemble (exit 1 when a clip failed)."""
     from mimicflow import EMOTIONS
-    from mimicflow.inference import predict_clips
+    from mimicflow.inference import Limits, predict_clips
     from mimicflow.training.ensemble import load_ensemble
 
     folder = ensemble or load_params(params).ensemble.out
     try:
         loaded = load_ensemble(folder)
     except FileNotFoundError as exc:
-        raise _fail(str(exc)) from exc
-    results = predict_clips(loaded, videos, progress=len(videos) > 1)
+        raise fail(str(exc)) from exc
+    results = predict_clips(loaded, videos, Limits.from_params(loaded.params),
+                            progress=len(videos) > 1)  # fmt: skip
     if as_json:
         print(json.dumps(results))
+    elif not sys.stdout.isatty():  # piped: full values, tab-separated, nothing cut to fit
+        print("\t".join(("file", *EMOTIONS, "error")))
+        for result in results:
+            values = [f"{result['intensities'][e]:.6f}" for e in EMOTIONS] if "error" not in result \
+                else [""] * len(EMOTIONS)  # fmt: skip
+            print("\t".join((result["file"], *values, result.get("error", ""))))
     else:
         table = Table(title=f"ensemble {loaded.version}")
         for column in ("file", *EMOTIONS):
@@ -314,16 +273,20 @@ def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Print what the pipeline has produced so far (the end of ``make demo``)."""
     import pandas as pd
 
+    from mimicflow.data.synth.truth import oracle
+    from mimicflow.paths import StagePaths
+
     settings = load_params(params)
-    oracle = Path(settings.data.root) / "oracle.json"
-    if oracle.exists():
-        _print_signal(json.loads(oracle.read_text()))
-    summary_path = settings.validate_.out / "summary.json"
+    paths = StagePaths(settings)
+    signal = oracle(settings.data.root)
+    if signal is not None:
+        _print_signal(signal)
+    summary_path = paths.validation_summary
     if not summary_path.exists():
-        raise _fail(f"{summary_path} not found: run `dvc repro` first")
-    stages = [("validate", summary_path), ("faces", settings.faces.out.with_suffix(".json")),
-              ("asr", settings.asr.out.with_suffix(".json"))]  # fmt: skip
-    stages += [(f"features@{modality}", settings.features.out / f"{modality}.json")
+        raise fail(f"{summary_path} not found: run `dvc repro` first")
+    stages = [("validate", summary_path), ("faces", paths.metrics(paths.faces)),
+              ("asr", paths.metrics(paths.transcripts))]  # fmt: skip
+    stages += [(f"features@{modality}", paths.features_metrics(modality))
                for modality in ("audio", "visual", "text")]  # fmt: skip
     for name, path in stages:
         if not path.exists():
@@ -334,13 +297,13 @@ def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
         for key, value in json.loads(path.read_text()).items():
             table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
         console.print(table)
-    quarantine = pd.read_csv(settings.validate_.out / "quarantine.csv", dtype=str)
+    quarantine = pd.read_csv(paths.quarantine, dtype=str)
     if len(quarantine):
         console.print(f"[bold]quarantined[/] ({len(quarantine)}):")
         for row in quarantine.head(20).itertuples():
             console.print(f"  {row.Filename}: {row.reason}")
-    console.print(f"data docs: {settings.validate_.out / 'data_docs' / 'index.html'}")
-    reports = Path(settings.ensemble.reports)
+    console.print(f"data docs: {paths.data_docs / 'index.html'}")
+    reports = paths.reports
     if (reports / "compare.json").exists():
         _print_compare(json.loads((reports / "compare.json").read_text()))
     if (reports / "metrics.json").exists():
@@ -408,15 +371,3 @@ def _print_signal(report: dict) -> None:
         table.add_row(labels.get(name, name), f"{entry['mean_pearson']:.3f}")
     table.add_row("[bold]oracle ceiling[/]", f"[bold]{report['oracle_mean_pearson']:.3f}")
     console.print(table)
-
-
-if __name__ == "__main__":  # python -m mimicflow.cli: the module proper, every command registered
-    from mimicflow.cli import app as registered_app
-
-    registered_app()
-else:
-    from mimicflow import cli_flows  # its commands use the helpers above, so imported last
-
-    app.add_typer(cli_flows.flows_app, name="flows")
-    app.command("monitor")(cli_flows.monitor)
-    stage_app.command("reference")(cli_flows.stage_reference)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mimicflow import EMOTIONS
-from mimicflow.data.validation import MANIFEST_COLUMNS
+from mimicflow.data.layout import MANIFEST_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,5 +1,4 @@
-"""``mimicflow flows serve``, ``mimicflow monitor`` and ``mimicflow stage reference`` (registered in
-:mod:`mimicflow.cli`)."""
+"""``mimicflow flows serve``, ``mimicflow monitor`` and ``mimicflow stage reference``."""
 
 from __future__ import annotations
 
@@ -12,10 +11,11 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from mimicflow.cli import ParamsOption, _fail, _stage, console
+from mimicflow.cli._app import ParamsOption, app, console, fail, run_stage, stage_app
 from mimicflow.config import DEFAULT_PARAMS_FILE, load_params
 
 flows_app = typer.Typer(no_args_is_help=True, help="Prefect deployments of the flows in flows/.")
+app.add_typer(flows_app, name="flows")
 FLOWS = {"pipeline": "flows/pipeline.py:pipeline", "monitor": "flows/monitor.py:monitor"}
 
 
@@ -32,11 +32,11 @@ def serve(
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
-        raise _fail("PREFECT_API_URL is not set: start a server (`prefect server start --host "
+        raise fail("PREFECT_API_URL is not set: start a server (`prefect server start --host "
                     "127.0.0.1`) and export PREFECT_API_URL=http://127.0.0.1:4200/api")  # fmt: skip
     missing = [e.split(":")[0] for e in FLOWS.values() if not Path(e.split(":")[0]).is_file()]
     if missing:
-        raise _fail(f"{', '.join(missing)} not found: run `mimicflow flows serve` from the "
+        raise fail(f"{', '.join(missing)} not found: run `mimicflow flows serve` from the "
                     "repository root")  # fmt: skip
     root = project.resolve()
     settings = load_params(root / "params.yaml").flows
@@ -52,6 +52,7 @@ def serve(
     prefect_serve(*deployments)
 
 
+@app.command()
 def monitor(
     incoming: Annotated[Path | None, typer.Option("--incoming", help="new clips (default: monitor.incoming)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON verdict alone on stdout")] = False,
@@ -70,17 +71,18 @@ def monitor(
             if isinstance(handler, RichHandler):
                 handler.console = Console(stderr=True)
     try:
-        summary = _stage(run_monitor, load_params(params), incoming)
+        summary = run_stage(run_monitor, load_params(params), incoming)
     except (ReferenceProfileError, MonitorBusy, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if as_json:
         print(json.dumps(summary))
     else:
         console.print_json(json.dumps(summary))
 
 
+@stage_app.command("reference")
 def stage_reference(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """The training data's profile that monitoring compares new clips with."""
     from mimicflow.monitoring.profile import build_reference
 
-    console.print_json(json.dumps(_stage(build_reference, load_params(params))))
+    console.print_json(json.dumps(run_stage(build_reference, load_params(params))))

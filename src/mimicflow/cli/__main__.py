@@ -1,0 +1,3 @@
+from mimicflow.cli import app
+
+app()

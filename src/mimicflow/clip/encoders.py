@@ -1,0 +1,202 @@
+"""Each modality's encoder over a batch of clips' inputs: ``encode(inputs)`` → per clip
+``(values T × d float32, mask (T,) bool)``.
+
+Inputs per modality: ``audio``/``egemaps`` a clip's 16 kHz audio (None without a track);
+``visual`` its face track; ``text`` its transcript; ``vit``/``wav2vec2`` the organisers' pickle
+(None where absent). Every encoder is batch-independent: a clip's features are the same alone
+or in any batch, so the features a stage stores are the features serving computes. Encoders
+are built once per process (:func:`clip_encoder`); their networks load on first use.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from mimicflow.clip.settings import EncoderSettings, Runtime
+
+Encoded = tuple[np.ndarray, np.ndarray]
+EGEMAPS_DIM = 25
+
+
+def _whole(values: np.ndarray) -> Encoded:
+    return values, np.ones(len(values), bool)
+
+
+def _absent(dim: int) -> Encoded:
+    return np.zeros((0, dim), np.float32), np.zeros(0, bool)
+
+
+class _Encoder:
+    """An encoder whose network loads on first use."""
+
+    def __init__(self, settings: EncoderSettings, runtime: Runtime):
+        self.settings, self.runtime = settings, runtime
+        self._net = None
+
+    @property
+    def net(self):
+        if self._net is None:
+            self._net = self._load()
+        return self._net
+
+    def _load(self):
+        raise NotImplementedError
+
+
+class AudioEncoder(_Encoder):
+    """Whisper encoder states (a CTranslate2 folder or ``.pt``) or any transformers speech model."""
+
+    def _load(self):
+        from mimicflow.perception import encoders
+
+        model = self.settings.model
+        whisper = (Path(model) / "model.bin").exists() or model.endswith(".pt")
+        kind = encoders.WhisperAudioEncoder if whisper else encoders.HFAudioEncoder
+        return kind(model, self.settings.layer, self.runtime.device, self.runtime.batch_size)
+
+    def encode(self, audios: list[np.ndarray | None]) -> list[Encoded]:
+        present = [a for a in audios if a is not None and a.size]
+        encoded = iter(self.net.encode(present)) if present else iter(())
+        return [_whole(next(encoded)) if a is not None and a.size else _absent(self.net.info.dim)
+                for a in audios]  # fmt: skip
+
+    def meta(self) -> dict:
+        info = self.net.info
+        return {"model": self.settings.model, "layer": info.layer, "dim": info.dim,
+                "rate_hz": info.rate_hz}  # fmt: skip
+
+
+class VisualEncoder(_Encoder):
+    """The default visual features (FaceMesh facial measures + FER2013 expression
+    probabilities per frame) or any transformers image model over the aligned crops."""
+
+    def __init__(self, settings: EncoderSettings, runtime: Runtime):
+        super().__init__(settings, runtime)
+        self.default = settings.pooling == "default"
+
+    def _load(self):
+        if self.default:
+            from mimicflow.perception.visual_default import ExpressionClassifier
+
+            return ExpressionClassifier(Path(self.settings.model))
+        from mimicflow.perception.encoders import HFVisualEncoder
+
+        s = self.settings
+        return HFVisualEncoder(s.model, s.layer, s.pooling, self.runtime.device, self.runtime.batch_size)
+
+    def encode(self, tracks: list) -> list[Encoded]:
+        if self.default:
+            from mimicflow.perception.visual_default import visual_default_features
+
+            results = []
+            for track in tracks:
+                values, mask, _ = visual_default_features(track, self.net)
+                results.append((values, mask))
+            return results
+        crops = [[c[..., ::-1] for c, f in zip(t.crops, t.has_face) if f] for t in tracks]
+        results = []
+        for track, vectors in zip(tracks, self.net.encode(crops)):
+            values = np.zeros((len(track.has_face), self.net.info.dim), np.float32)
+            values[track.has_face] = vectors
+            results.append((values, track.has_face.copy()))
+        return results
+
+    def meta(self) -> dict:
+        if self.default:
+            from mimicflow.perception.visual_default import EXPRESSION_NAMES, FACIAL_MEASURE_NAMES
+
+            columns = [*FACIAL_MEASURE_NAMES, *EXPRESSION_NAMES]
+            dim = len(columns)
+        else:
+            columns, dim = None, self.net.info.dim
+        return {"model": self.settings.model, "layer": self.settings.layer, "dim": dim,
+                "rate_hz": self.settings.faces.fps, "columns": columns}  # fmt: skip
+
+
+class TextEncoder(_Encoder):
+    """Any transformers text model over transcripts."""
+
+    def _load(self):
+        from mimicflow.perception.encoders import HFTextEncoder
+
+        s = self.settings
+        return HFTextEncoder(s.model, s.layer, s.pooling, s.normalize, self.runtime.device,
+                             self.runtime.batch_size)  # fmt: skip
+
+    def encode(self, texts: list[str]) -> list[Encoded]:
+        return [_whole(values) for values in self.net.encode(texts)]
+
+    def meta(self) -> dict:
+        return {"model": self.settings.model, "layer": self.settings.layer,
+                "dim": self.net.info.dim, "rate_hz": None, "pooling": self.settings.pooling}  # fmt: skip
+
+
+class EgemapsEncoder(_Encoder):
+    """eGeMAPS low-level descriptors (openSMILE, optional: research-only licence), 100 frames/s."""
+
+    def __init__(self, settings: EncoderSettings, runtime: Runtime):
+        super().__init__(settings, runtime)
+        self._columns: list[str] | None = None
+
+    def _load(self):
+        try:
+            import opensmile
+        except ImportError as exc:
+            raise RuntimeError("eGeMAPS features need opensmile: pip install "
+                               "'mimicflow[prosody]' (research-only licence)") from exc  # fmt: skip
+        return opensmile.Smile(opensmile.FeatureSet.eGeMAPSv02,
+                               opensmile.FeatureLevel.LowLevelDescriptors)  # fmt: skip
+
+    def encode(self, audios: list[np.ndarray | None]) -> list[Encoded]:
+        from mimicflow.perception.audio import SAMPLE_RATE
+
+        results = []
+        for audio in audios:
+            if audio is None or not audio.size:
+                results.append(_absent(EGEMAPS_DIM))
+                continue
+            frame = self.net.process_signal(audio, SAMPLE_RATE)
+            self._columns = list(frame.columns)
+            results.append(_whole(frame.to_numpy(np.float32)))
+        return results
+
+    def meta(self) -> dict:
+        return {"model": "eGeMAPSv02 LLD", "layer": None, "dim": EGEMAPS_DIM, "rate_hz": 100.0,
+                "columns": self._columns}  # fmt: skip
+
+
+class OrganisersFeatures(_Encoder):
+    """The organisers' pre-extracted ``vit``/``wav2vec2`` pickles (their dataset's clips only)."""
+
+    def __init__(self, settings: EncoderSettings, runtime: Runtime):
+        super().__init__(settings, runtime)
+        self._dim = 0
+
+    def encode(self, paths: list[Path | None]) -> list[Encoded]:
+        from mimicflow.data.layout import read_feature_pickle
+
+        results = []
+        for path in paths:
+            if path is None:
+                results.append(_absent(self._dim))
+                continue
+            values = read_feature_pickle(path)
+            self._dim = values.shape[1]
+            results.append(_whole(values))
+        return results
+
+    def meta(self) -> dict:
+        return {"model": self.settings.model, "layer": None, "dim": self._dim, "rate_hz": None}
+
+
+ENCODERS = {"audio": AudioEncoder, "visual": VisualEncoder, "text": TextEncoder,
+            "egemaps": EgemapsEncoder, "vit": OrganisersFeatures, "wav2vec2": OrganisersFeatures}  # fmt: skip
+
+
+@cache
+def clip_encoder(settings: EncoderSettings, runtime: Runtime):
+    """The modality's encoder for these settings, built once per process."""
+    return ENCODERS[settings.modality](settings, runtime)

@@ -1,0 +1,133 @@
+"""Typed settings of the per-clip chain, built once from :class:`~mimicflow.config.Params`.
+
+Model names are resolved here (catalogue name → prepared folder; a path or hub id passes), so
+the settings say exactly which files a clip goes through. Each settings object's :meth:`key` is
+the hash that names the artefacts it makes: change a setting and the clips are made anew.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from mimicflow.config import Params
+from mimicflow.store import settings_hash
+
+CLIP_MODALITIES = ("audio", "visual", "text", "egemaps")  # computed from a clip's own media
+DATASET_MODALITIES = ("vit", "wav2vec2")  # the organisers' pre-extracted features
+MODALITIES = CLIP_MODALITIES + DATASET_MODALITIES
+
+
+def resolve_model(params: Params, name: str) -> str:
+    """A catalogue name becomes its prepared folder (fetched once); a path or hub id passes."""
+    from mimicflow.models.catalogue import catalogue, resolve
+
+    return resolve(name, params.models.dir, catalogue(params.models.entries))
+
+
+class _Keyed:
+    def key(self) -> str:
+        """Eight hex digits naming the artefacts these settings make."""
+        return settings_hash(asdict(self))  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class FaceSettings(_Keyed):
+    """Face detection, tracking and alignment of one clip."""
+
+    backend: str
+    detector: str
+    mesh: str  # "" unless the backend is blazeface
+    fps: float
+    crop_size: int
+    threshold: float
+    full_range: bool
+
+    @classmethod
+    def from_params(cls, params: Params) -> FaceSettings:
+        faces = params.faces
+        mesh = resolve_model(params, faces.mesh_model) if faces.backend == "blazeface" else ""
+        return cls(faces.backend, resolve_model(params, faces.detector_model), mesh, faces.fps,
+                   faces.crop_size, faces.threshold, faces.full_range)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AsrSettings(_Keyed):
+    """Speech recognition of one clip's audio."""
+
+    backend: str
+    model: str
+    compute_type: str
+    language: str | None
+    beam_size: int
+
+    @classmethod
+    def from_params(cls, params: Params) -> AsrSettings:
+        asr = params.asr
+        return cls(asr.backend, resolve_model(params, asr.model), asr.compute_type, asr.language,
+                   asr.beam_size)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EncoderSettings(_Keyed):
+    """One modality's encoder, and the artefacts it reads (faces or transcripts)."""
+
+    modality: str
+    model: str  # resolved; for the default visual features, the FER model
+    layer: int = -1
+    pooling: str = ""
+    normalize: bool = False
+    faces: FaceSettings | None = None  # visual: the face tracks it encodes
+    asr: AsrSettings | None = None  # text: the transcripts it encodes
+
+    @classmethod
+    def from_params(cls, params: Params, modality: str) -> EncoderSettings:
+        features = params.features
+        if modality == "audio":
+            return cls("audio", resolve_model(params, features.audio.model), features.audio.layer)
+        if modality == "visual":
+            visual = features.visual
+            default = visual.model == "default"
+            model = resolve_model(params, visual.fer_model if default else visual.model)
+            return cls("visual", model, visual.layer, "default" if default else visual.pooling,
+                       faces=FaceSettings.from_params(params))  # fmt: skip
+        if modality == "text":
+            text = features.text
+            return cls("text", resolve_model(params, text.model), text.layer, text.pooling,
+                       text.normalize, asr=AsrSettings.from_params(params))  # fmt: skip
+        if modality == "egemaps":
+            return cls("egemaps", "eGeMAPSv02")
+        if modality in DATASET_MODALITIES:
+            return cls(modality, f"organisers' {modality}")
+        raise ValueError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How encoders run: neither changes a clip's features (every encoder is batch-independent)."""
+
+    device: str = "auto"
+    batch_size: int = 16
+
+    @classmethod
+    def from_params(cls, params: Params) -> Runtime:
+        return cls(params.features.device, params.features.batch_size)
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    """Everything that takes one clip to its features."""
+
+    faces: FaceSettings
+    asr: AsrSettings
+    encoders: tuple[EncoderSettings, ...]
+    runtime: Runtime
+
+    @classmethod
+    def from_params(cls, params: Params, modalities: tuple[str, ...] | list[str]) -> ClipSettings:
+        unknown = [m for m in modalities if m not in CLIP_MODALITIES]
+        if unknown:
+            raise ValueError(f"modalities {unknown} cannot be computed from a clip (only "
+                             f"{', '.join(CLIP_MODALITIES)})")  # fmt: skip
+        return cls(FaceSettings.from_params(params), AsrSettings.from_params(params),
+                   tuple(EncoderSettings.from_params(params, m) for m in modalities),
+                   Runtime.from_params(params))  # fmt: skip

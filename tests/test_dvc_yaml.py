@@ -1,0 +1,101 @@
+"""``dvc.yaml`` is precise: each stage's code deps are the files it runs, and changing a param
+makes exactly the stages it shapes stale (real DVC, in a temporary repository)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .helpers.code_deps import code_deps
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRY = {  # each stage's entry module (what `mimicflow ...` in its cmd runs)
+    "models": "mimicflow.models.catalogue",
+    "demo_data": "mimicflow.data.synth.generator",
+    "validate": "mimicflow.stages.validate",
+    "faces": "mimicflow.stages.faces",
+    "asr": "mimicflow.stages.asr",
+    "features": "mimicflow.stages.features",
+    "train": "mimicflow.stages.train",
+    "ensemble": "mimicflow.stages.train",
+    "compare": "mimicflow.stages.train",
+    "reference": "mimicflow.monitoring.profile",
+}
+
+
+def _stages() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("stage", sorted(ENTRY))
+def test_code_deps_are_the_files_the_stage_runs(stage):
+    definition = _stages()[stage]
+    deps = (definition.get("do") or definition)["deps"]
+    listed = sorted(d for d in deps if d.startswith("src/") and d.endswith(".py"))
+    assert listed == code_deps(ENTRY[stage]), f"{stage}: list exactly these code deps"
+
+
+def _dvc(repo: Path, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def locked_repo(tmp_path_factory):
+    """A copy of the pipeline definition and code with every dep and output stood in by a small
+    file, committed to dvc.lock as if the pipeline had run."""
+    repo = tmp_path_factory.mktemp("dvcrepo")
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    shutil.copy(ROOT / "params.yaml", repo)
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    _dvc(repo, "init", "-q")
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc:
+        paths = {Path(o.fs_path) for s in dvc.index.stages for o in [*s.deps, *s.outs]}
+    for path in sorted(paths):
+        if not path.exists():
+            if path.suffix:  # a file
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(path.name)
+            else:  # a folder
+                path.mkdir(parents=True, exist_ok=True)
+                (path / "stand-in").write_text(path.name)
+    _dvc(repo, "commit", "--force", "-q")
+    assert json.loads(_dvc(repo, "status", "--json")) == {}
+    return repo
+
+
+@pytest.mark.parametrize("key, value, stale", [
+    ("features.batch_size", 3, set()),  # every encoder is batch-independent
+    ("compute.workers", 1, set()),
+    ("train.fuxi.lr", 0.01, {"compare"}),  # not the default system
+    ("train.mimicmetrics.lr", 0.01, {f"train@{k}" for k in range(5)} | {"ensemble", "compare"}),
+    ("faces.fps", 5, {"faces"}),
+    ("features.text.layer", -2, {"features@text"}),
+    ("monitor.components", 4, {"reference"}),
+    ("demo.seed", 8, {"demo_data"}),
+])  # fmt: skip
+def test_a_param_makes_exactly_its_stages_stale(locked_repo, key, value, stale):
+    params_file = locked_repo / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    section = params
+    *parents, last = key.split(".")
+    for part in parents:
+        section = section[part]
+    section[last] = value
+    try:
+        params_file.write_text(yaml.safe_dump(params))
+        assert set(json.loads(_dvc(locked_repo, "status", "--json"))) == stale
+    finally:
+        params_file.write_text(original)
