@@ -167,6 +167,29 @@ def test_shifted_batch_reports_drift_in_the_right_columns(shifted):
     assert report["metrics"][0]["value"]["count"] == len(drifted)
 
 
+def test_a_batch_too_small_for_a_verdict_says_so(tmp_path):
+    from mimicflow.config import Params
+    from mimicflow.monitoring.drift import drift_report
+    from mimicflow.monitoring.reports import write_index
+
+    params = Params.model_validate({"monitor": {"reports": str(tmp_path)},
+                                    "validate": {"out": str(tmp_path / "none")}})  # fmt: skip
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame(rng.normal(size=(80, 4)), columns=list("abcd"))
+    tiny = pd.DataFrame([[0.1, 0.2, 0.3, 0.4]] * 2 + [[1.0, -1.0, 0.5, 0.0]], columns=list("abcd"))
+    small = drift_report(reference, tiny, tmp_path / "drift" / "small", params.monitor)
+    assert small["clips"] == 3 and isinstance(small["drift"], bool)
+    assert small["warning"] == ("only 3 clips (monitor.min_clips = 10): too few for a reliable "
+                                "drift verdict")  # fmt: skip
+    saved = json.loads((tmp_path / "drift" / "small" / "summary.json").read_text())
+    assert saved["warning"] == small["warning"]
+    batch = pd.DataFrame(rng.normal(size=(10, 4)), columns=list("abcd"))
+    enough = drift_report(reference, batch, tmp_path / "drift" / "enough", params.monitor)
+    assert enough["warning"] is None
+    index = write_index(params).read_text()
+    assert index.count('class="muted small-batch"') == 1 and "too few for a reliable" in index
+
+
 def test_claim_takes_only_settled_clips_and_folds_leftover_runs_together(tmp_path):
     incoming, work, reports = tmp_path / "incoming", tmp_path / "work", tmp_path / "reports"
     (incoming / "audio").mkdir(parents=True)

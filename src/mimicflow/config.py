@@ -157,6 +157,7 @@ class MonitorParams(_Section):
     stattest: str = "ks"  # Evidently per-column test
     threshold: float = Field(0.01, gt=0)  # per-column p-value below which a column drifted
     drift_share: float = Field(0.1, gt=0, le=1)  # the batch drifted when this share of columns did
+    min_clips: int = Field(10, ge=1)  # smaller batches: the verdict comes with a warning
     settle_s: float = Field(30.0, ge=0)  # clips modified more recently are left for the next run
 
 
