@@ -23,6 +23,7 @@ from mimicflow.monitoring import inbox
 from mimicflow.monitoring.monitor import run_monitor
 from mimicflow.monitoring.profile import build_reference
 
+from .helpers.processes import sigkill_main
 from .helpers.shift import shift_dataset
 from .prefect_server import BIN, free_port, stop
 
@@ -50,11 +51,11 @@ def monitored(featured, ensemble_dir, tmp_path_factory):
     return params
 
 
-def _batch(tmp_path_factory, name: str, seed: int) -> Path:
+def _batch(tmp_path_factory, name: str, seed: int, clips: int = BATCH) -> Path:
     from mimicflow.data.synth.generator import generate_dataset
 
     root = tmp_path_factory.mktemp(name) / "dataset"
-    generate_dataset(root, BATCH, seed, workers=2, progress=False)
+    generate_dataset(root, clips, seed, workers=2, progress=False)
     return root
 
 
@@ -165,6 +166,21 @@ def test_shifted_batch_reports_drift_in_the_right_columns(shifted):
     assert any(c.startswith("audio_") for c in drifted), drifted
     report = json.loads((Path(summary["report"]).parent / "report.json").read_text())
     assert report["metrics"][0]["value"]["count"] == len(drifted)
+
+
+def test_sigkilled_monitor_leaves_no_worker_behind(monitored, tmp_path_factory):
+    incoming = _batch(tmp_path_factory, "killed", seed=31, clips=6)
+    root = tmp_path_factory.mktemp("killed_monitor")
+    settings = monitored.monitor.model_copy(update={
+        "work": root / "work", "archive": root / "archive", "reports": root / "reports"})  # fmt: skip
+    params_file = root / "params.yaml"
+    params = monitored.model_copy(update={"monitor": settings})
+    params_file.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    command = [str(BIN / "mimicflow"), "monitor", "--incoming", str(incoming), "--params",
+               str(params_file)]  # fmt: skip
+    workers, survivors = sigkill_main(command, lambda: any(root.glob("work/*/out/faces/*.npz")))
+    assert len(workers) == monitored.compute.workers == 2
+    assert survivors == [], [" ".join(p.cmdline()) for p in survivors]
 
 
 def test_a_batch_too_small_for_a_verdict_says_so(tmp_path):
