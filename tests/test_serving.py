@@ -4,6 +4,7 @@ called with a real HTTP client: good clips, every kind of bad upload, concurrenc
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -266,6 +267,40 @@ def test_predict_features_batched_answers_equal_single_answers(server, ensemble_
     wrong = {"features": {next(iter(dims)): {"values": [[0.0] * 3]}}}
     response = httpx.post(f"{url}/predict_features", json={"clips": [wrong]}, headers=AUTH)
     assert response.status_code == 400 and "the model takes" in response.text
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise AssertionError(f"{constant} in the answer")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), 70000.0, -65505.0])
+def test_non_finite_or_float16_overflowing_features_are_a_400(server, ensemble_dir, bad):
+    url, _, _ = server
+    dims = json.loads((Path(ensemble_dir) / "ensemble.json").read_text())["dims"]
+    name = max(dims)
+    clip = _features(dims, 0)
+    clip["features"][name]["values"][2][1] = bad
+    response = httpx.post(f"{url}/predict_features", content=json.dumps({"clips": [clip]}),
+                          headers=AUTH | {"Content-Type": "application/json"})  # fmt: skip
+    assert response.status_code == 400, response.text
+    assert f"{name}: row 2 holds {bad} (column 1)" in response.text and "float16" in response.text
+
+
+def test_features_at_float16_limits_or_masked_out_get_finite_answers(server, ensemble_dir):
+    url, _, _ = server
+    dims = json.loads((Path(ensemble_dir) / "ensemble.json").read_text())["dims"]
+    extreme = {"features": {m: {"values": [[65504.0, -65504.0] * (d // 2) + [0.0] * (d % 2)] * 3}
+                            for m, d in dims.items()}}  # fmt: skip
+    masked = {"features": {m: {"values": [[1.0] * d] * 2, "mask": [False, False]}
+                           for m, d in dims.items()}}  # fmt: skip
+    payload = {"clips": [extreme, masked]}
+    response = httpx.post(f"{url}/predict_features", json=payload, headers=AUTH)
+    assert response.status_code == 200, response.text
+    for answer in _strict_json(response.text):
+        assert all(math.isfinite(v) and 0 <= v <= 1 for v in answer["intensities"].values())
 
 
 def test_predict_cli_matches_the_server(server, clips, ensemble_dir):
