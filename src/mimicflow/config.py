@@ -253,6 +253,7 @@ class ServingParams(_Section):
     max_upload_mb: float = Field(50.0, gt=0)  # larger uploads: 413
     max_duration_s: float = Field(60.0, gt=0)  # longer clips: 422
     token_env: str = "MIMICFLOW_API_TOKEN"  # when this variable is set, predict endpoints need it
+    guard_metrics: bool = True  # with a token set, /metrics needs it too (false: open to scrapers)
 
 
 class Params(_Section):
