@@ -23,6 +23,7 @@ from mimicflow.monitoring import inbox
 from mimicflow.monitoring.monitor import run_monitor
 from mimicflow.monitoring.profile import build_reference
 
+from .helpers.processes import sigkill_main
 from .helpers.shift import shift_dataset
 from .prefect_server import BIN, free_port, stop
 
@@ -50,11 +51,11 @@ def monitored(featured, ensemble_dir, tmp_path_factory):
     return params
 
 
-def _batch(tmp_path_factory, name: str, seed: int) -> Path:
+def _batch(tmp_path_factory, name: str, seed: int, clips: int = BATCH) -> Path:
     from mimicflow.data.synth.generator import generate_dataset
 
     root = tmp_path_factory.mktemp(name) / "dataset"
-    generate_dataset(root, BATCH, seed, workers=2, progress=False)
+    generate_dataset(root, clips, seed, workers=2, progress=False)
     return root
 
 
@@ -165,6 +166,44 @@ def test_shifted_batch_reports_drift_in_the_right_columns(shifted):
     assert any(c.startswith("audio_") for c in drifted), drifted
     report = json.loads((Path(summary["report"]).parent / "report.json").read_text())
     assert report["metrics"][0]["value"]["count"] == len(drifted)
+
+
+def test_sigkilled_monitor_leaves_no_worker_behind(monitored, tmp_path_factory):
+    incoming = _batch(tmp_path_factory, "killed", seed=31, clips=6)
+    root = tmp_path_factory.mktemp("killed_monitor")
+    settings = monitored.monitor.model_copy(update={
+        "work": root / "work", "archive": root / "archive", "reports": root / "reports"})  # fmt: skip
+    params_file = root / "params.yaml"
+    params = monitored.model_copy(update={"monitor": settings})
+    params_file.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    command = [str(BIN / "mimicflow"), "monitor", "--incoming", str(incoming), "--params",
+               str(params_file)]  # fmt: skip
+    workers, survivors = sigkill_main(command, lambda: any(root.glob("work/*/out/faces/*.npz")))
+    assert len(workers) == monitored.compute.workers == 2
+    assert survivors == [], [" ".join(p.cmdline()) for p in survivors]
+
+
+def test_a_batch_too_small_for_a_verdict_says_so(tmp_path):
+    from mimicflow.config import Params
+    from mimicflow.monitoring.drift import drift_report
+    from mimicflow.monitoring.reports import write_index
+
+    params = Params.model_validate({"monitor": {"reports": str(tmp_path)},
+                                    "validate": {"out": str(tmp_path / "none")}})  # fmt: skip
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame(rng.normal(size=(80, 4)), columns=list("abcd"))
+    tiny = pd.DataFrame([[0.1, 0.2, 0.3, 0.4]] * 2 + [[1.0, -1.0, 0.5, 0.0]], columns=list("abcd"))
+    small = drift_report(reference, tiny, tmp_path / "drift" / "small", params.monitor)
+    assert small["clips"] == 3 and isinstance(small["drift"], bool)
+    assert small["warning"] == ("only 3 clips (monitor.min_clips = 10): too few for a reliable "
+                                "drift verdict")  # fmt: skip
+    saved = json.loads((tmp_path / "drift" / "small" / "summary.json").read_text())
+    assert saved["warning"] == small["warning"]
+    batch = pd.DataFrame(rng.normal(size=(10, 4)), columns=list("abcd"))
+    enough = drift_report(reference, batch, tmp_path / "drift" / "enough", params.monitor)
+    assert enough["warning"] is None
+    index = write_index(params).read_text()
+    assert index.count('class="muted small-batch"') == 1 and "too few for a reliable" in index
 
 
 def test_claim_takes_only_settled_clips_and_folds_leftover_runs_together(tmp_path):

@@ -1,4 +1,5 @@
-"""The faces and asr stages over a validated dataset: outputs, kill-and-resume, Dask."""
+"""The faces and asr stages over a validated dataset: outputs, kill-and-resume, no orphan
+workers after a SIGKILL, Dask."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from mimicflow.stages.asr import run_asr
 from mimicflow.stages.faces import run_faces
 
 from .conftest import perception_params as _params
+from .helpers.processes import sigkill_main
 
 BIN = Path(sys.executable).parent
 
@@ -120,3 +122,15 @@ def test_asr_on_a_real_dask_cluster_matches_the_local_run(
     on_cluster = pd.read_parquet(params.asr.out / "index.parquet")
     local = pd.read_parquet(reference.asr.out / "index.parquet")
     pd.testing.assert_frame_equal(on_cluster, local)
+
+
+def test_sigkilled_faces_stage_leaves_no_worker_behind(
+    validated, faulty_root, models_dir, tmp_path
+):
+    params = _params(validated, faulty_root, models_dir, tmp_path, workers=2)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    command = [str(BIN / "mimicflow"), "stage", "faces", "--params", str(params_file)]
+    workers, survivors = sigkill_main(command, lambda: any(params.faces.out.glob("*.npz")))
+    assert len(workers) == 2
+    assert survivors == [], [" ".join(p.cmdline()) for p in survivors]

@@ -1,17 +1,21 @@
 """The bento the ``package`` stage builds, served by a real ``bentoml serve`` on 127.0.0.1 and
-called with a real HTTP client: good clips, every kind of bad upload, concurrency, the token."""
+called with a real HTTP client: good clips, every kind of bad upload and feature, concurrency, the
+token, what the server logs."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
@@ -80,9 +84,34 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(ensemble_dir, models_dir, tmp_path_factory):
+def fetch_trap():
+    """An HTTP proxy on 127.0.0.1 that answers every request and records its URL. The server
+    runs behind it, so a URL the server fetches lands here (BentoML refuses loopback targets
+    but not its proxy); yields (port, the URLs requested)."""
+    requested: list[str] = []
+
+    class Trap(BaseHTTPRequestHandler):
+        def do_GET(self):
+            requested.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "1")
+            self.end_headers()
+            self.wfile.write(b"x")
+
+        def log_message(self, *args):
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Trap)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    yield proxy.server_address[1], requested
+    proxy.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(ensemble_dir, models_dir, fetch_trap, tmp_path_factory):
     """``mimicflow stage package`` into a private BentoML home, then ``bentoml serve`` of the
-    built bento with a token set; yields (base url, package summary, the server's temp dir)."""
+    built bento with a token set, behind ``fetch_trap``; yields (base url, package summary, the
+    server's temp dir)."""
     root = tmp_path_factory.mktemp("serving")
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump({
@@ -102,7 +131,9 @@ def server(ensemble_dir, models_dir, tmp_path_factory):
         process = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", summary["bento"], "--host", "127.0.0.1",
              "--port", str(port)],
-            env=env | {"TMPDIR": str(root / "tmp")}, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+            env=env | {"TMPDIR": str(root / "tmp"), "HTTP_PROXY": f"http://127.0.0.1:{fetch_trap[0]}",
+                       "NO_PROXY": "127.0.0.1,localhost"},
+            cwd=root, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -222,6 +253,82 @@ def test_missing_file_field(server):
     assert response.status_code == 400 and "error" in response.json()
 
 
+def _multipart(*parts: tuple[str, str | None, bytes]) -> tuple[bytes, dict[str, str]]:
+    """A multipart body of (field, file name or None for a text part, bytes) parts."""
+    boundary = "mimicflowparts"
+    body = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        body += data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, AUTH | {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def _log_since(server, start: int) -> str:
+    return (server[2].parent / "serve.log").read_bytes()[start:].decode(errors="replace")
+
+
+def _log_size(server) -> int:
+    return (server[2].parent / "serve.log").stat().st_size
+
+
+def test_uploads_only_one_file_part_and_nothing_fetched(server, fetch_trap, clips):
+    url, _, _ = server
+    clip = clips["good.mp4"].read_bytes()
+    link = f"http://clips.example/{clips['good.mp4'].name}".encode()
+    start = _log_size(server)
+    for parts, words in [
+        ([("file", None, b"hello")], "'file' is text, not a file"),
+        ([("file", None, link)], "URLs are not fetched"),
+        ([("file", "a.mp4", clip), ("file", "b.mp4", clip)], "more than one 'file' part"),
+        ([("file", "a.mp4", clip), ("file", None, link)], "'file' is text, not a file"),
+        ([("other", None, b"1"), ("file", "a.mp4", clip)], "unexpected field 'other'"),
+        ([], "no 'file' part"),
+    ]:  # fmt: skip
+        body, headers = _multipart(*parts)
+        response = httpx.post(f"{url}/predict", content=body, headers=headers, timeout=60)
+        assert response.status_code == 400 and words in response.json()["error"], response.text
+    for body, kind in [(link, "application/json"), (b"file=" + link, "application/x-www-form-urlencoded"),
+                       (json.dumps({"file": link.decode()}).encode(), "application/json")]:  # fmt: skip
+        response = httpx.post(f"{url}/predict", content=body, headers=AUTH | {"Content-Type": kind})
+        assert response.status_code == 415 and "multipart/form-data" in response.json()["error"]
+    assert fetch_trap[1] == []  # the server fetched nothing
+    body, headers = _multipart(("file", "a.mp4", clip))
+    response = httpx.post(f"{url}/predict", content=body, headers=headers, timeout=120)
+    assert response.status_code == 200, response.text
+    log = _log_since(server, start)
+    assert "refused: 400 more than one 'file' part" in log and "Traceback" not in log
+
+
+def test_a_client_gone_mid_upload_is_one_log_line(server, clips):
+    url, _, _ = server
+    body, headers = _multipart(("file", "a.mp4", clips["good.mp4"].read_bytes()))
+    port = int(url.rsplit(":", 1)[1])
+    start = _log_size(server)
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        connection.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+                           f"{len(body)}\r\n{head}\r\n".encode() + body[: len(body) // 2])  # fmt: skip
+        time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while "disconnected" not in _log_since(server, start) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # anything the worker logs after that line
+    log = _log_since(server, start)
+    lines = [line for line in log.splitlines() if "disconnected" in line]
+    assert len(lines) == 1 and "/predict" in lines[0], log
+    assert "Traceback" not in log, log
+
+
+def test_metrics_need_the_token_when_one_is_set(server):
+    url, _, _ = server
+    response = httpx.get(f"{url}/metrics")
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    response = httpx.get(f"{url}/metrics", headers=AUTH)
+    assert response.status_code == 200 and "# TYPE" in response.text
+
+
 def test_token_is_required_when_set(server, clips):
     url, _, _ = server
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
@@ -266,6 +373,42 @@ def test_predict_features_batched_answers_equal_single_answers(server, ensemble_
     wrong = {"features": {next(iter(dims)): {"values": [[0.0] * 3]}}}
     response = httpx.post(f"{url}/predict_features", json={"clips": [wrong]}, headers=AUTH)
     assert response.status_code == 400 and "the model takes" in response.text
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise AssertionError(f"{constant} in the answer")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), 70000.0, -65505.0])
+def test_non_finite_or_float16_overflowing_features_are_a_400(server, ensemble_dir, bad):
+    url, _, _ = server
+    dims = json.loads((Path(ensemble_dir) / "ensemble.json").read_text())["dims"]
+    name = max(dims)
+    clip = _features(dims, 0)
+    clip["features"][name]["values"][2][1] = bad
+    start = _log_size(server)
+    response = httpx.post(f"{url}/predict_features", content=json.dumps({"clips": [clip]}),
+                          headers=AUTH | {"Content-Type": "application/json"})  # fmt: skip
+    assert response.status_code == 400, response.text
+    assert f"{name}: row 2 holds {bad} (column 1)" in response.text and "float16" in response.text
+    assert "Traceback" not in _log_since(server, start)
+
+
+def test_features_at_float16_limits_or_masked_out_get_finite_answers(server, ensemble_dir):
+    url, _, _ = server
+    dims = json.loads((Path(ensemble_dir) / "ensemble.json").read_text())["dims"]
+    extreme = {"features": {m: {"values": [[65504.0, -65504.0] * (d // 2) + [0.0] * (d % 2)] * 3}
+                            for m, d in dims.items()}}  # fmt: skip
+    masked = {"features": {m: {"values": [[1.0] * d] * 2, "mask": [False, False]}
+                           for m, d in dims.items()}}  # fmt: skip
+    payload = {"clips": [extreme, masked]}
+    response = httpx.post(f"{url}/predict_features", json=payload, headers=AUTH)
+    assert response.status_code == 200, response.text
+    for answer in _strict_json(response.text):
+        assert all(math.isfinite(v) and 0 <= v <= 1 for v in answer["intensities"].values())
 
 
 def test_predict_cli_matches_the_server(server, clips, ensemble_dir):

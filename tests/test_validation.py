@@ -7,8 +7,12 @@ import json
 import pandas as pd
 from typer.testing import CliRunner
 
+from mimicflow import EMOTIONS
 from mimicflow.cli import app
+from mimicflow.config import ValidateParams
 from mimicflow.data.faults import FAULTS, PLANTED
+from mimicflow.data.layout import load_dataset
+from mimicflow.data.validation import validate_dataset
 
 from .conftest import SYNTH_CLIPS
 
@@ -31,6 +35,38 @@ def test_every_planted_fault_lands_where_it_should(validated):
             assert any(fault.reason_words in r for r in reasons), (fault.description, reasons)
         else:
             assert in_manifest, fault.description
+
+
+def test_every_raw_file_is_in_the_manifest_or_the_quarantine(validated, faulty_root):
+    _, _, manifest, quarantine = _outputs(validated)
+    for path in (faulty_root / "raw").iterdir():
+        name = path.relative_to(faulty_root).as_posix()
+        placed = (manifest["video_path"] == name).sum() + (quarantine["Filename"] == name).sum()
+        by_id = (quarantine["Filename"] == path.stem).any()  # a quarantined clip: by its id
+        assert placed == 1 or (placed == 0 and by_id), name
+
+
+def test_file_names_of_one_clip_id_are_never_dropped(synth_root, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    clip = (synth_root / "raw" / "00001.mp4").read_bytes()
+    names = ["00005.mp4", "5.mp4", "00006.avi", "00006.mp4", "000004.mp4", "0000007.mkv",
+             "notes.txt"]  # fmt: skip
+    for name in names:
+        (raw / name).write_bytes(clip)
+    rows = "".join(f"{i}," + ",".join(["0.5"] * len(EMOTIONS)) + "\n" for i in (4, 5, 6, 7))
+    (tmp_path / "train_split.csv").write_text("Filename," + ",".join(EMOTIONS) + "\n" + rows)
+    result = validate_dataset(load_dataset(tmp_path), ValidateParams(), workers=1, progress=False)
+    kept = dict(zip(result.manifest["clip_id"], result.manifest["video_path"]))
+    assert kept == {"00004": "raw/000004.mp4", "00005": "raw/00005.mp4", "00006": "raw/00006.avi",
+                    "00007": "raw/0000007.mkv"}  # fmt: skip
+    assert set(result.manifest["split"]) == {"train"}  # 000004 and 0000007 matched rows 4 and 7
+    reasons = dict(zip(result.quarantine["Filename"], result.quarantine["reason"]))
+    assert reasons.keys() == {"raw/5.mp4", "raw/00006.mp4", "raw/notes.txt"}
+    assert reasons["raw/5.mp4"] == "same clip id (00005) as raw/00005.mp4"
+    assert reasons["raw/00006.mp4"] == "same clip id (00006) as raw/00006.avi"
+    assert "not a video file" in reasons["raw/notes.txt"]
+    assert len(kept) + len(reasons) == len(names)
 
 
 def test_good_clips_are_never_dropped(validated):

@@ -157,6 +157,7 @@ class MonitorParams(_Section):
     stattest: str = "ks"  # Evidently per-column test
     threshold: float = Field(0.01, gt=0)  # per-column p-value below which a column drifted
     drift_share: float = Field(0.1, gt=0, le=1)  # the batch drifted when this share of columns did
+    min_clips: int = Field(10, ge=1)  # smaller batches: the verdict comes with a warning
     settle_s: float = Field(30.0, ge=0)  # clips modified more recently are left for the next run
 
 
@@ -267,6 +268,7 @@ class ServingParams(_Section):
     max_upload_mb: float = Field(50.0, gt=0)  # larger uploads: 413
     max_duration_s: float = Field(60.0, gt=0)  # longer clips: 422
     token_env: str = "MIMICFLOW_API_TOKEN"  # when this variable is set, predict endpoints need it
+    guard_metrics: bool = True  # with a token set, /metrics needs it too (false: open to scrapers)
 
 
 class Params(_Section):

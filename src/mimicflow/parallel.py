@@ -3,13 +3,17 @@
 Either way: a progress bar, results in input order, and the per-clip function runs in long-lived
 worker processes, so models cached per process (``functools.cache``) load once per worker.
 Per-clip work runs with single-threaded BLAS/OpenMP everywhere (the parallelism is across
-clips), which also makes floating-point results identical locally and on a cluster.
+clips), which also makes floating-point results identical locally and on a cluster. Local
+workers die with the process that made the pool, even when it is killed (SIGKILL).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import select
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import partial
@@ -32,6 +36,38 @@ def call_single_threaded(func: Callable[[Job], Result], job: Job) -> Result:
 
     with threadpool_limits(limits=1):
         return func(job)
+
+
+def exit_with(parent: int) -> None:
+    """Pool-worker initializer: end this worker as soon as process ``parent`` exits.
+
+    Under forkserver a worker's OS parent is the fork server, which outlives a killed main
+    process (each worker holds its keep-alive pipe), so a parent-death signal never fires; the
+    worker watches the main process itself, from a daemon thread.
+    """
+    if hasattr(os, "pidfd_open"):  # Linux: woken by the kernel when ``parent`` exits
+        try:
+            handle = os.pidfd_open(parent)
+        except ProcessLookupError:
+            os._exit(1)
+        wait = partial(select.select, [handle], [], [])
+    else:
+        wait = partial(_poll_until_gone, parent)
+    threading.Thread(target=_exit_after, args=(wait,), name="exit-with-parent", daemon=True).start()
+
+
+def _poll_until_gone(pid: int) -> None:
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+
+
+def _exit_after(wait: Callable[[], object]) -> None:
+    wait()
+    os._exit(1)  # no clean-up: the results have nowhere to go
 
 
 def map_clips(
@@ -74,7 +110,9 @@ def map_clips(
                 bar.advance(task)
         else:
             context = multiprocessing.get_context("forkserver")
-            with ProcessPoolExecutor(n_workers, mp_context=context) as pool:
+            with ProcessPoolExecutor(
+                n_workers, mp_context=context, initializer=exit_with, initargs=(os.getpid(),)
+            ) as pool:
                 futures = {
                     pool.submit(call_single_threaded, func, job): index
                     for index, job in enumerate(jobs)

@@ -14,6 +14,7 @@ and no label files is read as new, unlabelled mimicry data.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +44,8 @@ class DatasetError(Exception):
 
 
 def normalise_clip_id(value: object) -> str | None:
-    """Map a ``Filename`` cell (``1``, ``1.0``, ``"00001"``, ``"00001.mp4"``) to ``"00001"``.
+    """Map a ``Filename`` cell (``1``, ``1.0``, ``"00001"``, ``"000001"``, ``"00001.mp4"``) to
+    ``"00001"``: ids are matched by integer value.
 
     Returns None when the value is not a clip id.
     """
@@ -53,9 +55,9 @@ def normalise_clip_id(value: object) -> str | None:
     stem = Path(text).stem if Path(text).suffix.lower() in VIDEO_SUFFIXES else text
     if stem.endswith(".0") and stem[:-2].isdigit():
         stem = stem[:-2]
-    if not stem.isdigit():
+    if not (stem.isascii() and stem.isdigit()):
         return None
-    return stem.zfill(ID_WIDTH)
+    return str(int(stem)).zfill(ID_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class Dataset:
     label_rows: list[LabelRow]
     features: dict[str, dict[str, Path]] = field(default_factory=dict)
     labelled: bool = True
+    not_clips: dict[Path, str] = field(default_factory=dict)  # files beside the clips: why not
 
     @property
     def clip_ids(self) -> list[str]:
@@ -109,6 +112,31 @@ def _index_media(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
         if path.is_file() and path.suffix.lower() in suffixes:
             found[path.stem] = path
     return found
+
+
+def _index_clips(
+    root: Path, folder: Path, every_file: bool
+) -> tuple[dict[str, Path], dict[Path, str]]:
+    """The clips of ``folder`` by clip id, and the files that are not clips, with the reason: a
+    second file of an id (``5.mp4`` or ``00005.avi`` beside ``00005.mp4``; the file named by
+    the id itself is kept, else the first by name) and, when ``every_file``, any non-video."""
+    by_id: dict[str, list[Path]] = defaultdict(list)
+    not_clips: dict[Path, str] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file():
+            continue
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            by_id[normalise_clip_id(path.stem) or path.stem].append(path)
+        elif every_file:
+            not_clips[path] = (f"not a video file (suffix {path.suffix or 'none'}; clips are "
+                               f"{' '.join(VIDEO_SUFFIXES)})")  # fmt: skip
+    clips = {}
+    for clip_id, paths in by_id.items():
+        clips[clip_id] = kept = min(paths, key=lambda p: (p.stem != clip_id, p.name))
+        for path in paths:
+            if path != kept:
+                not_clips[path] = f"same clip id ({clip_id}) as {kept.relative_to(root).as_posix()}"
+    return clips, not_clips
 
 
 def read_split_csv(path: Path, split: str) -> list[LabelRow]:
@@ -157,7 +185,7 @@ def load_dataset(root: Path | str) -> Dataset:
     split_paths = {s: root / f for s, f in SPLIT_FILES.items() if (root / f).is_file()}
 
     if raw.is_dir():
-        clips = _index_media(raw, VIDEO_SUFFIXES)
+        clips, not_clips = _index_clips(root, raw, every_file=True)
         if not split_paths:
             raise DatasetError(
                 f"{root} has raw/ but no label file: expected train_split.csv and/or "
@@ -169,7 +197,7 @@ def load_dataset(root: Path | str) -> Dataset:
     else:
         if split_paths:
             raise DatasetError(f"{root} has label files but no raw/ folder of clips")
-        clips = _index_media(root, VIDEO_SUFFIXES)
+        clips, not_clips = _index_clips(root, root, every_file=False)
         if not clips:
             raise DatasetError(
                 f"{root} holds neither raw/ (Hume-Vidmimic2 layout) nor any video clip "
@@ -177,8 +205,6 @@ def load_dataset(root: Path | str) -> Dataset:
             )
         label_rows, labelled = [], False
 
-    # Clip stems that are ids get the canonical 5-digit form; other names are kept as they are.
-    clips = {normalise_clip_id(stem) or stem: path for stem, path in clips.items()}
     audio = {
         normalise_clip_id(stem) or stem: path
         for stem, path in _index_media(root / "audio", (".mp3", ".wav", ".m4a", ".flac")).items()
@@ -188,7 +214,7 @@ def load_dataset(root: Path | str) -> Dataset:
         for name in FEATURE_DIRS
         if (root / name).is_dir()
     }
-    return Dataset(root, clips, audio, label_rows, features, labelled)
+    return Dataset(root, clips, audio, label_rows, features, labelled, not_clips)
 
 
 def read_feature_pickle(path: Path) -> np.ndarray:

@@ -145,8 +145,12 @@ def labels_table(rows: list[LabelRow]) -> pd.DataFrame:
 def validate_dataset(
     dataset: Dataset, params: ValidateParams, workers: int = 0, progress: bool = True
 ) -> ValidationResult:
-    """Probe every clip, check every label row, and split the dataset into usable and quarantined."""
+    """Probe every clip, check every label row, and split the dataset into usable and quarantined:
+    every file of ``raw/`` ends up in exactly one of the two (a file that is not a clip under
+    its own path, a clip under its clip id)."""
     labels, quarantine = check_label_rows(dataset.label_rows, set(dataset.clips))
+    quarantine += [(path.relative_to(dataset.root).as_posix(), reason)
+                   for path, reason in dataset.not_clips.items()]  # fmt: skip
     bad_label_ids = {clip_id for clip_id, _ in quarantine} - set(labels)
 
     jobs = [

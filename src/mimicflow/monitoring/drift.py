@@ -6,7 +6,9 @@ Every numeric column shared by both profiles gets a per-column drift test
 most clips lost their face; a same-distribution batch names about 0.35 of ~35 columns by chance).
 The batch has drifted when at least ``monitor.drift_share`` of the columns drifted (Evidently's
 ``DataDriftPreset`` dataset verdict; default 0.1, i.e. four or more columns, never one alone), so
-chance flags do not make a verdict.
+chance flags do not make a verdict. A batch of fewer than ``monitor.min_clips`` clips (default
+10: below that one odd clip is over a tenth of each distribution) still gets the verdict, with a
+warning in the summary and the log.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out: Path,
     return the summary::
 
         {"drift": bool, "drifted_columns": [...], "report": "<out>/report.html", "clips": n,
-         "reference_clips": n, "share": float, "columns": [...], "not_compared": [...]}
+         "reference_clips": n, "share": float, "columns": [...], "not_compared": [...],
+         "warning": str | None}
 
     Columns empty in either profile (e.g. ASR confidence when no clip has speech) cannot be
     tested and are listed in ``not_compared``.
@@ -71,7 +74,12 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out: Path,
         "threshold": settings.threshold,
         "columns": columns,
         "not_compared": not_compared,
+        "warning": None,
     }
+    if len(current) < settings.min_clips:
+        summary["warning"] = (f"only {len(current)} clips (monitor.min_clips = "
+                              f"{settings.min_clips}): too few for a reliable drift verdict")  # fmt: skip
+        log.warning("drift: %s", summary["warning"])
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log.info("drift: %s (%d of %d columns: %s)", summary["drift"], len(drifted), len(columns),
              ", ".join(drifted) or "none")  # fmt: skip

@@ -52,6 +52,8 @@ def write_index(params: Params) -> Path:
         s = json.loads(summary_file.read_text())
         verdict = ('<span class="drift">drift</span>' if s["drift"]
                    else '<span class="ok">no drift</span>')  # fmt: skip
+        if s.get("warning"):
+            verdict += f'<br><span class="muted small-batch">{escape(s["warning"])}</span>'
         columns = ", ".join(s["drifted_columns"]) or "—"
         links = []
         if (folder / "report.html").is_file():

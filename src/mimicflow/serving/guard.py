@@ -1,12 +1,20 @@
-"""ASGI middleware in front of the predict endpoints: the bearer token (when one is set) and the
-upload size limit, both enforced before any of the body is parsed or written to disk."""
+"""ASGI middleware in front of the service: the bearer token (when one is set), the upload size
+limit and the shape of an upload, all enforced as the body streams in, before BentoML parses it
+or writes any of it to disk. A request refused half-way is cut off for BentoML (it reads a
+client disconnect) and answered by the guard. Client errors are logged in one line each."""
 
 from __future__ import annotations
 
+import codecs
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -14,6 +22,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 MULTIPART_SLACK = 64 * 1024  # form boundaries and headers around the file
+REFUSED: ContextVar[str | None] = ContextVar("mimicflow_refused", default=None)
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
 
 
 async def _json_error(send: Send, status: int, message: str, headers: list | None = None) -> None:
@@ -24,61 +39,191 @@ async def _json_error(send: Send, status: int, message: str, headers: list | Non
     await send({"type": "http.response.body", "body": body})
 
 
+class UploadForm:
+    """Checks a multipart body chunk by chunk with python-multipart, the parser Starlette uses
+    (so both see the same parts): it must hold exactly one part, a file upload named ``field``.
+    A text part is refused (BentoML would fetch it as a URL), as are a second file and any
+    other field. Raises :class:`Refused`."""
+
+    def __init__(self, content_type: bytes, field: str):
+        self.field = field
+        # BentoML picks its multipart parser by this exact string, else reads the body as JSON
+        # (and fetches it when it is a URL): nothing else gets through.
+        if content_type.decode("latin-1").split(";")[0].strip() != "multipart/form-data":
+            raise Refused(415, f"upload the clip as multipart/form-data, field {field!r} "
+                               f"(curl -F {field}=@clip.mp4)")  # fmt: skip
+        _, options = parse_options_header(content_type)
+        if not options.get(b"boundary"):
+            raise Refused(400, "multipart/form-data without a boundary")
+        try:  # names are decoded as Starlette decodes them
+            self.charset = codecs.lookup(options.get(b"charset", b"utf-8").decode("latin-1")).name
+        except LookupError:
+            self.charset = "latin-1"
+        self.files = 0
+        self.header, self.value, self.disposition = b"", b"", b""
+        self.parser = MultipartParser(options[b"boundary"], {
+            "on_part_begin": self._part_begin, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+        })  # fmt: skip
+
+    def feed(self, chunk: bytes, last: bool) -> None:
+        try:
+            self.parser.write(chunk)
+            if last:
+                self.parser.finalize()
+        except FormParserError as exc:
+            raise Refused(400, f"invalid multipart body ({exc})") from exc
+        if last and not self.files:
+            raise Refused(400, f"no {self.field!r} part: upload the clip as multipart field "
+                               f"{self.field!r}")  # fmt: skip
+
+    def _part_begin(self) -> None:
+        self.disposition = b""
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self.header.lower() == b"content-disposition":
+            self.disposition = self.value
+        self.header, self.value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self.disposition)
+        try:
+            name = options[b"name"].decode(self.charset)
+        except KeyError:
+            raise Refused(400, "a multipart part without a name") from None
+        except UnicodeDecodeError:
+            name = options[b"name"].decode("latin-1")
+        if name != self.field:
+            raise Refused(400, f"unexpected field {name!r}: the only field is {self.field!r}, "
+                               "the clip as a file upload")  # fmt: skip
+        if b"filename" not in options:
+            raise Refused(400, f"field {self.field!r} is text, not a file: upload the clip's "
+                               f"bytes (curl -F {self.field}=@clip.mp4); URLs are not fetched")  # fmt: skip
+        self.files += 1
+        if self.files > 1:
+            raise Refused(400, f"more than one {self.field!r} part: one clip per request")
+
+
+class _OneLineClientErrors(logging.Filter):
+    """BentoML logs a request whose body never fully arrived (the client went away, or the
+    guard refused it) and a request that fails validation (a 400) with a full traceback; one
+    line says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+        from starlette.requests import ClientDisconnect
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ClientDisconnect):
+            reason = REFUSED.get()
+            detail = f"refused: {reason}" if reason else "the client disconnected mid-request"
+        elif isinstance(error, ValidationError):
+            detail = f"400, {error.error_count()} validation error(s): {error.errors()[0]['msg']}"
+        else:
+            return True
+        record.msg, record.args = "%s: %s", (record.getMessage(), detail)
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_ONE_LINE = _OneLineClientErrors()
+
+
 class RequestGuard:
-    """Token and size checks for ``paths``; configured once per worker (``configure``) when the
-    service has read its bundle, before any request is served."""
+    """Token, size and upload checks for ``paths`` (and the token for ``/metrics`` too, unless
+    configured open); configured once per worker (``configure``) when the service has read its
+    bundle, before any request is served. ``uploads``: the upload endpoints and their field."""
 
     token: str | None = None
     max_bytes: int | None = None
+    guard_metrics: bool = True
 
-    def __init__(self, app, paths: tuple[str, ...] = ("/predict", "/predict_features")):
+    def __init__(self, app, paths: tuple[str, ...] = ("/predict", "/predict_features"),
+                 uploads: dict[str, str] | None = None):  # fmt: skip
         self.app = app
         self.paths = paths
+        self.uploads = {"/predict": "file"} if uploads is None else uploads
 
     @classmethod
-    def configure(cls, token: str | None, max_bytes: int | None) -> None:
-        cls.token, cls.max_bytes = token or None, max_bytes
+    def configure(
+        cls, token: str | None, max_bytes: int | None, guard_metrics: bool = True
+    ) -> None:
+        cls.token, cls.max_bytes, cls.guard_metrics = token or None, max_bytes, guard_metrics
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(_ONE_LINE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].rstrip("/") not in self.paths:
+        path = scope["path"].rstrip("/") if scope["type"] == "http" else None
+        guarded = path in self.paths
+        if not guarded and not (path == "/metrics" and self.guard_metrics):
             return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, value)  # the first, as Starlette reads them
         if self.token is not None:
             given = headers.get(b"authorization", b"").decode("latin-1")
             scheme, _, value = given.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), self.token):
                 return await _json_error(send, 401, "missing or wrong bearer token",
                                          [(b"www-authenticate", b"Bearer")])  # fmt: skip
-        if self.max_bytes is None:
+        if not guarded:
             return await self.app(scope, receive, send)
-        limit = self.max_bytes + MULTIPART_SLACK
-        message = f"upload too large (limit {self.max_bytes / 2**20:g} MB)"
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return await _json_error(send, 413, message)
-        await self._counted(scope, receive, send, limit, message)
+        form, limit = None, None
+        try:
+            if path in self.uploads and scope["method"] == "POST":
+                form = UploadForm(headers.get(b"content-type", b""), self.uploads[path])
+            if self.max_bytes is not None:
+                limit = self.max_bytes + MULTIPART_SLACK
+                length = headers.get(b"content-length")
+                if length is not None and length.isdigit() and int(length) > limit:
+                    raise Refused(413, self._too_large)
+        except Refused as exc:
+            return await _json_error(send, exc.status, exc.message)
+        if form is None and limit is None:
+            return await self.app(scope, receive, send)
+        await self._checked(scope, receive, send, limit, form)
 
-    async def _counted(self, scope, receive, send, limit: int, message: str) -> None:
-        """A body without a length (chunked) is counted as it arrives; past the limit the
-        request is cut off and its answer replaced by the 413."""
-        seen, over = 0, False
+    @property
+    def _too_large(self) -> str:
+        return f"upload too large (limit {self.max_bytes / 2**20:g} MB)"
 
-        async def counted_receive() -> Message:
-            nonlocal seen, over
-            if over:
+    async def _checked(
+        self, scope, receive, send, limit: int | None, form: UploadForm | None
+    ) -> None:
+        """Each body chunk is counted (a body without a length, chunked, too) and checked before
+        the app reads it; a refused request is cut off and its answer replaced."""
+        seen, refused = 0, None
+
+        async def checked_receive() -> Message:
+            nonlocal seen, refused
+            if refused is not None:
                 return {"type": "http.disconnect"}
             item = await receive()
             if item["type"] == "http.request":
-                seen += len(item.get("body", b""))
-                if seen > limit:
-                    over = True
+                body = item.get("body", b"")
+                seen += len(body)
+                try:
+                    if limit is not None and seen > limit:
+                        raise Refused(413, self._too_large)
+                    if form is not None:
+                        form.feed(body, last=not item.get("more_body", False))
+                except Refused as exc:
+                    refused = exc
+                    REFUSED.set(f"{exc.status} {exc.message}")
                     return {"type": "http.disconnect"}
             return item
 
         async def replacing_send(item: Message) -> None:
-            if not over:
+            if refused is None:
                 await send(item)
             elif item["type"] == "http.response.start":
-                await _json_error(send, 413, message)
+                await _json_error(send, refused.status, refused.message)
 
-        await self.app(scope, counted_receive, replacing_send)
+        await self.app(scope, checked_receive, replacing_send)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 # The loaded ensemble's modalities and feature widths, set once per worker at start-up.
 FEATURE_DIMS: dict[str, int] = {}
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504: features are stored and fed as float16
 
 
 class ModalityInfo(BaseModel):
@@ -52,4 +54,11 @@ class ClipFeatures(BaseModel):
             if given.values and len(given.values[0]) != FEATURE_DIMS[name]:
                 raise ValueError(f"{name}: rows have {len(given.values[0])} values, the model "
                                  f"takes {FEATURE_DIMS[name]}")  # fmt: skip
+            values = np.asarray(given.values, np.float64)
+            bad = ~(np.abs(values) <= FLOAT16_MAX)  # NaN compares False: caught here too
+            if bad.any():
+                row, column = map(int, np.argwhere(bad)[0])
+                raise ValueError(f"{name}: row {row} holds {values[row, column]} (column "
+                                 f"{column}); features must be finite numbers within "
+                                 f"float16's range, |x| <= {FLOAT16_MAX:g}")  # fmt: skip
         return self

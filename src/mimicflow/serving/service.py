@@ -4,9 +4,16 @@
 repository, ``bentoml serve mimicflow.serving.service:EMIService``. Each worker loads the
 packaged ensemble and the clip chain's models once, runs one warm-up clip, then serves:
 
-- ``POST /predict``: multipart field ``file``, any container/codec ffmpeg decodes;
-- ``POST /predict_features``: ``{"clips": [...]}`` precomputed features, adaptively batched;
-- ``GET /healthz`` ``/livez`` ``/readyz`` (BentoML's), ``GET /docs.json`` (OpenAPI).
+- ``POST /predict``: one multipart file part ``file``, any container/codec ffmpeg decodes
+  (uploads only: a text ``file`` part, e.g. a URL, is a 400 and nothing is fetched);
+- ``POST /predict_features``: ``{"clips": [...]}`` precomputed features, adaptively batched
+  (finite values within float16's range, else a 400 naming the modality and row);
+- ``GET /healthz`` ``/livez`` ``/readyz`` (BentoML's), ``GET /docs.json`` (OpenAPI);
+- ``GET /metrics`` (Prometheus).
+
+When the variable named by ``serving.token_env`` is set, ``/predict``, ``/predict_features``
+and, unless ``serving.guard_metrics`` is false, ``/metrics`` need ``Authorization: Bearer
+<token>`` (a Prometheus job sets it with ``authorization: {credentials: <token>}``).
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ class EMIService:
         self.limits = Limits(int(serving.max_upload_mb * 2**20), serving.max_duration_s,
                              self.params.validate_)  # the validate stage's policy, as trained
         token = os.environ.get(serving.token_env)
-        RequestGuard.configure(token, self.limits.max_bytes)
+        RequestGuard.configure(token, self.limits.max_bytes, serving.guard_metrics)
         FEATURE_DIMS.update(self.ensemble.dims)
         made = self._warm_up()
         if made != {m: self.ensemble.dims[m] for m in made}:
