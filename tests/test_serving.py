@@ -20,6 +20,7 @@ from pathlib import Path
 
 import av
 import httpx
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -63,7 +64,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
               for i in range(n)]  # fmt: skip
     files = {name: folder / name for name in (
         "good.mp4", "no_audio.mp4", "no_face.txt", "long.mp4", "speech.wav", "garbage.mp4",
-        "empty.mp4", "big.mp4", "subtitles.mp4")}  # fmt: skip
+        "empty.mp4", "big.mp4", "subtitles.mp4", "still.png", "blank.mp4")}  # fmt: skip
     write_video(files["good.mp4"], frames, 25, (192, 192), audio=voice)
     write_video(files["no_audio.mp4"], frames, 25, (192, 192))
     _mkv(files["no_face.txt"], [np.full((144, 192, 3), 90, np.uint8)] * n, voice)  # not an mp4
@@ -73,6 +74,8 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     files["garbage.mp4"].write_bytes(rng.bytes(200_000))
     files["empty.mp4"].write_bytes(b"")
     files["subtitles.mp4"].write_text("1\n00:00:01,000 --> 00:00:02,000\nHello\n")  # SubRip: no A/V
+    cv2.imwrite(str(files["still.png"]), frames[0])  # one frame: what validate calls too short
+    write_video(files["blank.mp4"], [np.full((144, 192, 3), 90, np.uint8)] * 50, 25, (192, 192))
     files["big.mp4"].write_bytes(rng.bytes(int(LIMIT_MB * 2**20 * 1.3)))
     return files
 
@@ -220,6 +223,8 @@ def test_clip_without_face_in_another_container_and_name(server, clips):
     ("subtitles.mp4", 422, "no audio or video streams"),
     ("speech.wav", 422, "no video stream"),
     ("long.mp4", 422, "too long"),
+    ("still.png", 422, "not a usable clip"),  # the validate stage's own policy
+    ("blank.mp4", 422, "nothing to predict from"),  # no face, no audio: no answer about nothing
     ("big.mp4", 413, "too large"),
 ])  # fmt: skip
 def test_bad_upload_gets_a_clear_4xx(server, clips, name, status, words):
@@ -423,6 +428,11 @@ def test_predict_cli_matches_the_server(server, clips, ensemble_dir):
         assert good["intensities"][emotion] == pytest.approx(served["intensities"][emotion], abs=1e-4)
     assert good["transcript"] == served["transcript"]
     assert "not a readable media file" in bad["error"] and "intensities" not in bad
+    piped = CliRunner().invoke(app, ["predict", str(clips["good.mp4"]), "--ensemble", str(ensemble_dir)])
+    header, row = piped.output.strip().splitlines()[-2:]  # not a terminal: full values, tab-separated
+    assert header.split("\t") == ["file", *EMOTIONS, "error"]
+    assert row.split("\t")[0] == str(clips["good.mp4"])  # the whole path, not cut to fit
+    assert float(row.split("\t")[6]) == pytest.approx(good["intensities"]["Joy"], abs=1e-6)
 
 
 def test_predict_cli_without_ensemble_exits_2(tmp_path):
