@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +21,7 @@ def _run(args, cwd):
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=True)
 
 
+@pytest.mark.pipeline
 def test_dvc_repro_runs_the_pipeline_and_a_second_run_does_nothing(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
