@@ -80,13 +80,12 @@ def check_clip(path: Path, limits: Limits = Limits()) -> MediaInfo:
         raise ClipRejected("no audio or video streams in this file", 422)
     if not info.has_video:
         raise ClipRejected("no video stream: upload a video clip (audio-only files are not clips)")
-    duration = info.claimed_duration_s
-    if duration is None:  # a header without a duration: measure what decodes
-        duration = probe_media(path, decode=True).decoded_duration_s
-    if limits.max_duration_s is not None and duration > limits.max_duration_s:
-        raise ClipRejected(f"clip too long: {duration:.1f} s (limit {limits.max_duration_s:g} s)")
-    try:
-        decoded = probe_media(path, decode=True)
+    try:  # the header's duration is checked first, so a long clip is refused undecoded
+        decoded = None if info.claimed_duration_s is not None else probe_media(path, decode=True)
+        duration = info.claimed_duration_s if decoded is None else decoded.decoded_duration_s
+        if limits.max_duration_s is not None and duration > limits.max_duration_s:
+            raise ClipRejected(f"clip too long: {duration:.1f} s (limit {limits.max_duration_s:g} s)")
+        decoded = decoded or probe_media(path, decode=True)
     except MediaError as exc:
         raise ClipRejected(str(exc), 422) from exc
     problem = clip_problem(decoded, limits.policy)

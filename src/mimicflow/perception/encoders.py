@@ -119,8 +119,8 @@ class WhisperAudioEncoder:
 
         outputs: list[dict[int, np.ndarray]] = [{} for _ in clips]
         for batch in _window_batches(clips, self.batch_size):
+            # whole seconds: 100 mel frames each, an even count for the stride-2 stem
             mels = torch.stack([whisper.log_mel_spectrogram(torch.from_numpy(w)) for *_, w in batch])
-            mels = mels[..., : mels.shape[-1] - mels.shape[-1] % 2]  # the stride-2 stem: even
             with torch.inference_mode(), _autocast(self.device):
                 hidden = self._forward(mels.to(self.device)).float().cpu().numpy()
             for (index, part, length, _), states in zip(batch, hidden):
