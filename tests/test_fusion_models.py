@@ -26,7 +26,7 @@ def _inputs(batch=4, frames=8, lengths=(8, 5, 3, 8)):
 def _model(system, hyper=None):
     torch.manual_seed(0)
     dims = {"audio": DIMS["audio"]} if system == "augsburg" else DIMS
-    return build_model(system, dims, **(hyper or {})).eval()
+    return build_model(system, dims, {m: m for m in dims}, **(hyper or {})).eval()
 
 
 @pytest.mark.parametrize(("system", "hyper"), VARIANTS)
@@ -70,7 +70,7 @@ def test_modality_dropout_always_keeps_one_modality():
 
 def test_unknown_system_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown system 'nope'"):
-        build_model("nope", DIMS)
+        build_model("nope", DIMS, {m: m for m in DIMS})
 
 
 @pytest.mark.parametrize(("system", "hyper"), VARIANTS)

@@ -17,8 +17,8 @@ from mimicflow.features.synthetic import write_synthetic_store
 from mimicflow.fusion.metrics import UndefinedMetricWarning
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import load_ensemble
-from mimicflow.training.folds import HELD_OUT, UNLABELLED, assign_folds
-from mimicflow.training.trainer import FoldTrainer, system_modalities
+from mimicflow.training.folds import TRAIN_ONLY, UNLABELLED, assign_folds, fold_indices
+from mimicflow.training.trainer import FoldTrainer, system_inputs
 
 DIMS = {"audio": 16, "visual": 8, "text": 12}
 SMALL = {"hidden": 32}
@@ -37,7 +37,7 @@ def _trainer(store, system, params=FAST, manifest=None, seed=0):
     folder, default_manifest = store
     manifest = default_manifest if manifest is None else manifest
     dataset = FeatureDataset(folder, manifest, {m: params.frames[m]
-                                                for m in system_modalities(system, params.modalities)})  # fmt: skip
+                                                for m in system_inputs(system, {m: m for m in params.inputs})})  # fmt: skip
     assignment = assign_folds(manifest, "merged", 4, seed=0)
     train_idx = np.flatnonzero((assignment >= 0) & (assignment != 0))
     return FoldTrainer(params, system, dataset, train_idx, np.flatnonzero(assignment == 0), seed)
@@ -49,8 +49,12 @@ def test_folds_cover_labelled_clips_once_and_respect_the_protocol(store):
     labelled = manifest[list(EMOTIONS)].notna().all(axis=1).to_numpy()
     assert (merged[~labelled] == UNLABELLED).all() and (merged[labelled] >= 0).all()
     assert np.ptp(np.bincount(merged[labelled])) <= 1
-    official = assign_folds(manifest, "official", 5, seed=1)
-    assert (official[(manifest["split"] == "valid").to_numpy()] == HELD_OUT).all()
+    official = assign_folds(manifest, "official", 1, seed=1)
+    valid = (manifest["split"] == "valid").to_numpy() & labelled
+    train_idx, val_idx = fold_indices(official, 0)
+    np.testing.assert_array_equal(val_idx, np.flatnonzero(valid))
+    np.testing.assert_array_equal(train_idx, np.flatnonzero(labelled & ~valid))
+    assert (official[labelled & ~valid] == TRAIN_ONLY).all()
     np.testing.assert_array_equal(merged, assign_folds(manifest, "merged", 5, seed=1))
 
 

@@ -110,16 +110,16 @@ def stage_asr(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
 
 @stage_app.command("features")
 def stage_features(
-    modality: Annotated[str, typer.Argument(help="audio | visual | text | egemaps | vit | wav2vec2")],
+    name: Annotated[str, typer.Argument(help="a feature set of features.sets (default: audio | visual | text)")],
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
-    """Encode every usable clip for one modality into the feature store (resumable)."""
-    from mimicflow.clip.settings import MODALITIES
+    """Encode every usable clip for one feature set into its store (resumable)."""
     from mimicflow.stages import features
 
-    if modality not in MODALITIES:
-        raise fail(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
-    console.print_json(json.dumps(run_stage(features.run_features, load_params(params), modality)))
+    loaded = load_params(params)
+    if name not in loaded.features.sets:
+        raise fail(f"unknown feature set {name!r}; features.sets has {', '.join(loaded.features.sets)}")
+    console.print_json(json.dumps(run_stage(features.run_features, loaded, name)))
 
 
 @app.command()

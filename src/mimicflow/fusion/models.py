@@ -1,6 +1,9 @@
 """The four published EMI systems as torch modules with one interface.
 
-Every model takes ``inputs``: modality → (x: B × T × d, mask: B × T bool) and returns a dict with
+Every model is built for named inputs (feature sets) of known widths (``dims``: name → d) and
+modalities (``kinds``: name → audio | visual | text | egemaps | vit | wav2vec2; a system picks
+each input's branch by its modality, and takes any number of inputs per modality).
+Every model takes ``inputs``: name → (x: B × T × d, mask: B × T bool) and returns a dict with
 ``pred`` (B × 6 in [0, 1]) and, where the system has them, ``embeddings`` (modality → B × h) and
 ``weights`` (B × modalities: each modality's share of the fusion). A modality missing for a clip
 is an all-False mask row: it is left out of that clip's fusion, never fed in as zeros; padding
@@ -58,6 +61,20 @@ def fuse_mean(embeddings: dict[str, torch.Tensor], masks: dict[str, torch.Tensor
     return (stacked * weights.unsqueeze(-1)).sum(1), weights
 
 
+AUDIO_KINDS, VISUAL_KINDS = ("audio", "egemaps", "wav2vec2"), ("visual", "vit")
+
+
+def branch_kind(modality: str) -> str:
+    """The branch family of an input's modality: audio, visual or text."""
+    if modality in AUDIO_KINDS:
+        return "audio"
+    if modality in VISUAL_KINDS:
+        return "visual"
+    if modality == "text":
+        return "text"
+    raise ValueError(f"unknown modality {modality!r}")
+
+
 class InputScaler(nn.Module):
     """Per-feature z-score with fixed statistics; padding stays zero."""
 
@@ -77,8 +94,9 @@ class EmiModel(nn.Module):
     this a per-frame LayerNorm or the first linear layer sees little but the largest ones.
     """
 
-    def __init__(self, dims: dict[str, int]):
+    def __init__(self, dims: dict[str, int], kinds: dict[str, str]):
         super().__init__()
+        self.kinds = {name: branch_kind(kinds[name]) for name in dims}
         self.scalers = nn.ModuleDict({m: InputScaler(d) for m, d in dims.items()})
 
     def forward(self, inputs: Inputs) -> dict:
@@ -137,9 +155,9 @@ class FuxiBranch(nn.Module):
 
 
 class Fuxi(EmiModel):
-    def __init__(self, dims: dict[str, int], hidden: int = 128, embed: int = 256,
-                 dropout: float = 0.3):  # fmt: skip
-        super().__init__(dims)
+    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
+                 embed: int = 256, dropout: float = 0.3):  # fmt: skip
+        super().__init__(dims, kinds)
         self.branches = nn.ModuleDict({m: FuxiBranch(d, hidden, embed, dropout) for m, d in dims.items()})
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed, embed // 2), nn.ReLU(),
                                   nn.Linear(embed // 2, NUM_EMOTIONS))  # fmt: skip
@@ -149,10 +167,12 @@ class Fuxi(EmiModel):
         fused, weights = fuse_mean(embeddings, {m: inputs[m][1] for m in embeddings})
         return {"pred": torch.sigmoid(self.head(fused)), "embeddings": embeddings, "weights": weights}
 
-    def param_groups(self, lr: float, encoder_lr_scale: float) -> list[dict]:
-        """Per-module learning rates: the modality branches slower than the fusion head."""
-        return [{"params": self.branches.parameters(), "lr": lr * encoder_lr_scale},
-                {"params": self.head.parameters(), "lr": lr}]  # fmt: skip
+    def param_groups(self, lr: float, branch_lr: dict[str, float]) -> list[dict]:
+        """Per-module learning rates: each branch at its modality's rate in ``branch_lr``
+        (audio, visual, text; ``lr`` where absent), the fusion head at ``lr``."""
+        groups = [{"params": list(branch.parameters()), "lr": branch_lr.get(self.kinds[name], lr),
+                   "name": name} for name, branch in self.branches.items()]  # fmt: skip
+        return groups + [{"params": list(self.head.parameters()), "lr": lr, "name": "fusion"}]
 
 
 # --- ustc -----------------------------------------------------------------------------------------
@@ -206,13 +226,13 @@ class Projected(nn.Module):
 
 
 class Ustc(EmiModel):
-    def __init__(self, dims: dict[str, int], hidden: int = 128, heads: int = 4, layers: int = 1,
-                 dropout: float = 0.2):  # fmt: skip
-        super().__init__(dims)
+    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
+                 heads: int = 4, layers: int = 1, dropout: float = 0.2):  # fmt: skip
+        super().__init__(dims, kinds)
         branch = {"visual": lambda d: TemporalConvNet(d, hidden, dropout=dropout),
                   "audio": lambda d: GatedBiLSTM(d, hidden)}  # fmt: skip
         self.branches = nn.ModuleDict(
-            {m: branch.get(m, lambda d: Projected(d, hidden))(d) for m, d in dims.items()}
+            {m: branch.get(self.kinds[m], lambda d: Projected(d, hidden))(d) for m, d in dims.items()}
         )
         self.quality = nn.ModuleDict(
             {m: nn.Sequential(nn.Linear(hidden, hidden // 2), nn.GELU(), nn.Linear(hidden // 2, 1))
@@ -242,17 +262,20 @@ class Ustc(EmiModel):
 class Augsburg(EmiModel):
     """Audio only: [global mean vector ; LSTM last state] → dense + tanh → 6."""
 
-    modalities = ("audio",)
-
-    def __init__(self, dims: dict[str, int], hidden: int = 128, dropout: float = 0.2):
-        super().__init__(dims)
-        dim = dims["audio"]
+    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
+                 dropout: float = 0.2):  # fmt: skip
+        super().__init__(dims, kinds)
+        audio = [name for name, kind in self.kinds.items() if kind == "audio"]
+        if len(audio) != 1:
+            raise ValueError(f"augsburg takes one audio input, got {audio or 'none'}")
+        self.audio = audio[0]
+        dim = dims[self.audio]
         self.lstm = nn.LSTM(dim, hidden, batch_first=True)
         self.dense = nn.Sequential(nn.Linear(dim + hidden, hidden), nn.Tanh(), nn.Dropout(dropout))
         self.out = nn.Linear(hidden, NUM_EMOTIONS)
 
     def predict(self, inputs: Inputs) -> dict:
-        x, mask = inputs["audio"]
+        x, mask = inputs[self.audio]
         _, last = run_packed(self.lstm, x, mask)
         features = torch.cat([masked_mean(x, mask), last * present(mask).unsqueeze(-1)], -1)
         weights = present(mask).float().unsqueeze(-1)
@@ -277,9 +300,9 @@ class UnimodalEncoder(nn.Module):
 
 
 class MimicMetrics(EmiModel):
-    def __init__(self, dims: dict[str, int], hidden: int = 128, dropout: float = 0.2,
-                 modality_dropout: float = 0.3, queries: int = 1):  # fmt: skip
-        super().__init__(dims)
+    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
+                 dropout: float = 0.2, modality_dropout: float = 0.3, queries: int = 1):  # fmt: skip
+        super().__init__(dims, kinds)
         self.encoders = nn.ModuleDict({m: UnimodalEncoder(d, hidden, dropout, queries)
                                        for m, d in dims.items()})  # fmt: skip
         self.fusion = nn.Sequential(nn.Linear(len(dims) * (hidden + 1), hidden), nn.GELU(),
@@ -322,8 +345,8 @@ SYSTEMS: dict[str, type[EmiModel]] = {
 }  # fmt: skip
 
 
-def build_model(system: str, dims: dict[str, int], **hyper) -> EmiModel:
-    """A system's module for the given input dimensions (modality → d)."""
+def build_model(system: str, dims: dict[str, int], kinds: dict[str, str], **hyper) -> EmiModel:
+    """A system's module for its inputs' widths (name → d) and modalities (name → modality)."""
     if system not in SYSTEMS:
         raise ValueError(f"unknown system {system!r}; choose one of {', '.join(SYSTEMS)}")
-    return SYSTEMS[system](dims, **hyper)
+    return SYSTEMS[system](dims, kinds, **hyper)

@@ -48,9 +48,28 @@ class EncoderInfo:
     """What the feature store records beside the arrays."""
 
     model: str
-    layer: int
+    layers: tuple[int, ...]
     dim: int
     rate_hz: float | None  # frames per second of the output sequence (None: not time-aligned)
+
+
+def _layers(layers: int | tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(layers) if isinstance(layers, (tuple, list)) else (layers,)
+
+
+def merge_layers(states, layers: tuple[int, ...], merge: str):
+    """The hidden states of ``layers`` (indices into ``states``, one tensor per layer), per
+    frame: concatenated in the order given (``concat``) or averaged (``mean``)."""
+    import torch
+
+    chosen = [states[k] for k in layers]
+    if len(chosen) == 1:
+        return chosen[0]
+    return torch.cat(chosen, -1) if merge == "concat" else torch.stack(chosen).mean(0)
+
+
+def merged_dim(hidden: int, layers: tuple[int, ...], merge: str) -> int:
+    return hidden * len(layers) if merge == "concat" else hidden
 
 
 # --- audio ---------------------------------------------------------------------------------------
@@ -83,19 +102,22 @@ class WhisperAudioEncoder:
     """Hidden states of an openai-whisper encoder (the embedded default: tiny.en), 50 frames/s.
 
     ``model``: a CTranslate2 Whisper folder (converted once, see ``asr.converted_checkpoint``),
-    an openai-whisper ``.pt`` or a model name. ``layer``: 0 = after the convolutional stem,
-    k = after block k, -1 = the final layer norm (what the decoder attends to).
+    an openai-whisper ``.pt`` or a model name. ``layers``: 0 = after the convolutional stem,
+    k = after block k, -1 = the final layer norm (what the decoder attends to); several are
+    merged per frame (``merge``: concat | mean).
     """
 
     rate_hz = 50.0
 
-    def __init__(self, model: str | Path, layer: int = -1, device: str = "auto", batch_size: int = 8):
+    def __init__(self, model: str | Path, layers: int | tuple[int, ...] = -1, merge: str = "concat",
+                 device: str = "auto", batch_size: int = 8):  # fmt: skip
         from mimicflow.perception.asr import load_openai_whisper
 
         self.device = resolve_device(device)
         self.encoder = load_openai_whisper(model, self.device).encoder.eval()
-        self.layer, self.batch_size = layer, batch_size
-        self.info = EncoderInfo(str(model), layer, self.encoder.ln_post.normalized_shape[0], self.rate_hz)
+        self.layers, self.merge, self.batch_size = _layers(layers), merge, batch_size
+        dim = merged_dim(self.encoder.ln_post.normalized_shape[0], self.layers, merge)
+        self.info = EncoderInfo(str(model), self.layers, dim, self.rate_hz)
 
     def _forward(self, mel):
         import torch.nn.functional as F
@@ -108,7 +130,7 @@ class WhisperAudioEncoder:
             x = block(x)
             states.append(x)
         states.append(enc.ln_post(x))
-        return states[self.layer]
+        return merge_layers(states, self.layers, self.merge)
 
     def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         """Mel spectrograms are not padded to Whisper's 30 s window (4× less work on short
@@ -132,16 +154,19 @@ class WhisperAudioEncoder:
 class HFAudioEncoder:
     """Any transformers speech encoder (wav2vec2, HuBERT, WavLM, audEERING's VAD model …)."""
 
-    def __init__(self, model: str | Path, layer: int = -1, device: str = "auto", batch_size: int = 8):
+    def __init__(self, model: str | Path, layers: int | tuple[int, ...] = -1, merge: str = "concat",
+                 device: str = "auto", batch_size: int = 8, head_outputs: bool = False,
+                 trust_remote_code: bool = False):  # fmt: skip
         from transformers import AutoFeatureExtractor, AutoModel
 
         self.device = resolve_device(device)
-        self.extractor = AutoFeatureExtractor.from_pretrained(str(model))
-        self.model = AutoModel.from_pretrained(str(model)).to(self.device).eval()
-        self.layer, self.batch_size = layer, batch_size
+        remote = {"trust_remote_code": trust_remote_code}
+        self.extractor = AutoFeatureExtractor.from_pretrained(str(model), **remote)
+        self.model = AutoModel.from_pretrained(str(model), **remote).to(self.device).eval()
+        self.layers, self.merge, self.batch_size = _layers(layers), merge, batch_size
         ratio = int(np.prod(getattr(self.model.config, "conv_stride", [320])))
-        dim = self.model.config.hidden_size
-        self.info = EncoderInfo(str(model), layer, dim, SAMPLE_RATE / ratio)
+        dim = merged_dim(self.model.config.hidden_size, self.layers, merge)
+        self.info = EncoderInfo(str(model), self.layers, dim, SAMPLE_RATE / ratio)
 
     def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         """Windows as for Whisper (:func:`_window_batches`); the silence a window is padded
@@ -159,7 +184,8 @@ class HFAudioEncoder:
                 mask[row, :length] = 1
             extra = {"attention_mask": mask.to(self.device)} if masked else {}
             with torch.inference_mode(), _autocast(self.device):
-                hidden = self.model(values, **extra, output_hidden_states=True).hidden_states[self.layer]
+                states = self.model(values, **extra, output_hidden_states=True).hidden_states
+                hidden = merge_layers(states, self.layers, self.merge)
             lengths = self.model._get_feat_extract_output_lengths(mask.sum(-1))
             for (index, part, _, _), states, length in zip(batch, hidden.float().cpu().numpy(), lengths):
                 outputs[index][part] = states[: max(1, int(length))]
@@ -173,17 +199,21 @@ class HFVisualEncoder:
     """Any transformers image encoder (ViT, DINOv2, MAE, CLIP vision …) over aligned face crops:
     one vector per frame, the CLS token (``pooling="cls"``) or the token mean of ``layer``."""
 
-    def __init__(self, model: str | Path, layer: int = -1, pooling: str = "cls", device: str = "auto",
-                 batch_size: int = 32):  # fmt: skip
+    def __init__(self, model: str | Path, layers: int | tuple[int, ...] = -1, merge: str = "concat",
+                 pooling: str = "cls", device: str = "auto", batch_size: int = 32,
+                 trust_remote_code: bool = False):  # fmt: skip
         from transformers import AutoImageProcessor, AutoModel
 
         self.device = resolve_device(device)
-        self.processor = AutoImageProcessor.from_pretrained(str(model))
-        net = AutoModel.from_pretrained(str(model))
+        remote = {"trust_remote_code": trust_remote_code}
+        self.processor = AutoImageProcessor.from_pretrained(str(model), **remote)
+        net = AutoModel.from_pretrained(str(model), **remote)
         self.model = (getattr(net, "vision_model", None) or net).to(self.device).eval()  # CLIP
-        self.layer, self.pooling, self.batch_size = layer, pooling, batch_size
+        self.layers, self.merge, self.batch_size = _layers(layers), merge, batch_size
+        self.pooling = pooling
         config = getattr(self.model.config, "vision_config", self.model.config)
-        self.info = EncoderInfo(str(model), layer, config.hidden_size, None)
+        self.info = EncoderInfo(str(model), self.layers, merged_dim(config.hidden_size, self.layers, merge),
+                                None)  # fmt: skip
 
     def encode(self, clips: list[list[np.ndarray]]) -> list[np.ndarray]:
         """``clips``: per clip, its RGB crops; returns per clip (frames × d)."""
@@ -196,7 +226,7 @@ class HFVisualEncoder:
             pixels = inputs["pixel_values"].to(self.device)
             with torch.inference_mode(), _autocast(self.device):
                 hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states
-            states = hidden[self.layer]
+            states = merge_layers(hidden, self.layers, self.merge)
             pooled = states[:, 0] if self.pooling == "cls" else states.mean(dim=1)
             for (index, _), vector in zip(batch, pooled.float().cpu().numpy()):
                 outputs[index].append(vector)
@@ -208,7 +238,7 @@ class HFVisualEncoder:
 
 
 class HFTextEncoder:
-    """Any transformers text encoder over transcripts, from hidden layer ``layer``.
+    """Any transformers text encoder over transcripts, from hidden layer(s) ``layers``.
 
     ``pooling``: "mean" (masked token mean, the sentence-transformers recipe), "cls", "tokens"
     (the whole token sequence) or "sentences" (one mean-pooled vector per sentence of the
@@ -216,17 +246,20 @@ class HFTextEncoder:
     pooled vectors.
     """
 
-    def __init__(self, model: str | Path, layer: int = -1, pooling: str = "mean",
-                 normalize: bool = True, device: str = "auto", batch_size: int = 32,
-                 max_tokens: int = 256):  # fmt: skip
+    def __init__(self, model: str | Path, layers: int | tuple[int, ...] = -1, merge: str = "concat",
+                 pooling: str = "mean", normalize: bool = True, device: str = "auto",
+                 batch_size: int = 32, max_tokens: int = 256, trust_remote_code: bool = False):  # fmt: skip
         from transformers import AutoModel, AutoTokenizer
 
         self.device = resolve_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model))
-        self.model = AutoModel.from_pretrained(str(model)).to(self.device).eval()
-        self.layer, self.pooling, self.normalize = layer, pooling, normalize
+        remote = {"trust_remote_code": trust_remote_code}
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model), **remote)
+        self.model = AutoModel.from_pretrained(str(model), **remote).to(self.device).eval()
+        self.layers, self.merge = _layers(layers), merge
+        self.pooling, self.normalize = pooling, normalize
         self.batch_size, self.max_tokens = batch_size, max_tokens
-        self.info = EncoderInfo(str(model), layer, self.model.config.hidden_size, None)
+        dim = merged_dim(self.model.config.hidden_size, self.layers, merge)
+        self.info = EncoderInfo(str(model), self.layers, dim, None)
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
         """Per text: (1 × d) pooled, (sentences × d) or (tokens × d); empty text gives (0 × d)."""
@@ -247,7 +280,8 @@ class HFTextEncoder:
             tokens = self.tokenizer([t for _, t in batch], padding=True, truncation=True,
                                     max_length=self.max_tokens, return_tensors="pt").to(self.device)  # fmt: skip
             with torch.inference_mode(), _autocast(self.device):
-                states = self.model(**tokens, output_hidden_states=True).hidden_states[self.layer]
+                hidden = self.model(**tokens, output_hidden_states=True).hidden_states
+                states = merge_layers(hidden, self.layers, self.merge)
             states = states.float()
             mask = tokens["attention_mask"].unsqueeze(-1).float()
             if pooling == "tokens":

@@ -25,31 +25,40 @@ from mimicflow.data.synth import truth as demo
 from mimicflow.paths import StagePaths, require
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
-from mimicflow.training.folds import HELD_OUT, UNLABELLED, assign_folds
-from mimicflow.training.trainer import FoldTrainer, model_hyper, predict, system_modalities
+from mimicflow.training.folds import UNLABELLED, assign_folds, fold_indices
+from mimicflow.training.trainer import FoldTrainer, model_hyper, predict, system_inputs
 
 log = logging.getLogger(__name__)
 
 
-def _dataset(params: Params, manifest: pd.DataFrame, system: str, modalities=None) -> FeatureDataset:
-    modalities = system_modalities(system, modalities or params.train.modalities)
-    for modality in modalities:
-        require(StagePaths(params).packed(modality) / "meta.json", f"features@{modality}")
-    return FeatureDataset(params.features.out, manifest, {m: params.train.frames[m] for m in modalities})
+def model_inputs(params: Params, system: str, inputs=None) -> tuple[str, ...]:
+    """The feature sets ``system`` sees: ``inputs`` (default ``train.inputs``) that it takes."""
+    names = inputs or params.train.inputs
+    return system_inputs(system, {n: params.features.sets[n].modality for n in names})
 
 
-def train_fold(params: Params, fold: int, system: str | None = None, modalities=None,
+def _dataset(params: Params, manifest: pd.DataFrame, system: str, inputs=None) -> FeatureDataset:
+    names = model_inputs(params, system, inputs)
+    for name in names:
+        require(StagePaths(params).packed(name) / "meta.json", f"features@{name}")
+    return FeatureDataset(params.features.out, manifest, {n: params.train.frames[n] for n in names})
+
+
+def train_fold(params: Params, fold: int, system: str | None = None, inputs=None,
                progress: bool = True, on_epoch=None):  # fmt: skip
-    """Train one fold; returns (FoldResult, dataset, validation indices, the trainer)."""
+    """Train one fold; returns (FoldResult, dataset, validation indices, the trainer).
+
+    Protocol ``final``: the fold's validation picks the epochs, then the model is trained anew
+    on the training and validation clips for that many epochs; the validation predictions and
+    scores stay those of the first model (the second has seen the clips)."""
     system = system or params.train.system
     config = params.train
     if fold not in config.folds:
         raise ValueError(f"fold {fold} is not one of train.folds {list(config.folds)}")
     manifest = StagePaths(params).read_manifest()
     assignment = assign_folds(manifest, config.protocol, config.n_folds, config.seed)
-    dataset = _dataset(params, manifest, system, modalities)
-    train_idx = np.flatnonzero((assignment >= 0) & (assignment != fold))
-    val_idx = np.flatnonzero(assignment == fold)
+    dataset = _dataset(params, manifest, system, inputs)
+    train_idx, val_idx = fold_indices(assignment, fold)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{system} fold {fold}", total=None)
 
@@ -60,7 +69,10 @@ def train_fold(params: Params, fold: int, system: str | None = None, modalities=
                 on_epoch(row)
 
         trainer = FoldTrainer(config, system, dataset, train_idx, val_idx, config.seed + fold, step)
-        return trainer.fit(), dataset, val_idx, trainer
+        result = trainer.fit()
+        if config.protocol == "final":
+            result = trainer.refit(np.union1d(train_idx, val_idx), result)
+        return result, dataset, val_idx, trainer
 
 
 def run_train(params: Params, fold: int, progress: bool = True) -> dict:
@@ -82,7 +94,8 @@ def run_train(params: Params, fold: int, progress: bool = True) -> dict:
     system = params.train.system
     description = {
         "system": system, "fold": fold, "hyper": model_hyper(system, trainer.hyper),
-        "dims": dataset.dims(), "modalities": list(dataset.tables), "frames": dataset.frames,
+        "dims": dataset.dims(), "kinds": dataset.kinds(), "modalities": list(dataset.tables),
+        "frames": dataset.frames, "protocol": params.train.protocol,
         "sampling": trainer.sampling[1], "best_epoch": result.best_epoch,
         "val_scores": result.val_scores,
     }  # fmt: skip
@@ -118,10 +131,6 @@ def run_ensemble(params: Params) -> dict:
     assignment = assign_folds(manifest, config.protocol, config.n_folds, config.seed)
     predictions = ensemble.predict_store(params.features.out, list(manifest["clip_id"]))
     predictions["fold"] = assignment
-    held = predictions[predictions["fold"] == HELD_OUT]
-    if len(held):
-        metrics["official_valid"] = emotion_scores(held[list(EMOTIONS)].to_numpy(),
-                                                   labels.loc[held["clip_id"]].to_numpy(), "valid")
     test = predictions[predictions["fold"] == UNLABELLED]
     truth = demo.hidden_labels(params.data.root)
     if truth is not None and len(test):
@@ -145,8 +154,8 @@ def run_ensemble(params: Params) -> dict:
     return metrics
 
 
-def cross_validate(params: Params, system: str, modalities=None, progress: bool = True) -> dict:
-    """Out-of-fold scores of ``system`` (on ``modalities``) and of the training-mean baseline;
+def cross_validate(params: Params, system: str, inputs=None, progress: bool = True) -> dict:
+    """Out-of-fold scores of ``system`` (on ``inputs``) and of the training-mean baseline;
     on the demo data also the fold models' mean on the hidden test labels."""
     config = params.train
     manifest = StagePaths(params).read_manifest()
@@ -155,7 +164,7 @@ def cross_validate(params: Params, system: str, modalities=None, progress: bool 
     score_test = truth is not None and len(test_idx) > 0
     oof_pred, oof_true, base_pred, test_pred = [], [], [], []
     for fold in config.folds:
-        result, dataset, val_idx, trainer = train_fold(params, fold, system, modalities, progress)
+        result, dataset, val_idx, trainer = train_fold(params, fold, system, inputs, progress)
         train_mask = np.ones(len(dataset), bool)
         train_mask[val_idx] = False
         labelled = np.isfinite(dataset.labels).all(1)
@@ -170,7 +179,7 @@ def cross_validate(params: Params, system: str, modalities=None, progress: bool 
     row = {"mean_pearson": scores["mean_pearson"], "mse": float(((pred - true) ** 2).mean()),
            "baseline_mean_pearson": emotion_scores(base, true, "baseline")["mean_pearson"],
            "baseline_mse": float(((base - true) ** 2).mean()),
-           "modalities": list(system_modalities(system, modalities or config.modalities))}  # fmt: skip
+           "inputs": list(model_inputs(params, system, inputs))}  # fmt: skip
     if score_test:
         test_true = truth.loc[manifest["clip_id"].iloc[test_idx]].to_numpy()
         row["demo_hidden_test_mean_pearson"] = emotion_scores(np.mean(test_pred, 0), test_true,
@@ -185,11 +194,11 @@ def run_compare(params: Params, progress: bool = True) -> dict:
     runs = {name: (name, None) for name in params.ensemble.compare_systems}
     default = params.train.system
     if default != "augsburg":
-        runs |= {f"{default} ({m} only)": (default, (m,)) for m in params.train.modalities}
+        runs |= {f"{default} ({m} only)": (default, (m,)) for m in params.train.inputs}
     table = {}
-    for label, (system, modalities) in runs.items():
+    for label, (system, inputs) in runs.items():
         log.info("cross-validating %s", label)
-        table[label] = cross_validate(params, system, modalities, progress)
+        table[label] = cross_validate(params, system, inputs, progress)
     table = {"default_system": default, "oracle_mean_pearson": demo.oracle_mean_pearson(params.data.root), "runs": table}
     reports = StagePaths(params).reports
     reports.mkdir(parents=True, exist_ok=True)

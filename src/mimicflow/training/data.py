@@ -96,6 +96,10 @@ class FeatureDataset:
     def dims(self) -> dict[str, int]:
         return {m: t.dim for m, t in self.tables.items()}
 
+    def kinds(self) -> dict[str, str]:
+        """Each input's modality, as its store records it."""
+        return {m: t.modality for m, t in self.tables.items()}
+
     def batch(self, indices, sampling: str = "mean", rng: np.random.Generator | None = None,
               modalities: tuple[str, ...] | None = None) -> ClipFeatures:
         """Clips ``indices`` as fixed-size arrays. ``sampling``: "mean", "random" or "centre"."""

@@ -1,7 +1,8 @@
 """Fold models on disk and their ensemble: what training writes and what serving loads.
 
 A fold folder holds ``model.safetensors`` (tensors only: loading never unpickles anything) and
-``fold.json`` (system, hyper-parameters, input dims, modalities, frames, scores). The ensemble
+``fold.json`` (system, hyper-parameters, its inputs — ``modalities``: the feature sets, with
+their dims and ``kinds`` (each set's modality) — frames, scores). The ensemble
 folder holds the fold models as ``fold_<k>.safetensors`` plus ``ensemble.json`` (the same
 description, the params the features were made with, and a content version).
 """
@@ -45,8 +46,8 @@ def build_ensemble(fold_dirs: list[Path], out: Path, params: Params) -> Path:
         shutil.copy2(folder / "model.safetensors", out / f"fold_{k}.safetensors")
         digest.update((folder / "model.safetensors").read_bytes())
     first = descriptions[0]
-    description = {key: first[key] for key in ("system", "hyper", "dims", "modalities", "frames",
-                                                "sampling")}  # fmt: skip
+    description = {key: first[key] for key in ("system", "hyper", "dims", "kinds", "modalities",
+                                                "frames", "sampling")}  # fmt: skip
     description |= {
         "version": f"{first['system']}-{digest.hexdigest()[:12]}",
         "folds": len(fold_dirs),
@@ -117,7 +118,8 @@ def load_ensemble(folder: Path | str) -> Ensemble:
     description = json.loads(description_file.read_text())
     models = []
     for k in range(description["folds"]):
-        model = build_model(description["system"], description["dims"], **description["hyper"])
+        model = build_model(description["system"], description["dims"], description["kinds"],
+                            **description["hyper"])  # fmt: skip
         # Folds trained before input standardisation saw raw features: identity scalers.
         identity = {n: t for n, t in model.state_dict().items() if n.startswith("scalers.")}
         model.load_state_dict(identity | load_file(folder / f"fold_{k}.safetensors"))

@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel
 from mimicflow.config import SystemParams, TrainParams
 from mimicflow.fusion.losses import ccc_loss, mimicmetrics_loss, text_anchored_triplet_loss
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
-from mimicflow.fusion.models import build_model, fit_input_scaling
+from mimicflow.fusion.models import branch_kind, build_model, fit_input_scaling
 from mimicflow.training.data import ClipFeatures, FeatureDataset
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,11 @@ class FoldResult:
     history: list[dict] = field(default_factory=list)  # per epoch: stage, loss, val Pearson
 
 
-def system_modalities(system: str, modalities: tuple[str, ...]) -> tuple[str, ...]:
-    """The modalities a system uses: Augsburg is audio only, the others all configured."""
-    return ("audio",) if system == "augsburg" else tuple(modalities)
+def system_inputs(system: str, kinds: dict[str, str]) -> tuple[str, ...]:
+    """The inputs (name → modality) a system uses: Augsburg the audio ones, the others all."""
+    if system == "augsburg":
+        return tuple(name for name, kind in kinds.items() if branch_kind(kind) == "audio")
+    return tuple(kinds)
 
 
 def model_hyper(system: str, params: SystemParams) -> dict:
@@ -104,13 +106,17 @@ class FoldTrainer:
         self.sampling = ("random", "centre") if system == "fuxi" else ("mean", "mean")
         self.history: list[dict] = []
 
-    def fit(self) -> FoldResult:
+    def _new_model(self):
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
-        dims = {m: d for m, d in self.dataset.dims().items()}
-        model = build_model(self.system, dims, **model_hyper(self.system, self.hyper))
+        model = build_model(self.system, self.dataset.dims(), self.dataset.kinds(),
+                            **model_hyper(self.system, self.hyper))  # fmt: skip
         fit_input_scaling(model, self.dataset.feature_stats(self.train_idx, self.sampling[1]))
         start_at_training_mean(model, self.dataset.labels[self.train_idx])
+        return model
+
+    def fit(self) -> FoldResult:
+        model = self._new_model()
         if self.system == "mimicmetrics":
             self._pretrain_encoders(model)
         best = self._fit_loop(model, stage="fusion")
@@ -120,6 +126,19 @@ class FoldTrainer:
         best_epoch = max((r for r in self.history if r["stage"] == "fusion"),
                          key=lambda r: r["val_mean_pearson"])["epoch"]  # fmt: skip
         return FoldResult(best, model.eval(), val_pred, scores, best_epoch, self.history)
+
+    def refit(self, indices, chosen: FoldResult) -> FoldResult:
+        """Protocol ``final``: a new model trained on ``indices`` for the epochs ``chosen`` found
+        best (no early stopping: its weights after the last of them). Validation predictions
+        and scores stay ``chosen``'s."""
+        self.train_idx, epochs = np.asarray(indices), chosen.best_epoch + 1
+        model = self._new_model()
+        if self.system == "mimicmetrics":
+            self._pretrain_encoders(model)
+        state = self._fit_loop(model, stage="final", epochs=epochs, keep="last")
+        model.load_state_dict(state)
+        return FoldResult(state, model.eval(), chosen.val_pred, chosen.val_scores, chosen.best_epoch,
+                          self.history)  # fmt: skip
 
     def _pretrain_encoders(self, model) -> None:
         """MimicMetrics stage 1: each encoder with its own head, alone; heads then dropped."""
@@ -133,7 +152,9 @@ class FoldTrainer:
         hyper = self.hyper
         if stage.startswith("pretrain_"):
             groups = model.encoders[stage.removeprefix("pretrain_")].parameters()
-        elif hasattr(model, "param_groups"):
+        elif self.system == "fuxi":
+            groups = model.param_groups(hyper.lr, hyper.branch_lr)
+        elif self.system == "mimicmetrics":
             groups = model.param_groups(hyper.lr, hyper.encoder_lr_scale)
         else:
             groups = model.parameters()
@@ -151,16 +172,18 @@ class FoldTrainer:
 
     def _loss(self, model, out, inputs, target):
         loss = REGRESSION_LOSSES[self.hyper.loss](out["pred"], target)
-        if self.system == "fuxi" and "text" in inputs and self.hyper.triplet_weight > 0:
-            text_vec = inputs["text"][0].sum(1) / inputs["text"][1].sum(1, keepdim=True).clamp_min(1)
+        text = [name for name, kind in model.kinds.items() if kind == "text"]
+        if self.system == "fuxi" and text and self.hyper.triplet_weight > 0:
+            values, mask = inputs[text[0]]
+            text_vec = values.sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
             fused = nn.functional.normalize(torch.stack(list(out["embeddings"].values()), 1).mean(1), dim=-1)
             loss = loss + self.hyper.triplet_weight * text_anchored_triplet_loss(
                 fused, text_vec, self.hyper.triplet_margin)
         return loss
 
-    def _fit_loop(self, model, stage: str, epochs: int | None = None) -> dict:
+    def _fit_loop(self, model, stage: str, epochs: int | None = None, keep: str = "best") -> dict:
         """Train until the validation mean Pearson stops improving; the best weights (of the EMA
-        model when the system uses one)."""
+        model when the system uses one), or with ``keep="last"`` all ``epochs`` and the last."""
         optimiser, scheduler, schedule = self._optimiser(model, stage)
         ema = _ema(model, self.hyper.ema) if self.hyper.ema else None
         evaluated = ema.module if ema else model
@@ -194,7 +217,9 @@ class FoldTrainer:
                    "val_mean_pearson": score}  # fmt: skip
             self.history.append(row)
             self.on_epoch(row)
-            if score > best_score:
+            if keep == "last":
+                best_state = copy.deepcopy(evaluated.state_dict())
+            elif score > best_score:
                 best_score, best_state, waited = score, copy.deepcopy(evaluated.state_dict()), 0
             else:
                 waited += 1
