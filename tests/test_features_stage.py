@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mimicflow.config import FeatureSetParams
+
 from mimicflow.data.faults import FAULTS
 from mimicflow.features.store import FeatureTable
 from mimicflow.stages.features import run_features
@@ -87,8 +89,10 @@ def test_a_transformers_model_by_path_replaces_the_default(featured, tmp_path):
 def test_egemaps_descriptors_from_the_cached_audio(featured, tmp_path):
     pytest.importorskip("opensmile")
     params, _ = featured
-    switched = params.model_copy(update={"features": params.features.model_copy(
-        update={"out": tmp_path / "features"})})  # fmt: skip
+    switched = params.model_copy(update={"features": params.features.model_copy(update={
+        "out": tmp_path / "features",
+        "sets": params.features.sets | {"egemaps": FeatureSetParams(modality="egemaps")},
+    })})  # fmt: skip
     metrics = run_features(switched, "egemaps", progress=False)
     table = FeatureTable.open(tmp_path / "features" / "egemaps")
     values, _ = table.get("00001")

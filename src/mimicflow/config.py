@@ -79,9 +79,11 @@ class AsrParams(_Section):
     audio_out: Path = Path("data/perception/audio")  # decoded 16 kHz audio, reused by features
     backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     model: str = "whisper-tiny.en"
-    compute_type: str = "int8"
+    device: str = "auto"  # auto: CUDA when present, else CPU | cpu | cuda | cuda:N
+    compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA; or any CTranslate2 type
     language: str | None = "en"
     beam_size: int = Field(1, ge=1)
+    batch_size: int = Field(8, ge=1)  # CUDA, faster-whisper: clips over 30 s in batched windows
 
 
 FeatureModality = Literal["audio", "visual", "text", "egemaps", "vit", "wav2vec2"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from mimicflow.config import Params
+from mimicflow.devices import ctranslate2_device, torch_device
 from mimicflow.store import settings_hash
 
 CLIP_MODALITIES = ("audio", "visual", "text", "egemaps")  # computed from a clip's own media
@@ -24,9 +25,12 @@ def resolve_model(params: Params, name: str) -> str:
 
 
 class _Keyed:
+    runtime_fields: tuple[str, ...] = ()  # where it runs: not part of what it makes
+
     def key(self) -> str:
         """Eight hex digits naming the artefacts these settings make."""
-        return settings_hash(asdict(self))  # type: ignore[call-overload]
+        fields = asdict(self)  # type: ignore[call-overload]
+        return settings_hash({k: v for k, v in fields.items() if k not in self.runtime_fields})
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,21 @@ class AsrSettings(_Keyed):
     compute_type: str
     language: str | None
     beam_size: int
+    device: str = "cpu"
+    batch_size: int = 8
+
+    runtime_fields = ("device", "batch_size")
 
     @classmethod
     def from_params(cls, params: Params) -> AsrSettings:
         asr = params.asr
-        return cls(asr.backend, resolve_model(params, asr.model), asr.compute_type, asr.language,
-                   asr.beam_size)  # fmt: skip
+        resolve = ctranslate2_device if asr.backend == "faster-whisper" else torch_device
+        device = resolve(asr.device, "asr.device")
+        compute_type = asr.compute_type
+        if compute_type == "auto":
+            compute_type = "float16" if device.startswith("cuda") else "int8"
+        return cls(asr.backend, resolve_model(params, asr.model), compute_type, asr.language,
+                   asr.beam_size, device, asr.batch_size)  # fmt: skip
 
 
 @dataclass(frozen=True)

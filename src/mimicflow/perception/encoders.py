@@ -17,17 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mimicflow.devices import torch_device
 from mimicflow.perception.audio import SAMPLE_RATE
 
 CHUNK_SECONDS = 30  # long audio is encoded in windows of this length and concatenated
 
 
 def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return torch_device(device, "features.device")
 
 
 def _autocast(device: str):
