@@ -39,10 +39,11 @@ def run_stage(run, *args):
     from mimicflow.devices import DeviceUnavailable
     from mimicflow.models.catalogue import CatalogueError
     from mimicflow.paths import MissingStageInput
+    from mimicflow.perception.encoders import ModelUnavailable
 
     try:
         return run(*args)
-    except (MissingStageInput, CatalogueError, DeviceUnavailable) as exc:
+    except (MissingStageInput, CatalogueError, DeviceUnavailable, ModelUnavailable) as exc:
         raise fail(str(exc)) from exc
 
 

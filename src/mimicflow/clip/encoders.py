@@ -61,6 +61,11 @@ class AudioEncoder(_Encoder):
 
         s, runtime = self.settings, self.runtime
         if (Path(s.model) / "model.bin").exists() or s.model.endswith(".pt"):
+            if s.head_outputs:
+                raise encoders.ModelUnavailable(
+                    f"{s.model} is a Whisper model: {{setting}}.head_outputs needs a "
+                    "transformers model with a regression head"
+                )
             return encoders.WhisperAudioEncoder(s.model, s.layers, s.layer_merge, runtime.device,
                                                 runtime.batch_size)  # fmt: skip
         return encoders.HFAudioEncoder(s.model, s.layers, s.layer_merge, runtime.device,

@@ -19,6 +19,7 @@ from mimicflow.config import Params
 from mimicflow.data.layout import load_dataset
 from mimicflow.features.store import pack
 from mimicflow.paths import StagePaths
+from mimicflow.perception.encoders import ModelUnavailable
 from mimicflow.stages.clips import artefact_folders, manifest_clip_refs, write_metrics
 
 
@@ -30,8 +31,11 @@ def run_features(params: Params, name: str, progress: bool = True) -> dict:
     organisers = (load_dataset(params.data.root).features.get(settings.modality, {})
                   if settings.modality in DATASET_MODALITIES else None)  # fmt: skip
     read = inputs(settings, artefact_folders(params), organisers)
-    files, meta = encode(clips, settings, Runtime.from_params(params), read,
-                         paths.features(name), progress)  # fmt: skip
+    try:
+        files, meta = encode(clips, settings, Runtime.from_params(params), read,
+                             paths.features(name), progress)  # fmt: skip
+    except ModelUnavailable as exc:
+        raise exc.for_set(name) from exc
     packed = pack(paths.features(name), files, meta | {"modality": settings.modality, "settings": settings.key()})
     present = json.loads((packed / "meta.json").read_text())["present"]
     lengths = np.diff(np.load(packed / "offsets.npy"))
