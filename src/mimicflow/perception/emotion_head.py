@@ -8,10 +8,21 @@ feature is the 1024-d hidden state ⊕ these 3 outputs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from transformers import Wav2Vec2Model, Wav2Vec2PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class EmotionOutput(ModelOutput):
+    """The head's outputs per frame and wav2vec2's states."""
+
+    logits: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 class RegressionHead(nn.Module):
@@ -39,7 +50,7 @@ class Wav2Vec2EmotionModel(Wav2Vec2PreTrainedModel):
         self.post_init()
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **kwargs) -> SequenceClassifierOutput:  # fmt: skip
+                **kwargs) -> EmotionOutput:  # fmt: skip
         outputs = self.wav2vec2(input_values, attention_mask=attention_mask, **kwargs)
-        return SequenceClassifierOutput(logits=self.classifier(outputs.last_hidden_state),
-                                        hidden_states=outputs.hidden_states)  # fmt: skip
+        return EmotionOutput(self.classifier(outputs.last_hidden_state), outputs.last_hidden_state,
+                             outputs.hidden_states)  # fmt: skip

@@ -104,6 +104,13 @@ def merge_layers(states, layers: tuple[int, ...], merge: str):
     return torch.cat(chosen, -1) if merge == "concat" else torch.stack(chosen).mean(0)
 
 
+def layer_states(output) -> tuple:
+    """A transformers output's hidden states by layer, the last one as the model outputs it:
+    where a final norm follows the last block (wav2vec2-large, ViT), ``hidden_states`` ends
+    before it, and layer -1 means the model's output (what the papers take)."""
+    return (*output.hidden_states[:-1], output.last_hidden_state)
+
+
 def merged_dim(hidden: int, layers: tuple[int, ...], merge: str) -> int:
     return hidden * len(layers) if merge == "concat" else hidden
 
@@ -227,7 +234,7 @@ class HFAudioEncoder:
             extra = {"attention_mask": mask.to(self.device)} if masked else {}
             with torch.inference_mode(), _autocast(self.device):
                 out = self.model(values, **extra, output_hidden_states=True)
-                hidden = merge_layers(out.hidden_states, self.layers, self.merge)
+                hidden = merge_layers(layer_states(out), self.layers, self.merge)
                 if self.head_outputs:
                     hidden = torch.cat([hidden.float(), out.logits.float()], -1)
             lengths = self.model._get_feat_extract_output_lengths(mask.sum(-1))
@@ -299,7 +306,7 @@ class HFVisualEncoder:
             extra = {"noise": self._identity_order(len(pixels))} if self.mae else {}
             with torch.inference_mode(), _autocast(self.device):
                 out = self.model(pixel_values=pixels, **extra, output_hidden_states=True)
-            states = merge_layers(out.hidden_states, self.layers, self.merge)
+            states = merge_layers(layer_states(out), self.layers, self.merge)
             pooled = states[:, 0] if self.pooling == "cls" else states.mean(dim=1)
             for (index, _), vector in zip(batch, pooled.float().cpu().numpy()):
                 outputs[index].append(vector)
@@ -360,7 +367,7 @@ class HFTextEncoder:
             tokens = self.tokenizer([t for _, t in batch], padding=True, truncation=True,
                                     max_length=self.max_tokens, return_tensors="pt").to(self.device)  # fmt: skip
             with torch.inference_mode(), _autocast(self.device):
-                hidden = self.model(**tokens, output_hidden_states=True).hidden_states
+                hidden = layer_states(self.model(**tokens, output_hidden_states=True))
                 states = merge_layers(hidden, self.layers, self.merge)
             states = states.float()
             mask = tokens["attention_mask"].unsqueeze(-1).float()
