@@ -205,6 +205,8 @@ def test_recipe_list_json_and_apply_cli(params_copy):
                                   "--recipes", str(RECIPES)])  # fmt: skip
     assert unknown.exit_code == 2
     assert "no recipe 'hsemotion'" in unknown.output and "Traceback" not in unknown.output
+    missing = runner.invoke(app, ["recipe", "list", "--recipes", str(params_copy.parent / "none")])
+    assert missing.exit_code == 2 and "no recipes folder" in missing.output
 
 
 @pytest.mark.slow
@@ -225,6 +227,7 @@ def test_each_demo_recipe_trains_a_fold(featured, recipes, tmp_path, name):
     applied = runner.invoke(app, ["recipe", "apply", name, "--demo", "--params", str(params_file),
                                   "--recipes", str(RECIPES)])  # fmt: skip
     assert applied.exit_code == 0, applied.output
+    apply_overlay(params_file, {"faces": {"fps": base.faces.fps}})  # the session's face tracks
     params = load_params(params_file)
     for feature_set in params.train.inputs:
         run_features(params, feature_set, progress=False)
