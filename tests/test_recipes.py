@@ -209,7 +209,6 @@ def test_recipe_list_json_and_apply_cli(params_copy):
     assert missing.exit_code == 2 and "no recipes folder" in missing.output
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_each_demo_recipe_trains_a_fold(featured, recipes, tmp_path, name):
     """`recipe apply NAME --demo` then `stage train --fold 0` on the session's small dataset:
