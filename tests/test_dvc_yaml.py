@@ -24,7 +24,7 @@ ENTRY = {  # each stage's entry module (what `mimicflow ...` in its cmd runs)
     "features": "mimicflow.stages.features",
     "train": "mimicflow.stages.train",
     "ensemble": "mimicflow.stages.train",
-    "compare": "mimicflow.stages.train",
+    "compare": "mimicflow.stages.compare",
     "reference": "mimicflow.monitoring.profile",
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from mimicflow.training.ensemble import load_ensemble
 from mimicflow.training.folds import TRAIN_ONLY, UNLABELLED, assign_folds, fold_indices
 from mimicflow.training.trainer import FoldTrainer, system_inputs
 
+ROOT = Path(__file__).resolve().parents[1]
 DIMS = {"audio": 16, "visual": 8, "text": 12}
 SMALL = {"hidden": 32}
 FAST = TrainParams(epochs=10, patience=4, frames={"audio": 8, "visual": 4, "text": 4},
@@ -150,21 +152,30 @@ def test_undefined_folds_do_not_crash_the_ensemble_metrics(ensemble_dir):
     assert all(v is None or np.isfinite(v) for v in values)
 
 
-def test_compare_stage_tables_each_system_each_modality_and_the_baseline(featured, tmp_path):
-    from mimicflow.stages.train import run_compare
+def test_compare_stage_tables_recipes_systems_single_inputs_and_the_baseline(featured, tmp_path):
+    from mimicflow.stages.compare import run_compare
 
     params, _ = featured
     train = params.train.model_copy(update={
         "folds": (0, 1), "epochs": 2, "patience": 2,
         "mimicmetrics": params.train.mimicmetrics.model_copy(update={"pretrain_epochs": 1}),
     })  # fmt: skip
-    ensemble = params.ensemble.model_copy(update={"reports": tmp_path, "compare_systems": ("augsburg", "mimicmetrics")})
+    ensemble = params.ensemble.model_copy(update={
+        "reports": tmp_path, "compare_systems": ("augsburg", "mimicmetrics"),
+        "compare_recipes": ("augsburg", "ustc"), "recipes_dir": ROOT / "recipes",
+        "compare_out": tmp_path / "compare"})  # fmt: skip
     table = run_compare(params.model_copy(update={"train": train, "ensemble": ensemble}), progress=False)
     assert table == json.loads((tmp_path / "compare.json").read_text())
     runs = table["runs"]
-    assert list(runs) == ["augsburg", "mimicmetrics", "mimicmetrics (audio only)",
-                          "mimicmetrics (visual only)", "mimicmetrics (text only)"]  # fmt: skip
-    assert runs["augsburg"]["modalities"] == ["audio"] and runs["mimicmetrics (text only)"]["modalities"] == ["text"]
+    assert list(runs) == ["recipe augsburg (demo)", "recipe ustc (demo)", "augsburg", "mimicmetrics",
+                          "mimicmetrics (audio only)", "mimicmetrics (visual only)",
+                          "mimicmetrics (text only)"]  # fmt: skip
+    assert runs["augsburg"]["inputs"] == ["audio"] and runs["mimicmetrics (text only)"]["inputs"] == ["text"]
+    # the recipes' own sets: the same settings as a pipeline set are linked, others encoded
+    ustc = tmp_path / "compare" / "ustc"
+    assert (ustc / "visual").is_symlink() and (ustc / "audio").is_symlink()
+    assert not (ustc / "text").is_symlink() and (ustc / "text" / "packed" / "meta.json").is_file()
+    assert not (tmp_path / "compare" / "augsburg" / "audio").is_symlink()  # cut to 12 s: its own
     baselines = {run["baseline_mse"] for run in runs.values()}
     assert len(baselines) == 1 and baselines.pop() > 0  # the same folds for every row
     for run in runs.values():  # the demo's hidden test labels score every row's fold models

@@ -317,9 +317,13 @@ class EnsembleParams(_Section):
 
     out: Path = Path("models/ensemble")
     reports: Path = Path("reports/training")
-    # `mimicflow stage compare`: each system, and the default system on one modality at a time.
+    # `mimicflow stage compare` (`make compare`): each recipe's demo flavour, each system on the
+    # feature sets of train.inputs, and the default system on one input at a time.
+    compare_recipes: tuple[str, ...] = ("fuxi", "ustc", "augsburg", "mimicmetrics")
+    recipes_dir: Path = Path("recipes")
+    compare_out: Path = Path("data/compare")  # the recipes' own feature sets (a working folder)
     compare_systems: tuple[str, ...] = SYSTEM_NAMES
-    compare_epochs: int = Field(20, ge=1)  # every run of the table gets the same budget
+    compare_epochs: int = Field(20, ge=1)  # every run of the table gets the same budget and folds
 
 
 class ServingParams(_Section):

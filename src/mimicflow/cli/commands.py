@@ -183,10 +183,11 @@ def stage_ensemble(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
 
 @stage_app.command("compare")
 def stage_compare(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
-    """Cross-validate every system, and the default one on each single modality."""
-    from mimicflow.stages import train
+    """Cross-validate each recipe's demo flavour, every system, and the default one on each
+    single input: the comparison table (`make compare`)."""
+    from mimicflow.stages import compare
 
-    _print_compare(run_stage(train.run_compare, load_params(params)))
+    _print_compare(run_stage(compare.run_compare, load_params(params)))
 
 
 @app.command()

@@ -1,12 +1,9 @@
-"""DVC stages ``train@<fold>``, ``ensemble`` and ``compare``.
+"""DVC stages ``train@<fold>`` and ``ensemble``.
 
 ``train@k`` trains the configured system on every fold but k and early-stops on fold k; it saves
 the best weights (safetensors), the fold's validation predictions and its learning curve
 (DVCLive). ``ensemble`` gathers the folds into the model serving loads, scores the out-of-fold
-predictions (and the held-out splits it can), and writes the challenge submission. ``compare``
-runs the cross-validation for every system and for the default system on one modality at a
-time, next to a predict-the-training-mean baseline (out-of-fold, and on the demo also the fold
-models' mean on the hidden test labels): the table ``make demo`` prints.
+predictions (and, on the demo, the hidden test labels), and writes the challenge submission.
 """
 
 from __future__ import annotations
@@ -20,13 +17,13 @@ from rich.progress import Progress
 
 from mimicflow import EMOTIONS
 from mimicflow.config import Params
-from mimicflow.fusion.metrics import emotion_scores
 from mimicflow.data.synth import truth as demo
+from mimicflow.fusion.metrics import emotion_scores
 from mimicflow.paths import StagePaths, require
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
 from mimicflow.training.folds import UNLABELLED, assign_folds, fold_indices
-from mimicflow.training.trainer import FoldTrainer, model_hyper, predict, system_inputs
+from mimicflow.training.trainer import FoldTrainer, model_hyper, system_inputs
 
 log = logging.getLogger(__name__)
 
@@ -152,55 +149,3 @@ def run_ensemble(params: Params) -> dict:
     scatter["true"] = [labels.at[c, e] for c, e in zip(scatter["clip_id"], scatter["emotion"])]
     scatter.to_csv(reports / "oof_scatter.csv", index=False)
     return metrics
-
-
-def cross_validate(params: Params, system: str, inputs=None, progress: bool = True) -> dict:
-    """Out-of-fold scores of ``system`` (on ``inputs``) and of the training-mean baseline;
-    on the demo data also the fold models' mean on the hidden test labels."""
-    config = params.train
-    manifest = StagePaths(params).read_manifest()
-    test_idx = np.flatnonzero(assign_folds(manifest, config.protocol, config.n_folds, config.seed) == UNLABELLED)
-    truth = demo.hidden_labels(params.data.root)  # demo data only: real test clips have no labels to score
-    score_test = truth is not None and len(test_idx) > 0
-    oof_pred, oof_true, base_pred, test_pred = [], [], [], []
-    for fold in config.folds:
-        result, dataset, val_idx, trainer = train_fold(params, fold, system, inputs, progress)
-        train_mask = np.ones(len(dataset), bool)
-        train_mask[val_idx] = False
-        labelled = np.isfinite(dataset.labels).all(1)
-        train_mean = dataset.labels[train_mask & labelled].mean(0)
-        oof_pred.append(result.val_pred)
-        oof_true.append(dataset.labels[val_idx])
-        base_pred.append(np.repeat(train_mean[None], len(val_idx), 0))
-        if score_test:
-            test_pred.append(predict(result.model, dataset, test_idx, trainer.sampling[1]))
-    pred, true, base = (np.concatenate(x) for x in (oof_pred, oof_true, base_pred))
-    scores = emotion_scores(pred, true, f"{system} out-of-fold")
-    row = {"mean_pearson": scores["mean_pearson"], "mse": float(((pred - true) ** 2).mean()),
-           "baseline_mean_pearson": emotion_scores(base, true, "baseline")["mean_pearson"],
-           "baseline_mse": float(((base - true) ** 2).mean()),
-           "inputs": list(model_inputs(params, system, inputs))}  # fmt: skip
-    if score_test:
-        test_true = truth.loc[manifest["clip_id"].iloc[test_idx]].to_numpy()
-        row["demo_hidden_test_mean_pearson"] = emotion_scores(np.mean(test_pred, 0), test_true,
-                                                              f"{system} demo test")["mean_pearson"]  # fmt: skip
-    return row
-
-
-def run_compare(params: Params, progress: bool = True) -> dict:
-    """Stage ``compare``: every system, and the default system on each single modality."""
-    budget = min(params.train.epochs, params.ensemble.compare_epochs)
-    params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": budget})})
-    runs = {name: (name, None) for name in params.ensemble.compare_systems}
-    default = params.train.system
-    if default != "augsburg":
-        runs |= {f"{default} ({m} only)": (default, (m,)) for m in params.train.inputs}
-    table = {}
-    for label, (system, inputs) in runs.items():
-        log.info("cross-validating %s", label)
-        table[label] = cross_validate(params, system, inputs, progress)
-    table = {"default_system": default, "oracle_mean_pearson": demo.oracle_mean_pearson(params.data.root), "runs": table}
-    reports = StagePaths(params).reports
-    reports.mkdir(parents=True, exist_ok=True)
-    (reports / "compare.json").write_text(json.dumps(table, indent=2))
-    return table
