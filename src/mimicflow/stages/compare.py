@@ -60,9 +60,9 @@ def cross_validate(params: Params, system: str, inputs=None, progress: bool = Tr
 
 def recipe_params(params: Params, name: str) -> Params:
     """``params`` with recipe ``name``'s demo flavour applied, trained as the comparison trains
-    every row: protocol merged over ``train.folds``, ``ensemble.compare_epochs`` epochs, its
-    feature sets under ``<ensemble.compare_out>/<name>`` (a set the pipeline already made is
-    linked there, not made again)."""
+    every row: protocol merged over ``train.folds``, ``ensemble.compare_epochs`` epochs, the
+    pipeline's faces and transcripts, and its feature sets under ``<ensemble.compare_out>/<name>``
+    (a set the pipeline already made is linked there, not made again)."""
     from mimicflow.recipes import load_recipes, recipe_overlay, validate_overlay
 
     recipes = load_recipes(params.ensemble.recipes_dir)
@@ -74,7 +74,8 @@ def recipe_params(params: Params, name: str) -> Params:
         "protocol": "merged", "folds": params.train.folds, "seed": params.train.seed,
         "epochs": min(applied.train.epochs, params.ensemble.compare_epochs)})  # fmt: skip
     features = applied.features.model_copy(update={"out": params.ensemble.compare_out / name})
-    return applied.model_copy(update={"train": train, "features": features})
+    return applied.model_copy(update={"train": train, "features": features, "faces": params.faces,
+                                      "asr": params.asr})  # one perception for every row
 
 
 def _recipe_features(params: Params, recipe: Params, progress: bool) -> None:
