@@ -177,6 +177,7 @@ class MonitorParams(_Section):
     archive: Path = Path("data/monitor/archive")  # processed clips, one folder per run
     reference: Path = Path("data/monitor/reference")  # the `reference` stage's profile
     reports: Path = Path("reports")  # index.html, drift/<run>/
+    workspace: Path = Path("data/monitor/workspace")  # Evidently workspace: `evidently ui --workspace`
     predictions: bool = True  # compare the predicted emotions of the ensemble (ensemble.out)
     modalities: tuple[str, ...] = ("audio", "visual", "text")  # feature sets compared
     components: int = Field(3, ge=1)  # principal components summarising wide feature vectors

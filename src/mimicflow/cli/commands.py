@@ -256,11 +256,14 @@ def predict(
             print("\t".join((result["file"], *values, result.get("error", ""))))
     else:
         table = Table(title=f"ensemble {loaded.version}")
-        for column in ("file", *EMOTIONS):
-            table.add_column(column, justify="left" if column == "file" else "right")
+        for column in ("file", *EMOTIONS, "contributions"):
+            table.add_column(column, justify="right" if column in EMOTIONS else "left")
         for result in results:
             if "error" not in result:
-                table.add_row(result["file"], *(f"{result['intensities'][e]:.3f}" for e in EMOTIONS))
+                shares = " ".join(f"{m} {i['share']:.2f}" for m, i in result["modalities"].items()
+                                  if i["present"])  # fmt: skip
+                table.add_row(result["file"], *(f"{result['intensities'][e]:.3f}" for e in EMOTIONS),
+                              shares)  # fmt: skip
         console.print(table)
         for result in results:
             if "error" in result:

@@ -91,10 +91,29 @@ class Ensemble:
         outputs = self._forward(clips)
         return np.clip(np.mean([o["pred"].numpy() for o in outputs], 0), 0.0, 1.0)
 
+    def ablation_changes(self, clips: list[ClipInputs]) -> list[dict[str, float]]:
+        """Per clip and modality, what the prediction loses without it: the mean absolute change
+        of the six intensities when the modality's mask is set all False (the models are
+        trained with missing modalities); 0 where the clip lacks the modality."""
+        variants, ablated = list(clips), []
+        for k, clip in enumerate(clips):
+            for modality in self.modalities:
+                values, mask = clip.get(modality, (None, np.zeros(0, bool)))
+                if np.asarray(mask, bool).any():
+                    variants.append(clip | {modality: (values, np.zeros(len(mask), bool))})
+                    ablated.append((k, modality))
+        scores = self.predict(variants)
+        changes = [dict.fromkeys(self.modalities, 0.0) for _ in clips]
+        for (k, modality), row in zip(ablated, scores[len(clips) :]):
+            changes[k][modality] = float(np.abs(scores[k] - row).mean())
+        return changes
+
     def contributions(self, clips: list[ClipInputs]) -> list[dict[str, float]]:
-        """Per clip, each modality's share of the fusion (0 where it is missing)."""
-        weights = np.mean([o["weights"].numpy() for o in self._forward(clips)], 0)
-        return [dict(zip(self.modalities, map(float, row))) for row in weights]
+        """Per clip, each modality's share of the ablation changes: sums to 1 over the
+        modalities the clip has, 0 for the others."""
+        present = [{m: bool(np.asarray(mask).any()) for m, (_, mask) in c.items()} for c in clips]
+        return [contribution_shares(changes, here)
+                for changes, here in zip(self.ablation_changes(clips), present)]  # fmt: skip
 
     def predict_store(self, features_dir: Path, clip_ids: list[str], batch_size: int = 64) -> pd.DataFrame:
         """Predictions for clips of a feature store (``features_dir/<modality>/packed``)."""
@@ -106,6 +125,15 @@ class Ensemble:
             rows.append(self.predict(clips))
         values = np.concatenate(rows) if rows else np.zeros((0, len(EMOTIONS)))
         return pd.DataFrame({"clip_id": clip_ids, **dict(zip(EMOTIONS, values.T))})
+
+
+def contribution_shares(changes: dict[str, float], present: dict[str, bool]) -> dict[str, float]:
+    """``changes`` normalised to sum to 1 over the ``present`` modalities (0 for absent ones);
+    equal shares when removing any one changes nothing."""
+    here = [m for m in changes if present.get(m, False)]
+    total = sum(changes[m] for m in here)
+    return {m: (changes[m] / total if total > 0 else 1 / len(here)) if m in here else 0.0
+            for m in changes}  # fmt: skip
 
 
 def load_ensemble(folder: Path | str) -> Ensemble:
