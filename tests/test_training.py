@@ -165,7 +165,7 @@ def test_compare_stage_tables_each_system_each_modality_and_the_baseline(feature
     runs = table["runs"]
     assert list(runs) == ["augsburg", "mimicmetrics", "mimicmetrics (audio only)",
                           "mimicmetrics (visual only)", "mimicmetrics (text only)"]  # fmt: skip
-    assert runs["augsburg"]["modalities"] == ["audio"] and runs["mimicmetrics (text only)"]["modalities"] == ["text"]
+    assert runs["augsburg"]["inputs"] == ["audio"] and runs["mimicmetrics (text only)"]["inputs"] == ["text"]
     baselines = {run["baseline_mse"] for run in runs.values()}
     assert len(baselines) == 1 and baselines.pop() > 0  # the same folds for every row
     for run in runs.values():  # the demo's hidden test labels score every row's fold models

@@ -168,13 +168,13 @@ class FoldTrainer:
 
     def refit(self, indices, chosen: FoldResult) -> FoldResult:
         """Protocol ``final``: a new model trained on ``indices`` for the epochs ``chosen`` found
-        best (no early stopping: its weights after the last of them). Validation predictions
-        and scores stay ``chosen``'s."""
+        best (no early stopping: its weights after the last of them), on the same learning-rate
+        schedule (over ``epochs``). Validation predictions and scores stay ``chosen``'s."""
         self.train_idx, epochs = np.asarray(indices), chosen.best_epoch + 1
         model = self.new_model()
         if self.system == "mimicmetrics":
             self._pretrain_encoders(model)
-        state = self._fit_loop(model, stage="final", epochs=epochs, keep="last")
+        state = self._fit_loop(model, stage="final", epochs=epochs, keep="last", horizon=self.params.epochs)
         model.load_state_dict(state)
         return FoldResult(state, model.eval(), chosen.val_pred, chosen.val_scores, chosen.best_epoch,
                           self.history)  # fmt: skip
@@ -219,11 +219,13 @@ class FoldTrainer:
                 fused, self.text_anchor(indices), self.hyper.triplet_margin)
         return loss
 
-    def _fit_loop(self, model, stage: str, epochs: int | None = None, keep: str = "best") -> dict:
+    def _fit_loop(self, model, stage: str, epochs: int | None = None, keep: str = "best",
+                  horizon: int | None = None) -> dict:  # fmt: skip
         """Train until the validation mean Pearson stops improving; the best weights (of the EMA
-        model when the system uses one), or with ``keep="last"`` all ``epochs`` and the last."""
+        model when the system uses one), or with ``keep="last"`` all ``epochs`` and the last.
+        The schedule spans ``horizon`` epochs (default: ``epochs``)."""
         epochs = epochs or self.params.epochs
-        optimiser, schedule = self.optimiser(model, stage, epochs)
+        optimiser, schedule = self.optimiser(model, stage, horizon or epochs)
         ema = _ema(model, self.hyper.ema) if self.hyper.ema else None
         evaluated = ema.module if ema else model
         best_score, best_state, waited = -np.inf, copy.deepcopy(evaluated.state_dict()), 0
