@@ -291,7 +291,7 @@ def test_fuxi_triplets_are_ordered_by_the_whole_clips_text(store, monkeypatch):
 
 
 def test_protocol_final_refits_on_train_and_valid_for_the_chosen_epochs(store, monkeypatch):
-    trainer = _trainer(store, "augsburg")
+    trainer = _trainer(store, "augsburg", FAST.model_copy(update={"epochs": 4}))
     first = trainer.fit()
     first_state = {name: tensor.clone() for name, tensor in first.state.items()}
     both = np.union1d(trainer.train_idx, trainer.val_idx)
