@@ -37,3 +37,13 @@ def test_the_asr_stage_on_cuda_without_a_gpu_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert "asr.device is 'cuda'" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+@no_cuda
+def test_training_on_cuda_without_a_gpu_is_one_line(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("train: {device: cuda}\n")
+    result = CliRunner().invoke(app, ["stage", "train", "--fold", "0", "--params", str(params)])
+    assert result.exit_code == 2
+    assert "train.device is 'cuda'" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output

@@ -42,3 +42,28 @@ def test_audio_and_visual_features_on_cuda_match_the_cpu(tmp_path):
     image = tiny_image_model(tmp_path / "vit")
     _close(HFVisualEncoder(image, pooling="mean", device="cpu").encode(crops),
            HFVisualEncoder(image, pooling="mean", device="cuda").encode(crops), 2e-2)  # fmt: skip
+
+
+@pytest.mark.parametrize("system", ["augsburg", "mimicmetrics", "fuxi", "ustc"])
+def test_training_on_cuda_matches_the_cpu(tmp_path, system):
+    from mimicflow.config import TrainParams
+    from mimicflow.features.synthetic import write_synthetic_store
+    from mimicflow.training.data import FeatureDataset
+    from mimicflow.training.folds import assign_folds, fold_indices
+    from mimicflow.training.trainer import FoldTrainer, system_inputs
+
+    manifest = write_synthetic_store(tmp_path, 240, {"audio": 16, "visual": 8, "text": 12}, seed=3)
+    small = {"hidden": 32}
+    scores = {}
+    for device in ("cpu", "cuda"):
+        params = TrainParams(epochs=12, patience=12, device=device, frames={"audio": 8, "visual": 4, "text": 4},
+                             fuxi=small | {"embed": 32}, ustc=small, augsburg=small,
+                             mimicmetrics=small | {"pretrain_epochs": 4})  # fmt: skip
+        inputs = system_inputs(system, {m: m for m in params.inputs})
+        dataset = FeatureDataset(tmp_path, manifest, {m: params.frames[m] for m in inputs})
+        train_idx, val_idx = fold_indices(assign_folds(manifest, "merged", 4, seed=0), 0)
+        result = FoldTrainer(params, system, dataset, train_idx, val_idx, seed=0).fit()
+        assert next(result.model.parameters()).device.type == device
+        assert all(t.device.type == "cpu" for t in result.state.values())  # saved from the CPU
+        scores[device] = result.val_scores["mean_pearson"]
+    assert abs(scores["cuda"] - scores["cpu"]) < 0.1, scores

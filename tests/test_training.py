@@ -72,13 +72,15 @@ def test_feature_stats_are_the_training_clips_segment_statistics(store):
 
 @pytest.mark.parametrize("system", ["fuxi", "ustc", "augsburg", "mimicmetrics"])
 def test_each_system_learns_and_beats_the_training_mean(store, system):
-    trainer = _trainer(store, system)
+    # Fuxi's BiGRUs on single random TSN frames learn slowest at this size: twice the epochs
+    # (over seeds 0–3 its validation MSE is then 0.976–0.994 of the baseline's; at 10, up to 1.005)
+    trainer = _trainer(store, system, FAST.model_copy(update={"epochs": 20}) if system == "fuxi" else FAST)
     result = trainer.fit()
     labels = trainer.dataset.labels
     true = labels[trainer.val_idx]
     baseline_mse = ((labels[trainer.train_idx].mean(0) - true) ** 2).mean()
-    # 90 training clips of noisy synthetic frames: every system must find real signal. Fuxi's
-    # BiGRUs on single TSN frames learn slowest at this size, hence the modest bar.
+    # 90 training clips of noisy synthetic frames: every system must find real signal (a modest
+    # bar for Fuxi).
     assert result.val_scores["mean_pearson"] > 0.1
     assert ((result.val_pred - true) ** 2).mean() < baseline_mse
     assert result.history and result.best_epoch >= 0
@@ -88,6 +90,14 @@ def test_training_is_deterministic_for_a_seed(store):
     first, second = _trainer(store, "augsburg").fit(), _trainer(store, "augsburg").fit()
     for name, tensor in first.state.items():
         np.testing.assert_array_equal(tensor.numpy(), second.state[name].numpy())
+
+
+def test_batches_assembled_by_worker_processes_train_the_same_weights(store):
+    params = FAST.model_copy(update={"epochs": 3, "device": "cpu"})  # fuxi: random segments
+    alone = _trainer(store, "fuxi", params).fit()
+    pooled = _trainer(store, "fuxi", params.model_copy(update={"loader_workers": 2})).fit()
+    for name, tensor in alone.state.items():
+        np.testing.assert_array_equal(tensor.numpy(), pooled.state[name].numpy())
 
 
 def test_an_all_zero_emotion_in_a_fold_is_undefined_with_a_warning(store):

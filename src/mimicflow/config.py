@@ -276,6 +276,9 @@ class TrainParams(_Section):
     # dvc.yaml makes one train@<id> stage each (an int k is read as range(k)).
     folds: tuple[int, ...] = (0, 1, 2, 3, 4)
     seed: int = 7
+    device: str = "auto"  # auto: CUDA when present, else CPU | cpu | cuda | cuda:N
+    amp: bool = True  # on CUDA: bf16 autocast (no effect on a CPU)
+    loader_workers: int | None = Field(None, ge=0)  # batch-assembling processes (None: 4 on CUDA, 0 on CPU)
     epochs: int = Field(60, ge=1)
     patience: int = Field(12, ge=1)  # early stopping on the validation mean Pearson
     batch_size: int = Field(16, ge=2)

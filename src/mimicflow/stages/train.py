@@ -17,6 +17,7 @@ from rich.progress import Progress
 
 from mimicflow import EMOTIONS
 from mimicflow.config import Params
+from mimicflow.devices import torch_device
 from mimicflow.data.synth import truth as demo
 from mimicflow.fusion.metrics import emotion_scores
 from mimicflow.paths import StagePaths, require
@@ -50,6 +51,7 @@ def train_fold(params: Params, fold: int, system: str | None = None, inputs=None
     scores stay those of the first model (the second has seen the clips)."""
     system = system or params.train.system
     config = params.train
+    torch_device(config.device, "train.device")  # a device this machine lacks fails first
     if fold not in config.folds:
         raise ValueError(f"fold {fold} is not one of train.folds {list(config.folds)}")
     manifest = StagePaths(params).read_manifest()

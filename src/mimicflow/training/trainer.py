@@ -18,6 +18,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from mimicflow.config import SystemParams, TrainParams
+from mimicflow.devices import torch_device
 from mimicflow.fusion.losses import ccc_loss, mimicmetrics_loss, text_anchored_triplet_loss
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
 from mimicflow.fusion.models import branch_kind, build_model, fit_input_scaling
@@ -57,21 +58,51 @@ def model_hyper(system: str, params: SystemParams) -> dict:
     return {name: getattr(params, name) for name in names}
 
 
-def to_tensors(batch: ClipFeatures, device: str = "cpu"):
-    inputs = {m: (torch.from_numpy(v).to(device), torch.from_numpy(k).to(device))
-              for m, (v, k) in batch.inputs.items()}  # fmt: skip
-    return inputs, torch.from_numpy(np.nan_to_num(batch.labels)).to(device)
+def to_tensors(batch: ClipFeatures):
+    inputs = {m: (torch.from_numpy(v), torch.from_numpy(k)) for m, (v, k) in batch.inputs.items()}
+    return inputs, torch.from_numpy(np.nan_to_num(batch.labels))
+
+
+def to_device(tensors, device: torch.device):
+    """Inputs and targets onto ``device`` (asynchronously from pinned memory)."""
+    inputs, target = tensors
+    move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+    return {m: (move(v), move(k)) for m, (v, k) in inputs.items()}, move(target)
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when ``amp``; full precision otherwise."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, dataset: FeatureDataset, indices, sampling: str, batch_size: int = 64):
-    """Predictions (clips × 6) of ``model`` in eval mode."""
+def predict(model: nn.Module, dataset: FeatureDataset, indices, sampling: str, batch_size: int = 64,
+            amp: bool = False):  # fmt: skip
+    """Predictions (clips × 6) of ``model`` in eval mode, on the model's device."""
     model.eval()
+    device = next(model.parameters()).device
     chunks = []
     for start in range(0, len(indices), batch_size):
-        inputs, _ = to_tensors(dataset.batch(indices[start : start + batch_size], sampling))
-        chunks.append(model(inputs)["pred"].numpy())
+        inputs, _ = to_device(to_tensors(dataset.batch(indices[start : start + batch_size], sampling)), device)
+        with autocast(device, amp):
+            chunks.append(model(inputs)["pred"].float().cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, 6), np.float32)
+
+
+class TrainingBatches(torch.utils.data.Dataset):
+    """One epoch's training batches, assembled from the store — in ``DataLoader`` worker
+    processes where there are any. Batch k draws its random segments (Fuxi) from its own seed,
+    so the batches are the same however many workers assemble them."""
+
+    def __init__(self, dataset: FeatureDataset, batches: list[np.ndarray], sampling: str, seeds):
+        self.dataset, self.batches, self.sampling, self.seeds = dataset, batches, sampling, seeds
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int):
+        rng = np.random.default_rng(self.seeds[k])
+        return self.batches[k], to_tensors(self.dataset.batch(self.batches[k], self.sampling, rng))
 
 
 def start_at_training_mean(model: nn.Module, labels: np.ndarray) -> None:
@@ -120,6 +151,10 @@ class Schedule:
             self.plateau.step(score)
 
 
+def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu() for name, tensor in state.items()}
+
+
 def _ema(model: nn.Module, decay: float) -> AveragedModel:
     """EMA of the weights, with the usual warm-up (decay grows to ``decay`` over the first
     steps, so the average is not dominated by the random initialisation on small data)."""
@@ -141,6 +176,10 @@ class FoldTrainer:
         self.dataset, self.train_idx, self.val_idx = dataset, np.asarray(train_idx), np.asarray(val_idx)
         self.seed, self.on_epoch = seed, on_epoch or (lambda row: None)
         self.sampling = ("random", "centre") if system == "fuxi" else ("mean", "mean")
+        self.device = torch.device(torch_device(params.device, "train.device"))
+        cuda = self.device.type == "cuda"
+        self.amp = params.amp and cuda
+        self.workers = params.loader_workers if params.loader_workers is not None else 4 * cuda
         self.history: list[dict] = []
 
     def new_model(self):
@@ -152,7 +191,7 @@ class FoldTrainer:
                             **model_hyper(self.system, self.hyper))  # fmt: skip
         fit_input_scaling(model, self.dataset.feature_stats(self.train_idx, self.sampling[1]))
         start_at_training_mean(model, self.dataset.labels[self.train_idx])
-        return model
+        return model.to(self.device)
 
     def fit(self) -> FoldResult:
         model = self.new_model()
@@ -160,11 +199,11 @@ class FoldTrainer:
             self._pretrain_encoders(model)
         best = self._fit_loop(model, stage="fusion")
         model.load_state_dict(best)
-        val_pred = predict(model, self.dataset, self.val_idx, self.sampling[1])
+        val_pred = self._predict(model, self.val_idx)
         scores = emotion_scores(val_pred, self.dataset.labels[self.val_idx], where="validation")
         best_epoch = max((r for r in self.history if r["stage"] == "fusion"),
                          key=lambda r: r["val_mean_pearson"])["epoch"]  # fmt: skip
-        return FoldResult(best, model.eval(), val_pred, scores, best_epoch, self.history)
+        return FoldResult(_on_cpu(best), model.eval(), val_pred, scores, best_epoch, self.history)
 
     def refit(self, indices, chosen: FoldResult) -> FoldResult:
         """Protocol ``final``: a new model trained on ``indices`` for the epochs ``chosen`` found
@@ -176,7 +215,7 @@ class FoldTrainer:
             self._pretrain_encoders(model)
         state = self._fit_loop(model, stage="final", epochs=epochs, keep="last", horizon=self.params.epochs)
         model.load_state_dict(state)
-        return FoldResult(state, model.eval(), chosen.val_pred, chosen.val_scores, chosen.best_epoch,
+        return FoldResult(_on_cpu(state), model.eval(), chosen.val_pred, chosen.val_scores, chosen.best_epoch,
                           self.history)  # fmt: skip
 
     def _pretrain_encoders(self, model) -> None:
@@ -186,6 +225,19 @@ class FoldTrainer:
             model.load_state_dict(self._fit_loop(model, stage=f"pretrain_{modality}",
                                                  epochs=self.hyper.pretrain_epochs))  # fmt: skip
         model.unimodal = None
+
+    def _batches(self):
+        """One epoch of (clip indices, tensors) in a new random order, assembled by
+        ``loader_workers`` processes into pinned memory when training on CUDA."""
+        order, size = self.rng.permutation(self.train_idx), self.params.batch_size
+        batches = [order[start : start + size] for start in range(0, len(order) - 1, size)]
+        seeds = self.rng.integers(0, 2**63, len(batches))
+        return torch.utils.data.DataLoader(
+            TrainingBatches(self.dataset, batches, self.sampling[0], seeds), batch_size=None,
+            num_workers=self.workers, pin_memory=self.device.type == "cuda")  # fmt: skip
+
+    def _predict(self, model, indices) -> np.ndarray:
+        return predict(model, self.dataset, indices, self.sampling[1], amp=self.amp)
 
     def steps_per_epoch(self) -> int:
         """Optimiser steps per epoch (a last batch of one clip is left out)."""
@@ -209,12 +261,14 @@ class FoldTrainer:
         """Fuxi's triplet ordering: each clip's text features averaged over the whole clip
         (every text input's, side by side), not over the segments sampled for the batch."""
         names = [name for name, kind in self.dataset.kinds().items() if branch_kind(kind) == "text"]
-        return torch.from_numpy(np.concatenate([self.dataset.clip_mean(indices, n) for n in names], 1))
+        means = np.concatenate([self.dataset.clip_mean(indices, n) for n in names], 1)
+        return torch.from_numpy(means).to(self.device)
 
     def _loss(self, model, out, indices, target):
-        loss = REGRESSION_LOSSES[self.hyper.loss](out.get("unclipped", out["pred"]), target)
+        loss = REGRESSION_LOSSES[self.hyper.loss](out.get("unclipped", out["pred"]).float(), target)
         if self.system == "fuxi" and "text" in model.kinds.values() and self.hyper.triplet_weight > 0:
-            fused = nn.functional.normalize(torch.stack(list(out["embeddings"].values()), 1).mean(1), dim=-1)
+            fused = torch.stack(list(out["embeddings"].values()), 1).mean(1).float()
+            fused = nn.functional.normalize(fused, dim=-1)
             loss = loss + self.hyper.triplet_weight * text_anchored_triplet_loss(
                 fused, self.text_anchor(indices), self.hyper.triplet_margin)
         return loss
@@ -229,15 +283,14 @@ class FoldTrainer:
         ema = _ema(model, self.hyper.ema) if self.hyper.ema else None
         evaluated = ema.module if ema else model
         best_score, best_state, waited = -np.inf, copy.deepcopy(evaluated.state_dict()), 0
-        size = self.params.batch_size
         for epoch in range(epochs):
             model.train()
-            order = self.rng.permutation(self.train_idx)
             losses = []
-            for start in range(0, len(order) - 1, size):
-                indices = order[start : start + size]
-                inputs, target = to_tensors(self.dataset.batch(indices, self.sampling[0], self.rng))
-                loss = self._loss(model, model(inputs), indices, target)
+            for batch, tensors in self._batches():
+                indices = np.asarray(batch)  # the loader hands the clips' indices over as a tensor
+                inputs, target = to_device(tensors, self.device)
+                with autocast(self.device, self.amp):
+                    loss = self._loss(model, model(inputs), indices, target)
                 optimiser.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), self.hyper.grad_clip)
@@ -246,7 +299,7 @@ class FoldTrainer:
                     ema.update_parameters(model)
                 schedule.batch()
                 losses.append(loss.item())
-            pred = predict(evaluated, self.dataset, self.val_idx, self.sampling[1])
+            pred = self._predict(evaluated, self.val_idx)
             with warnings.catch_warnings():  # an undefined emotion is left out of the mean
                 warnings.simplefilter("ignore", UndefinedMetricWarning)
                 score = emotion_scores(pred, self.dataset.labels[self.val_idx])["mean_pearson"]
