@@ -3,11 +3,14 @@
 6 Hz, sentence vectors), plus one fold on the demo store when it exists.
 
     python bench/bench_training.py [--sizes 1000 4000 16000] [--epochs 3] [--systems ...]
+                                   [--devices cpu cuda]   (default: cpu, and cuda when present)
 
 Each run is a fresh process (stores are written beforehand in their own), so its peak RSS is its
 own. An epoch counts every pass over the training clips, MimicMetrics' unimodal pre-training
-passes included. Prints a table; writes
-bench/results/training.json.
+passes included; clips/s is training clips × epochs / seconds (validation passes included in
+the seconds). The projection is the whole Hume-Vidmimic2 train+valid set (``FULL_CLIPS``) through
+5-fold training (4/5 of the clips per fold) for ``PROJECTED_EPOCHS`` epochs at the measured rate.
+Prints a table; writes bench/results/training.json.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 DIMS = {"audio": 384, "visual": 18, "text": 384}
+FULL_CLIPS = 12_000  # Hume-Vidmimic2 train + valid (the test split is not trained on)
+PROJECTED_EPOCHS = 30
 
 
 def _one_run(args) -> None:
@@ -52,7 +57,7 @@ def _one_run(args) -> None:
         manifest = pd.read_parquet(manifest_file)
         if args.prepare:  # the store is written in its own process: not in the runs' peak RSS
             return
-    train = TrainParams(epochs=args.epochs, patience=args.epochs)
+    train = TrainParams(epochs=args.epochs, patience=args.epochs, device=args.device)
     dataset = FeatureDataset(folder, manifest, {m: train.frames[m]
                                                 for m in system_inputs(args.system, {m: m for m in train.inputs})})  # fmt: skip
     assignment = assign_folds(manifest, "merged", 5, 0)
@@ -62,7 +67,10 @@ def _one_run(args) -> None:
     result = trainer.fit()
     seconds = time.perf_counter() - start
     epochs = len(result.history)
+    clips_per_s = len(trainer.train_idx) * epochs / seconds
     print(json.dumps({"seconds": seconds, "epochs": epochs, "seconds_per_epoch": seconds / epochs,
+                      "clips_per_s": clips_per_s,
+                      "projected_5fold_min": 5 * 0.8 * FULL_CLIPS * PROJECTED_EPOCHS / clips_per_s / 60,
                       "val_mean_pearson": result.val_scores["mean_pearson"],
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
 
@@ -72,6 +80,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
     parser.add_argument("--systems", nargs="+", default=["mimicmetrics", "fuxi", "ustc", "augsburg"])
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--devices", nargs="+")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--prepare", action="store_true")
     parser.add_argument("--store")
@@ -81,6 +91,9 @@ def main() -> None:
     if args.child:
         _one_run(args)
         return
+    import torch
+
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         runs = [("demo", 0)] if Path("data/features/audio/packed").exists() else []
@@ -90,13 +103,17 @@ def main() -> None:
                 subprocess.run([sys.executable, __file__, "--child", "--prepare", "--store", store,
                                 "--clips", str(clips)], check=True)  # fmt: skip
             for system in args.systems:
-                command = [sys.executable, __file__, "--child", "--store", store, "--clips", str(clips),
-                           "--system", system, "--epochs", str(args.epochs)]  # fmt: skip
-                out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-                row = {"store": "demo" if store == "demo" else f"synthetic {clips}", "system": system}
-                rows.append(row | json.loads(out.strip().splitlines()[-1]))
-                print(f"{row['store']:>16} {system:>13}: {rows[-1]['seconds_per_epoch']:7.2f} s/epoch, "
-                      f"peak RSS {rows[-1]['peak_rss_mb']:7.0f} MB", flush=True)
+                for device in devices:
+                    command = [sys.executable, __file__, "--child", "--store", store, "--clips", str(clips),
+                               "--system", system, "--epochs", str(args.epochs), "--device", device]  # fmt: skip
+                    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+                    row = {"store": "demo" if store == "demo" else f"synthetic {clips}", "system": system,
+                           "device": device}  # fmt: skip
+                    rows.append(row | json.loads(out.strip().splitlines()[-1]))
+                    print(f"{row['store']:>16} {system:>13} {device:>5}: {rows[-1]['seconds_per_epoch']:7.2f} "
+                          f"s/epoch, {rows[-1]['clips_per_s']:8.0f} clips/s, 5 folds × {PROJECTED_EPOCHS} "
+                          f"epochs of {FULL_CLIPS} clips ≈ {rows[-1]['projected_5fold_min']:6.1f} min, "
+                          f"peak RSS {rows[-1]['peak_rss_mb']:7.0f} MB", flush=True)  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "training.json").write_text(json.dumps(rows, indent=2))
 
