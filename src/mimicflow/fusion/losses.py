@@ -41,7 +41,7 @@ def text_anchored_triplet_loss(
     batch = fused.shape[0]
     if batch < 3:
         return fused.sum() * 0.0
-    idx = torch.stack([torch.randperm(batch, generator=generator)[:3] for _ in range(batch)])
+    idx = torch.stack([torch.randperm(batch, generator=generator)[:3] for _ in range(batch)]).to(fused.device)
     t = text[idx]  # B × 3 × d
     d_text = torch.stack([(t[:, 0] - t[:, 1]).pow(2).sum(-1), (t[:, 0] - t[:, 2]).pow(2).sum(-1),
                           (t[:, 1] - t[:, 2]).pow(2).sum(-1)], 1)  # pairs (0,1) (0,2) (1,2)
