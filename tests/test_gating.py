@@ -15,7 +15,8 @@ import yaml
 from mimicflow import EMOTIONS
 
 MIMICFLOW = str(Path(sys.executable).parent / "mimicflow")
-pytestmark = pytest.mark.pipeline  # each runs the CLI (GX import, a GX context): 15 s of CPU or more
+# Each test runs the CLI (GX import, a GX context): 15 s of CPU or more.
+pytestmark = pytest.mark.pipeline
 
 
 @pytest.fixture
@@ -27,13 +28,16 @@ def unusable_clips(tmp_path) -> Path:
     for clip in ("00001", "00002"):
         (root / "raw" / f"{clip}.mp4").write_bytes(b"not a video")
     (root / "train_split.csv").write_text(
-        "Filename," + ",".join(EMOTIONS) + "\n00001," + ",".join(["0.5"] * len(EMOTIONS)) + "\n")
+        "Filename," + ",".join(EMOTIONS) + "\n00001," + ",".join(["0.5"] * len(EMOTIONS)) + "\n"
+    )
     return root
 
 
 def _validate(root: Path, out: Path, on_failure: str | None = None):
     params = out.parent / f"params-{on_failure}.yaml"
-    params.write_text(yaml.safe_dump({"validate": {"on_failure": on_failure}} if on_failure else {}))
+    params.write_text(
+        yaml.safe_dump({"validate": {"on_failure": on_failure}} if on_failure else {})
+    )
     return subprocess.run([MIMICFLOW, "validate", str(root), "--out", str(out), "--params",
                            str(params)], capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
 

@@ -21,8 +21,8 @@ from .test_expectations import LIMITS, _labels, _manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-_LOADS = re.compile(r"<(?:script|link|img)\b[^>]*?\b(?:src|href)\s*=\s*\"([^\"]*)\"", re.I)
-_SCRIPT_BODY = re.compile(r"(<script\b[^>]*>).*?(</script>)", re.I | re.S)
+_LOADS = re.compile(r"<(?:script|link|img)\b[^>]*?\b(?:src|href)\s*=\s*\"([^\"]*)\"", re.IGNORECASE)
+_SCRIPT_BODY = re.compile(r"(<script\b[^>]*>).*?(</script>)", re.IGNORECASE | re.DOTALL)
 
 
 def _loads(html: str) -> list[str]:
@@ -47,7 +47,8 @@ def _plot_data(repo: Path, folds: list[int]) -> None:
     reports = repo / "reports" / "training"
     (reports / "per_emotion.csv").parent.mkdir(parents=True)
     (reports / "per_emotion.csv").write_text(
-        "emotion,pearson\n" + "".join(f"{e},{0.1 * i:.2f}\n" for i, e in enumerate(EMOTIONS)))
+        "emotion,pearson\n" + "".join(f"{e},{0.1 * i:.2f}\n" for i, e in enumerate(EMOTIONS))
+    )
     (reports / "oof_scatter.csv").write_text("emotion,true,predicted\n" + "".join(
         f"{e},{i / 10:.1f},{(i + 1) / 12:.2f}\n" for e in EMOTIONS for i in range(4)))  # fmt: skip
     for fold in folds:
