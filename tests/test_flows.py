@@ -1,9 +1,11 @@
 """The Prefect pipeline flow on a real Prefect server and real DVC: a tiny DVC project whose
 stages are cheap (one fails once, as a transient failure would), run once with
-``python flows/pipeline.py`` and through ``mimicflow flows serve`` + ``run_deployment``."""
+``python flows/pipeline.py`` and through ``mimicflow flows serve`` + ``run_deployment``; a
+project with a stage that hangs shows the task timeout and the deployment's concurrency limit."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -94,9 +96,13 @@ def _check_run(flow_run_id, project: Path) -> None:
         assert "transient failure on the first attempt" in text
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
-        markdown = next(a.data for a in artifacts if a.key == "mimicflow-pipeline")
-    assert "| `flaky` | ran |" in markdown and "| `count` | ran |" in markdown
-    assert "| clips | 3 |" in markdown and "| mean_words | 7.5 |" in markdown
+    by_key = {a.key: a for a in artifacts}
+    stages = json.loads(by_key["mimicflow-stages"].data)
+    assert [(row["stage"], row["outcome"]) for row in stages] == [("flaky", "ran"), ("count", "ran")]
+    metrics = json.loads(by_key["mimicflow-metrics"].data)
+    assert {row["metric"]: row["value"] for row in metrics} == {"clips": 3, "mean_words": 7.5}
+    link = by_key["mimicflow-reports"].data  # a link artifact is stored as markdown
+    assert f"({(project / 'reports' / 'index.html').as_uri()})" in link
     assert (project / "flaky.txt").exists() and (project / "reports" / "index.html").exists()
 
 
