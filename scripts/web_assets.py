@@ -59,9 +59,9 @@ def fetch(names: list[str], into: Path) -> None:
         wanted.setdefault(package, []).append(path)
     with tempfile.TemporaryDirectory() as tmp:
         for package, paths in wanted.items():
-            packed = subprocess.run(["npm", "pack", "--silent", "--pack-destination", tmp, package],
-                                    check=True, capture_output=True, text=True).stdout.split()[-1]  # fmt: skip
-            with tarfile.open(Path(tmp) / packed) as archive:
+            command = ["npm", "pack", "--silent", "--pack-destination", tmp, package]
+            packed = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            with tarfile.open(Path(tmp) / packed.split()[-1]) as archive:
                 for member in archive.getmembers():
                     inside = member.name.removeprefix("package/")
                     if member.isfile() and any(inside == p or inside.startswith(f"{p}/")

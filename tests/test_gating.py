@@ -38,8 +38,8 @@ def _validate(root: Path, out: Path, on_failure: str | None = None):
     params.write_text(
         yaml.safe_dump({"validate": {"on_failure": on_failure}} if on_failure else {})
     )
-    return subprocess.run([MIMICFLOW, "validate", str(root), "--out", str(out), "--params",
-                           str(params)], capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    command = [MIMICFLOW, "validate", str(root), "--out", str(out), "--params", str(params)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_a_failing_manifest_stops_validate_with_one_line(unusable_clips, tmp_path):

@@ -95,12 +95,11 @@ def publish_run(project: Path, stages: dict[str, dict], reports: Path) -> None:
          for name, s in stages.items()],
         key="mimicflow-stages", description="DVC stages of this run",
     )  # fmt: skip
-    create_table_artifact(
-        [{"metric": key, "value": value} for key, value in _flatten(metrics_show(repo=str(project)))],
-        key="mimicflow-metrics", description="`dvc metrics show` after this run",
-    )  # fmt: skip
-    create_link_artifact(reports.resolve().as_uri(), link_text=str(reports), key="mimicflow-reports",
-                         description="the reports page: training, drift, data docs")  # fmt: skip
+    metrics = _flatten(metrics_show(repo=str(project)))
+    create_table_artifact([{"metric": key, "value": value} for key, value in metrics],
+                          key="mimicflow-metrics", description="`dvc metrics show` after this run")  # fmt: skip
+    create_link_artifact(reports.resolve().as_uri(), link_text=str(reports),
+                         key="mimicflow-reports", description="the reports page")  # fmt: skip
 
 
 def _flatten(data: dict, prefix: str = ""):

@@ -48,7 +48,8 @@ CDN_FILES: dict[str, str] = {
         "bootstrap@4.3.1/dist/js/bootstrap.min.js",
     "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css":
         "bootstrap@4.3.1/dist/css/bootstrap.min.css",
-    **{f"https://unpkg.com/bootstrap-table@{v}/dist/{f}": f"bootstrap-table@{v}/dist/{f}" for v, f in [
+    **{f"https://unpkg.com/bootstrap-table@{v}/dist/{f}": f"bootstrap-table@{v}/dist/{f}"
+       for v, f in [
         ("1.19.1", "bootstrap-table.min.js"),
         ("1.19.1", "bootstrap-table.min.css"),
         ("1.19.1", "extensions/filter-control/bootstrap-table-filter-control.min.js"),
@@ -60,8 +61,8 @@ CDN_FILES: dict[str, str] = {
        for f in ("js/bootstrap-datepicker.min.js", "css/bootstrap-datepicker.min.css")},
     "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css":
         "@fortawesome/fontawesome-free@6.6.0/css/all.min.css",
-    "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css":
-        "@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css",
+    **{f"https://cdn.jsdelivr.net/npm/{f}": f
+       for f in ["@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css"]},
 }  # fmt: skip
 # Folders the stylesheets above reference (Font Awesome's fonts), copied whole.
 CDN_FOLDERS: tuple[str, ...] = ("@fortawesome/fontawesome-free@6.6.0/webfonts",)
@@ -238,8 +239,8 @@ def run_data_quality_suites(
 
 def localise_data_docs(site: Path, assets: Path = WEB_ASSETS) -> None:
     """Point every page of the Data Docs ``site`` at copies of its CDN files in
-    ``site/static/vendor`` (copied from ``assets``) and of GX's logo. Without the assets (``make setup`` fetches
-    them) the pages keep their CDN links and a warning says so."""
+    ``site/static/vendor`` (copied from ``assets``) and of GX's logo. Without the assets
+    (``make setup`` fetches them) the pages keep their CDN links and a warning says so."""
     missing = [f for f in (*CDN_FILES.values(), *CDN_FOLDERS) if not (assets / f).exists()]
     if missing:
         log.warning("data docs load their scripts from CDNs: %s lacks %s (run `make setup`)",
