@@ -128,7 +128,7 @@ def test_serve_registers_the_schedules_and_runs_a_deployment_through_the_api(pre
                              stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
         deployments = _wait_for_deployments(["mimicflow-pipeline/nightly", "mimicflow-monitor/hourly"],
-                                            serve, log)  # fmt: skip
+                                            serve, log, project)  # fmt: skip
         schedules = {name: d.schedules[0].schedule for name, d in deployments.items()}
         assert schedules["mimicflow-pipeline/nightly"].cron == FLOWS["pipeline_cron"]
         assert schedules["mimicflow-monitor/hourly"].cron == FLOWS["monitor_cron"]
@@ -145,7 +145,9 @@ def test_serve_registers_the_schedules_and_runs_a_deployment_through_the_api(pre
         stop(serve)
 
 
-def _wait_for_deployments(names, process, log, timeout=180):
+def _wait_for_deployments(names, process, log, project, timeout=180):
+    """The deployments as ``process`` registered them for ``project`` (an earlier test's serve
+    left deployments of the same names, for its own project)."""
     from prefect.exceptions import ObjectNotFound
 
     deadline = time.time() + timeout
@@ -155,8 +157,12 @@ def _wait_for_deployments(names, process, log, timeout=180):
             assert process.poll() is None, log.read_text()[-3000:]
             for name in names:
                 try:
-                    found[name] = client.read_deployment_by_name(name)
+                    deployment = client.read_deployment_by_name(name)
                 except ObjectNotFound:
+                    deployment = None
+                if deployment and deployment.parameters == {"project": str(project)}:
+                    found[name] = deployment
+                else:
                     time.sleep(1)
     assert len(found) == len(names), log.read_text()[-3000:]
     return found
@@ -200,7 +206,7 @@ def test_a_hung_stage_times_out_and_a_run_due_meanwhile_is_cancelled(prefect_api
                              cwd=REPO, env=prefect_env(home, url), stdout=log.open("w"),
                              stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
-        deployment = _wait_for_deployments(["mimicflow-pipeline/nightly"], serve, log)
+        deployment = _wait_for_deployments(["mimicflow-pipeline/nightly"], serve, log, project)
         options = deployment["mimicflow-pipeline/nightly"]
         assert options.global_concurrency_limit.limit == 1
         assert options.concurrency_options.collision_strategy == "CANCEL_NEW"
