@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 _NODE = re.compile(r'^"(?P<node>[^"]+)";$')
@@ -51,7 +51,8 @@ def run_dvc(args: list[str], project: Path, log: logging.Logger | logging.Logger
                     lines.append(line)
                     log.info("%s", line)
         except BaseException:
-            os.killpg(process.pid, signal.SIGTERM)  # its own process group: DVC and the stage
+            with suppress(ProcessLookupError):  # its own process group: DVC and the stage
+                os.killpg(process.pid, signal.SIGTERM)
             raise
     if process.returncode:
         tail = "\n".join(lines[-15:])
