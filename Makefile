@@ -7,13 +7,17 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup demo test test-fast test-all lint bench clean
+.PHONY: setup demo compare test test-fast test-all lint bench clean
 
 setup:  ## system packages + .venv + the project (idempotent)
 	@bash scripts/setup.sh
 
-demo: setup  ## generate the demo data, run the whole DVC pipeline, print the results
-	dvc repro
+demo: setup  ## generate the demo data, run the DVC pipeline to the bento and the drift reference, print the results
+	dvc repro package reference
+	mimicflow report
+
+compare: demo  ## the comparison table: each recipe's demo flavour, each system, each single input
+	dvc repro compare
 	mimicflow report
 
 lint: setup  ## the layer rule: imports point down only (import-linter contracts in pyproject.toml)

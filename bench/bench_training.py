@@ -32,7 +32,7 @@ def _one_run(args) -> None:
     from mimicflow.config import TrainParams, load_params
     from mimicflow.training.data import FeatureDataset
     from mimicflow.training.folds import assign_folds
-    from mimicflow.training.trainer import FoldTrainer, system_modalities
+    from mimicflow.training.trainer import FoldTrainer, system_inputs
 
     if args.store == "demo":
         import pandas as pd
@@ -54,7 +54,7 @@ def _one_run(args) -> None:
             return
     train = TrainParams(epochs=args.epochs, patience=args.epochs)
     dataset = FeatureDataset(folder, manifest, {m: train.frames[m]
-                                                for m in system_modalities(args.system, train.modalities)})  # fmt: skip
+                                                for m in system_inputs(args.system, {m: m for m in train.inputs})})  # fmt: skip
     assignment = assign_folds(manifest, "merged", 5, 0)
     trainer = FoldTrainer(train, args.system, dataset, np.flatnonzero((assignment >= 0) & (assignment != 0)),
                           np.flatnonzero(assignment == 0), 0)  # fmt: skip

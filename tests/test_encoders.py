@@ -25,7 +25,7 @@ def _noise(seconds: float) -> np.ndarray:
 
 
 def test_any_transformers_speech_model_by_path(tmp_path):
-    encoder = HFAudioEncoder(tiny_audio_model(tmp_path / "w2v"), layer=1, device="cpu", batch_size=2)
+    encoder = HFAudioEncoder(tiny_audio_model(tmp_path / "w2v"), layers=1, device="cpu", batch_size=2)
     assert encoder.info.rate_hz == pytest.approx(50.0)
     clips = [_noise(1.0), _noise(2.5), _noise(0.4)]
     out = encoder.encode(clips)
@@ -36,7 +36,7 @@ def test_any_transformers_speech_model_by_path(tmp_path):
 
 
 def test_any_transformers_image_model_by_path(tmp_path):
-    encoder = HFVisualEncoder(tiny_image_model(tmp_path / "vit"), layer=-1, device="cpu")
+    encoder = HFVisualEncoder(tiny_image_model(tmp_path / "vit"), layers=-1, device="cpu")
     crops = [[RNG.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(n)] for n in (3, 0, 2)]
     out = encoder.encode(crops)
     assert [o.shape for o in out] == [(3, 32), (0, 32), (2, 32)]
@@ -44,7 +44,7 @@ def test_any_transformers_image_model_by_path(tmp_path):
 
 @pytest.mark.parametrize(("pooling", "layer"), [("mean", -1), ("cls", 1), ("tokens", 2)])
 def test_any_transformers_text_model_by_path(tmp_path, pooling, layer):
-    encoder = HFTextEncoder(tiny_text_model(tmp_path / "bert"), layer=layer, pooling=pooling,
+    encoder = HFTextEncoder(tiny_text_model(tmp_path / "bert"), layers=layer, pooling=pooling,
                             device="cpu")  # fmt: skip
     out = encoder.encode(["i am so happy !", "", "this is awful ."])
     assert out[1].shape == (0, 32)  # an empty transcript is a missing modality, not zeros
@@ -64,12 +64,12 @@ def test_sentence_pooling_gives_one_vector_per_sentence(tmp_path):
 
 
 def test_whisper_encoder_hidden_states(models_dir):
-    encoder = WhisperAudioEncoder(models_dir / "whisper-tiny.en", layer=-1, device="cpu")
+    encoder = WhisperAudioEncoder(models_dir / "whisper-tiny.en", layers=-1, device="cpu")
     long_clip = _noise(31.0)  # two windows
     out = encoder.encode([_noise(2.0), long_clip])
     assert out[0].shape == (100, 384) and out[1].shape == (1550, 384)
     assert np.isfinite(out[1]).all()
-    middle = WhisperAudioEncoder(models_dir / "whisper-tiny.en", layer=2, device="cpu")
+    middle = WhisperAudioEncoder(models_dir / "whisper-tiny.en", layers=2, device="cpu")
     assert not np.allclose(middle.encode([long_clip[:32000]])[0], out[1][:100])
 
 
@@ -77,7 +77,7 @@ def test_whisper_encoder_hidden_states(models_dir):
 def test_whisper_features_do_not_depend_on_the_batch(models_dir, batch_size):
     """A short clip batched with longer ones (and one of the same padded length) encodes as
     it does alone: nothing is padded to a neighbour."""
-    encoder = WhisperAudioEncoder(models_dir / "whisper-tiny.en", layer=-1, device="cpu",
+    encoder = WhisperAudioEncoder(models_dir / "whisper-tiny.en", layers=-1, device="cpu",
                                   batch_size=batch_size)  # fmt: skip
     short, same_second, longer = _noise(1.3), _noise(1.9), _noise(10.0)
     batched = encoder.encode([longer, short, same_second])

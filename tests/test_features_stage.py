@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mimicflow.config import FeatureSetParams
+
 from mimicflow.data.faults import FAULTS
 from mimicflow.features.store import FeatureTable
 from mimicflow.stages.features import run_features
@@ -75,19 +77,22 @@ def test_a_transformers_model_by_path_replaces_the_default(featured, tmp_path):
     tiny = tiny_text_model(tmp_path / "bert")
     switched = params.model_copy(update={"features": params.features.model_copy(update={
         "out": tmp_path / "features",
-        "text": params.features.text.model_copy(update={"model": str(tiny), "layer": 1}),
+        "sets": params.features.sets | {"text": params.features.sets["text"].model_copy(
+            update={"model": str(tiny), "layers": 1})},
     })})  # fmt: skip
     metrics = run_features(switched, "text", progress=False)
     assert metrics["dim"] == 32
     meta = json.loads((tmp_path / "features" / "text" / "packed" / "meta.json").read_text())
-    assert meta["layer"] == 1 and meta["model"] == str(tiny)
+    assert meta["layers"] == [1] and meta["model"] == str(tiny) and meta["modality"] == "text"
 
 
 def test_egemaps_descriptors_from_the_cached_audio(featured, tmp_path):
     pytest.importorskip("opensmile")
     params, _ = featured
-    switched = params.model_copy(update={"features": params.features.model_copy(
-        update={"out": tmp_path / "features"})})  # fmt: skip
+    switched = params.model_copy(update={"features": params.features.model_copy(update={
+        "out": tmp_path / "features",
+        "sets": params.features.sets | {"egemaps": FeatureSetParams(modality="egemaps")},
+    })})  # fmt: skip
     metrics = run_features(switched, "egemaps", progress=False)
     table = FeatureTable.open(tmp_path / "features" / "egemaps")
     values, _ = table.get("00001")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mimicflow.fusion.models import SYSTEMS, build_model, fit_input_scaling
+from mimicflow.fusion.models import SYSTEMS, build_model, fit_input_scaling, segment_average
 
 DIMS = {"audio": 12, "visual": 6, "text": 10}
-# Every system with its defaults, and mimicmetrics with one attention query per emotion.
+# Every system with its defaults, and variants of their options.
 VARIANTS = [pytest.param(s, {}, id=s) for s in SYSTEMS] + [
-    pytest.param("mimicmetrics", {"queries": 6}, id="mimicmetrics-6-queries")]
+    pytest.param("mimicmetrics", {"queries": 6}, id="mimicmetrics-6-queries"),
+    pytest.param("mimicmetrics", {"missing_text": "zeros"}, id="mimicmetrics-zero-text"),
+    pytest.param("ustc", {"segments": 3, "layers": 1}, id="ustc-3-segments")]
 
 
 def _inputs(batch=4, frames=8, lengths=(8, 5, 3, 8)):
@@ -26,7 +28,7 @@ def _inputs(batch=4, frames=8, lengths=(8, 5, 3, 8)):
 def _model(system, hyper=None):
     torch.manual_seed(0)
     dims = {"audio": DIMS["audio"]} if system == "augsburg" else DIMS
-    return build_model(system, dims, **(hyper or {})).eval()
+    return build_model(system, dims, {m: m for m in dims}, **(hyper or {})).eval()
 
 
 @pytest.mark.parametrize(("system", "hyper"), VARIANTS)
@@ -70,7 +72,7 @@ def test_modality_dropout_always_keeps_one_modality():
 
 def test_unknown_system_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown system 'nope'"):
-        build_model("nope", DIMS)
+        build_model("nope", DIMS, {m: m for m in DIMS})
 
 
 @pytest.mark.parametrize(("system", "hyper"), VARIANTS)
@@ -88,3 +90,57 @@ def test_fitted_input_scaling_makes_predictions_blind_to_feature_units(system, h
         return model(data)["pred"]
 
     torch.testing.assert_close(fitted(inputs), fitted(moved), atol=1e-4, rtol=1e-4)
+
+
+def test_segment_average_pools_valid_steps_and_masks_empty_segments():
+    x = torch.arange(10.0).reshape(1, 10, 1)
+    mask = torch.tensor([[1, 1, 0, 1, 1, 1, 1, 1, 0, 0]], dtype=torch.bool)  # 8 steps, step 2 missing
+    pooled, valid = segment_average(x, mask, 4)
+    assert pooled.flatten().tolist() == [0.5, 3.0, 4.5, 6.5] and valid.all()
+    short, short_valid = segment_average(x[:, :3], mask[:, :3], 4)  # 2 steps into 4 segments
+    assert short_valid.tolist() == [[True, False, True, False]] and short.flatten().tolist() == [0, 0, 1, 0]
+
+
+def test_ustc_weights_are_the_quality_scores_shares_of_all_steps():
+    model, inputs = _model("ustc"), _inputs()
+    with torch.no_grad():
+        model.quality["audio"][-1].bias.fill_(20.0)  # every audio step scores far above the rest
+    shares = model(inputs)["weights"]
+    assert shares.shape == (4, 3)
+    torch.testing.assert_close(shares.sum(1), torch.ones(4))
+    assert (shares[:, list(DIMS).index("audio")] > 0.99).all()
+
+
+@torch.no_grad()
+def test_augsburg_reads_each_clips_last_valid_step_in_a_mixed_batch():
+    model, inputs = _model("augsburg"), _inputs(lengths=(8, 5, 3, 1))
+    together = model(inputs)["unclipped"]
+    x, mask = inputs["audio"]
+    for row, length in enumerate((8, 5, 3, 1)):
+        alone = model({"audio": (x[row : row + 1, :length], mask[row : row + 1, :length])})["unclipped"]
+        torch.testing.assert_close(together[row : row + 1], alone, atol=1e-6, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_augsburg_output_is_linear_and_its_prediction_clipped():
+    model = _model("augsburg")
+    model.out.bias.fill_(3.0)
+    out = model(_inputs())
+    assert (out["unclipped"] > 1).any() and (out["pred"] <= 1).all()
+    torch.testing.assert_close(out["pred"], out["unclipped"].clamp(0, 1))
+
+
+@torch.no_grad()
+def test_mimicmetrics_zero_text_fallback_reads_a_missing_transcript_as_a_zero_frame():
+    inputs = _inputs()
+    x, mask = inputs["text"]
+    none = inputs | {"text": (torch.zeros_like(x), torch.zeros_like(mask))}
+    explicit = torch.zeros_like(mask)
+    explicit[:, 0] = True  # one all-zero text frame, present
+    zero_frame = inputs | {"text": (torch.zeros_like(x), explicit)}
+    zeros = _model("mimicmetrics", {"missing_text": "zeros"})
+    torch.testing.assert_close(zeros(none)["pred"], zeros(zero_frame)["pred"])
+    assert (zeros(none)["weights"][:, list(DIMS).index("text")] > 0).all()
+    masked = _model("mimicmetrics", {"missing_text": "mask"})
+    assert not torch.allclose(masked(none)["pred"], masked(zero_frame)["pred"])
+    assert (masked(none)["weights"][:, list(DIMS).index("text")] == 0).all()

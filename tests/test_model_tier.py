@@ -22,7 +22,8 @@ CARRIED = {"audio": ["Amusement", "Excitement", "Joy"], "visual": ["Admiration",
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    """Params over a 360-clip synthetic store (official protocol: valid held out) and its manifest."""
+    """Params over a 360-clip synthetic store (official protocol: one model, train → valid) and
+    its manifest."""
     root = tmp_path_factory.mktemp("model_tier")
     manifest = write_synthetic_store(root / "features", 360, DIMS, seed=3, carried=CARRIED)
     (root / "validated").mkdir()
@@ -31,7 +32,7 @@ def synthetic(tmp_path_factory):
         "data": {"root": str(root)},
         "validate": {"out": str(root / "validated")},
         "features": {"out": str(root / "features")},
-        "train": {"protocol": "official", "folds": 2, "epochs": 15, "patience": 6,
+        "train": {"protocol": "official", "folds": [0], "epochs": 15, "patience": 6,
                   "mimicmetrics": {"pretrain_epochs": 5}},
     })  # fmt: skip
     return params, manifest, root
@@ -42,7 +43,7 @@ def _held_out(synthetic, modalities: tuple[str, ...]) -> tuple[dict, pd.DataFram
     base, manifest, root = synthetic
     name = "+".join(modalities)
     params = base.model_copy(update={
-        "train": base.train.model_copy(update={"modalities": modalities, "out": root / name / "folds"}),
+        "train": base.train.model_copy(update={"inputs": modalities, "out": root / name / "folds"}),
         "ensemble": base.ensemble.model_copy(update={"out": root / name / "ensemble",
                                                      "reports": root / name / "reports"}),
     })  # fmt: skip
@@ -51,7 +52,7 @@ def _held_out(synthetic, modalities: tuple[str, ...]) -> tuple[dict, pd.DataFram
     metrics = run_ensemble(params)
     valid = list(manifest.loc[manifest["split"] == "valid", "clip_id"])
     predictions = load_ensemble(params.ensemble.out).predict_store(params.features.out, valid)
-    return metrics["official_valid"], predictions.set_index("clip_id")
+    return metrics["out_of_fold"], predictions.set_index("clip_id")
 
 
 @pytest.fixture(scope="module")

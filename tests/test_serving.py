@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,17 +15,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
-import httpx
 import cv2
+import httpx
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from mimicflow import EMOTIONS
 from mimicflow.cli import app
 from mimicflow.data.media import write_audio, write_video
 from mimicflow.data.synth import face_rig, speech
+
+from .helpers.bento import bento_env, package, serve
 
 TOKEN = "test-token-5f2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -80,12 +77,6 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def fetch_trap():
     """An HTTP proxy on 127.0.0.1 that answers every request and records its URL. The server
@@ -116,49 +107,14 @@ def server(ensemble_dir, models_dir, fetch_trap, tmp_path_factory):
     built bento with a token set, behind ``fetch_trap``; yields (base url, package summary, the
     server's temp dir)."""
     root = tmp_path_factory.mktemp("serving")
-    params = root / "params.yaml"
-    params.write_text(yaml.safe_dump({
-        "models": {"dir": str(models_dir)},
-        "ensemble": {"out": str(ensemble_dir)},
-        "serving": {"out": str(root / "bento"), "max_upload_mb": LIMIT_MB, "max_duration_s": LIMIT_S},
-    }))  # fmt: skip
     (root / "tmp").mkdir()
-    env = os.environ | {"BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
-                        "MIMICFLOW_API_TOKEN": TOKEN}  # fmt: skip
-    command = [sys.executable, "-m", "mimicflow.cli", "stage", "package", "--params", str(params)]
-    package = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, check=False)
-    assert package.returncode == 0, package.stdout + package.stderr
-    summary = json.loads((root / "bento" / "bento.json").read_text())
-    port = _free_port()
-    with open(root / "serve.log", "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", summary["bento"], "--host", "127.0.0.1",
-             "--port", str(port)],
-            env=env | {"TMPDIR": str(root / "tmp"), "HTTP_PROXY": f"http://127.0.0.1:{fetch_trap[0]}",
-                       "NO_PROXY": "127.0.0.1,localhost"},
-            cwd=root, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, (root / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "server not ready in 300 s"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
+    env = bento_env(root, MIMICFLOW_API_TOKEN=TOKEN)
+    summary = package(root, models_dir, ensemble_dir, env, max_upload_mb=LIMIT_MB,
+                      max_duration_s=LIMIT_S)  # fmt: skip
+    env |= {"TMPDIR": str(root / "tmp"), "HTTP_PROXY": f"http://127.0.0.1:{fetch_trap[0]}",
+            "NO_PROXY": "127.0.0.1,localhost"}  # fmt: skip
+    with serve(summary["bento"], root, env) as url:
         yield url, summary, root / "tmp"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _predict(url: str, path: Path, headers: dict | None = None) -> httpx.Response:
@@ -192,7 +148,7 @@ def test_good_clip(server, clips):
     assert all(0.0 <= v <= 1.0 for v in answer["intensities"].values())
     assert {m: i["present"] for m, i in answer["modalities"].items()} == dict.fromkeys(
         summary["modalities"], True)  # fmt: skip
-    assert sum(i["weight"] for i in answer["modalities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert sum(i["share"] for i in answer["modalities"].values()) == pytest.approx(1.0, abs=1e-3)
     assert "wonderful" in answer["transcript"].lower()
     assert 1.5 < answer["duration_s"] < 5
     assert answer["model_version"] == summary["model_version"]
@@ -203,7 +159,7 @@ def test_clip_without_audio_is_predicted_with_audio_missing(server, clips):
     response = _predict(url, clips["no_audio.mp4"])
     assert response.status_code == 200, response.text
     modalities = response.json()["modalities"]
-    assert not modalities["audio"]["present"] and modalities["audio"]["weight"] == 0.0
+    assert not modalities["audio"]["present"] and modalities["audio"]["share"] == 0.0
     assert modalities["visual"]["present"]
     assert response.json()["transcript"] == ""
 
@@ -213,7 +169,7 @@ def test_clip_without_face_in_another_container_and_name(server, clips):
     response = _predict(url, clips["no_face.txt"])  # Matroska named .txt: content decides
     assert response.status_code == 200, response.text
     modalities = response.json()["modalities"]
-    assert not modalities["visual"]["present"] and modalities["visual"]["weight"] == 0.0
+    assert not modalities["visual"]["present"] and modalities["visual"]["share"] == 0.0
     assert modalities["audio"]["present"]
 
 

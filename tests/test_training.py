@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from safetensors.numpy import load_file, save_file
 
 from mimicflow import EMOTIONS
@@ -17,9 +19,10 @@ from mimicflow.features.synthetic import write_synthetic_store
 from mimicflow.fusion.metrics import UndefinedMetricWarning
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import load_ensemble
-from mimicflow.training.folds import HELD_OUT, UNLABELLED, assign_folds
-from mimicflow.training.trainer import FoldTrainer, system_modalities
+from mimicflow.training.folds import TRAIN_ONLY, UNLABELLED, assign_folds, fold_indices
+from mimicflow.training.trainer import FoldTrainer, system_inputs
 
+ROOT = Path(__file__).resolve().parents[1]
 DIMS = {"audio": 16, "visual": 8, "text": 12}
 SMALL = {"hidden": 32}
 FAST = TrainParams(epochs=10, patience=4, frames={"audio": 8, "visual": 4, "text": 4},
@@ -37,7 +40,7 @@ def _trainer(store, system, params=FAST, manifest=None, seed=0):
     folder, default_manifest = store
     manifest = default_manifest if manifest is None else manifest
     dataset = FeatureDataset(folder, manifest, {m: params.frames[m]
-                                                for m in system_modalities(system, params.modalities)})  # fmt: skip
+                                                for m in system_inputs(system, {m: m for m in params.inputs})})  # fmt: skip
     assignment = assign_folds(manifest, "merged", 4, seed=0)
     train_idx = np.flatnonzero((assignment >= 0) & (assignment != 0))
     return FoldTrainer(params, system, dataset, train_idx, np.flatnonzero(assignment == 0), seed)
@@ -49,8 +52,12 @@ def test_folds_cover_labelled_clips_once_and_respect_the_protocol(store):
     labelled = manifest[list(EMOTIONS)].notna().all(axis=1).to_numpy()
     assert (merged[~labelled] == UNLABELLED).all() and (merged[labelled] >= 0).all()
     assert np.ptp(np.bincount(merged[labelled])) <= 1
-    official = assign_folds(manifest, "official", 5, seed=1)
-    assert (official[(manifest["split"] == "valid").to_numpy()] == HELD_OUT).all()
+    official = assign_folds(manifest, "official", 1, seed=1)
+    valid = (manifest["split"] == "valid").to_numpy() & labelled
+    train_idx, val_idx = fold_indices(official, 0)
+    np.testing.assert_array_equal(val_idx, np.flatnonzero(valid))
+    np.testing.assert_array_equal(train_idx, np.flatnonzero(labelled & ~valid))
+    assert (official[labelled & ~valid] == TRAIN_ONLY).all()
     np.testing.assert_array_equal(merged, assign_folds(manifest, "merged", 5, seed=1))
 
 
@@ -146,22 +153,171 @@ def test_undefined_folds_do_not_crash_the_ensemble_metrics(ensemble_dir):
     assert all(v is None or np.isfinite(v) for v in values)
 
 
-def test_compare_stage_tables_each_system_each_modality_and_the_baseline(featured, tmp_path):
-    from mimicflow.stages.train import run_compare
+def test_compare_stage_tables_recipes_systems_single_inputs_and_the_baseline(featured, tmp_path):
+    from mimicflow.stages.compare import run_compare
 
     params, _ = featured
     train = params.train.model_copy(update={
         "folds": (0, 1), "epochs": 2, "patience": 2,
         "mimicmetrics": params.train.mimicmetrics.model_copy(update={"pretrain_epochs": 1}),
     })  # fmt: skip
-    ensemble = params.ensemble.model_copy(update={"reports": tmp_path, "compare_systems": ("augsburg", "mimicmetrics")})
+    ensemble = params.ensemble.model_copy(update={
+        "reports": tmp_path, "compare_systems": ("augsburg", "mimicmetrics"),
+        "compare_recipes": ("augsburg", "ustc"), "recipes_dir": ROOT / "recipes",
+        "compare_out": tmp_path / "compare"})  # fmt: skip
     table = run_compare(params.model_copy(update={"train": train, "ensemble": ensemble}), progress=False)
     assert table == json.loads((tmp_path / "compare.json").read_text())
     runs = table["runs"]
-    assert list(runs) == ["augsburg", "mimicmetrics", "mimicmetrics (audio only)",
-                          "mimicmetrics (visual only)", "mimicmetrics (text only)"]  # fmt: skip
-    assert runs["augsburg"]["modalities"] == ["audio"] and runs["mimicmetrics (text only)"]["modalities"] == ["text"]
+    assert list(runs) == ["recipe augsburg (demo)", "recipe ustc (demo)", "augsburg", "mimicmetrics",
+                          "mimicmetrics (audio only)", "mimicmetrics (visual only)",
+                          "mimicmetrics (text only)"]  # fmt: skip
+    assert runs["augsburg"]["inputs"] == ["audio"] and runs["mimicmetrics (text only)"]["inputs"] == ["text"]
+    # the recipes' own sets: the same settings as a pipeline set are linked, others encoded
+    ustc = tmp_path / "compare" / "ustc"
+    assert (ustc / "visual").is_symlink() and (ustc / "audio").is_symlink()
+    assert not (ustc / "text").is_symlink() and (ustc / "text" / "packed" / "meta.json").is_file()
+    assert not (tmp_path / "compare" / "augsburg" / "audio").is_symlink()  # cut to 12 s: its own
     baselines = {run["baseline_mse"] for run in runs.values()}
     assert len(baselines) == 1 and baselines.pop() > 0  # the same folds for every row
     for run in runs.values():  # the demo's hidden test labels score every row's fold models
         assert run["mse"] >= 0 and run["demo_hidden_test_mean_pearson"] is not None
+
+
+def _with(params, system, **hyper):
+    """``params`` with ``system``'s section changed by ``hyper``."""
+    return params.model_copy(update={system: params.system_params(system).model_copy(update=hyper)})
+
+
+def _lrs(optimiser):
+    return [group["lr"] for group in optimiser.param_groups]
+
+
+def _step(optimiser, schedule):
+    """One training step's worth of the schedule (no gradients: the weights stay)."""
+    optimiser.step()
+    schedule.batch()
+
+
+def test_cosine_schedule_warms_up_then_decays_to_min_lr_over_the_run(store):
+    trainer = _trainer(store, "augsburg", _with(FAST, "augsburg", schedule="cosine", lr=1e-3,
+                                                min_lr=1e-5, warmup_epochs=1))  # fmt: skip
+    steps = trainer.steps_per_epoch()
+    optimiser, schedule = trainer.optimiser(trainer.new_model(), "fusion", epochs=4)
+    seen = []
+    for _ in range(4 * steps):
+        seen.append(_lrs(optimiser)[0])
+        _step(optimiser, schedule)
+    assert seen[0] == pytest.approx(1e-3 / (steps + 1))
+    assert np.all(np.diff(seen[: steps + 1]) > 0) and seen[steps] == pytest.approx(1e-3)
+    assert np.all(np.diff(seen[steps:]) < 0) and _lrs(optimiser)[0] == pytest.approx(1e-5)
+
+
+def test_sgdr_schedule_restarts_every_restart_epochs(store):
+    trainer = _trainer(store, "ustc", _with(FAST, "ustc", schedule="sgdr", lr=1e-3, min_lr=0.0, restart_epochs=2))
+    steps = trainer.steps_per_epoch()
+    optimiser, schedule = trainer.optimiser(trainer.new_model(), "fusion", epochs=6)
+    for _ in range(steps):
+        _step(optimiser, schedule)
+    assert _lrs(optimiser)[0] == pytest.approx(5e-4)  # half-way through the first cycle
+    for _ in range(steps):
+        _step(optimiser, schedule)
+    assert _lrs(optimiser)[0] == pytest.approx(1e-3)  # restarted
+
+
+def test_plateau_schedule_applies_in_unimodal_pretraining_too(store):
+    params = _with(FAST, "mimicmetrics", schedule="plateau", lr=1e-3, plateau_patience=2, plateau_factor=0.5)
+    trainer = _trainer(store, "mimicmetrics", params)
+    model = trainer.new_model()
+    for stage in ("pretrain_text", "fusion"):
+        optimiser, schedule = trainer.optimiser(model, stage, epochs=10)
+        start = _lrs(optimiser)
+        for score in (0.5, 0.4, 0.4):
+            _step(optimiser, schedule)
+            schedule.epoch(score)
+        assert _lrs(optimiser) == start  # two epochs without gain: within patience
+        schedule.epoch(0.4)
+        assert _lrs(optimiser) == pytest.approx([lr * 0.5 for lr in start])
+
+
+def test_fuxi_branch_learning_rates_are_the_optimisers_groups(store):
+    params = _with(FAST, "fuxi", schedule="none", lr=1e-3, branch_lr={"visual": 1e-6, "audio": 1e-4})
+    trainer = _trainer(store, "fuxi", params)
+    optimiser, schedule = trainer.optimiser(trainer.new_model(), "fusion", epochs=3)
+    expected = {"audio": 1e-4, "visual": 1e-6, "text": 1e-3, "fusion": 1e-3}
+    assert {group["name"]: group["lr"] for group in optimiser.param_groups} == expected
+    _step(optimiser, schedule)
+    schedule.epoch(0.1)
+    assert {group["name"]: group["lr"] for group in optimiser.param_groups} == expected
+
+
+def test_a_fuxi_branch_at_a_near_zero_learning_rate_barely_moves(store):
+    params = _with(FAST.model_copy(update={"epochs": 1}), "fuxi", schedule="none", ema=None, lr=1e-2,
+                   branch_lr={"visual": 1e-12})  # fmt: skip
+    trainer = _trainer(store, "fuxi", params)
+    before = {name: tensor.clone() for name, tensor in trainer.new_model().state_dict().items()}
+    after = trainer.fit().state
+
+    def moved(prefix):
+        names = [n for n in before if n.startswith(prefix)]
+        return sum((after[n] - before[n]).abs().sum() for n in names) / sum(before[n].abs().sum() for n in names)
+
+    assert moved("head.") > 1e-3 and moved("branches.audio.") > 1e-3
+    assert moved("branches.visual.") < 1e-6 * moved("head.")
+
+
+def test_fuxi_triplets_are_ordered_by_the_whole_clips_text(store, monkeypatch):
+    from mimicflow.training import trainer as trainer_module
+
+    params = FAST.model_copy(update={"epochs": 1, "frames": {"audio": 8, "visual": 4, "text": 2}})
+    trainer = _trainer(store, "fuxi", params)
+    batches, anchors = [], []
+    batch = trainer.dataset.batch
+
+    def recorded_batch(indices, sampling="mean", rng=None, modalities=None):
+        out = batch(indices, sampling, rng, modalities)
+        if rng is not None:  # a training batch (evaluation and statistics draw no random frames)
+            batches.append(out)
+        return out
+
+    def recorded_loss(fused, text, margin):
+        anchors.append(text)
+        return triplet(fused, text, margin)
+
+    triplet = trainer_module.text_anchored_triplet_loss
+    monkeypatch.setattr(trainer.dataset, "batch", recorded_batch)
+    monkeypatch.setattr(trainer_module, "text_anchored_triplet_loss", recorded_loss)
+    trainer.fit()
+    assert len(anchors) == len(batches) > 0
+    table, differs = trainer.dataset.tables["text"], False
+    for out, anchor in zip(batches, anchors):
+        whole = []
+        for clip_id in out.clip_ids:
+            values, mask = table.get(clip_id)
+            whole.append(values[mask].astype(np.float32).mean(0) if mask.any() else np.zeros(values.shape[1]))
+        np.testing.assert_allclose(anchor.numpy(), np.stack(whole), rtol=1e-5, atol=1e-6)
+        values, mask = out.inputs["text"]
+        sampled = values.sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
+        differs |= not np.allclose(sampled, anchor.numpy(), atol=1e-4)
+    assert differs  # clips with more sentences than segments: the sampled mean is not the clip's
+
+
+def test_protocol_final_refits_on_train_and_valid_for_the_chosen_epochs(store, monkeypatch):
+    trainer = _trainer(store, "augsburg", FAST.model_copy(update={"epochs": 4}))
+    first = trainer.fit()
+    first_state = {name: tensor.clone() for name, tensor in first.state.items()}
+    both = np.union1d(trainer.train_idx, trainer.val_idx)
+    trained = set()
+    batch = trainer.dataset.batch
+
+    def recorded_batch(indices, sampling="mean", rng=None, modalities=None):
+        if rng is not None:
+            trained.update(int(i) for i in indices)
+        return batch(indices, sampling, rng, modalities)
+
+    monkeypatch.setattr(trainer.dataset, "batch", recorded_batch)
+    final = trainer.refit(both, first)
+    assert len([row for row in trainer.history if row["stage"] == "final"]) == first.best_epoch + 1
+    assert trained <= set(both.tolist()) and len(set(trainer.val_idx.tolist()) - trained) <= 1
+    assert any(not torch.equal(first_state[name], final.state[name]) for name in first_state)
+    np.testing.assert_array_equal(final.val_pred, first.val_pred)
+    assert final.val_scores == first.val_scores and final.best_epoch == first.best_epoch

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mimicflow.data.faults import FAULTS
 from mimicflow import EMOTIONS
+from mimicflow.data.faults import FAULTS
 from mimicflow.training.data import FeatureDataset, segment_pool
 
 

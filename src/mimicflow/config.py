@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mimicflow.models.catalogue import ModelEntry
 
@@ -81,47 +81,73 @@ class AsrParams(_Section):
     audio_out: Path = Path("data/perception/audio")  # decoded 16 kHz audio, reused by features
     backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     model: str = "whisper-tiny.en"
-    compute_type: str = "int8"
+    device: str = "auto"  # auto: CUDA when present, else CPU | cpu | cuda | cuda:N
+    compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA; or any CTranslate2 type
     language: str | None = "en"
     beam_size: int = Field(1, ge=1)
+    batch_size: int = Field(8, ge=1)  # CUDA, faster-whisper: clips over 30 s in batched windows
 
 
-class AudioFeatureParams(_Section):
-    """Audio encoder: a Whisper model (catalogue name, CTranslate2 folder or .pt: its encoder's
-    hidden states) or any transformers speech model id/path (wav2vec2, HuBERT, WavLM …)."""
-
-    model: str = "whisper-tiny.en"
-    layer: int = -1
+FeatureModality = Literal["audio", "visual", "text", "egemaps", "vit", "wav2vec2"]
 
 
-class VisualFeatureParams(_Section):
-    """Visual encoder over the aligned crops: "default" (FaceMesh facial measures + FER2013
-    expression probabilities) or any transformers image model id/path (ViT, DINOv2, MAE, CLIP)."""
+class FeatureSetParams(_Section):
+    """One named feature set: a modality's encoder and how its outputs become frame vectors.
 
-    model: str = "default"
-    fer_model: str = "fer2013"
-    layer: int = -1
-    pooling: Literal["cls", "mean"] = "cls"
+    ``model``: a catalogue name, a folder or a hub id. Audio: a Whisper model (its encoder's
+    hidden states) or any transformers speech model (wav2vec2, HuBERT, WavLM, audEERING's
+    dimensional model …). Visual: ``default`` (FaceMesh facial measures + FER2013 expression
+    probabilities), ``motion`` (the facial measures and head pose alone: the stand-in for
+    OpenFace action units + pose) or any transformers image model over the aligned crops (ViT,
+    DINOv2, MAE, CLIP). Text: any transformers text model over the transcript. ``egemaps``,
+    ``vit`` and ``wav2vec2`` take no model (openSMILE; the organisers' pre-extracted features).
+    """
+
+    modality: FeatureModality
+    model: str = ""
+    layers: int | tuple[int, ...] = -1  # hidden layer(s); several are merged per frame
+    layer_merge: Literal["concat", "mean"] = "concat"
+    pooling: Literal["cls", "mean", "tokens", "sentences"] = "mean"  # visual: per crop; text
+    normalize: bool = False  # text: L2-normalise pooled vectors
+    max_tokens: int = Field(256, ge=1)  # text: longer transcripts are truncated
+    fer_model: str = "fer2013"  # visual "default": the expression classifier
+    audio_cut_s: float | None = Field(None, gt=0)  # audio: only the first seconds are encoded
+    head_outputs: bool = False  # audio: append the model's regression head per frame (VAD)
+    trust_remote_code: bool = False  # run the model repository's own code (e.g. ChatGLM3)
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers(cls, value):
+        return tuple(value) if isinstance(value, list) else value
+
+    @property
+    def layer_ids(self) -> tuple[int, ...]:
+        return self.layers if isinstance(self.layers, tuple) else (self.layers,)
 
 
-class TextFeatureParams(_Section):
-    """Text encoder over transcripts: any transformers text model id/path."""
-
-    model: str = "all-minilm-l6-v2"
-    layer: int = -1
-    pooling: Literal["mean", "cls", "tokens", "sentences"] = "sentences"
-    normalize: bool = True
+DEFAULT_FEATURE_SETS = {
+    "audio": FeatureSetParams(modality="audio", model="whisper-tiny.en"),
+    "visual": FeatureSetParams(modality="visual", model="default", pooling="cls"),
+    "text": FeatureSetParams(modality="text", model="all-minilm-l6-v2", pooling="sentences",
+                             normalize=True),
+}  # fmt: skip
 
 
 class FeaturesParams(_Section):
-    """Feature extraction: one store per modality under ``out``."""
+    """Feature extraction: one store per named set under ``out`` (``<out>/<set>/packed``)."""
 
     out: Path = Path("data/features")
     device: str = "auto"  # auto: CUDA when present, else CPU
     batch_size: int = Field(16, ge=1)  # encoder batch (audio windows, frames, texts)
-    audio: AudioFeatureParams = AudioFeatureParams()
-    visual: VisualFeatureParams = VisualFeatureParams()
-    text: TextFeatureParams = TextFeatureParams()
+    sets: dict[str, FeatureSetParams] = DEFAULT_FEATURE_SETS
+
+    @field_validator("sets")
+    @classmethod
+    def _set_names(cls, sets):
+        bad = [name for name in sets if not name.replace("_", "").replace("-", "").isalnum()]
+        if bad:
+            raise ValueError(f"feature set names must be letters, digits, - or _: {bad}")
+        return sets
 
 
 class ComputeParams(_Section):
@@ -155,8 +181,9 @@ class MonitorParams(_Section):
     archive: Path = Path("data/monitor/archive")  # processed clips, one folder per run
     reference: Path = Path("data/monitor/reference")  # the `reference` stage's profile
     reports: Path = Path("reports")  # index.html, drift/<run>/
+    workspace: Path = Path("data/monitor/workspace")  # Evidently workspace: `evidently ui --workspace`
     predictions: bool = True  # compare the predicted emotions of the ensemble (ensemble.out)
-    modalities: tuple[str, ...] = ("audio", "visual", "text")
+    modalities: tuple[str, ...] = ("audio", "visual", "text")  # feature sets compared
     components: int = Field(3, ge=1)  # principal components summarising wide feature vectors
     stattest: str = "ks"  # Evidently per-column test
     threshold: float = Field(0.01, gt=0)  # per-column p-value below which a column drifted
@@ -174,6 +201,15 @@ class SystemParams(_Section):
     weight_decay: float = Field(0.01, ge=0)
     loss: Literal["mse", "ccc", "mimicmetrics"] = "mse"
     ema: float | None = Field(None, gt=0, lt=1)  # decay of an exponential moving average
+    grad_clip: float = Field(5.0, gt=0)  # gradient norm clip
+    # none | cosine (to min_lr over the epochs, per batch) | sgdr (warm restarts every
+    # restart_epochs) | plateau (×plateau_factor after plateau_patience epochs without gain)
+    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "none"
+    warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up before the schedule
+    min_lr: float = Field(0.0, ge=0)
+    restart_epochs: int = Field(5, ge=1)  # sgdr
+    plateau_patience: int = Field(3, ge=1)  # plateau: on the validation mean Pearson
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
 
 
 class FuxiParams(SystemParams):
@@ -183,23 +219,30 @@ class FuxiParams(SystemParams):
     dropout: float = 0.3
     embed: int = Field(256, ge=8)
     ema: float | None = 0.999
-    encoder_lr_scale: float = Field(1.0, gt=0)  # per-module learning rates: branches vs head
+    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "sgdr"
+    min_lr: float = 1e-8
+    # Per-module learning rates: a branch's by its modality (audio, visual, text); the fusion
+    # head's is ``lr``. A modality not named here trains at ``lr``.
+    branch_lr: dict[str, float] = {}
     triplet_margin: float = 0.1
     triplet_weight: float = Field(0.1, ge=0)  # beside the regression loss; on unit-norm features
-    restart_epochs: int = Field(5, ge=1)  # cosine annealing with warm restarts
-    min_lr: float = 1e-8
 
 
 class UstcParams(SystemParams):
-    """USTC (ABAW8): TCN vision, gated BiLSTM audio, quality-aware weights, Transformer fusion."""
+    """USTC (ABAW8): TCN vision, gated BiLSTM audio, segment pooling, MLP mapping, per-step
+    quality-aware weights, a Transformer over the modalities' steps in temporal order."""
 
     heads: int = Field(4, ge=1)
-    layers: int = Field(1, ge=1)
+    layers: int = Field(2, ge=1)  # Transformer encoder layers
+    segments: int = Field(8, ge=1)  # segment average pooling after each branch
     ema: float | None = 0.999
 
 
 class AugsburgParams(SystemParams):
     """Augsburg (ABAW6): audio only, global mean ⊕ LSTM last state → dense + tanh."""
+
+    lstm_layers: int = Field(2, ge=1)
+    lstm_dropout: float = Field(0.1, ge=0, lt=1)
 
 
 class MimicMetricsParams(SystemParams):
@@ -207,32 +250,40 @@ class MimicMetricsParams(SystemParams):
 
     loss: Literal["mse", "ccc", "mimicmetrics"] = "mimicmetrics"
     weight_decay: float = 1e-4
+    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "plateau"  # every stage
     modality_dropout: float = Field(0.3, ge=0, lt=1)
     queries: int = Field(6, ge=1)  # attention-pooling queries per encoder: one per emotion (paper: 1)
     encoder_lr_scale: float = Field(0.05, gt=0)  # encoders fine-tuned at 0.05 × lr
     pretrain_epochs: int = Field(20, ge=1)
-    plateau_patience: int = Field(3, ge=1)  # ReduceLROnPlateau on the validation Pearson
-    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    # A clip without a transcript: "mask" leaves text out of its fusion; "zeros" feeds the
+    # text encoder's output for an all-zero input as if present (the authors' fallback).
+    missing_text: Literal["mask", "zeros"] = "mask"
 
 
 SYSTEM_NAMES = ("fuxi", "ustc", "augsburg", "mimicmetrics")
+PROTOCOLS = ("merged", "official", "final")
 
 
 class TrainParams(_Section):
-    """Fusion training with k-fold cross-validation; ``system`` picks one of the four papers."""
+    """Fusion training; ``system`` picks one of the papers, ``protocol`` how models are made.
+
+    - ``merged`` (Fuxi): k folds over train+valid; the served model is the folds' mean.
+    - ``official`` (USTC, MimicMetrics): one model trained on train, early-stopped on valid.
+    - ``final`` (Augsburg): as ``official`` to choose the epochs, then one model trained on
+      train+valid for that many epochs; it is the served model.
+    """
 
     system: Literal["fuxi", "ustc", "augsburg", "mimicmetrics"] = "mimicmetrics"
-    modalities: tuple[str, ...] = ("audio", "visual", "text")  # feature stores the model sees
-    # merged: k folds over train+valid (Fuxi); official: k folds over train, valid held out.
-    protocol: Literal["merged", "official"] = "merged"
-    # The fold ids 0 … k−1 of k-fold cross-validation: dvc.yaml makes one train@<id> stage each
-    # (an int k is read as range(k)).
+    inputs: tuple[str, ...] = ("audio", "visual", "text")  # feature sets (features.sets) the model sees
+    protocol: Literal["merged", "official", "final"] = "merged"
+    # The fold ids 0 … k−1 (merged: k ≥ 2; official and final: [0], the single model):
+    # dvc.yaml makes one train@<id> stage each (an int k is read as range(k)).
     folds: tuple[int, ...] = (0, 1, 2, 3, 4)
     seed: int = 7
     epochs: int = Field(60, ge=1)
-    patience: int = Field(12, ge=1)  # early stopping on the fold's validation mean Pearson
+    patience: int = Field(12, ge=1)  # early stopping on the validation mean Pearson
     batch_size: int = Field(16, ge=2)
-    frames: dict[str, int] = {"audio": 32, "visual": 16, "text": 8}  # TSN segments per modality
+    frames: dict[str, int] = {"audio": 32, "visual": 16, "text": 8}  # TSN segments per input
     out: Path = Path("models/folds")
     fuxi: FuxiParams = FuxiParams()
     ustc: UstcParams = UstcParams()
@@ -243,9 +294,20 @@ class TrainParams(_Section):
     @classmethod
     def _fold_ids(cls, value):
         ids = tuple(range(value)) if isinstance(value, int) else tuple(value)
-        if len(ids) < 2 or ids != tuple(range(len(ids))):
-            raise ValueError(f"folds must be the ids 0 … k−1 of k ≥ 2 folds (or k itself), got {value!r}")
+        if not ids or ids != tuple(range(len(ids))):
+            raise ValueError(f"folds must be the ids 0 … k−1 (or k itself), got {value!r}")
         return ids
+
+    @model_validator(mode="after")
+    def _protocol_folds(self):
+        if self.protocol == "merged" and len(self.folds) < 2:
+            raise ValueError("protocol merged needs k ≥ 2 folds (train.folds)")
+        if self.protocol != "merged" and self.folds != (0,):
+            raise ValueError(f"protocol {self.protocol} trains one model: train.folds must be [0]")
+        missing = [name for name in self.inputs if name not in self.frames]
+        if missing:
+            raise ValueError(f"train.frames has no segment count for inputs {missing}")
+        return self
 
     @property
     def n_folds(self) -> int:
@@ -260,9 +322,13 @@ class EnsembleParams(_Section):
 
     out: Path = Path("models/ensemble")
     reports: Path = Path("reports/training")
-    # `mimicflow stage compare`: each system, and the default system on one modality at a time.
+    # `mimicflow stage compare` (`make compare`): each recipe's demo flavour, each system on the
+    # feature sets of train.inputs, and the default system on one input at a time.
+    compare_recipes: tuple[str, ...] = ("fuxi", "ustc", "augsburg", "mimicmetrics")
+    recipes_dir: Path = Path("recipes")
+    compare_out: Path = Path("data/compare")  # the recipes' own feature sets (a working folder)
     compare_systems: tuple[str, ...] = SYSTEM_NAMES
-    compare_epochs: int = Field(20, ge=1)  # every run of the table gets the same budget
+    compare_epochs: int = Field(20, ge=1)  # every run of the table gets the same budget and folds
 
 
 class ServingParams(_Section):
@@ -291,6 +357,17 @@ class Params(_Section):
     serving: ServingParams = ServingParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _known_sets(self):
+        sets = self.features.sets
+        for where, names in (("train.inputs", self.train.inputs),
+                             ("monitor.modalities", self.monitor.modalities)):  # fmt: skip
+            unknown = [n for n in names if n not in sets]
+            if unknown:
+                raise ValueError(f"{where} names feature sets {unknown} that features.sets lacks "
+                                 f"(it has {', '.join(sets)})")  # fmt: skip
+        return self
 
 
 def load_params(path: Path | str = DEFAULT_PARAMS_FILE) -> Params:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,9 +26,7 @@ from mimicflow.config import Params, ValidateParams
 from mimicflow.data.layout import ClipRef
 from mimicflow.data.media import MediaError, MediaInfo, probe_media
 from mimicflow.data.validation import clip_problem
-
-if TYPE_CHECKING:
-    from mimicflow.training.ensemble import Ensemble
+from mimicflow.training.ensemble import Ensemble, contribution_shares
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +112,18 @@ def _settings(params_json: str, modalities: tuple[str, ...]) -> ClipSettings:
 
 def prediction(ensemble: Ensemble, features: list[dict[str, tuple[np.ndarray, np.ndarray]]]
                ) -> list[dict]:  # fmt: skip
-    """The ensemble's answer per clip: intensities, each modality's presence and fusion weight,
-    the model version."""
+    """The ensemble's answer per clip: intensities, each modality's presence and contribution
+    (``change``: what the intensities lose without it; ``share``: of the clip's total), the
+    model version."""
     if not features:
         return []
     scores = np.asarray(ensemble.predict(features), np.float64)
-    contributions = ensemble.contributions(features)
     answers = []
-    for clip, row, weights in zip(features, scores, contributions):
+    for clip, row, changes in zip(features, scores, ensemble.ablation_changes(features)):
         here = present(clip)
-        modalities = {m: {"present": here.get(m, False), "weight": round(float(weights.get(m, 0.0)), 6)}
-                      for m in ensemble.modalities}  # fmt: skip
+        shares = contribution_shares(changes, here)
+        modalities = {m: {"present": here.get(m, False), "change": round(changes[m], 6),
+                          "share": round(shares[m], 6)} for m in ensemble.modalities}  # fmt: skip
         answers.append({"intensities": {e: round(float(v), 6) for e, v in zip(EMOTIONS, row)},
                         "modalities": modalities, "model_version": ensemble.version})  # fmt: skip
     return answers

@@ -87,14 +87,15 @@ class StagePaths:
         return Path(folder).with_suffix(".json")
 
     # features
-    def features(self, modality: str) -> Path:
-        return Path(self.params.features.out) / modality
+    def features(self, name: str) -> Path:
+        """Feature set ``name``'s store."""
+        return Path(self.params.features.out) / name
 
-    def packed(self, modality: str) -> Path:
-        return self.features(modality) / "packed"
+    def packed(self, name: str) -> Path:
+        return self.features(name) / "packed"
 
-    def features_metrics(self, modality: str) -> Path:
-        return Path(self.params.features.out) / f"{modality}.json"
+    def features_metrics(self, name: str) -> Path:
+        return Path(self.params.features.out) / f"{name}.json"
 
     # training
     def fold(self, fold: int) -> Path:

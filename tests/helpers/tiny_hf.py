@@ -21,16 +21,38 @@ def tiny_text_model(folder: Path) -> Path:
     return folder
 
 
-def tiny_audio_model(folder: Path) -> Path:
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+def _wav2vec2_config(**extra):
+    from transformers import Wav2Vec2Config
 
-    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, conv_dim=(16, 16, 16, 16, 16, 16, 16),
-                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-                            feat_extract_norm="layer", do_stable_layer_norm=True)  # fmt: skip
-    Wav2Vec2Model(config).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=True).save_pretrained(folder)
+    return Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=64, conv_dim=(16, 16, 16, 16, 16, 16, 16),
+                          num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                          feat_extract_norm="layer", do_stable_layer_norm=True, **extra)  # fmt: skip
+
+
+def _save_speech(model, folder: Path) -> Path:
+    from transformers import Wav2Vec2FeatureExtractor
+
+    model.save_pretrained(folder)
+    extractor = Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=True)
+    extractor.save_pretrained(folder)
     return folder
+
+
+def tiny_audio_model(folder: Path) -> Path:
+    from transformers import Wav2Vec2Model
+
+    return _save_speech(Wav2Vec2Model(_wav2vec2_config()), folder)
+
+
+def tiny_emotion_model(folder: Path):
+    """A tiny audEERING-style dimensional model (wav2vec2 + a 3-output regression head, random
+    weights); returns (folder, the model as saved)."""
+    from mimicflow.perception.emotion_head import Wav2Vec2EmotionModel
+
+    config = _wav2vec2_config(num_labels=3, id2label={0: "arousal", 1: "dominance", 2: "valence"})
+    model = Wav2Vec2EmotionModel(config).eval()
+    return _save_speech(model, folder), model
 
 
 def tiny_image_model(folder: Path) -> Path:
@@ -40,4 +62,27 @@ def tiny_image_model(folder: Path) -> Path:
                        num_attention_heads=2, intermediate_size=64)  # fmt: skip
     ViTModel(config).save_pretrained(folder)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def tiny_mae_model(folder: Path) -> Path:
+    """A tiny ViTMAE encoder as MAE checkpoints are saved: ``mask_ratio`` 0.75."""
+    from transformers import ViTImageProcessor, ViTMAEConfig, ViTMAEModel
+
+    config = ViTMAEConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                          num_attention_heads=2, intermediate_size=64, mask_ratio=0.75)  # fmt: skip
+    ViTMAEModel(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def tiny_dinov2_model(folder: Path) -> Path:
+    """A tiny DINOv2 with its own image processor (resize, centre crop)."""
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    config = Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                          num_attention_heads=2, mlp_ratio=2)  # fmt: skip
+    Dinov2Model(config).save_pretrained(folder)
+    processor = BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor.save_pretrained(folder)
     return folder

@@ -36,12 +36,14 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
 
 def run_stage(run, *args):
     """Run a stage function; a missing upstream output or model becomes one clear message."""
+    from mimicflow.devices import DeviceUnavailable
     from mimicflow.models.catalogue import CatalogueError
     from mimicflow.paths import MissingStageInput
+    from mimicflow.perception.encoders import ModelUnavailable
 
     try:
         return run(*args)
-    except (MissingStageInput, CatalogueError) as exc:
+    except (MissingStageInput, CatalogueError, DeviceUnavailable, ModelUnavailable) as exc:
         raise fail(str(exc)) from exc
 
 

@@ -110,16 +110,16 @@ def stage_asr(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
 
 @stage_app.command("features")
 def stage_features(
-    modality: Annotated[str, typer.Argument(help="audio | visual | text | egemaps | vit | wav2vec2")],
+    name: Annotated[str, typer.Argument(help="a feature set of features.sets (default: audio | visual | text)")],
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
-    """Encode every usable clip for one modality into the feature store (resumable)."""
-    from mimicflow.clip.settings import MODALITIES
+    """Encode every usable clip for one feature set into its store (resumable)."""
     from mimicflow.stages import features
 
-    if modality not in MODALITIES:
-        raise fail(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
-    console.print_json(json.dumps(run_stage(features.run_features, load_params(params), modality)))
+    loaded = load_params(params)
+    if name not in loaded.features.sets:
+        raise fail(f"unknown feature set {name!r}; features.sets has {', '.join(loaded.features.sets)}")
+    console.print_json(json.dumps(run_stage(features.run_features, loaded, name)))
 
 
 @app.command()
@@ -183,10 +183,11 @@ def stage_ensemble(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
 
 @stage_app.command("compare")
 def stage_compare(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
-    """Cross-validate every system, and the default one on each single modality."""
-    from mimicflow.stages import train
+    """Cross-validate each recipe's demo flavour, every system, and the default one on each
+    single input: the comparison table (`make compare`)."""
+    from mimicflow.stages import compare
 
-    _print_compare(run_stage(train.run_compare, load_params(params)))
+    _print_compare(run_stage(compare.run_compare, load_params(params)))
 
 
 @app.command()
@@ -255,11 +256,14 @@ def predict(
             print("\t".join((result["file"], *values, result.get("error", ""))))
     else:
         table = Table(title=f"ensemble {loaded.version}")
-        for column in ("file", *EMOTIONS):
-            table.add_column(column, justify="left" if column == "file" else "right")
+        for column in ("file", *EMOTIONS, "contributions"):
+            table.add_column(column, justify="right" if column in EMOTIONS else "left")
         for result in results:
             if "error" not in result:
-                table.add_row(result["file"], *(f"{result['intensities'][e]:.3f}" for e in EMOTIONS))
+                shares = " ".join(f"{m} {i['share']:.2f}" for m, i in result["modalities"].items()
+                                  if i["present"])  # fmt: skip
+                table.add_row(result["file"], *(f"{result['intensities'][e]:.3f}" for e in EMOTIONS),
+                              shares)  # fmt: skip
         console.print(table)
         for result in results:
             if "error" in result:

@@ -46,18 +46,34 @@ class _Encoder:
         raise NotImplementedError
 
 
+def _cut(audio: np.ndarray | None, seconds: float | None) -> np.ndarray | None:
+    """The first ``seconds`` of a clip's audio (all of it without a cut)."""
+    from mimicflow.perception.audio import SAMPLE_RATE
+
+    return audio if audio is None or seconds is None else audio[: int(seconds * SAMPLE_RATE)]
+
+
 class AudioEncoder(_Encoder):
     """Whisper encoder states (a CTranslate2 folder or ``.pt``) or any transformers speech model."""
 
     def _load(self):
         from mimicflow.perception import encoders
 
-        model = self.settings.model
-        whisper = (Path(model) / "model.bin").exists() or model.endswith(".pt")
-        kind = encoders.WhisperAudioEncoder if whisper else encoders.HFAudioEncoder
-        return kind(model, self.settings.layer, self.runtime.device, self.runtime.batch_size)
+        s, runtime = self.settings, self.runtime
+        if (Path(s.model) / "model.bin").exists() or s.model.endswith(".pt"):
+            if s.head_outputs:
+                raise encoders.ModelUnavailable(
+                    f"{s.model} is a Whisper model: {{setting}}.head_outputs needs a "
+                    "transformers model with a regression head"
+                )
+            return encoders.WhisperAudioEncoder(s.model, s.layers, s.layer_merge, runtime.device,
+                                                runtime.batch_size)  # fmt: skip
+        return encoders.HFAudioEncoder(s.model, s.layers, s.layer_merge, runtime.device,
+                                       runtime.batch_size, head_outputs=s.head_outputs,
+                                       trust_remote_code=s.trust_remote_code)  # fmt: skip
 
     def encode(self, audios: list[np.ndarray | None]) -> list[Encoded]:
+        audios = [_cut(a, self.settings.audio_cut_s) for a in audios]
         present = [a for a in audios if a is not None and a.size]
         encoded = iter(self.net.encode(present)) if present else iter(())
         return [_whole(next(encoded)) if a is not None and a.size else _absent(self.net.info.dim)
@@ -65,37 +81,37 @@ class AudioEncoder(_Encoder):
 
     def meta(self) -> dict:
         info = self.net.info
-        return {"model": self.settings.model, "layer": info.layer, "dim": info.dim,
-                "rate_hz": info.rate_hz}  # fmt: skip
+        return {"model": self.settings.model, "layers": list(info.layers), "dim": info.dim,
+                "rate_hz": info.rate_hz, "audio_cut_s": self.settings.audio_cut_s}  # fmt: skip
 
 
 class VisualEncoder(_Encoder):
-    """The default visual features (FaceMesh facial measures + FER2013 expression
-    probabilities per frame) or any transformers image model over the aligned crops."""
+    """FaceMesh features over the face track — ``default``: facial measures + FER2013
+    expression probabilities per frame; ``motion``: the measures and head pose alone — or any
+    transformers image model over the aligned crops."""
 
     def __init__(self, settings: EncoderSettings, runtime: Runtime):
         super().__init__(settings, runtime)
-        self.default = settings.pooling == "default"
+        self.facemesh = settings.pooling in ("default", "motion")
 
     def _load(self):
-        if self.default:
+        s = self.settings
+        if s.pooling == "motion":
+            return None
+        if s.pooling == "default":
             from mimicflow.perception.visual_default import ExpressionClassifier
 
-            return ExpressionClassifier(Path(self.settings.model))
+            return ExpressionClassifier(Path(s.model))
         from mimicflow.perception.encoders import HFVisualEncoder
 
-        s = self.settings
-        return HFVisualEncoder(s.model, s.layer, s.pooling, self.runtime.device, self.runtime.batch_size)
+        return HFVisualEncoder(s.model, s.layers, s.layer_merge, s.pooling, self.runtime.device,
+                               self.runtime.batch_size, trust_remote_code=s.trust_remote_code)  # fmt: skip
 
     def encode(self, tracks: list) -> list[Encoded]:
-        if self.default:
+        if self.facemesh:
             from mimicflow.perception.visual_default import visual_default_features
 
-            results = []
-            for track in tracks:
-                values, mask, _ = visual_default_features(track, self.net)
-                results.append((values, mask))
-            return results
+            return [visual_default_features(track, self.net)[:2] for track in tracks]
         crops = [[c[..., ::-1] for c, f in zip(t.crops, t.has_face) if f] for t in tracks]
         results = []
         for track, vectors in zip(tracks, self.net.encode(crops)):
@@ -105,14 +121,16 @@ class VisualEncoder(_Encoder):
         return results
 
     def meta(self) -> dict:
-        if self.default:
+        if self.facemesh:
             from mimicflow.perception.visual_default import EXPRESSION_NAMES, FACIAL_MEASURE_NAMES
 
-            columns = [*FACIAL_MEASURE_NAMES, *EXPRESSION_NAMES]
+            expressions = EXPRESSION_NAMES if self.settings.pooling == "default" else ()
+            columns = [*FACIAL_MEASURE_NAMES, *expressions]
             dim = len(columns)
         else:
             columns, dim = None, self.net.info.dim
-        return {"model": self.settings.model, "layer": self.settings.layer, "dim": dim,
+        return {"model": self.settings.model or self.settings.pooling,
+                "layers": list(self.settings.layers), "dim": dim,
                 "rate_hz": self.settings.faces.fps, "columns": columns}  # fmt: skip
 
 
@@ -123,14 +141,15 @@ class TextEncoder(_Encoder):
         from mimicflow.perception.encoders import HFTextEncoder
 
         s = self.settings
-        return HFTextEncoder(s.model, s.layer, s.pooling, s.normalize, self.runtime.device,
-                             self.runtime.batch_size)  # fmt: skip
+        return HFTextEncoder(s.model, s.layers, s.layer_merge, s.pooling, s.normalize,
+                             self.runtime.device, self.runtime.batch_size, s.max_tokens,
+                             trust_remote_code=s.trust_remote_code)  # fmt: skip
 
     def encode(self, texts: list[str]) -> list[Encoded]:
         return [_whole(values) for values in self.net.encode(texts)]
 
     def meta(self) -> dict:
-        return {"model": self.settings.model, "layer": self.settings.layer,
+        return {"model": self.settings.model, "layers": list(self.settings.layers),
                 "dim": self.net.info.dim, "rate_hz": None, "pooling": self.settings.pooling}  # fmt: skip
 
 
@@ -155,6 +174,7 @@ class EgemapsEncoder(_Encoder):
 
         results = []
         for audio in audios:
+            audio = _cut(audio, self.settings.audio_cut_s)
             if audio is None or not audio.size:
                 results.append(_absent(EGEMAPS_DIM))
                 continue
@@ -164,7 +184,7 @@ class EgemapsEncoder(_Encoder):
         return results
 
     def meta(self) -> dict:
-        return {"model": "eGeMAPSv02 LLD", "layer": None, "dim": EGEMAPS_DIM, "rate_hz": 100.0,
+        return {"model": "eGeMAPSv02 LLD", "layers": None, "dim": EGEMAPS_DIM, "rate_hz": 100.0,
                 "columns": self._columns}  # fmt: skip
 
 
@@ -189,7 +209,7 @@ class OrganisersFeatures(_Encoder):
         return results
 
     def meta(self) -> dict:
-        return {"model": self.settings.model, "layer": None, "dim": self._dim, "rate_hz": None}
+        return {"model": self.settings.model, "layers": None, "dim": self._dim, "rate_hz": None}
 
 
 ENCODERS = {"audio": AudioEncoder, "visual": VisualEncoder, "text": TextEncoder,

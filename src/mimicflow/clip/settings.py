@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from mimicflow.config import Params
+from mimicflow.devices import ctranslate2_device, torch_device
 from mimicflow.store import settings_hash
 
 CLIP_MODALITIES = ("audio", "visual", "text", "egemaps")  # computed from a clip's own media
 DATASET_MODALITIES = ("vit", "wav2vec2")  # the organisers' pre-extracted features
-MODALITIES = CLIP_MODALITIES + DATASET_MODALITIES
 
 
 def resolve_model(params: Params, name: str) -> str:
@@ -25,9 +25,12 @@ def resolve_model(params: Params, name: str) -> str:
 
 
 class _Keyed:
+    runtime_fields: tuple[str, ...] = ()  # where it runs: not part of what it makes
+
     def key(self) -> str:
         """Eight hex digits naming the artefacts these settings make."""
-        return settings_hash(asdict(self))  # type: ignore[call-overload]
+        fields = asdict(self)  # type: ignore[call-overload]
+        return settings_hash({k: v for k, v in fields.items() if k not in self.runtime_fields})
 
 
 @dataclass(frozen=True)
@@ -59,46 +62,67 @@ class AsrSettings(_Keyed):
     compute_type: str
     language: str | None
     beam_size: int
+    device: str = "cpu"
+    batch_size: int = 8
+
+    runtime_fields = ("device", "batch_size")
 
     @classmethod
     def from_params(cls, params: Params) -> AsrSettings:
         asr = params.asr
-        return cls(asr.backend, resolve_model(params, asr.model), asr.compute_type, asr.language,
-                   asr.beam_size)  # fmt: skip
+        resolve = ctranslate2_device if asr.backend == "faster-whisper" else torch_device
+        device = resolve(asr.device, "asr.device")
+        compute_type = asr.compute_type
+        if compute_type == "auto":
+            compute_type = "float16" if device.startswith("cuda") else "int8"
+        return cls(asr.backend, resolve_model(params, asr.model), compute_type, asr.language,
+                   asr.beam_size, device, asr.batch_size)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class EncoderSettings(_Keyed):
-    """One modality's encoder, and the artefacts it reads (faces or transcripts)."""
+    """One feature set's encoder, and the artefacts it reads (faces or transcripts)."""
 
     modality: str
     model: str  # resolved; for the default visual features, the FER model
-    layer: int = -1
-    pooling: str = ""
+    layers: tuple[int, ...] = (-1,)
+    layer_merge: str = "concat"
+    pooling: str = ""  # visual: "default" / "motion" for the FaceMesh features
     normalize: bool = False
+    max_tokens: int = 256
+    audio_cut_s: float | None = None
+    head_outputs: bool = False
+    trust_remote_code: bool = False
     faces: FaceSettings | None = None  # visual: the face tracks it encodes
     asr: AsrSettings | None = None  # text: the transcripts it encodes
 
     @classmethod
-    def from_params(cls, params: Params, modality: str) -> EncoderSettings:
-        features = params.features
+    def from_params(cls, params: Params, name: str) -> EncoderSettings:
+        """The encoder of feature set ``name`` (``features.sets``)."""
+        sets = params.features.sets
+        if name not in sets:
+            raise ValueError(f"unknown feature set {name!r}; features.sets has {', '.join(sets)}")
+        spec = sets[name]
+        modality = spec.modality
+        common = {"layers": spec.layer_ids, "layer_merge": spec.layer_merge,
+                  "trust_remote_code": spec.trust_remote_code}  # fmt: skip
         if modality == "audio":
-            return cls("audio", resolve_model(params, features.audio.model), features.audio.layer)
+            return cls("audio", resolve_model(params, spec.model), **common,
+                       audio_cut_s=spec.audio_cut_s, head_outputs=spec.head_outputs)  # fmt: skip
         if modality == "visual":
-            visual = features.visual
-            default = visual.model == "default"
-            model = resolve_model(params, visual.fer_model if default else visual.model)
-            return cls("visual", model, visual.layer, "default" if default else visual.pooling,
+            facemesh = spec.model in ("default", "motion")
+            if facemesh:
+                return cls("visual", resolve_model(params, spec.fer_model) if spec.model == "default" else "",
+                           pooling=spec.model, faces=FaceSettings.from_params(params))  # fmt: skip
+            return cls("visual", resolve_model(params, spec.model), **common, pooling=spec.pooling,
                        faces=FaceSettings.from_params(params))  # fmt: skip
         if modality == "text":
-            text = features.text
-            return cls("text", resolve_model(params, text.model), text.layer, text.pooling,
-                       text.normalize, asr=AsrSettings.from_params(params))  # fmt: skip
+            return cls("text", resolve_model(params, spec.model), **common, pooling=spec.pooling,
+                       normalize=spec.normalize, max_tokens=spec.max_tokens,
+                       asr=AsrSettings.from_params(params))  # fmt: skip
         if modality == "egemaps":
-            return cls("egemaps", "eGeMAPSv02")
-        if modality in DATASET_MODALITIES:
-            return cls(modality, f"organisers' {modality}")
-        raise ValueError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+            return cls("egemaps", "eGeMAPSv02", audio_cut_s=spec.audio_cut_s)
+        return cls(modality, f"organisers' {modality}")
 
 
 @dataclass(frozen=True)
@@ -119,15 +143,16 @@ class ClipSettings:
 
     faces: FaceSettings
     asr: AsrSettings
-    encoders: tuple[EncoderSettings, ...]
+    encoders: dict[str, EncoderSettings]  # feature set name → its encoder
     runtime: Runtime
 
     @classmethod
-    def from_params(cls, params: Params, modalities: tuple[str, ...] | list[str]) -> ClipSettings:
-        unknown = [m for m in modalities if m not in CLIP_MODALITIES]
+    def from_params(cls, params: Params, sets: tuple[str, ...] | list[str]) -> ClipSettings:
+        """The chain to the features of ``sets`` (names in ``features.sets``)."""
+        encoders = tuple(EncoderSettings.from_params(params, name) for name in sets)
+        unknown = [n for n, e in zip(sets, encoders) if e.modality not in CLIP_MODALITIES]
         if unknown:
-            raise ValueError(f"modalities {unknown} cannot be computed from a clip (only "
-                             f"{', '.join(CLIP_MODALITIES)})")  # fmt: skip
+            raise ValueError(f"feature sets {unknown} cannot be computed from a clip (only "
+                             f"{', '.join(CLIP_MODALITIES)} sets can)")  # fmt: skip
         return cls(FaceSettings.from_params(params), AsrSettings.from_params(params),
-                   tuple(EncoderSettings.from_params(params, m) for m in modalities),
-                   Runtime.from_params(params))  # fmt: skip
+                   dict(zip(sets, encoders)), Runtime.from_params(params))  # fmt: skip

@@ -22,8 +22,10 @@ from mimicflow.store import prune, write_atomic
 def speech_recogniser(settings: AsrSettings):
     from mimicflow.perception.asr import load_asr
 
-    return load_asr(settings.backend, settings.model, compute_type=settings.compute_type,
-                    language=settings.language, beam_size=settings.beam_size)  # fmt: skip
+    batched = {"batch_size": settings.batch_size} if settings.backend == "faster-whisper" else {}
+    return load_asr(settings.backend, settings.model, device=settings.device,
+                    compute_type=settings.compute_type, language=settings.language,
+                    beam_size=settings.beam_size, **batched)  # fmt: skip
 
 
 def audio(clip: ClipRef, folders: ArtefactFolders) -> np.ndarray | None:
@@ -83,6 +85,8 @@ def speech_batch(clips: list[ClipRef], settings: AsrSettings, folders: ArtefactF
                  compute: Compute = Compute()) -> pd.DataFrame:  # fmt: skip
     """Every clip's decoded audio and transcript; returns the index and drops stale files."""
     done = sum(folders.transcript(c, settings).exists() for c in clips)
+    if settings.device.startswith("cuda"):  # one model on the GPU, fed clip after clip
+        compute = Compute(workers=1, progress=compute.progress)
     index = map_jobs(transcript, [SpeechJob(c, settings, folders) for c in clips], "asr", compute, done)
     prune(Path(folders.transcripts), set(index["artefact"]) if len(index) else set(), ".json")
     prune(Path(folders.audio), {folders.decoded_audio(c).name for c in clips}, ".npz")

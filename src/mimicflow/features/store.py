@@ -85,6 +85,11 @@ class FeatureTable:
     def dim(self) -> int:
         return int(self.meta["dim"])
 
+    @property
+    def modality(self) -> str:
+        """The modality of the set the store holds (audio, visual, text …)."""
+        return self.meta["modality"]
+
     def __contains__(self, clip_id: str) -> bool:
         return clip_id in self._row
 

@@ -46,7 +46,7 @@ def write_synthetic_store(folder: Path, n_clips: int, dims: dict[str, int], seed
             files[clip_id] = folder / modality / "clips" / f"{clip_id}.npz"
             files[clip_id].parent.mkdir(parents=True, exist_ok=True)
             save_clip_features(files[clip_id], values, mask)
-        pack(folder / modality, files, {"model": "synthetic", "dim": dim, "rate_hz": RATES_HZ.get(modality)})
+        pack(folder / modality, files, {"model": "synthetic", "modality": modality, "dim": dim, "rate_hz": RATES_HZ.get(modality)})
     annotators = rng.integers(3, 9, n_clips)[:, None]
     labels = rng.binomial(annotators, latent) / annotators
     split = rng.choice(["train", "valid", "test"], n_clips, p=[0.5, 0.25, 0.25])

@@ -1,6 +1,9 @@
 """The four published EMI systems as torch modules with one interface.
 
-Every model takes ``inputs``: modality → (x: B × T × d, mask: B × T bool) and returns a dict with
+Every model is built for named inputs (feature sets) of known widths (``dims``: name → d) and
+modalities (``kinds``: name → audio | visual | text | egemaps | vit | wav2vec2; a system picks
+each input's branch by its modality, and takes any number of inputs per modality).
+Every model takes ``inputs``: name → (x: B × T × d, mask: B × T bool) and returns a dict with
 ``pred`` (B × 6 in [0, 1]) and, where the system has them, ``embeddings`` (modality → B × h) and
 ``weights`` (B × modalities: each modality's share of the fusion). A modality missing for a clip
 is an all-False mask row: it is left out of that clip's fusion, never fed in as zeros; padding
@@ -10,12 +13,14 @@ held as buffers so they travel with the weights (:func:`fit_input_scaling`).
 
 - ``fuxi`` (ABAW6 winner): per modality 2 BiGRU layers + LayerNorm + linear, linear to 256;
   average late fusion; dropout; two FC; sigmoid. Trained with a text-anchored triplet loss and EMA.
-- ``ustc`` (ABAW8 runner-up): TCN + segment average pooling for vision, a gated BiLSTM over
-  [h_t ; h_t − h_{t−1}] for audio; a quality MLP per modality → softmax weights (QAM); a
-  Transformer encoder over the weighted modality tokens.
-- ``augsburg`` (ABAW6): audio only — global mean ⊕ LSTM last state → dense + tanh → 6.
-- ``mimicmetrics`` (ABAW10): masked attention-pooling unimodal encoders (pre-trained with their
-  own heads), then an MLP over them with modality dropout.
+- ``ustc`` (ABAW8 runner-up): per input a sequence (TCN for vision, a gated BiLSTM over
+  [h_t ; h_t − h_{t−1}] for audio, a projection for text), segment average pooling after it, an
+  MLP mapping layer, per-step quality-aware weights (QAM), the inputs' weighted steps
+  concatenated along time into a multi-layer Transformer encoder.
+- ``augsburg`` (ABAW6): audio only — global mean ⊕ LSTM last state → dense + tanh → linear 6
+  (``pred`` clipped to [0, 1]; ``unclipped`` is the linear output).
+- ``mimicmetrics`` (ABAW10): unimodal encoders (masked attention pooling, then a LayerNorm-MLP),
+  pre-trained with their own heads, then an MLP over them with modality dropout.
 """
 
 from __future__ import annotations
@@ -58,6 +63,20 @@ def fuse_mean(embeddings: dict[str, torch.Tensor], masks: dict[str, torch.Tensor
     return (stacked * weights.unsqueeze(-1)).sum(1), weights
 
 
+AUDIO_KINDS, VISUAL_KINDS = ("audio", "egemaps", "wav2vec2"), ("visual", "vit")
+
+
+def branch_kind(modality: str) -> str:
+    """The branch family of an input's modality: audio, visual or text."""
+    if modality in AUDIO_KINDS:
+        return "audio"
+    if modality in VISUAL_KINDS:
+        return "visual"
+    if modality == "text":
+        return "text"
+    raise ValueError(f"unknown modality {modality!r}")
+
+
 class InputScaler(nn.Module):
     """Per-feature z-score with fixed statistics; padding stays zero."""
 
@@ -77,8 +96,11 @@ class EmiModel(nn.Module):
     this a per-frame LayerNorm or the first linear layer sees little but the largest ones.
     """
 
-    def __init__(self, dims: dict[str, int]):
+    linear_output = False  # True: the output layer is linear (its loss reads ``unclipped``)
+
+    def __init__(self, dims: dict[str, int], kinds: dict[str, str]):
         super().__init__()
+        self.kinds = {name: branch_kind(kinds[name]) for name in dims}
         self.scalers = nn.ModuleDict({m: InputScaler(d) for m, d in dims.items()})
 
     def forward(self, inputs: Inputs) -> dict:
@@ -102,19 +124,18 @@ class AttentionPool(nn.Module):
     """Masked attention pooling over time: a learned score per step, softmax over valid steps.
 
     With ``queries`` > 1 each query pools on its own (e.g. one per emotion, so each can attend
-    to the words or moments that carry it) and the pooled vectors are projected back to ``dim``.
+    to the words or moments that carry it); the pooled vectors are concatenated (``out_dim``).
     """
 
     def __init__(self, dim: int, queries: int = 1):
         super().__init__()
         self.score = nn.Linear(dim, queries)
-        self.merge = nn.Linear(queries * dim, dim) if queries > 1 else nn.Identity()
+        self.out_dim = queries * dim
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         scores = self.score(x).masked_fill(~mask.unsqueeze(-1), -1e4)  # B × T × queries
         weights = torch.softmax(scores, 1) * mask.any(1)[:, None, None]
-        pooled = torch.einsum("btq,btd->bqd", weights, x)
-        return self.merge(pooled.flatten(1))
+        return torch.einsum("btq,btd->bqd", weights, x).flatten(1)
 
 
 # --- fuxi -----------------------------------------------------------------------------------------
@@ -137,9 +158,9 @@ class FuxiBranch(nn.Module):
 
 
 class Fuxi(EmiModel):
-    def __init__(self, dims: dict[str, int], hidden: int = 128, embed: int = 256,
-                 dropout: float = 0.3):  # fmt: skip
-        super().__init__(dims)
+    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
+                 embed: int = 256, dropout: float = 0.3):  # fmt: skip
+        super().__init__(dims, kinds)
         self.branches = nn.ModuleDict({m: FuxiBranch(d, hidden, embed, dropout) for m, d in dims.items()})
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed, embed // 2), nn.ReLU(),
                                   nn.Linear(embed // 2, NUM_EMOTIONS))  # fmt: skip
@@ -149,17 +170,32 @@ class Fuxi(EmiModel):
         fused, weights = fuse_mean(embeddings, {m: inputs[m][1] for m in embeddings})
         return {"pred": torch.sigmoid(self.head(fused)), "embeddings": embeddings, "weights": weights}
 
-    def param_groups(self, lr: float, encoder_lr_scale: float) -> list[dict]:
-        """Per-module learning rates: the modality branches slower than the fusion head."""
-        return [{"params": self.branches.parameters(), "lr": lr * encoder_lr_scale},
-                {"params": self.head.parameters(), "lr": lr}]  # fmt: skip
+    def param_groups(self, lr: float, branch_lr: dict[str, float]) -> list[dict]:
+        """Per-module learning rates: each branch at its modality's rate in ``branch_lr``
+        (audio, visual, text; ``lr`` where absent), the fusion head at ``lr``."""
+        groups = [{"params": list(branch.parameters()), "lr": branch_lr.get(self.kinds[name], lr),
+                   "name": name} for name, branch in self.branches.items()]  # fmt: skip
+        return groups + [{"params": list(self.head.parameters()), "lr": lr, "name": "fusion"}]
 
 
 # --- ustc -----------------------------------------------------------------------------------------
 
 
+def segment_average(x: torch.Tensor, mask: torch.Tensor, segments: int):
+    """Segment average pooling: each clip's steps up to its last valid one are cut into
+    ``segments`` equal spans, each the mean of its valid steps. (B × T × d), (B × T) →
+    (B × segments × d), (B × segments); a span without a valid step is masked."""
+    steps = torch.arange(mask.shape[1], device=mask.device)
+    length = torch.where(mask.any(1), mask.shape[1] - mask.flip(1).float().argmax(1), 1)
+    span = steps[None] * segments // length[:, None]  # B × T: each step's segment
+    member = (span.unsqueeze(-1) == torch.arange(segments, device=mask.device)) & mask.unsqueeze(-1)
+    counts = member.sum(1)  # B × segments
+    pooled = torch.einsum("bts,btd->bsd", member.to(x.dtype), x) / counts.clamp_min(1).unsqueeze(-1)
+    return pooled, counts > 0
+
+
 class TemporalConvNet(nn.Module):
-    """Dilated residual 1-D convolutions (TCN) over time, then masked segment-average pooling."""
+    """Dilated residual 1-D convolutions (TCN) over time; one output per step."""
 
     def __init__(self, dim: int, hidden: int, dilations=(1, 2, 4), dropout: float = 0.2):
         super().__init__()
@@ -171,15 +207,14 @@ class TemporalConvNet(nn.Module):
         )  # fmt: skip
 
     def forward(self, x, mask):
-        h = self.inp(x) * mask.unsqueeze(-1)
-        h = h.transpose(1, 2)
+        h = (self.inp(x) * mask.unsqueeze(-1)).transpose(1, 2)
         for block in self.blocks:
             h = (h + block(h)) * mask.unsqueeze(1)  # padding stays zero at every layer
-        return masked_mean(h.transpose(1, 2), mask)
+        return h.transpose(1, 2)
 
 
 class GatedBiLSTM(nn.Module):
-    """BiLSTM whose outputs are gated by a sigmoid over [h_t ; h_t − h_{t−1}], then pooled."""
+    """BiLSTM whose outputs are gated by a sigmoid over [h_t ; h_t − h_{t−1}]; one output per step."""
 
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -190,102 +225,155 @@ class GatedBiLSTM(nn.Module):
     def forward(self, x, mask):
         h, _ = run_packed(self.lstm, x, mask)
         delta = h - torch.cat([h[:, :1], h[:, :-1]], 1)
-        gated = h * torch.sigmoid(self.gate(torch.cat([h, delta], -1)))
-        return self.out(masked_mean(gated, mask))
+        return self.out(h * torch.sigmoid(self.gate(torch.cat([h, delta], -1))))
 
 
 class Projected(nn.Module):
-    """Linear projection + masked mean (the text branch of systems without a text model)."""
+    """Linear projection + GELU per step (the text branch); one output per step."""
 
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.inp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU())
 
     def forward(self, x, mask):
-        return masked_mean(self.inp(x), mask)
+        return self.inp(x)
 
 
 class Ustc(EmiModel):
-    def __init__(self, dims: dict[str, int], hidden: int = 128, heads: int = 4, layers: int = 1,
-                 dropout: float = 0.2):  # fmt: skip
-        super().__init__(dims)
+    """Branch per input (TCN for visual, gated BiLSTM for audio, a projection for text), each
+    sequence segment-average pooled to ``segments`` steps, an MLP mapping layer per input to
+    the shared width, a quality MLP scoring every step (softmax over all valid steps of the
+    clip), and the weighted steps of all inputs concatenated along time (+ a learned input
+    embedding and position) into a ``layers``-deep Transformer encoder; masked mean; head."""
+
+    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
+                 heads: int = 4, layers: int = 2, segments: int = 8, dropout: float = 0.2):  # fmt: skip
+        super().__init__(dims, kinds)
         branch = {"visual": lambda d: TemporalConvNet(d, hidden, dropout=dropout),
-                  "audio": lambda d: GatedBiLSTM(d, hidden)}  # fmt: skip
-        self.branches = nn.ModuleDict(
-            {m: branch.get(m, lambda d: Projected(d, hidden))(d) for m, d in dims.items()}
-        )
+                  "audio": lambda d: GatedBiLSTM(d, hidden),
+                  "text": lambda d: Projected(d, hidden)}  # fmt: skip
+        self.branches = nn.ModuleDict({m: branch[self.kinds[m]](d) for m, d in dims.items()})
+        self.mapping = nn.ModuleDict(
+            {m: nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+             for m in dims}
+        )  # fmt: skip
         self.quality = nn.ModuleDict(
             {m: nn.Sequential(nn.Linear(hidden, hidden // 2), nn.GELU(), nn.Linear(hidden // 2, 1))
              for m in dims}
         )  # fmt: skip
-        self.modality_token = nn.Parameter(torch.zeros(len(dims), hidden))
+        self.segments = segments
+        self.input_embedding = nn.Parameter(torch.zeros(len(dims), 1, hidden))
+        self.position = nn.Parameter(torch.zeros(segments, hidden))
         layer = nn.TransformerEncoderLayer(hidden, heads, 2 * hidden, dropout, batch_first=True)
         self.fusion = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, NUM_EMOTIONS))
 
     def predict(self, inputs: Inputs) -> dict:
         names = list(self.branches)
-        embeddings = {m: self.branches[m](*inputs[m]) for m in names}
-        here = torch.stack([present(inputs[m][1]) for m in names], 1)  # B × M
-        scores = torch.cat([self.quality[m](embeddings[m]) for m in names], 1)
-        weights = torch.softmax(scores.masked_fill(~here, -1e4), 1) * here.any(1, keepdim=True)
-        tokens = torch.stack([embeddings[m] for m in names], 1) + self.modality_token
-        tokens = tokens * weights.unsqueeze(-1) * len(names)  # QAM-weighted modality tokens
-        fused = self.fusion(tokens, src_key_padding_mask=~here | ~here.any(1, keepdim=True))
-        fused = masked_mean(fused, here)
-        return {"pred": torch.sigmoid(self.head(fused)), "embeddings": embeddings, "weights": weights}
+        steps, masks, scores = [], [], []
+        for m in names:
+            x, mask = inputs[m]
+            pooled, valid = segment_average(self.branches[m](x, mask), mask, self.segments)
+            mapped = self.mapping[m](pooled)
+            steps.append(mapped)
+            masks.append(valid)
+            scores.append(self.quality[m](mapped).squeeze(-1))
+        valid = torch.cat(masks, 1)  # B × (inputs · segments), inputs in temporal concatenation
+        anything = valid.any(1, keepdim=True)
+        weights = torch.softmax(torch.cat(scores, 1).masked_fill(~valid, -1e4), 1) * anything
+        # Quality-weighted steps (rescaled: equal weights leave them as they are), then which
+        # input and which segment each one is.
+        scale = (weights * valid.sum(1, keepdim=True)).unsqueeze(-1)
+        tokens = torch.cat(steps, 1) * scale + (self.input_embedding + self.position).flatten(0, 1)
+        fused = masked_mean(self.fusion(tokens, src_key_padding_mask=~valid & anything), valid)
+        shares = weights.unflatten(1, (len(names), self.segments)).sum(-1)  # B × M
+        embeddings = {m: masked_mean(step, mask) for m, step, mask in zip(names, steps, masks)}
+        return {"pred": torch.sigmoid(self.head(fused)), "embeddings": embeddings, "weights": shares}
 
 
 # --- augsburg -------------------------------------------------------------------------------------
 
 
 class Augsburg(EmiModel):
-    """Audio only: [global mean vector ; LSTM last state] → dense + tanh → 6."""
+    """Audio only: [global mean vector ; LSTM last state] → the regression head of audEERING's
+    VAD model the paper follows (dropout, dense + tanh, dropout, a linear projection to 6).
+    The output is linear, as in the paper: ``unclipped`` is what the loss sees, ``pred`` the
+    same clipped to [0, 1]."""
 
-    modalities = ("audio",)
+    linear_output = True
 
-    def __init__(self, dims: dict[str, int], hidden: int = 128, dropout: float = 0.2):
-        super().__init__(dims)
-        dim = dims["audio"]
-        self.lstm = nn.LSTM(dim, hidden, batch_first=True)
-        self.dense = nn.Sequential(nn.Linear(dim + hidden, hidden), nn.Tanh(), nn.Dropout(dropout))
+    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
+                 dropout: float = 0.2, lstm_layers: int = 2, lstm_dropout: float = 0.1):  # fmt: skip
+        super().__init__(dims, kinds)
+        audio = [name for name, kind in self.kinds.items() if kind == "audio"]
+        if len(audio) != 1:
+            raise ValueError(f"augsburg takes one audio input, got {audio or 'none'}")
+        self.audio = audio[0]
+        dim = dims[self.audio]
+        self.lstm = nn.LSTM(dim, hidden, num_layers=lstm_layers, batch_first=True,
+                            dropout=lstm_dropout if lstm_layers > 1 else 0.0)  # fmt: skip
+        self.dense = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim + hidden, hidden), nn.Tanh(),
+                                   nn.Dropout(dropout))  # fmt: skip
         self.out = nn.Linear(hidden, NUM_EMOTIONS)
 
     def predict(self, inputs: Inputs) -> dict:
-        x, mask = inputs["audio"]
+        x, mask = inputs[self.audio]
         _, last = run_packed(self.lstm, x, mask)
         features = torch.cat([masked_mean(x, mask), last * present(mask).unsqueeze(-1)], -1)
+        raw = self.out(self.dense(features))
         weights = present(mask).float().unsqueeze(-1)
-        return {"pred": torch.sigmoid(self.out(self.dense(features))), "weights": weights}
+        return {"pred": raw.clamp(0.0, 1.0), "unclipped": raw, "weights": weights}
 
 
 # --- mimicmetrics ---------------------------------------------------------------------------------
 
 
 class UnimodalEncoder(nn.Module):
-    """Frame MLP + masked attention pooling; ``head`` is used only in unimodal pre-training."""
+    """The authors' order: masked attention pooling over the input frames, then a LayerNorm-MLP
+    (LayerNorm, linear, GELU, dropout, LayerNorm); ``head`` (dropout, linear) is used only in
+    unimodal pre-training."""
 
     def __init__(self, dim: int, hidden: int, dropout: float, queries: int = 1):
         super().__init__()
-        self.frame = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(),
-                                   nn.Dropout(dropout))  # fmt: skip
-        self.pool = AttentionPool(hidden, queries)
-        self.head = nn.Linear(hidden, NUM_EMOTIONS)
+        self.pool = AttentionPool(dim, queries)
+        self.project = nn.Sequential(nn.LayerNorm(self.pool.out_dim), nn.Linear(self.pool.out_dim, hidden),
+                                     nn.GELU(), nn.Dropout(dropout), nn.LayerNorm(hidden))  # fmt: skip
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, NUM_EMOTIONS))
 
     def forward(self, x, mask):
-        return self.pool(self.frame(x), mask)
+        return self.project(self.pool(x, mask))
 
 
 class MimicMetrics(EmiModel):
-    def __init__(self, dims: dict[str, int], hidden: int = 128, dropout: float = 0.2,
-                 modality_dropout: float = 0.3, queries: int = 1):  # fmt: skip
-        super().__init__(dims)
+    """Unimodal encoders, then an MLP over their outputs with modality dropout.
+
+    ``missing_text``: ``mask`` leaves a clip without text out of its fusion; ``zeros`` (the
+    authors' fallback) gives such a clip one all-zero text frame, encoded as if present."""
+
+    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
+                 dropout: float = 0.2, modality_dropout: float = 0.3, queries: int = 1,
+                 missing_text: str = "mask"):  # fmt: skip
+        super().__init__(dims, kinds)
+        if missing_text not in ("mask", "zeros"):
+            raise ValueError(f"missing_text must be mask or zeros, got {missing_text!r}")
         self.encoders = nn.ModuleDict({m: UnimodalEncoder(d, hidden, dropout, queries)
                                        for m, d in dims.items()})  # fmt: skip
         self.fusion = nn.Sequential(nn.Linear(len(dims) * (hidden + 1), hidden), nn.GELU(),
                                     nn.Dropout(dropout), nn.Linear(hidden, NUM_EMOTIONS))  # fmt: skip
         self.modality_dropout = modality_dropout
+        self.zero_text = missing_text == "zeros"
         self.unimodal: str | None = None  # set during pre-training: train one encoder + its head
+
+    def forward(self, inputs: Inputs) -> dict:
+        if self.zero_text:
+            inputs = dict(inputs)
+            for name in (n for n in inputs if self.kinds.get(n) == "text"):
+                x, mask = inputs[name]
+                absent = ~mask.any(1)
+                first = torch.zeros_like(mask)
+                first[:, 0] = True
+                inputs[name] = (x * ~absent[:, None, None], mask | (first & absent[:, None]))
+        return super().forward(inputs)
 
     def predict(self, inputs: Inputs) -> dict:
         if self.unimodal is not None:
@@ -322,8 +410,8 @@ SYSTEMS: dict[str, type[EmiModel]] = {
 }  # fmt: skip
 
 
-def build_model(system: str, dims: dict[str, int], **hyper) -> EmiModel:
-    """A system's module for the given input dimensions (modality → d)."""
+def build_model(system: str, dims: dict[str, int], kinds: dict[str, str], **hyper) -> EmiModel:
+    """A system's module for its inputs' widths (name → d) and modalities (name → modality)."""
     if system not in SYSTEMS:
         raise ValueError(f"unknown system {system!r}; choose one of {', '.join(SYSTEMS)}")
-    return SYSTEMS[system](dims, **hyper)
+    return SYSTEMS[system](dims, kinds, **hyper)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -25,10 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out: Path,
-                 settings: MonitorParams) -> dict:  # fmt: skip
+                 settings: MonitorParams, timestamp: datetime | None = None) -> dict:  # fmt: skip
     """Compare ``current`` with ``reference``; write ``report.html``, ``report.json`` (the
-    Evidently snapshot), ``profile.parquet`` (``current``) and ``summary.json`` into ``out``;
-    return the summary::
+    Evidently snapshot, stamped ``timestamp``: what the workspace takes), ``profile.parquet``
+    (``current``) and ``summary.json`` into ``out``; return the summary::
 
         {"drift": bool, "drifted_columns": [...], "report": "<out>/report.html", "clips": n,
          "reference_clips": n, "share": float, "columns": [...], "not_compared": [...],
@@ -38,6 +39,7 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out: Path,
     tested and are listed in ``not_compared``.
     """
     from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
     from evidently.presets import DataDriftPreset
 
     shared = [c for c in reference.columns if c in current.columns]
@@ -52,19 +54,21 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out: Path,
     snapshot = Report([preset], include_tests=True).run(
         current_data=Dataset.from_pandas(current[columns].reset_index(drop=True), data_definition=definition),
         reference_data=Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition),
+        timestamp=timestamp,
     )  # fmt: skip
-    result = snapshot.dict()
-    drifted = [test["metric_config"]["params"]["column"] for test in result["tests"]
-               if test["metric_config"]["params"]["type"].endswith(":ValueDrift")
-               and test["status"] == "FAIL"]  # fmt: skip
-    share = len(drifted) / len(columns) if columns else 0.0
+    # The verdicts are the preset's own: its metrics' results and the tests on them.
+    results = {metric: snapshot.context.get_metric_result(metric)
+               for metric in preset.metrics(snapshot.context)}  # fmt: skip
+    (count,) = [r for m, r in results.items() if isinstance(m, DriftedColumnsCount)]
+    drifted = [m.column for m, r in results.items() if isinstance(m, ValueDrift) and _failed(r)]
+    share = float(count.share.value) if columns else 0.0
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(out / "report.html"))
-    (out / "report.json").write_text(json.dumps(result, indent=1, default=str))
+    (out / "report.json").write_text(snapshot.dumps())  # Snapshot.load reads it back
     current.reset_index().to_parquet(out / "profile.parquet", index=False)
     summary = {
-        "drift": bool(columns) and share >= settings.drift_share,
+        "drift": bool(columns) and _failed(count),
         "drifted_columns": drifted,
         "report": str(out / "report.html"),
         "clips": len(current),
@@ -84,3 +88,8 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out: Path,
     log.info("drift: %s (%d of %d columns: %s)", summary["drift"], len(drifted), len(columns),
              ", ".join(drifted) or "none")  # fmt: skip
     return summary
+
+
+def _failed(result) -> bool:
+    """Whether Evidently's test on a metric result failed (a column drifted; too many did)."""
+    return any(test.status == "FAIL" for test in result.tests)

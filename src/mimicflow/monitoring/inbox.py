@@ -32,6 +32,7 @@ from mimicflow.data.layout import SPLIT_FILES, VIDEO_SUFFIXES, normalise_clip_id
 
 log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".flac")
+STAMP = "%Y%m%dT%H%M%SZ"  # run ids: the UTC time the run claimed its clips
 
 
 class MonitorBusy(RuntimeError):
@@ -52,6 +53,11 @@ class Run:
     @property
     def report(self) -> Path:
         return self.folder / "report"
+
+    @property
+    def started(self) -> datetime:
+        """When the run claimed its clips (UTC, naive, as Evidently stamps snapshots)."""
+        return datetime.strptime(self.id[:16], STAMP)
 
     def clips(self) -> list[Path]:
         return sorted(p for p in self.batch.glob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
@@ -170,7 +176,7 @@ def _merge(source: Path, target: Path) -> None:
 
 def _new_id(*folders: Path) -> str:
     """A UTC timestamp, suffixed when a folder of that name exists in any of ``folders``."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime(STAMP)
     run_id, n = stamp, 1
     while any((folder / run_id).exists() for folder in folders):
         run_id, n = f"{stamp}-{n}", n + 1

@@ -31,6 +31,7 @@ from mimicflow.monitoring import inbox
 from mimicflow.monitoring.drift import drift_report
 from mimicflow.monitoring.profile import load_reference, profile
 from mimicflow.monitoring.reports import write_index
+from mimicflow.monitoring.workspace import add_run
 from mimicflow.paths import StagePaths
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ def run_monitor(params: Params, incoming: Path | None = None, step: Step = call)
         if checked["clips_usable"]:
             perceive(local, step)
             current, _ = step("profile", profile, local, projections)
-            summary = step("drift", drift_report, reference, current, run.report, settings)
+            summary = step("drift", drift_report, reference, current, run.report, settings,
+                           run.started)  # fmt: skip
+            step("workspace", add_run, settings.workspace, run.report / "report.json", run.id)
         _keep_validation(local, run)
         archived = step("archive", inbox.archive, run, Path(settings.archive))
         published = step("publish", inbox.publish, run, reports)

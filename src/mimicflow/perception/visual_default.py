@@ -167,15 +167,18 @@ class ExpressionClassifier:
 
 
 def visual_default_features(
-    track: FaceTrack, classifier: ExpressionClassifier
+    track: FaceTrack, classifier: ExpressionClassifier | None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per sampled frame [facial measures, expression probabilities] as (n, K + 7) float32, the
-    (n,) mask of frames with the main face and a finite mesh, and the column names.
+    (n,) mask of frames with the main face and a finite mesh, and the column names. Without a
+    ``classifier``: the facial measures and head pose alone (n, K), the motion features.
     Rows outside the mask are zeros."""
     measures = facial_measures(track.mesh)
     mask = np.asarray(track.has_face, bool) & np.isfinite(measures).all(1)
     k = len(FACIAL_MEASURE_NAMES)
-    features = np.zeros((len(mask), k + len(EXPRESSION_NAMES)), np.float32)
+    expressions = EXPRESSION_NAMES if classifier is not None else ()
+    features = np.zeros((len(mask), k + len(expressions)), np.float32)
     features[mask, :k] = measures[mask]
-    features[mask, k:] = classifier.predict([track.crops[i] for i in np.flatnonzero(mask)])
-    return features, mask, [*FACIAL_MEASURE_NAMES, *EXPRESSION_NAMES]
+    if classifier is not None:
+        features[mask, k:] = classifier.predict([track.crops[i] for i in np.flatnonzero(mask)])
+    return features, mask, [*FACIAL_MEASURE_NAMES, *expressions]

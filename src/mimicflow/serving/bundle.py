@@ -28,18 +28,17 @@ log = logging.getLogger(__name__)
 PRETRAINED = "pretrained"
 
 
-def model_fields(params: Params, modalities: list[str]) -> list[tuple[str, ...]]:
+def model_fields(params: Params, inputs: list[str]) -> list[tuple[str, ...]]:
     """The params fields (paths into the params dict) that name a model the chain loads."""
     fields = [("faces", "detector_model"), ("asr", "model")]
     if params.faces.backend == "blazeface":
         fields.append(("faces", "mesh_model"))
-    if "audio" in modalities:
-        fields.append(("features", "audio", "model"))
-    if "visual" in modalities:
-        default = params.features.visual.model == "default"
-        fields.append(("features", "visual", "fer_model" if default else "model"))
-    if "text" in modalities:
-        fields.append(("features", "text", "model"))
+    for name in inputs:
+        spec = params.features.sets[name]
+        if spec.modality == "visual" and spec.model == "default":
+            fields.append(("features", "sets", name, "fer_model"))
+        elif spec.modality in ("audio", "visual", "text") and spec.model != "motion":
+            fields.append(("features", "sets", name, "model"))
     return fields
 
 

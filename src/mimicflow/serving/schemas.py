@@ -12,7 +12,10 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504: features are stored and 
 
 class ModalityInfo(BaseModel):
     present: bool = Field(description="the clip has this modality (else it was masked out)")
-    weight: float = Field(description="its fusion weight / contribution for this clip")
+    change: float = Field(description="mean absolute change of the six intensities when this "
+                                      "modality is removed (0 when absent)")  # fmt: skip
+    share: float = Field(description="its share of the clip's changes: sums to 1 over the "
+                                     "present modalities, 0 when absent")  # fmt: skip
 
 
 class FeaturesPrediction(BaseModel):

@@ -38,10 +38,19 @@ from mimicflow.serving.schemas import (
 
 MODEL_NAME = "mimicflow-emi"  # the model-store entry the package stage writes
 log = logging.getLogger("bentoml.mimicflow")  # BentoML's handlers and format
+# OpenCV's X11/GL libraries: the only shared libraries the service's wheels link against that
+# Debian's python:3.11-slim lacks (PyAV, CTranslate2, torch and ONNX Runtime bundle theirs).
+SYSTEM_PACKAGES = ("libgl1", "libglib2.0-0", "libsm6", "libxext6")
+# The container `bentoml containerize` builds; the package stage adds the Python packages (the
+# `serving` extra), unlocked: it builds offline.
+IMAGE = bentoml.images.Image(python_version="3.11", lock_python_packages=False).system_packages(
+    *SYSTEM_PACKAGES
+)
 
 
 @bentoml.service(
     name="mimicflow",
+    image=IMAGE,
     workers="cpu_count",  # one single-threaded worker per core; override in BentoML's config
     traffic={"timeout": 300},
 )

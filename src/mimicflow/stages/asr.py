@@ -12,8 +12,9 @@ from mimicflow.stages.clips import artefact_folders, compute, manifest_clip_refs
 
 def run_asr(params: Params, progress: bool = True) -> dict:
     paths = StagePaths(params)
-    index = speech_batch(manifest_clip_refs(params), AsrSettings.from_params(params),
-                         artefact_folders(params), compute(params, progress))  # fmt: skip
+    settings = AsrSettings.from_params(params)  # a setting this machine cannot run fails first
+    index = speech_batch(manifest_clip_refs(params), settings, artefact_folders(params),
+                         compute(params, progress))  # fmt: skip
     index.to_parquet(paths.index(paths.transcripts), index=False)
     return write_metrics(paths.metrics(paths.transcripts), {
         "clips": len(index),

@@ -1,10 +1,11 @@
-"""DVC stage ``features@<modality>``: encode every usable clip into the modality's feature store.
+"""DVC stage ``features@<set>``: encode every usable clip into a feature set's store.
 
-Modalities: ``audio`` (from the asr stage's decoded audio: never decoded twice), ``visual``
-(from the faces stage's tracks), ``text`` (from the transcripts), ``egemaps`` (optional prosody
-descriptors) and the organisers' ``vit`` / ``wav2vec2`` pickles when the dataset has them. One
-process; clips batched through the encoder (a GPU when present); each clip's features are
-content-keyed and atomic, so a killed run resumes; at the end the modality is packed.
+A set (``features.sets``) names its modality: ``audio`` (from the asr stage's decoded audio:
+never decoded twice), ``visual`` (from the faces stage's tracks), ``text`` (from the
+transcripts), ``egemaps`` (optional prosody descriptors) or the organisers' ``vit`` /
+``wav2vec2`` pickles when the dataset has them. One process; clips batched through the encoder
+(a GPU when present); each clip's features are content-keyed and atomic, so a killed run
+resumes; at the end the set is packed.
 """
 
 from __future__ import annotations
@@ -18,23 +19,27 @@ from mimicflow.config import Params
 from mimicflow.data.layout import load_dataset
 from mimicflow.features.store import pack
 from mimicflow.paths import StagePaths
+from mimicflow.perception.encoders import ModelUnavailable
 from mimicflow.stages.clips import artefact_folders, manifest_clip_refs, write_metrics
 
 
-def run_features(params: Params, modality: str, progress: bool = True) -> dict:
-    """Encode every clip of the manifest for ``modality``; pack; return the stage metrics."""
+def run_features(params: Params, name: str, progress: bool = True) -> dict:
+    """Encode every clip of the manifest for feature set ``name``; pack; return the metrics."""
     paths = StagePaths(params)
     clips = manifest_clip_refs(params)
-    settings = EncoderSettings.from_params(params, modality)
-    organisers = (load_dataset(params.data.root).features.get(modality, {})
-                  if modality in DATASET_MODALITIES else None)  # fmt: skip
+    settings = EncoderSettings.from_params(params, name)
+    organisers = (load_dataset(params.data.root).features.get(settings.modality, {})
+                  if settings.modality in DATASET_MODALITIES else None)  # fmt: skip
     read = inputs(settings, artefact_folders(params), organisers)
-    files, meta = encode(clips, settings, Runtime.from_params(params), read,
-                         paths.features(modality), progress)  # fmt: skip
-    packed = pack(paths.features(modality), files, meta | {"settings": settings.key()})
+    try:
+        files, meta = encode(clips, settings, Runtime.from_params(params), read,
+                             paths.features(name), progress)  # fmt: skip
+    except ModelUnavailable as exc:
+        raise exc.for_set(name) from exc
+    packed = pack(paths.features(name), files, meta | {"modality": settings.modality, "settings": settings.key()})
     present = json.loads((packed / "meta.json").read_text())["present"]
     lengths = np.diff(np.load(packed / "offsets.npy"))
-    return write_metrics(paths.features_metrics(modality), {
+    return write_metrics(paths.features_metrics(name), {
         "clips": len(files),
         "clips_present": int(sum(present.values())),
         "dim": meta["dim"],

@@ -1,9 +1,12 @@
 """DVC stage ``package``: the ensemble and everything its clip chain needs into the BentoML
 model store, then a bento around the service, exported beside the pipeline's outputs.
 
-The bento is built offline: its Python packages are listed, not locked against an index. Serve
-it with ``bentoml serve mimicflow-emi:latest``; on another machine ``bentoml import`` the
-exported ``<serving.out>/mimicflow-emi.bento.tar`` first.
+The bento's image is the service's ``bentoml.images.Image`` (Debian, Python 3.11, the system
+packages it needs) with the ``serving`` extra of ``pyproject.toml`` as its Python packages (torch
+from PyTorch's CPU index), listed, not locked against an index: the stage builds offline.
+Serve it with ``bentoml serve mimicflow-emi:latest``, build its container with ``bentoml
+containerize mimicflow-emi:latest``; on another machine ``bentoml import`` the exported
+``<serving.out>/mimicflow-emi.bento.tar`` first.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from importlib.metadata import requires
+import tomllib
 from pathlib import Path
 
 import mimicflow
@@ -20,11 +23,16 @@ from mimicflow.paths import MissingStageInput, StagePaths
 
 log = logging.getLogger(__name__)
 SERVICE = "mimicflow.serving.service:EMIService"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # CPU torch: no CUDA stack in the image
 
 
-def _requirements() -> list[str]:
-    """The project's runtime dependencies (extras left out), as the bento's package list."""
-    return [r for r in requires("mimicflow") or [] if "extra ==" not in r]
+def serving_requirements(pyproject: Path) -> list[str]:
+    """The ``serving`` extra of the project's ``pyproject.toml``: what the service imports."""
+    if not pyproject.is_file():
+        raise MissingStageInput(f"no {pyproject}: the bento is built from the repository's "
+                                "source tree")  # fmt: skip
+    project = tomllib.loads(pyproject.read_text())["project"]
+    return list(project["optional-dependencies"]["serving"])
 
 
 def run_package(params: Params) -> dict:
@@ -46,13 +54,14 @@ def run_package(params: Params) -> dict:
         write_bundle(ensemble, paths.ensemble, params, params.serving, Path(model.path))
     log.info("saved %s", model.tag)
     src = Path(mimicflow.__file__).resolve().parent.parent
+    packages = serving_requirements(src.parent / "pyproject.toml")
     bento = bentoml.bentos.build(
         SERVICE,
         name=MODEL_NAME,
         labels=labels,
         include=["mimicflow/**/*.py", "mimicflow/**/*.yaml"],
         exclude=["**/__pycache__"],
-        python={"packages": _requirements(), "lock_packages": False},
+        python={"packages": packages, "extra_index_url": [TORCH_CPU_INDEX]},
         build_ctx=str(src),
     )
     log.info("built %s", bento.tag)

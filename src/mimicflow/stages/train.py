@@ -1,12 +1,9 @@
-"""DVC stages ``train@<fold>``, ``ensemble`` and ``compare``.
+"""DVC stages ``train@<fold>`` and ``ensemble``.
 
 ``train@k`` trains the configured system on every fold but k and early-stops on fold k; it saves
 the best weights (safetensors), the fold's validation predictions and its learning curve
 (DVCLive). ``ensemble`` gathers the folds into the model serving loads, scores the out-of-fold
-predictions (and the held-out splits it can), and writes the challenge submission. ``compare``
-runs the cross-validation for every system and for the default system on one modality at a
-time, next to a predict-the-training-mean baseline (out-of-fold, and on the demo also the fold
-models' mean on the hidden test labels): the table ``make demo`` prints.
+predictions (and, on the demo, the hidden test labels), and writes the challenge submission.
 """
 
 from __future__ import annotations
@@ -20,36 +17,45 @@ from rich.progress import Progress
 
 from mimicflow import EMOTIONS
 from mimicflow.config import Params
-from mimicflow.fusion.metrics import emotion_scores
 from mimicflow.data.synth import truth as demo
+from mimicflow.fusion.metrics import emotion_scores
 from mimicflow.paths import StagePaths, require
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
-from mimicflow.training.folds import HELD_OUT, UNLABELLED, assign_folds
-from mimicflow.training.trainer import FoldTrainer, model_hyper, predict, system_modalities
+from mimicflow.training.folds import UNLABELLED, assign_folds, fold_indices
+from mimicflow.training.trainer import FoldTrainer, model_hyper, system_inputs
 
 log = logging.getLogger(__name__)
 
 
-def _dataset(params: Params, manifest: pd.DataFrame, system: str, modalities=None) -> FeatureDataset:
-    modalities = system_modalities(system, modalities or params.train.modalities)
-    for modality in modalities:
-        require(StagePaths(params).packed(modality) / "meta.json", f"features@{modality}")
-    return FeatureDataset(params.features.out, manifest, {m: params.train.frames[m] for m in modalities})
+def model_inputs(params: Params, system: str, inputs=None) -> tuple[str, ...]:
+    """The feature sets ``system`` sees: ``inputs`` (default ``train.inputs``) that it takes."""
+    names = inputs or params.train.inputs
+    return system_inputs(system, {n: params.features.sets[n].modality for n in names})
 
 
-def train_fold(params: Params, fold: int, system: str | None = None, modalities=None,
+def _dataset(params: Params, manifest: pd.DataFrame, system: str, inputs=None) -> FeatureDataset:
+    names = model_inputs(params, system, inputs)
+    for name in names:
+        require(StagePaths(params).packed(name) / "meta.json", f"features@{name}")
+    return FeatureDataset(params.features.out, manifest, {n: params.train.frames[n] for n in names})
+
+
+def train_fold(params: Params, fold: int, system: str | None = None, inputs=None,
                progress: bool = True, on_epoch=None):  # fmt: skip
-    """Train one fold; returns (FoldResult, dataset, validation indices, the trainer)."""
+    """Train one fold; returns (FoldResult, dataset, validation indices, the trainer).
+
+    Protocol ``final``: the fold's validation picks the epochs, then the model is trained anew
+    on the training and validation clips for that many epochs; the validation predictions and
+    scores stay those of the first model (the second has seen the clips)."""
     system = system or params.train.system
     config = params.train
     if fold not in config.folds:
         raise ValueError(f"fold {fold} is not one of train.folds {list(config.folds)}")
     manifest = StagePaths(params).read_manifest()
     assignment = assign_folds(manifest, config.protocol, config.n_folds, config.seed)
-    dataset = _dataset(params, manifest, system, modalities)
-    train_idx = np.flatnonzero((assignment >= 0) & (assignment != fold))
-    val_idx = np.flatnonzero(assignment == fold)
+    dataset = _dataset(params, manifest, system, inputs)
+    train_idx, val_idx = fold_indices(assignment, fold)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{system} fold {fold}", total=None)
 
@@ -60,7 +66,10 @@ def train_fold(params: Params, fold: int, system: str | None = None, modalities=
                 on_epoch(row)
 
         trainer = FoldTrainer(config, system, dataset, train_idx, val_idx, config.seed + fold, step)
-        return trainer.fit(), dataset, val_idx, trainer
+        result = trainer.fit()
+        if config.protocol == "final":
+            result = trainer.refit(np.union1d(train_idx, val_idx), result)
+        return result, dataset, val_idx, trainer
 
 
 def run_train(params: Params, fold: int, progress: bool = True) -> dict:
@@ -82,7 +91,8 @@ def run_train(params: Params, fold: int, progress: bool = True) -> dict:
     system = params.train.system
     description = {
         "system": system, "fold": fold, "hyper": model_hyper(system, trainer.hyper),
-        "dims": dataset.dims(), "modalities": list(dataset.tables), "frames": dataset.frames,
+        "dims": dataset.dims(), "kinds": dataset.kinds(), "modalities": list(dataset.tables),
+        "frames": dataset.frames, "protocol": params.train.protocol,
         "sampling": trainer.sampling[1], "best_epoch": result.best_epoch,
         "val_scores": result.val_scores,
     }  # fmt: skip
@@ -118,10 +128,6 @@ def run_ensemble(params: Params) -> dict:
     assignment = assign_folds(manifest, config.protocol, config.n_folds, config.seed)
     predictions = ensemble.predict_store(params.features.out, list(manifest["clip_id"]))
     predictions["fold"] = assignment
-    held = predictions[predictions["fold"] == HELD_OUT]
-    if len(held):
-        metrics["official_valid"] = emotion_scores(held[list(EMOTIONS)].to_numpy(),
-                                                   labels.loc[held["clip_id"]].to_numpy(), "valid")
     test = predictions[predictions["fold"] == UNLABELLED]
     truth = demo.hidden_labels(params.data.root)
     if truth is not None and len(test):
@@ -143,55 +149,3 @@ def run_ensemble(params: Params) -> dict:
     scatter["true"] = [labels.at[c, e] for c, e in zip(scatter["clip_id"], scatter["emotion"])]
     scatter.to_csv(reports / "oof_scatter.csv", index=False)
     return metrics
-
-
-def cross_validate(params: Params, system: str, modalities=None, progress: bool = True) -> dict:
-    """Out-of-fold scores of ``system`` (on ``modalities``) and of the training-mean baseline;
-    on the demo data also the fold models' mean on the hidden test labels."""
-    config = params.train
-    manifest = StagePaths(params).read_manifest()
-    test_idx = np.flatnonzero(assign_folds(manifest, config.protocol, config.n_folds, config.seed) == UNLABELLED)
-    truth = demo.hidden_labels(params.data.root)  # demo data only: real test clips have no labels to score
-    score_test = truth is not None and len(test_idx) > 0
-    oof_pred, oof_true, base_pred, test_pred = [], [], [], []
-    for fold in config.folds:
-        result, dataset, val_idx, trainer = train_fold(params, fold, system, modalities, progress)
-        train_mask = np.ones(len(dataset), bool)
-        train_mask[val_idx] = False
-        labelled = np.isfinite(dataset.labels).all(1)
-        train_mean = dataset.labels[train_mask & labelled].mean(0)
-        oof_pred.append(result.val_pred)
-        oof_true.append(dataset.labels[val_idx])
-        base_pred.append(np.repeat(train_mean[None], len(val_idx), 0))
-        if score_test:
-            test_pred.append(predict(result.model, dataset, test_idx, trainer.sampling[1]))
-    pred, true, base = (np.concatenate(x) for x in (oof_pred, oof_true, base_pred))
-    scores = emotion_scores(pred, true, f"{system} out-of-fold")
-    row = {"mean_pearson": scores["mean_pearson"], "mse": float(((pred - true) ** 2).mean()),
-           "baseline_mean_pearson": emotion_scores(base, true, "baseline")["mean_pearson"],
-           "baseline_mse": float(((base - true) ** 2).mean()),
-           "modalities": list(system_modalities(system, modalities or config.modalities))}  # fmt: skip
-    if score_test:
-        test_true = truth.loc[manifest["clip_id"].iloc[test_idx]].to_numpy()
-        row["demo_hidden_test_mean_pearson"] = emotion_scores(np.mean(test_pred, 0), test_true,
-                                                              f"{system} demo test")["mean_pearson"]  # fmt: skip
-    return row
-
-
-def run_compare(params: Params, progress: bool = True) -> dict:
-    """Stage ``compare``: every system, and the default system on each single modality."""
-    budget = min(params.train.epochs, params.ensemble.compare_epochs)
-    params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": budget})})
-    runs = {name: (name, None) for name in params.ensemble.compare_systems}
-    default = params.train.system
-    if default != "augsburg":
-        runs |= {f"{default} ({m} only)": (default, (m,)) for m in params.train.modalities}
-    table = {}
-    for label, (system, modalities) in runs.items():
-        log.info("cross-validating %s", label)
-        table[label] = cross_validate(params, system, modalities, progress)
-    table = {"default_system": default, "oracle_mean_pearson": demo.oracle_mean_pearson(params.data.root), "runs": table}
-    reports = StagePaths(params).reports
-    reports.mkdir(parents=True, exist_ok=True)
-    (reports / "compare.json").write_text(json.dumps(table, indent=2))
-    return table

@@ -85,6 +85,7 @@ class FeatureDataset:
         self.frames = frames
         self.clip_ids = list(manifest["clip_id"])
         self._cache: dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._means: dict[tuple[str, int], np.ndarray] = {}
         self.labels = manifest[list(EMOTIONS)].to_numpy(np.float32)
         missing = {m: [c for c in self.clip_ids if c not in t] for m, t in self.tables.items()}
         if any(missing.values()):
@@ -96,6 +97,10 @@ class FeatureDataset:
     def dims(self) -> dict[str, int]:
         return {m: t.dim for m, t in self.tables.items()}
 
+    def kinds(self) -> dict[str, str]:
+        """Each input's modality, as its store records it."""
+        return {m: t.modality for m, t in self.tables.items()}
+
     def batch(self, indices, sampling: str = "mean", rng: np.random.Generator | None = None,
               modalities: tuple[str, ...] | None = None) -> ClipFeatures:
         """Clips ``indices`` as fixed-size arrays. ``sampling``: "mean", "random" or "centre"."""
@@ -104,6 +109,16 @@ class FeatureDataset:
             pooled = [self._clip(i, modality, sampling, rng) for i in indices]
             inputs[modality] = (np.stack([v for v, _ in pooled]), np.stack([m for _, m in pooled]))
         return ClipFeatures([self.clip_ids[i] for i in indices], inputs, self.labels[list(indices)])
+
+    def clip_mean(self, indices, name: str) -> np.ndarray:
+        """(clips × d) each clip's input ``name`` averaged over all its valid frames (the whole
+        clip, before any segment sampling); zeros where it has none. Cached per clip."""
+        for index in indices:
+            if (name, index) not in self._means:
+                values, mask = self.tables[name].get(self.clip_ids[index])
+                valid = np.asarray(values, np.float32)[np.asarray(mask, bool)]
+                self._means[name, index] = valid.mean(0) if len(valid) else np.zeros(self.tables[name].dim, np.float32)
+        return np.stack([self._means[name, index] for index in indices])
 
     def feature_stats(self, indices, sampling: str = "mean",
                       chunk: int = 256) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip

@@ -1,7 +1,8 @@
 """Fold models on disk and their ensemble: what training writes and what serving loads.
 
 A fold folder holds ``model.safetensors`` (tensors only: loading never unpickles anything) and
-``fold.json`` (system, hyper-parameters, input dims, modalities, frames, scores). The ensemble
+``fold.json`` (system, hyper-parameters, its inputs — ``modalities``: the feature sets, with
+their dims and ``kinds`` (each set's modality) — frames, scores). The ensemble
 folder holds the fold models as ``fold_<k>.safetensors`` plus ``ensemble.json`` (the same
 description, the params the features were made with, and a content version).
 """
@@ -45,8 +46,8 @@ def build_ensemble(fold_dirs: list[Path], out: Path, params: Params) -> Path:
         shutil.copy2(folder / "model.safetensors", out / f"fold_{k}.safetensors")
         digest.update((folder / "model.safetensors").read_bytes())
     first = descriptions[0]
-    description = {key: first[key] for key in ("system", "hyper", "dims", "modalities", "frames",
-                                                "sampling")}  # fmt: skip
+    description = {key: first[key] for key in ("system", "hyper", "dims", "kinds", "modalities",
+                                                "frames", "sampling")}  # fmt: skip
     description |= {
         "version": f"{first['system']}-{digest.hexdigest()[:12]}",
         "folds": len(fold_dirs),
@@ -90,10 +91,29 @@ class Ensemble:
         outputs = self._forward(clips)
         return np.clip(np.mean([o["pred"].numpy() for o in outputs], 0), 0.0, 1.0)
 
+    def ablation_changes(self, clips: list[ClipInputs]) -> list[dict[str, float]]:
+        """Per clip and modality, what the prediction loses without it: the mean absolute change
+        of the six intensities when the modality's mask is set all False (the models are
+        trained with missing modalities); 0 where the clip lacks the modality."""
+        variants, ablated = list(clips), []
+        for k, clip in enumerate(clips):
+            for modality in self.modalities:
+                values, mask = clip.get(modality, (None, np.zeros(0, bool)))
+                if np.asarray(mask, bool).any():
+                    variants.append(clip | {modality: (values, np.zeros(len(mask), bool))})
+                    ablated.append((k, modality))
+        scores = self.predict(variants)
+        changes = [dict.fromkeys(self.modalities, 0.0) for _ in clips]
+        for (k, modality), row in zip(ablated, scores[len(clips) :]):
+            changes[k][modality] = float(np.abs(scores[k] - row).mean())
+        return changes
+
     def contributions(self, clips: list[ClipInputs]) -> list[dict[str, float]]:
-        """Per clip, each modality's share of the fusion (0 where it is missing)."""
-        weights = np.mean([o["weights"].numpy() for o in self._forward(clips)], 0)
-        return [dict(zip(self.modalities, map(float, row))) for row in weights]
+        """Per clip, each modality's share of the ablation changes: sums to 1 over the
+        modalities the clip has, 0 for the others."""
+        present = [{m: bool(np.asarray(mask).any()) for m, (_, mask) in c.items()} for c in clips]
+        return [contribution_shares(changes, here)
+                for changes, here in zip(self.ablation_changes(clips), present)]  # fmt: skip
 
     def predict_store(self, features_dir: Path, clip_ids: list[str], batch_size: int = 64) -> pd.DataFrame:
         """Predictions for clips of a feature store (``features_dir/<modality>/packed``)."""
@@ -107,6 +127,15 @@ class Ensemble:
         return pd.DataFrame({"clip_id": clip_ids, **dict(zip(EMOTIONS, values.T))})
 
 
+def contribution_shares(changes: dict[str, float], present: dict[str, bool]) -> dict[str, float]:
+    """``changes`` normalised to sum to 1 over the ``present`` modalities (0 for absent ones);
+    equal shares when removing any one changes nothing."""
+    here = [m for m in changes if present.get(m, False)]
+    total = sum(changes[m] for m in here)
+    return {m: (changes[m] / total if total > 0 else 1 / len(here)) if m in here else 0.0
+            for m in changes}  # fmt: skip
+
+
 def load_ensemble(folder: Path | str) -> Ensemble:
     """Load an ensemble folder written by the ``ensemble`` stage."""
     folder = Path(folder)
@@ -117,7 +146,8 @@ def load_ensemble(folder: Path | str) -> Ensemble:
     description = json.loads(description_file.read_text())
     models = []
     for k in range(description["folds"]):
-        model = build_model(description["system"], description["dims"], **description["hyper"])
+        model = build_model(description["system"], description["dims"], description["kinds"],
+                            **description["hyper"])  # fmt: skip
         # Folds trained before input standardisation saw raw features: identity scalers.
         identity = {n: t for n, t in model.state_dict().items() if n.startswith("scalers.")}
         model.load_state_dict(identity | load_file(folder / f"fold_{k}.safetensors"))

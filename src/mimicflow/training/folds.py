@@ -1,4 +1,4 @@
-"""Which clips each cross-validation fold trains and validates on."""
+"""Which clips each model trains and validates on, by protocol (``train.protocol``)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,35 @@ import pandas as pd
 
 from mimicflow import EMOTIONS
 
-HELD_OUT = -1  # labelled but outside the folds (the official valid split, protocol "official")
+TRAIN_ONLY = -1  # trained on by every fold, validated by none (official/final: the train split)
 UNLABELLED = -2  # test clips: predicted, never trained on
 
 
 def assign_folds(manifest: pd.DataFrame, protocol: str, folds: int, seed: int) -> np.ndarray:
-    """Fold number per manifest row, deterministic for ``seed``.
+    """The fold that validates each manifest row (or ``TRAIN_ONLY`` / ``UNLABELLED``),
+    deterministic for ``seed``.
 
     ``merged`` (Fuxi): the labelled clips of train and valid are shuffled into ``folds`` folds.
-    ``official``: only the train split is folded; valid stays held out for the ensemble.
+    ``official`` and ``final``: one model; the train split trains it, the valid split is fold 0.
     """
     labelled = manifest[list(EMOTIONS)].notna().all(axis=1).to_numpy()
-    in_cv = labelled & (manifest["split"].to_numpy() != "valid" if protocol == "official" else True)
-    assignment = np.where(labelled, HELD_OUT, UNLABELLED)
-    members = np.flatnonzero(in_cv)
+    assignment = np.where(labelled, TRAIN_ONLY, UNLABELLED)
+    if protocol != "merged":
+        valid = labelled & (manifest["split"].to_numpy() == "valid")
+        if not valid.any() or valid.sum() == labelled.sum():
+            raise ValueError(f"protocol {protocol} needs labelled clips in both the train and the "
+                             "valid split (use protocol merged otherwise)")  # fmt: skip
+        assignment[valid] = 0
+        return assignment
+    members = np.flatnonzero(labelled)
     if len(members) < folds:
         raise ValueError(f"{len(members)} labelled clips cannot make {folds} folds")
     shuffled = np.random.default_rng(seed).permutation(members)
     assignment[shuffled] = np.arange(len(shuffled)) % folds
     return assignment
+
+
+def fold_indices(assignment: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows) of ``fold``."""
+    train = (assignment == TRAIN_ONLY) | ((assignment >= 0) & (assignment != fold))
+    return np.flatnonzero(train), np.flatnonzero(assignment == fold)

@@ -1,4 +1,4 @@
-"""Training one fold of one system: the loop, early stopping, EMA, the systems' schedules.
+"""Training one fold of one system: the loop, early stopping, EMA, learning-rate schedules.
 
 Everything is seeded (torch, numpy, the batch order, TSN sampling and modality dropout), so a
 fold trained twice with the same seed gives the same weights on the same machine.
@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel
 from mimicflow.config import SystemParams, TrainParams
 from mimicflow.fusion.losses import ccc_loss, mimicmetrics_loss, text_anchored_triplet_loss
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
-from mimicflow.fusion.models import build_model, fit_input_scaling
+from mimicflow.fusion.models import branch_kind, build_model, fit_input_scaling
 from mimicflow.training.data import ClipFeatures, FeatureDataset
 
 log = logging.getLogger(__name__)
@@ -41,16 +41,19 @@ class FoldResult:
     history: list[dict] = field(default_factory=list)  # per epoch: stage, loss, val Pearson
 
 
-def system_modalities(system: str, modalities: tuple[str, ...]) -> tuple[str, ...]:
-    """The modalities a system uses: Augsburg is audio only, the others all configured."""
-    return ("audio",) if system == "augsburg" else tuple(modalities)
+def system_inputs(system: str, kinds: dict[str, str]) -> tuple[str, ...]:
+    """The inputs (name → modality) a system uses: Augsburg the audio ones, the others all."""
+    if system == "augsburg":
+        return tuple(name for name, kind in kinds.items() if branch_kind(kind) == "audio")
+    return tuple(kinds)
 
 
 def model_hyper(system: str, params: SystemParams) -> dict:
     """The constructor arguments of a system's module, from its params section."""
-    names = {"fuxi": ("hidden", "embed", "dropout"), "ustc": ("hidden", "heads", "layers", "dropout"),
-             "augsburg": ("hidden", "dropout"),
-             "mimicmetrics": ("hidden", "dropout", "modality_dropout", "queries")}[system]  # fmt: skip
+    names = {"fuxi": ("hidden", "embed", "dropout"),
+             "ustc": ("hidden", "heads", "layers", "segments", "dropout"),
+             "augsburg": ("hidden", "dropout", "lstm_layers", "lstm_dropout"),
+             "mimicmetrics": ("hidden", "dropout", "modality_dropout", "queries", "missing_text")}[system]  # fmt: skip
     return {name: getattr(params, name) for name in names}
 
 
@@ -72,13 +75,49 @@ def predict(model: nn.Module, dataset: FeatureDataset, indices, sampling: str, b
 
 
 def start_at_training_mean(model: nn.Module, labels: np.ndarray) -> None:
-    """Every layer that emits the six intensities (before the sigmoid) starts with the logit of
-    the training mean as its bias: training begins at the baseline instead of at 0.5."""
+    """Every layer that emits the six intensities starts with the training mean as its bias
+    (its logit before a sigmoid): training begins at the baseline instead of at 0.5."""
     mean = np.clip(np.nanmean(labels, axis=0), 0.01, 0.99)
+    bias = mean if getattr(model, "linear_output", False) else np.log(mean / (1 - mean))
     with torch.no_grad():
         for layer in model.modules():
             if isinstance(layer, nn.Linear) and layer.out_features == len(mean):
-                layer.bias.copy_(torch.from_numpy(np.log(mean / (1 - mean))))
+                layer.bias.copy_(torch.from_numpy(bias))
+
+
+class Schedule:
+    """A system's learning-rate schedule (``schedule`` in its params), after an optional linear
+    warm-up of ``warmup_epochs``: ``batch()`` after every optimiser step, ``epoch(score)`` after
+    every validation (the plateau schedule reads the validation mean Pearson)."""
+
+    def __init__(self, optimiser: torch.optim.Optimizer, hyper: SystemParams, epochs: int,
+                 steps_per_epoch: int):  # fmt: skip
+        lr_scheduler = torch.optim.lr_scheduler
+        self.warmup = round(hyper.warmup_epochs * steps_per_epoch)
+        self.steps, self.plateau = 0, None
+        main = None
+        if hyper.schedule == "cosine":
+            main = lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, epochs * steps_per_epoch - self.warmup),
+                                                  eta_min=hyper.min_lr)  # fmt: skip
+        elif hyper.schedule == "sgdr":
+            main = lr_scheduler.CosineAnnealingWarmRestarts(optimiser, T_0=hyper.restart_epochs * steps_per_epoch,
+                                                            eta_min=hyper.min_lr)  # fmt: skip
+        elif hyper.schedule == "plateau":
+            self.plateau = lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=hyper.plateau_factor,
+                                                          patience=hyper.plateau_patience)  # fmt: skip
+        if self.warmup:
+            warm = lr_scheduler.LinearLR(optimiser, start_factor=1 / (self.warmup + 1), total_iters=self.warmup)
+            main = warm if main is None else lr_scheduler.SequentialLR(optimiser, [warm, main], [self.warmup])
+        self.per_batch = main
+
+    def batch(self) -> None:
+        self.steps += 1
+        if self.per_batch is not None:
+            self.per_batch.step()
+
+    def epoch(self, score: float) -> None:
+        if self.plateau is not None and self.steps >= self.warmup:
+            self.plateau.step(score)
 
 
 def _ema(model: nn.Module, decay: float) -> AveragedModel:
@@ -104,13 +143,19 @@ class FoldTrainer:
         self.sampling = ("random", "centre") if system == "fuxi" else ("mean", "mean")
         self.history: list[dict] = []
 
-    def fit(self) -> FoldResult:
+    def new_model(self):
+        """The system's model as the seed initialises it, its input scaling fitted on the
+        training clips, its output at their mean (and the batch order's generator reset)."""
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
-        dims = {m: d for m, d in self.dataset.dims().items()}
-        model = build_model(self.system, dims, **model_hyper(self.system, self.hyper))
+        model = build_model(self.system, self.dataset.dims(), self.dataset.kinds(),
+                            **model_hyper(self.system, self.hyper))  # fmt: skip
         fit_input_scaling(model, self.dataset.feature_stats(self.train_idx, self.sampling[1]))
         start_at_training_mean(model, self.dataset.labels[self.train_idx])
+        return model
+
+    def fit(self) -> FoldResult:
+        model = self.new_model()
         if self.system == "mimicmetrics":
             self._pretrain_encoders(model)
         best = self._fit_loop(model, stage="fusion")
@@ -121,6 +166,19 @@ class FoldTrainer:
                          key=lambda r: r["val_mean_pearson"])["epoch"]  # fmt: skip
         return FoldResult(best, model.eval(), val_pred, scores, best_epoch, self.history)
 
+    def refit(self, indices, chosen: FoldResult) -> FoldResult:
+        """Protocol ``final``: a new model trained on ``indices`` for the epochs ``chosen`` found
+        best (no early stopping: its weights after the last of them), on the same learning-rate
+        schedule (over ``epochs``). Validation predictions and scores stay ``chosen``'s."""
+        self.train_idx, epochs = np.asarray(indices), chosen.best_epoch + 1
+        model = self.new_model()
+        if self.system == "mimicmetrics":
+            self._pretrain_encoders(model)
+        state = self._fit_loop(model, stage="final", epochs=epochs, keep="last", horizon=self.params.epochs)
+        model.load_state_dict(state)
+        return FoldResult(state, model.eval(), chosen.val_pred, chosen.val_scores, chosen.best_epoch,
+                          self.history)  # fmt: skip
+
     def _pretrain_encoders(self, model) -> None:
         """MimicMetrics stage 1: each encoder with its own head, alone; heads then dropped."""
         for modality in list(model.encoders):
@@ -129,72 +187,78 @@ class FoldTrainer:
                                                  epochs=self.hyper.pretrain_epochs))  # fmt: skip
         model.unimodal = None
 
-    def _optimiser(self, model, stage: str):
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps per epoch (a last batch of one clip is left out)."""
+        return len(range(0, len(self.train_idx) - 1, self.params.batch_size))
+
+    def optimiser(self, model, stage: str, epochs: int) -> tuple[torch.optim.Optimizer, Schedule]:
+        """AdamW over the stage's parameter groups, with the system's schedule for ``epochs``."""
         hyper = self.hyper
         if stage.startswith("pretrain_"):
             groups = model.encoders[stage.removeprefix("pretrain_")].parameters()
-        elif hasattr(model, "param_groups"):
+        elif self.system == "fuxi":
+            groups = model.param_groups(hyper.lr, hyper.branch_lr)
+        elif self.system == "mimicmetrics":
             groups = model.param_groups(hyper.lr, hyper.encoder_lr_scale)
         else:
             groups = model.parameters()
         optimiser = torch.optim.AdamW(groups, lr=hyper.lr, weight_decay=hyper.weight_decay)
-        if self.system == "fuxi":
-            steps = max(1, -(-len(self.train_idx) // self.params.batch_size))
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-                optimiser, T_0=hyper.restart_epochs * steps, eta_min=hyper.min_lr)
-            return optimiser, scheduler, "step"
-        if self.system == "mimicmetrics" and stage == "fusion":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimiser, mode="max", factor=hyper.plateau_factor, patience=hyper.plateau_patience)
-            return optimiser, scheduler, "plateau"
-        return optimiser, None, None
+        return optimiser, Schedule(optimiser, hyper, epochs, self.steps_per_epoch())
 
-    def _loss(self, model, out, inputs, target):
-        loss = REGRESSION_LOSSES[self.hyper.loss](out["pred"], target)
-        if self.system == "fuxi" and "text" in inputs and self.hyper.triplet_weight > 0:
-            text_vec = inputs["text"][0].sum(1) / inputs["text"][1].sum(1, keepdim=True).clamp_min(1)
+    def text_anchor(self, indices) -> torch.Tensor:
+        """Fuxi's triplet ordering: each clip's text features averaged over the whole clip
+        (every text input's, side by side), not over the segments sampled for the batch."""
+        names = [name for name, kind in self.dataset.kinds().items() if branch_kind(kind) == "text"]
+        return torch.from_numpy(np.concatenate([self.dataset.clip_mean(indices, n) for n in names], 1))
+
+    def _loss(self, model, out, indices, target):
+        loss = REGRESSION_LOSSES[self.hyper.loss](out.get("unclipped", out["pred"]), target)
+        if self.system == "fuxi" and "text" in model.kinds.values() and self.hyper.triplet_weight > 0:
             fused = nn.functional.normalize(torch.stack(list(out["embeddings"].values()), 1).mean(1), dim=-1)
             loss = loss + self.hyper.triplet_weight * text_anchored_triplet_loss(
-                fused, text_vec, self.hyper.triplet_margin)
+                fused, self.text_anchor(indices), self.hyper.triplet_margin)
         return loss
 
-    def _fit_loop(self, model, stage: str, epochs: int | None = None) -> dict:
+    def _fit_loop(self, model, stage: str, epochs: int | None = None, keep: str = "best",
+                  horizon: int | None = None) -> dict:  # fmt: skip
         """Train until the validation mean Pearson stops improving; the best weights (of the EMA
-        model when the system uses one)."""
-        optimiser, scheduler, schedule = self._optimiser(model, stage)
+        model when the system uses one), or with ``keep="last"`` all ``epochs`` and the last.
+        The schedule spans ``horizon`` epochs (default: ``epochs``)."""
+        epochs = epochs or self.params.epochs
+        optimiser, schedule = self.optimiser(model, stage, horizon or epochs)
         ema = _ema(model, self.hyper.ema) if self.hyper.ema else None
         evaluated = ema.module if ema else model
         best_score, best_state, waited = -np.inf, copy.deepcopy(evaluated.state_dict()), 0
         size = self.params.batch_size
-        for epoch in range(epochs or self.params.epochs):
+        for epoch in range(epochs):
             model.train()
             order = self.rng.permutation(self.train_idx)
             losses = []
             for start in range(0, len(order) - 1, size):
-                batch = self.dataset.batch(order[start : start + size], self.sampling[0], self.rng)
-                inputs, target = to_tensors(batch)
-                loss = self._loss(model, model(inputs), inputs, target)
+                indices = order[start : start + size]
+                inputs, target = to_tensors(self.dataset.batch(indices, self.sampling[0], self.rng))
+                loss = self._loss(model, model(inputs), indices, target)
                 optimiser.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                nn.utils.clip_grad_norm_(model.parameters(), self.hyper.grad_clip)
                 optimiser.step()
                 if ema:
                     ema.update_parameters(model)
-                if schedule == "step":
-                    scheduler.step()
+                schedule.batch()
                 losses.append(loss.item())
             pred = predict(evaluated, self.dataset, self.val_idx, self.sampling[1])
             with warnings.catch_warnings():  # an undefined emotion is left out of the mean
                 warnings.simplefilter("ignore", UndefinedMetricWarning)
                 score = emotion_scores(pred, self.dataset.labels[self.val_idx])["mean_pearson"]
             score = -1.0 if score is None else score
-            if schedule == "plateau":
-                scheduler.step(score)
+            schedule.epoch(score)
             row = {"stage": stage, "epoch": epoch, "train_loss": float(np.mean(losses)),
                    "val_mean_pearson": score}  # fmt: skip
             self.history.append(row)
             self.on_epoch(row)
-            if score > best_score:
+            if keep == "last":
+                best_state = copy.deepcopy(evaluated.state_dict())
+            elif score > best_score:
                 best_score, best_state, waited = score, copy.deepcopy(evaluated.state_dict()), 0
             else:
                 waited += 1

@@ -1,0 +1,143 @@
+"""The bento as users deploy it: its image (the generated Dockerfile and requirements under the
+bento's ``env/``) carries the ``serving`` extra and the system packages, none of the pipeline's
+tools; the built bento, served by a real ``bentoml serve`` in which dvc, prefect, Great
+Expectations, Evidently and Dask cannot be imported, answers BentoML's own ``SyncHTTPClient``
+sent with the bearer token."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, packages_distributions, requires
+from pathlib import Path
+
+import bentoml
+import grimp
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from mimicflow import EMOTIONS
+from mimicflow.data.faults import FAULTS
+from mimicflow.serving.service import SYSTEM_PACKAGES
+from mimicflow.stages.package import TORCH_CPU_INDEX, serving_requirements
+
+from .helpers.bento import bento_env, package, serve
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "deploy-token-81d0"
+FORBIDDEN = {"dvc", "dvclive", "prefect", "prefect-dask", "great-expectations", "evidently",
+             "dask", "distributed"}  # fmt: skip
+# Imported by modules the service imports, only inside functions serving never calls.
+NOT_SERVED = {
+    "great_expectations": "the validate stage's and the monitor's data checks",
+    "dask": "the stages' and the monitor's Dask scheduler (compute.scheduler)",
+    "opensmile": "the egemaps encoder (the prosody extra)",
+}
+# Loaded into every Python process of the server (and its workers): the forbidden packages
+# cannot be imported; each process that loads it records its pid.
+BLOCKER = """import os, sys
+BLOCKED = {"dvc", "dvclive", "prefect", "prefect_dask", "great_expectations", "evidently",
+           "dask", "distributed"}
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name}: not in the serving image")
+sys.meta_path.insert(0, Blocker())
+with open(os.environ["MIMICFLOW_TEST_BLOCKED"], "a") as log:
+    log.write(f"{os.getpid()}\\n")
+"""
+
+
+@pytest.fixture(scope="module")
+def deployed(ensemble_dir, models_dir, tmp_path_factory):
+    """The package stage into a private BentoML home, then ``bentoml serve`` of its bento with
+    a token set and the forbidden packages blocked; yields (url, built bento folder, the file
+    listing the blocked processes)."""
+    root = tmp_path_factory.mktemp("deploy")
+    env = bento_env(root, MIMICFLOW_API_TOKEN=TOKEN)
+    summary = package(root, models_dir, ensemble_dir, env)
+    name, version = summary["bento"].split(":")
+    (root / "blocker").mkdir()
+    (root / "blocker" / "sitecustomize.py").write_text(BLOCKER)
+    path = os.pathsep.join([str(root / "blocker"), *filter(None, [env.get("PYTHONPATH")])])
+    env |= {"PYTHONPATH": path, "MIMICFLOW_TEST_BLOCKED": str(root / "blocked.txt")}
+    with serve(summary["bento"], root, env) as url:
+        yield url, root / "bentoml" / "bentos" / name / version, root / "blocked.txt"
+
+
+def _names(lines: list[str]) -> set[str]:
+    return {canonicalize_name(Requirement(line).name) for line in lines
+            if line.strip() and not line.startswith("-")}  # fmt: skip
+
+
+def test_the_bento_requirements_are_the_serving_extra(deployed):
+    _, bento, _ = deployed
+    lines = (bento / "env" / "python" / "requirements.txt").read_text().splitlines()
+    extra = serving_requirements(REPO / "pyproject.toml")
+    assert _names(lines) == _names(extra)
+    assert not _names(lines) & FORBIDDEN
+    assert f"--extra-index-url {TORCH_CPU_INDEX}" in lines
+    assert [t for t in lines if t.startswith("torch")] == [t for t in extra if t.startswith("torch")]
+
+
+def test_the_dockerfile_installs_the_system_packages_and_the_requirements(deployed):
+    _, bento, _ = deployed
+    dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    installs = [line.split() for line in dockerfile.splitlines() if "apt-get install" in line]
+    assert any(set(SYSTEM_PACKAGES) <= set(words) for words in installs), installs
+    assert "pip install -r $BENTO_PATH/env/python/requirements.txt" in dockerfile
+
+
+def test_sync_http_client_gets_six_intensities_from_the_served_bento(deployed, featured):
+    url, _, blocked = deployed
+    params, _ = featured
+    clip = next(p for p in sorted((Path(params.data.root) / "raw").glob("*.mp4"))
+                if p.stem not in FAULTS.values())  # fmt: skip
+    with bentoml.SyncHTTPClient(url, token=TOKEN, timeout=120) as client:
+        answer = client.predict(file=clip)
+    assert list(answer["intensities"]) == list(EMOTIONS)
+    assert all(0 <= v <= 1 for v in answer["intensities"].values())
+    assert len(set(blocked.read_text().split())) >= 2  # the server and its worker(s)
+    with pytest.raises(bentoml.exceptions.BentoMLException, match="bearer token"):
+        with bentoml.SyncHTTPClient(url, timeout=120) as client:
+            client.predict(file=clip)
+
+
+def _installed_closure(requirements: list[str]) -> set[str]:
+    """The distributions ``requirements`` install, with everything they require."""
+    todo, seen = [Requirement(r).name for r in requirements], set()
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            needs = [Requirement(r) for r in requires(name) or []]
+        except PackageNotFoundError:
+            continue
+        todo += [r.name for r in needs if r.marker is None or r.marker.evaluate({"extra": ""})]
+    return seen
+
+
+def test_the_serving_extra_covers_every_package_the_service_imports():
+    graph = grimp.build_graph("mimicflow", include_external_packages=True,
+                              exclude_type_checking_imports=True)  # fmt: skip
+    todo, seen = ["mimicflow.serving.service"], set()
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            if module.startswith("mimicflow"):
+                parts = module.split(".")  # its packages' __init__ run first
+                todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+                todo += graph.find_modules_directly_imported_by(module)
+    imported = {m for m in seen if "." not in m} - set(sys.stdlib_module_names) - {"mimicflow"}
+    served = _installed_closure(serving_requirements(REPO / "pyproject.toml"))
+    assert not served & FORBIDDEN
+    distributions = packages_distributions()
+    missing = {m for m in imported - set(NOT_SERVED)
+               if not {canonicalize_name(d) for d in distributions[m]} & served}  # fmt: skip
+    assert missing == set(), f"add their distributions to the serving extra: {missing}"
+    assert set(NOT_SERVED) <= imported  # each exception still exists

@@ -1,0 +1,106 @@
+"""Drift over time: two real monitoring runs (a batch from the training data's generator, then a
+shifted one) go into one Evidently workspace, project ``mimicflow``; their drift shares read
+back through the Workspace API and from a real ``evidently ui`` serving that workspace."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mimicflow.config import MonitorParams
+from mimicflow.monitoring.monitor import run_monitor
+from mimicflow.monitoring.profile import build_reference
+from mimicflow.monitoring.workspace import PROJECT
+
+from .helpers.shift import shift_dataset
+from .prefect_server import BIN, free_port, stop
+
+DRIFTED = "evidently:metric_v2:DriftedColumnsCount"
+
+
+@pytest.fixture(scope="module")
+def two_runs(featured, ensemble_dir, tmp_path_factory):
+    """The reference from the session's pipeline outputs, then two monitoring runs; returns
+    (their summaries, the monitor settings)."""
+    from mimicflow.data.synth.generator import generate_dataset
+
+    params, _ = featured
+    root = tmp_path_factory.mktemp("drift_workspace")
+    settings = MonitorParams(reference=root / "reference", work=root / "work", archive=root / "archive",
+                             reports=root / "reports", workspace=root / "workspace", settle_s=0)  # fmt: skip
+    params = params.model_copy(update={
+        "monitor": settings, "ensemble": params.ensemble.model_copy(update={"out": ensemble_dir})})  # fmt: skip
+    build_reference(params)
+    generate_dataset(root / "same", 8, 41, workers=2, progress=False)
+    generate_dataset(root / "source", 8, 43, workers=2, progress=False)
+    shift_dataset(root / "source", root / "shifted", face_every=4)
+    first = run_monitor(params, root / "same")
+    time.sleep(1.1)  # run ids (and snapshot times) have one-second resolution
+    second = run_monitor(params, root / "shifted")
+    return [first, second], settings
+
+
+def _runs(folder: Path) -> list[tuple]:
+    """(timestamp, name, drift share) of each snapshot in the workspace, oldest first."""
+    from evidently.core.report import Snapshot
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace(str(folder))
+    (project,) = workspace.search_project(PROJECT)
+    runs = []
+    for snapshot_id in workspace.list_runs(project.id):
+        model = workspace.get_run(project.id, snapshot_id)
+        (share,) = [r.share.value for r in Snapshot.load_model(model).metric_results.values()
+                    if r.metric_value_location.metric.params["type"] == DRIFTED]  # fmt: skip
+        runs.append((model.timestamp, model.name, share))
+    return sorted(runs)
+
+
+def test_each_run_is_a_snapshot_with_its_drift_share(two_runs):
+    (first, second), settings = two_runs
+    runs = _runs(settings.workspace)
+    assert [name for _, name, _ in runs] == [first["run"], second["run"]]
+    assert [share for *_, share in runs] == pytest.approx(
+        [first["share"], second["share"]], abs=1e-4
+    )
+    assert first["drift"] is False and second["drift"] is True
+    assert runs[0][0] < runs[1][0]  # stamped with each run's own time
+
+
+def test_evidently_ui_charts_the_drift_share_per_run(two_runs):
+    (first, second), settings = two_runs
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    process = subprocess.Popen([str(BIN / "evidently"), "ui", "--workspace", str(settings.workspace),
+                                "--host", "127.0.0.1", "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                               start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, (
+                "evidently ui did not start"
+            )
+            try:
+                projects = httpx.get(f"{url}/projects", timeout=2).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        (project,) = [p for p in projects if p["name"] == PROJECT]
+        dashboard = httpx.get(f"{url}/v2/dashboards/{project['id']}").json()
+        (panel,) = [p for p in dashboard["panels"] if "Share of drifted" in p["title"]]
+        (metric,) = panel["values"]
+        query = {"series_filter": [{"tags": [], "metadata": {}, "metric": metric["metric"],
+                                    "metric_labels": metric["metric_labels"]}]}  # fmt: skip
+        series = httpx.post(
+            f"{url}/v2/snapshots/{project['id']}/data_series_batch", json=query
+        ).json()
+    finally:
+        stop(process)
+    values = [v for s in series["series"] for v in s["values"] if v is not None]
+    assert len(series["sources"]) == 2
+    assert sorted(values) == pytest.approx(sorted([first["share"], second["share"]]), abs=1e-4)
