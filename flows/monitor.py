@@ -16,14 +16,16 @@ from prefect.artifacts import create_markdown_artifact
 
 from mimicflow.config import load_params
 from mimicflow.monitoring.monitor import run_monitor
-from mimicflow.orchestration import logs_into_prefect, prefect_step
+from mimicflow.orchestration import logs_into_prefect, prefect_steps
 
 
 @flow(name="mimicflow-monitor")
 def monitor(project: str = ".", incoming: str | None = None) -> dict:
     """Monitor the clips in ``incoming`` (default: ``monitor.incoming`` of the project's params)."""
     with chdir(Path(project).resolve()), logs_into_prefect():  # params paths are project-relative
-        summary = run_monitor(load_params(), Path(incoming) if incoming else None, step=prefect_step)
+        params = load_params()
+        summary = run_monitor(params, Path(incoming) if incoming else None,
+                              step=prefect_steps(params.flows.task_timeout_s))  # fmt: skip
     verdict = "**drift**" if summary["drift"] else "no drift"
     columns = ", ".join(f"`{c}`" for c in summary["drifted_columns"]) or "none"
     create_markdown_artifact(

@@ -1,7 +1,8 @@
 """The DVC pipeline as a Prefect flow: each stage of ``dvc.yaml`` is a task that runs it through
 ``dvc repro --single-item`` (DVC keeps caching and lineage), in dependency order, retried on
-failure, with DVC's output streamed into the run's logs; a markdown artifact summarises the
-stages and ``dvc metrics show``; ``reports/index.html`` is regenerated at the end.
+failure and failed after ``flows.task_timeout_s``, with DVC's output streamed into the run's logs;
+``reports/index.html`` is regenerated at the end, and the run's artifacts are tables of the stages
+and of ``dvc metrics show`` and a link to the reports.
 
 ``python flows/pipeline.py [PROJECT]`` runs it once; ``mimicflow flows serve`` serves it nightly.
 """
@@ -14,11 +15,10 @@ from contextlib import chdir
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 
 from mimicflow.config import load_params
 from mimicflow.monitoring.reports import write_index
-from mimicflow.orchestration import dvc_stages, metrics_markdown, run_dvc
+from mimicflow.orchestration import dvc_stages, publish_run, run_dvc
 
 
 @task(name="dvc-stage")
@@ -34,7 +34,8 @@ def pipeline(project: str = ".") -> dict[str, str]:
     root = Path(project).resolve()
     settings = load_params(root / "params.yaml")
     stage_task = run_stage.with_options(retries=settings.flows.retries,
-                                        retry_delay_seconds=settings.flows.retry_delay_s)  # fmt: skip
+                                        retry_delay_seconds=settings.flows.retry_delay_s,
+                                        timeout_seconds=settings.flows.task_timeout_s)  # fmt: skip
     stages = dvc_stages(root)
     get_run_logger().info("stages in order: %s", ", ".join(stages))
     summary = {}
@@ -42,10 +43,9 @@ def pipeline(project: str = ".") -> dict[str, str]:
         start = time.perf_counter()
         outcome = stage_task.with_options(task_run_name=f"dvc repro {stage}")(root, stage)
         summary[stage] = {"outcome": outcome, "seconds": time.perf_counter() - start}
-    create_markdown_artifact(key="mimicflow-pipeline", markdown=metrics_markdown(root, summary),
-                             description="DVC stages of this run and `dvc metrics show`")  # fmt: skip
     with chdir(root):  # params paths are relative to the project
-        write_index(settings)
+        index = write_index(settings)
+    publish_run(root, summary, root / index)
     return {stage: entry["outcome"] for stage, entry in summary.items()}
 
 

@@ -7,6 +7,7 @@ missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v chromium >/dev/null || missing+=(chromium)  # renders reports/index.html in the tests
+command -v npm >/dev/null || missing+=(npm)  # fetches the reports' scripts (scripts/web_assets.py)
 if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "mimicflow needs: ${missing[*]} — install them (sudo apt-get install ${missing[*]})" >&2
@@ -32,3 +33,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/uv pip install -q --python .venv/bin/python --override scripts/uv-overrides.txt -e ".[dev,prosody]"
   touch "$stamp"
 fi
+# The scripts and stylesheets the reports load (npm packages), so that they render offline.
+.venv/bin/python scripts/web_assets.py

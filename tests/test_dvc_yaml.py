@@ -99,3 +99,23 @@ def test_a_param_makes_exactly_its_stages_stale(locked_repo, key, value, stale):
         assert set(json.loads(_dvc(locked_repo, "status", "--json"))) == stale
     finally:
         params_file.write_text(original)
+
+
+def test_train_folds_make_one_train_stage_each(tmp_path):
+    """``train.folds`` is the only place the fold count lives: three folds, three stages, each
+    with its DVCLive metrics declared."""
+    shutil.copy(ROOT / "dvc.yaml", tmp_path)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["folds"] = [0, 1, 2]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    _dvc(tmp_path, "init", "-q")
+    listed = [line.split()[0] for line in _dvc(tmp_path, "stage", "list").splitlines()]
+    assert [s for s in listed if s.startswith("train@")] == ["train@0", "train@1", "train@2"]
+    for fold in range(3):  # what DVCLive writes for the fold
+        path = tmp_path / "reports" / "training" / "curves" / f"fold_{fold}" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"step": 9, "val_mean_pearson": fold / 10}))
+    shown = json.loads(_dvc(tmp_path, "metrics", "show", "--json"))[""]["data"]
+    folds = {p: m["data"]["val_mean_pearson"] for p, m in shown.items() if "curves" in p}
+    assert folds == {f"reports/training/curves/fold_{k}/metrics.json": k / 10 for k in range(3)}

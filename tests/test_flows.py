@@ -1,9 +1,11 @@
 """The Prefect pipeline flow on a real Prefect server and real DVC: a tiny DVC project whose
 stages are cheap (one fails once, as a transient failure would), run once with
-``python flows/pipeline.py`` and through ``mimicflow flows serve`` + ``run_deployment``."""
+``python flows/pipeline.py`` and through ``mimicflow flows serve`` + ``run_deployment``; a
+project with a stage that hangs shows the task timeout and the deployment's concurrency limit."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -94,9 +96,14 @@ def _check_run(flow_run_id, project: Path) -> None:
         assert "transient failure on the first attempt" in text
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
-        markdown = next(a.data for a in artifacts if a.key == "mimicflow-pipeline")
-    assert "| `flaky` | ran |" in markdown and "| `count` | ran |" in markdown
-    assert "| clips | 3 |" in markdown and "| mean_words | 7.5 |" in markdown
+    by_key = {a.key: a for a in artifacts}
+    stages = json.loads(by_key["mimicflow-stages"].data)
+    outcomes = [(row["stage"], row["outcome"]) for row in stages]
+    assert outcomes == [("flaky", "ran"), ("count", "ran")]
+    metrics = json.loads(by_key["mimicflow-metrics"].data)
+    assert {row["metric"]: row["value"] for row in metrics} == {"clips": 3, "mean_words": 7.5}
+    link = by_key["mimicflow-reports"].data  # a link artifact is stored as markdown
+    assert f"({(project / 'reports' / 'index.html').as_uri()})" in link
     assert (project / "flaky.txt").exists() and (project / "reports" / "index.html").exists()
 
 
@@ -121,7 +128,7 @@ def test_serve_registers_the_schedules_and_runs_a_deployment_through_the_api(pre
                              stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
         deployments = _wait_for_deployments(["mimicflow-pipeline/nightly", "mimicflow-monitor/hourly"],
-                                            serve, log)  # fmt: skip
+                                            serve, log, project)  # fmt: skip
         schedules = {name: d.schedules[0].schedule for name, d in deployments.items()}
         assert schedules["mimicflow-pipeline/nightly"].cron == FLOWS["pipeline_cron"]
         assert schedules["mimicflow-monitor/hourly"].cron == FLOWS["monitor_cron"]
@@ -138,7 +145,9 @@ def test_serve_registers_the_schedules_and_runs_a_deployment_through_the_api(pre
         stop(serve)
 
 
-def _wait_for_deployments(names, process, log, timeout=180):
+def _wait_for_deployments(names, process, log, project, timeout=180):
+    """The deployments as ``process`` registered them for ``project`` (an earlier test's serve
+    left deployments of the same names, for its own project)."""
     from prefect.exceptions import ObjectNotFound
 
     deadline = time.time() + timeout
@@ -148,8 +157,81 @@ def _wait_for_deployments(names, process, log, timeout=180):
             assert process.poll() is None, log.read_text()[-3000:]
             for name in names:
                 try:
-                    found[name] = client.read_deployment_by_name(name)
+                    deployment = client.read_deployment_by_name(name)
                 except ObjectNotFound:
+                    deployment = None
+                if deployment and deployment.parameters == {"project": str(project)}:
+                    found[name] = deployment
+                else:
                     time.sleep(1)
     assert len(found) == len(names), log.read_text()[-3000:]
     return found
+
+
+HANG = """\
+import os, pathlib, time
+with open("started.txt", "a") as started:
+    started.write(f"{os.getpid()}\\n")
+time.sleep(300)
+"""
+
+
+def _wait_for_state(run_id, done, timeout=180):
+    deadline = time.time() + timeout
+    with _client() as client:
+        while time.time() < deadline:
+            run = client.read_flow_run(run_id)
+            if done(run):
+                return run
+            time.sleep(0.5)
+    raise AssertionError(f"flow run {run_id} is still {run.state}")
+
+
+def test_a_hung_stage_times_out_and_a_run_due_meanwhile_is_cancelled(prefect_api, tmp_path):
+    import psutil
+    from prefect.deployments import run_deployment
+
+    url, home = prefect_api
+    project = tmp_path / "hung"
+    project.mkdir()
+    stage = {"cmd": "python hang.py", "always_changed": True}
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"hang": stage}}))
+    (project / "hang.py").write_text(HANG)
+    flows = FLOWS | {"retries": 0, "task_timeout_s": 15}
+    (project / "params.yaml").write_text(yaml.safe_dump({"flows": flows}))
+    for command in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
+        subprocess.run(command, cwd=project, check=True, capture_output=True)
+    log = tmp_path / "serve.log"
+    serve = subprocess.Popen([str(BIN / "mimicflow"), "flows", "serve", "--project", str(project)],
+                             cwd=REPO, env=prefect_env(home, url), stdout=log.open("w"),
+                             stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        deployment = _wait_for_deployments(["mimicflow-pipeline/nightly"], serve, log, project)
+        options = deployment["mimicflow-pipeline/nightly"]
+        assert options.global_concurrency_limit.limit == 1
+        assert options.concurrency_options.collision_strategy == "CANCEL_NEW"
+
+        first = run_deployment("mimicflow-pipeline/nightly", timeout=0)
+        _wait_for_state(first.id, lambda _: (project / "started.txt").exists())  # stage running
+        started = time.time()
+        second = run_deployment("mimicflow-pipeline/nightly", timeout=0)
+        second = _wait_for_state(second.id, lambda r: r.state.is_final())
+        assert second.state.is_cancelled(), f"{second.state}\n{log.read_text()[-3000:]}"
+
+        first = _wait_for_state(first.id, lambda r: r.state.is_final())
+        assert first.state.is_failed(), first.state
+        assert time.time() - started < 60  # the stage would sleep 300 s
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        with _client() as client:
+            runs = FlowRunFilter(id=FlowRunFilterId(any_=[first.id]))
+            tasks = client.read_task_runs(flow_run_filter=runs)
+        assert [t.state.name for t in tasks if t.name == "dvc repro hang"] == ["TimedOut"]
+        pids = [int(p) for p in (project / "started.txt").read_text().split()]
+        assert len(pids) == 1  # the cancelled run never started the stage
+        deadline = time.time() + 10
+        while psutil.pid_exists(pids[0]) and psutil.Process(pids[0]).status() != "zombie":
+            assert time.time() < deadline, "the timed-out stage is still running"
+            time.sleep(0.2)
+    finally:
+        stop(serve)

@@ -47,6 +47,8 @@ class ValidateParams(_Section):
     # A clip whose decodable length falls short of what its header claims by more than this
     # fraction is truncated.
     truncation_tolerance: float = Field(0.15, ge=0, lt=1)
+    # A manifest that fails its Great Expectations suite stops the stage (stop) or is logged (warn).
+    on_failure: Literal["stop", "warn"] = "stop"
 
 
 class ModelsParams(_Section):
@@ -157,13 +159,15 @@ class ComputeParams(_Section):
 
 
 class FlowsParams(_Section):
-    """Prefect orchestration: cron schedules of the served deployments and task retries."""
+    """Prefect orchestration: cron schedules of the served deployments, task retries and
+    timeouts."""
 
     pipeline_cron: str = "0 2 * * *"  # the DVC pipeline, nightly
     monitor_cron: str = "0 * * * *"  # drift monitoring of new clips, hourly
     timezone: str = "UTC"
     retries: int = Field(2, ge=0)  # a failed DVC stage task is retried (lock held, I/O, OOM kill)
     retry_delay_s: float = Field(30.0, ge=0)
+    task_timeout_s: float = Field(43200.0, gt=0)  # a task running longer fails (hung stage, clip)
 
 
 class MonitorParams(_Section):

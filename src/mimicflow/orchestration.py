@@ -1,5 +1,5 @@
 """What the Prefect flows in ``flows/`` share: the DVC stage graph, running a DVC command with its
-output streamed into a logger, the metrics table, and library steps as Prefect tasks.
+output streamed into a logger, the run's artifacts, and library steps as Prefect tasks.
 
 Prefect is imported inside the functions that need it, so the library stays importable (and
 fast to import) without a Prefect API.
@@ -8,14 +8,14 @@ fast to import) without a Prefect API.
 from __future__ import annotations
 
 import graphlib
-import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 _NODE = re.compile(r'^"(?P<node>[^"]+)";$')
@@ -36,17 +36,24 @@ def dvc_env() -> dict[str, str]:
 
 def run_dvc(args: list[str], project: Path, log: logging.Logger | logging.LoggerAdapter) -> str:
     """Run ``dvc <args>`` in ``project`` (an argument list, no shell), streaming every output line
-    into ``log``; returns the output. Raises :class:`DvcError` on a non-zero exit."""
+    into ``log``; returns the output. Raises :class:`DvcError` on a non-zero exit. Interrupted
+    (a Prefect task timeout, a cancelled run), it ends DVC and the stage command it runs."""
     command = [sys.executable, "-m", "dvc", *args]
     log.info("$ dvc %s", " ".join(args))
     lines = []
     with subprocess.Popen(command, cwd=project, env=dvc_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1) as process:  # fmt: skip
-        for line in process.stdout:
-            line = line.rstrip()
-            if line:
-                lines.append(line)
-                log.info("%s", line)
+                          stderr=subprocess.STDOUT, text=True, bufsize=1,
+                          start_new_session=True) as process:  # fmt: skip
+        try:
+            for line in process.stdout:
+                line = line.rstrip()
+                if line:
+                    lines.append(line)
+                    log.info("%s", line)
+        except BaseException:
+            with suppress(ProcessLookupError):  # its own process group: DVC and the stage
+                os.killpg(process.pid, signal.SIGTERM)
+            raise
     if process.returncode:
         tail = "\n".join(lines[-15:])
         raise DvcError(f"`dvc {' '.join(args)}` failed (exit {process.returncode}) in {project}:\n{tail}")
@@ -78,20 +85,22 @@ def dvc_stages(project: Path) -> list[str]:
     return order
 
 
-def metrics_markdown(project: Path, stages: dict[str, dict]) -> str:
-    """A markdown summary of a pipeline run: each stage's outcome, then ``dvc metrics show``."""
-    lines = ["# mimicflow pipeline run", "", "| stage | outcome | seconds |", "|---|---|---:|"]
-    lines += [f"| `{name}` | {s['outcome']} | {s['seconds']:.1f} |" for name, s in stages.items()]
-    result = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--json"],
-                            cwd=project, env=dvc_env(), capture_output=True, text=True, check=False)  # fmt: skip
-    shown = json.loads(result.stdout or "{}") if result.returncode == 0 else {}
-    for revision in shown.values():
-        for path, entry in sorted(revision.get("data", {}).items()):
-            if "data" not in entry:
-                continue
-            lines += ["", f"## `{path}`", "", "| metric | value |", "|---|---:|"]
-            lines += [f"| {key} | {value} |" for key, value in _flatten(entry["data"])]
-    return "\n".join(lines) + "\n"
+def publish_run(project: Path, stages: dict[str, dict], reports: Path) -> None:
+    """The pipeline run's artifacts: a table of its stages (outcome, seconds), a table of the
+    project's DVC metrics (``dvc.api.metrics_show``) and a link to the reports page."""
+    from dvc.api import metrics_show
+    from prefect.artifacts import create_link_artifact, create_table_artifact
+
+    create_table_artifact(
+        [{"stage": name, "outcome": s["outcome"], "seconds": round(s["seconds"], 1)}
+         for name, s in stages.items()],
+        key="mimicflow-stages", description="DVC stages of this run",
+    )  # fmt: skip
+    metrics = _flatten(metrics_show(repo=str(project)))
+    create_table_artifact([{"metric": key, "value": value} for key, value in metrics],
+                          key="mimicflow-metrics", description="`dvc metrics show` after this run")  # fmt: skip
+    create_link_artifact(reports.resolve().as_uri(), link_text=str(reports),
+                         key="mimicflow-reports", description="the reports page")  # fmt: skip
 
 
 def _flatten(data: dict, prefix: str = ""):
@@ -102,12 +111,16 @@ def _flatten(data: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
-def prefect_step(name: str, func: Callable, *args):
-    """Run one library step as a Prefect task (its own state, timing and logs in the UI)."""
+def prefect_steps(timeout_s: float) -> Callable:
+    """A ``step`` function that runs each library step as a Prefect task (its own state, timing
+    and logs in the UI) that fails after ``timeout_s`` seconds."""
     from prefect import task
     from prefect.cache_policies import NO_CACHE
 
-    return task(func, name=name, cache_policy=NO_CACHE)(*args)
+    def step(name: str, func: Callable, *args):
+        return task(func, name=name, cache_policy=NO_CACHE, timeout_seconds=timeout_s)(*args)
+
+    return step
 
 
 @contextmanager

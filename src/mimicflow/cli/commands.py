@@ -54,7 +54,7 @@ def validate(
     settings = load_params(params)
     try:
         summary = stage.run(settings, dataset, out)
-    except DatasetError as exc:
+    except (DatasetError, stage.DataQualityError) as exc:
         raise fail(str(exc)) from exc
     write_index(settings)
     console.print_json(json.dumps(summary))

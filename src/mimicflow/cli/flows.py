@@ -25,8 +25,10 @@ def serve(
 ) -> None:
     """Register the pipeline (nightly) and monitoring (hourly) deployments with their cron
     schedules from the project's params.yaml on the Prefect server at PREFECT_API_URL, and run
-    their flow runs as they come due (until stopped). Run from the repository root."""
+    their flow runs as they come due (until stopped). Each deployment runs one flow run at a
+    time: a run due while another runs is cancelled. Run from the repository root."""
     from prefect import serve as prefect_serve
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.flows import load_flow_from_entrypoint
     from prefect.schedules import Cron
     from prefect.settings import PREFECT_API_URL
@@ -47,7 +49,9 @@ def serve(
         deployment, cron = schedules[name]
         deployments.append(load_flow_from_entrypoint(entrypoint).to_deployment(
             name=deployment, schedule=Cron(cron, timezone=settings.timezone),
-            parameters={"project": str(root)}))  # fmt: skip
+            parameters={"project": str(root)},
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW"),
+        ))  # fmt: skip
         console.print(f"{name}: {deployment} at '{cron}' ({settings.timezone}), project {root}")
     prefect_serve(*deployments)
 

@@ -1,0 +1,103 @@
+"""DVC experiments: the metrics and plots files are versioned (git sees them, the cache keeps the
+rest), and an experiment with a changed param appears beside the committed baseline with its
+metric (real git and DVC, in a temporary repository)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git_ignored(path: str) -> bool:
+    result = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, check=False)
+    assert result.returncode in (0, 1), f"git check-ignore failed on {path}"
+    return result.returncode == 0
+
+
+def _outputs() -> tuple[list[str], list[str]]:
+    """The pipeline's outputs as (uncached metrics and plots files, cached outputs), with
+    folders stood in by a file inside them."""
+    from dvc.repo import Repo
+
+    versioned, cached = [], []
+    with Repo(str(ROOT)) as repo:
+        for out in (o for stage in repo.index.stages for o in stage.outs):
+            path = Path(out.fs_path).relative_to(ROOT).as_posix()
+            if out.plot and not Path(path).suffix:  # a DVCLive folder of curves
+                path = f"{path}/metrics/val_mean_pearson.tsv"
+            elif not Path(path).suffix:
+                path = f"{path}/stand-in"
+            (cached if out.use_cache else versioned).append(path)
+    return versioned, cached
+
+
+def test_metrics_and_plots_are_versioned_and_the_rest_is_cached():
+    versioned, cached = _outputs()
+    assert "reports/training/metrics.json" in versioned
+    assert "reports/training/curves/fold_0/metrics.json" in versioned
+    assert [p for p in versioned if _git_ignored(p)] == []
+    assert [p for p in cached if not _git_ignored(p)] == []
+
+
+def _run(repo: Path, *command: str) -> str:
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{command}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+    return result.stdout
+
+
+TRAIN = """\
+import json, yaml
+params = yaml.safe_load(open("params.yaml"))["train"]
+json.dump({"score": params["lr"] * params["epochs"]}, open("metrics.json", "w"))
+"""
+DVC_YAML = """\
+stages:
+  train:
+    cmd: python train.py
+    deps: [train.py]
+    params: [train.lr, train.epochs]
+    metrics:
+      - metrics.json: {cache: false}
+"""
+
+
+def _dvc(repo: Path, *args: str) -> str:
+    return _run(repo, sys.executable, "-m", "dvc", *args)
+
+
+@pytest.mark.pipeline
+def test_an_experiment_appears_beside_the_baseline_with_its_metric(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "train.py").write_text(TRAIN)
+    (repo / "dvc.yaml").write_text(DVC_YAML)
+    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"lr": 0.5, "epochs": 4}}))
+    _run(repo, "git", "init", "-q")
+    _run(repo, "git", "config", "user.email", "test@example.com")
+    _run(repo, "git", "config", "user.name", "test")
+    _dvc(repo, "init", "-q")
+    _dvc(repo, "repro", "-q")
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "baseline")
+
+    _dvc(repo, "exp", "run", "-S", "train.lr=2", "--name", "faster")
+    shown = json.loads(_dvc(repo, "exp", "show", "--json"))
+
+    baseline = next(row for row in shown if row["rev"] != "workspace")  # the commit
+    experiments = {e["name"]: e["revs"][0]["data"] for e in baseline["experiments"]}
+    base_data = baseline["data"]
+    assert base_data["params"]["params.yaml"]["data"]["train"]["lr"] == 0.5
+    assert base_data["metrics"]["metrics.json"]["data"]["score"] == 2.0
+    faster = experiments["faster"]
+    assert faster["params"]["params.yaml"]["data"]["train"] == {"lr": 2, "epochs": 4}
+    assert faster["metrics"]["metrics.json"]["data"]["score"] == 8.0
+    # The workspace is the experiment's: `dvc metrics diff` compares it with the baseline.
+    diff = json.loads(_dvc(repo, "metrics", "diff", "--json"))
+    assert diff["metrics.json"]["score"] == {"old": 2.0, "new": 8, "diff": 6.0}
