@@ -81,7 +81,7 @@ def locked_repo(tmp_path_factory):
     ("train.fuxi.lr", 0.01, {"compare"}),  # not the default system
     ("train.mimicmetrics.lr", 0.01, {f"train@{k}" for k in range(5)} | {"ensemble", "compare"}),
     ("faces.fps", 5, {"faces"}),
-    ("features.sets.text.layers", -2, {"features@text"}),
+    ("features.sets.text.layers", -2, {"features@text", "compare"}),
     ("monitor.components", 4, {"reference"}),
     ("demo.seed", 8, {"demo_data"}),
 ])  # fmt: skip
