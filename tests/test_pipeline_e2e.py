@@ -57,8 +57,8 @@ def test_dvc_repro_runs_the_pipeline_and_a_second_run_does_nothing(tmp_path):
     training = values["reports/training/metrics.json"]["data"]
     assert training["demo_oracle_mean_pearson"] > 0.8 and "fraction_of_oracle" in training
 
-    # switching one encoder setting invalidates that modality's features and nothing else
-    params["features"]["text"]["layer"] = -2
+    # switching one encoder setting invalidates that feature set and nothing else
+    params["features"]["sets"]["text"]["layers"] = -2
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     status = json.loads(_run(["dvc", "status", "ensemble", "--with-deps", "--json"], project).stdout)
     assert set(status) == {"features@text"}
