@@ -331,3 +331,14 @@ def test_protocol_final_refits_on_train_and_valid_for_the_chosen_epochs(store, m
     assert any(not torch.equal(first_state[name], final.state[name]) for name in first_state)
     np.testing.assert_array_equal(final.val_pred, first.val_pred)
     assert final.val_scores == first.val_scores and final.best_epoch == first.best_epoch
+
+
+def test_the_comparison_table_prints_each_row_with_its_inputs(capsys):
+    from mimicflow.cli.commands import _print_compare
+
+    row = {"mean_pearson": 0.5, "mse": 0.05, "baseline_mean_pearson": -0.1, "baseline_mse": 0.09,
+           "inputs": ["text", "audio", "visual", "motion"], "demo_hidden_test_mean_pearson": 0.6}  # fmt: skip
+    _print_compare({"default_system": "mimicmetrics", "oracle_mean_pearson": 0.9,
+                    "runs": {"recipe mimicmetrics (demo)": row}})  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "t+a+v+m" in printed and "0.600" in printed

@@ -331,7 +331,7 @@ def _print_compare(table: dict) -> None:
 
     for name, run in runs.items():
         bold = "[bold]" if name == table["default_system"] else ""
-        add_row(f"{bold}{name}", "+".join(m[0] for m in run["modalities"]), _fmt(run["mean_pearson"]),
+        add_row(f"{bold}{name}", "+".join(m[0] for m in run["inputs"]), _fmt(run["mean_pearson"]),
                 _fmt(run["mse"]), test_cell=_fmt(run.get("demo_hidden_test_mean_pearson")))  # fmt: skip
     if runs:  # the same folds and labels for every run, so one baseline row
         any_run = next(iter(runs.values()))
