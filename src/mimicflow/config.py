@@ -70,6 +70,9 @@ class FacesParams(_Section):
     full_range: bool = False  # blazeface: far-face model (group shots) instead of close-up
     fps: float = Field(6.0, gt=0)
     crop_size: int = Field(224, ge=32)
+    # arcface: similarity alignment of the five points to the ArcFace template | ffhq: the FFHQ
+    # crop (eyes and mouth set the square: the whole head, hair and chin, upright)
+    alignment: Literal["arcface", "ffhq"] = "arcface"
     threshold: float = Field(0.5, gt=0, lt=1)
     out: Path = Path("data/perception/faces")
 
@@ -110,6 +113,7 @@ class FeatureSetParams(_Section):
     pooling: Literal["cls", "mean", "tokens", "sentences"] = "mean"  # visual: per crop; text
     normalize: bool = False  # text: L2-normalise pooled vectors
     max_tokens: int = Field(256, ge=1)  # text: longer transcripts are truncated
+    transcript: Literal["full", "first_segment"] = "full"  # text: all | Whisper's first segment
     fer_model: str = "fer2013"  # visual "default": the expression classifier
     audio_cut_s: float | None = Field(None, gt=0)  # audio: only the first seconds are encoded
     head_outputs: bool = False  # audio: append the model's regression head per frame (VAD)
@@ -201,7 +205,8 @@ class SystemParams(_Section):
     weight_decay: float = Field(0.01, ge=0)
     loss: Literal["mse", "ccc", "mimicmetrics"] = "mse"
     ema: float | None = Field(None, gt=0, lt=1)  # decay of an exponential moving average
-    grad_clip: float = Field(5.0, gt=0)  # gradient norm clip
+    grad_clip: float = Field(5.0, gt=0)  # gradient clip: the norm's bound, or each value's
+    grad_clip_mode: Literal["norm", "value"] = "norm"  # the gradients' global norm | each value
     # none | cosine (to min_lr over the epochs, per batch) | sgdr (warm restarts every
     # restart_epochs) | plateau (×plateau_factor after plateau_patience epochs without gain)
     schedule: Literal["none", "cosine", "sgdr", "plateau"] = "none"
@@ -245,6 +250,22 @@ class AugsburgParams(SystemParams):
     lstm_dropout: float = Field(0.1, ge=0, lt=1)
 
 
+class Abaw8Params(SystemParams):
+    """Augsburg (ABAW8): an LSTM per audio and visual input (last valid step), the text vector,
+    concatenated → dense + tanh → linear 6 (clipped to [0, 1] after the loss)."""
+
+    hidden: int = Field(1027, ge=8)  # the fusion head's dense layer
+    dropout: float = Field(0.0, ge=0, lt=1)  # on the concatenated branch outputs (the code: none)
+    audio_hidden: int | None = Field(None, ge=8)  # audio LSTM width (None: its input's width)
+    visual_hidden: int = Field(768, ge=8)  # visual LSTM width
+    lstm_layers: int = Field(2, ge=1)
+    lr: float = 1e-4
+    grad_clip: float = 100.0
+    grad_clip_mode: Literal["norm", "value"] = "value"
+    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "cosine"
+    warmup_epochs: float = 1.0
+
+
 class MimicMetricsParams(SystemParams):
     """MimicMetrics (ABAW10): unimodal pre-training, then MLP fusion with modality dropout."""
 
@@ -260,7 +281,7 @@ class MimicMetricsParams(SystemParams):
     missing_text: Literal["mask", "zeros"] = "mask"
 
 
-SYSTEM_NAMES = ("fuxi", "ustc", "augsburg", "mimicmetrics")
+SYSTEM_NAMES = ("fuxi", "ustc", "augsburg", "abaw8", "mimicmetrics")
 PROTOCOLS = ("merged", "official", "final")
 
 
@@ -273,7 +294,7 @@ class TrainParams(_Section):
       train+valid for that many epochs; it is the served model.
     """
 
-    system: Literal["fuxi", "ustc", "augsburg", "mimicmetrics"] = "mimicmetrics"
+    system: Literal["fuxi", "ustc", "augsburg", "abaw8", "mimicmetrics"] = "mimicmetrics"
     inputs: tuple[str, ...] = ("audio", "visual", "text")  # feature sets (features.sets) the model sees
     protocol: Literal["merged", "official", "final"] = "merged"
     # The fold ids 0 … k−1 (merged: k ≥ 2; official and final: [0], the single model):
@@ -291,6 +312,7 @@ class TrainParams(_Section):
     fuxi: FuxiParams = FuxiParams()
     ustc: UstcParams = UstcParams()
     augsburg: AugsburgParams = AugsburgParams()
+    abaw8: Abaw8Params = Abaw8Params()
     mimicmetrics: MimicMetricsParams = MimicMetricsParams()
 
     @field_validator("folds", mode="before")
@@ -327,7 +349,7 @@ class EnsembleParams(_Section):
     reports: Path = Path("reports/training")
     # `mimicflow stage compare` (`make compare`): each recipe's demo flavour, each system on the
     # feature sets of train.inputs, and the default system on one input at a time.
-    compare_recipes: tuple[str, ...] = ("fuxi", "ustc", "augsburg", "mimicmetrics")
+    compare_recipes: tuple[str, ...] = ("fuxi", "ustc", "augsburg", "augsburg-abaw8", "mimicmetrics")
     recipes_dir: Path = Path("recipes")
     compare_out: Path = Path("data/compare")  # the recipes' own feature sets (a working folder)
     compare_systems: tuple[str, ...] = SYSTEM_NAMES

@@ -82,7 +82,7 @@ class Reported(BaseModel):
     """The paper's mean Pearson ρ (six emotions) on the official valid and test splits."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    valid: float
+    valid: float | None  # None: the sources at hand give no validation score
     test: float
 
 

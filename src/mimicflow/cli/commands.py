@@ -143,7 +143,7 @@ def faces(
         raise fail(f"{video} does not exist")
     detector = face_detector(run_stage(FaceSettings.from_params, settings))
     try:
-        track = process_clip(video, detector, config.fps, config.crop_size)
+        track = process_clip(video, detector, config.fps, config.crop_size, config.alignment)
     except av.error.FFmpegError as exc:
         raise fail(f"{video} is not a readable media file ({exc})") from exc
     out.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,8 @@ def faces(job: FacesJob) -> dict:
         track = load_face_track(path)
     else:
         settings = job.settings
-        track = process_clip(job.clip.video, face_detector(settings), settings.fps, settings.crop_size)
+        track = process_clip(job.clip.video, face_detector(settings), settings.fps, settings.crop_size,
+                             settings.alignment)  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, lambda tmp: save_face_track(track, tmp))
     return {"clip_id": job.clip.clip_id, "artefact": path.name, **track.summary}

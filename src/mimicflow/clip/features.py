@@ -35,7 +35,8 @@ def inputs(settings: EncoderSettings, folders: ArtefactFolders,
 
         return lambda clips: [load_face_track(folders.face_track(c, settings.faces)) for c in clips]
     if modality == "text":
-        return lambda clips: [speech.transcript_text(c, settings.asr, folders) for c in clips]
+        first = settings.transcript == "first_segment"
+        return lambda clips: [speech.transcript_text(c, settings.asr, folders, first) for c in clips]
     files = organisers or {}
     return lambda clips: [files.get(c.clip_id) for c in clips]
 

@@ -26,11 +26,18 @@ def resolve_model(params: Params, name: str) -> str:
 
 class _Keyed:
     runtime_fields: tuple[str, ...] = ()  # where it runs: not part of what it makes
+    # Options added after artefacts existed, at the value they implied then: left out of the
+    # key at that value, so those artefacts keep their names.
+    later_options: tuple[tuple[str, object], ...] = ()
 
     def key(self) -> str:
         """Eight hex digits naming the artefacts these settings make."""
         fields = asdict(self)  # type: ignore[call-overload]
-        return settings_hash({k: v for k, v in fields.items() if k not in self.runtime_fields})
+        fields = {k: v for k, v in fields.items() if k not in self.runtime_fields}
+        for name, implied in self.later_options:
+            if fields.get(name) == implied:
+                del fields[name]
+        return settings_hash(fields)
 
 
 @dataclass(frozen=True)
@@ -44,13 +51,16 @@ class FaceSettings(_Keyed):
     crop_size: int
     threshold: float
     full_range: bool
+    alignment: str = "arcface"
+
+    later_options = (("alignment", "arcface"),)
 
     @classmethod
     def from_params(cls, params: Params) -> FaceSettings:
         faces = params.faces
         mesh = resolve_model(params, faces.mesh_model) if faces.backend == "blazeface" else ""
         return cls(faces.backend, resolve_model(params, faces.detector_model), mesh, faces.fps,
-                   faces.crop_size, faces.threshold, faces.full_range)  # fmt: skip
+                   faces.crop_size, faces.threshold, faces.full_range, faces.alignment)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,9 @@ class EncoderSettings(_Keyed):
     trust_remote_code: bool = False
     faces: FaceSettings | None = None  # visual: the face tracks it encodes
     asr: AsrSettings | None = None  # text: the transcripts it encodes
+    transcript: str = "full"  # text: the whole transcript or its first segment
+
+    later_options = (("transcript", "full"),)
 
     @classmethod
     def from_params(cls, params: Params, name: str) -> EncoderSettings:
@@ -119,7 +132,7 @@ class EncoderSettings(_Keyed):
         if modality == "text":
             return cls("text", resolve_model(params, spec.model), **common, pooling=spec.pooling,
                        normalize=spec.normalize, max_tokens=spec.max_tokens,
-                       asr=AsrSettings.from_params(params))  # fmt: skip
+                       asr=AsrSettings.from_params(params), transcript=spec.transcript)  # fmt: skip
         if modality == "egemaps":
             return cls("egemaps", "eGeMAPSv02", audio_cut_s=spec.audio_cut_s)
         return cls(modality, f"organisers' {modality}")

@@ -76,9 +76,14 @@ def transcript(job: SpeechJob) -> dict:
     }
 
 
-def transcript_text(clip: ClipRef, settings: AsrSettings, folders: ArtefactFolders) -> str:
-    """The text of a transcript made by :func:`transcript`."""
-    return json.loads(folders.transcript(clip, settings).read_text())["text"]
+def transcript_text(clip: ClipRef, settings: AsrSettings, folders: ArtefactFolders,
+                    first_segment: bool = False) -> str:  # fmt: skip
+    """The text of a transcript made by :func:`transcript`: all of it, or with
+    ``first_segment`` the recogniser's first segment alone ("" without speech)."""
+    result = json.loads(folders.transcript(clip, settings).read_text())
+    if first_segment:
+        return result["segments"][0]["text"].strip() if result["segments"] else ""
+    return result["text"]
 
 
 def speech_batch(clips: list[ClipRef], settings: AsrSettings, folders: ArtefactFolders,

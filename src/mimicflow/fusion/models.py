@@ -1,4 +1,4 @@
-"""The four published EMI systems as torch modules with one interface.
+"""The published EMI systems as torch modules with one interface.
 
 Every model is built for named inputs (feature sets) of known widths (``dims``: name → d) and
 modalities (``kinds``: name → audio | visual | text | egemaps | vit | wav2vec2; a system picks
@@ -19,6 +19,9 @@ held as buffers so they travel with the weights (:func:`fit_input_scaling`).
   concatenated along time into a multi-layer Transformer encoder.
 - ``augsburg`` (ABAW6): audio only — global mean ⊕ LSTM last state → dense + tanh → linear 6
   (``pred`` clipped to [0, 1]; ``unclipped`` is the linear output).
+- ``abaw8`` (ABAW8 winner, the Augsburg group again; :mod:`mimicflow.fusion.abaw8`): an LSTM
+  per audio and visual input read at its last valid step, the text vector, concatenated →
+  dense + tanh → linear 6 (clipped as ``augsburg``).
 - ``mimicmetrics`` (ABAW10): unimodal encoders (masked attention pooling, then a LayerNorm-MLP),
   pre-trained with their own heads, then an MLP over them with modality dropout.
 """
@@ -405,9 +408,21 @@ class MimicMetrics(EmiModel):
                 {"params": self.fusion.parameters(), "lr": lr}]  # fmt: skip
 
 
+# The systems by name: these, and those in modules of their own that :func:`register` themselves.
 SYSTEMS: dict[str, type[EmiModel]] = {
     "fuxi": Fuxi, "ustc": Ustc, "augsburg": Augsburg, "mimicmetrics": MimicMetrics,
 }  # fmt: skip
+
+
+def register(name: str):
+    """Class decorator: a system defined in a module of its own (built on this one's parts)
+    joins :data:`SYSTEMS` as ``name``; the package imports those modules."""
+
+    def add(cls: type[EmiModel]) -> type[EmiModel]:
+        SYSTEMS[name] = cls
+        return cls
+
+    return add
 
 
 def build_model(system: str, dims: dict[str, int], kinds: dict[str, str], **hyper) -> EmiModel:

@@ -162,10 +162,33 @@ def track_main_face(detections: list[list[Detection]]) -> list[int | None]:
     return [main["hits"].get(frame) for frame in range(len(detections))]
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
-    """insightface's similarity alignment of five landmarks to the ArcFace template at ``size``
-    (112 is the ArcFace layout; 224 the same layout at twice the resolution)."""
+def ffhq_square(landmarks: np.ndarray) -> np.ndarray:
+    """The FFHQ crop's corners (top-left, bottom-left, bottom-right, top-right; 4 × 2) from five
+    landmarks: Karras et al.'s recipe, the square set by the eyes' and mouth's midpoints."""
+    eye_left, eye_right = landmarks[0].astype(np.float64), landmarks[1].astype(np.float64)
+    mouth_avg = (landmarks[3] + landmarks[4]).astype(np.float64) / 2
+    eye_avg, eye_to_eye = (eye_left + eye_right) / 2, eye_right - eye_left
+    eye_to_mouth = mouth_avg - eye_avg
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+    x /= np.hypot(*x)
+    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    y = np.flipud(x) * [-1, 1]
+    centre = eye_avg + eye_to_mouth * 0.1
+    return np.stack([centre - x - y, centre - x + y, centre + x + y, centre + x - y])
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
+               alignment: str = "arcface") -> np.ndarray:  # fmt: skip
+    """The aligned ``size`` × ``size`` crop. ``arcface``: insightface's similarity alignment of
+    five landmarks to the ArcFace template (112 is the ArcFace layout; 224 the same layout at
+    twice the resolution). ``ffhq``: the FFHQ square (:func:`ffhq_square`), edges reflected."""
     import warnings
+
+    if alignment == "ffhq":
+        corners = ffhq_square(landmarks)[:3].astype(np.float32)
+        target = np.float32([[0, 0], [0, size], [size, size]])
+        return cv2.warpAffine(image, cv2.getAffineTransform(corners, target), (size, size),
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
 
     from insightface.utils import face_align
 
@@ -235,8 +258,9 @@ def detect_faces(detector: FaceDetector, image: np.ndarray) -> tuple[list[Detect
     return found, [None] * len(found)
 
 
-def process_clip(path: Path | str, detector: FaceDetector, fps: float, crop_size: int) -> FaceTrack:
-    """Sample, detect, track, align and score one clip."""
+def process_clip(path: Path | str, detector: FaceDetector, fps: float, crop_size: int,
+                 alignment: str = "arcface") -> FaceTrack:  # fmt: skip
+    """Sample, detect, track, align (:func:`align_face`) and score one clip."""
     sampled = sample_frames(path, fps)
     n = len(sampled.times)
     found = [detect_faces(detector, image) for image in sampled.images]
@@ -258,7 +282,7 @@ def process_clip(path: Path | str, detector: FaceDetector, fps: float, crop_size
         if index is None:
             continue
         det, mesh = found[frame][0][index], found[frame][1][index]
-        crop = align_face(sampled.images[frame], det.landmarks, crop_size)
+        crop = align_face(sampled.images[frame], det.landmarks, crop_size, alignment)
         track.has_face[frame] = True
         track.det_score[frame] = det.score
         track.quality[frame] = quality_score(quality_terms(det, crop))

@@ -54,6 +54,7 @@ def model_hyper(system: str, params: SystemParams) -> dict:
     names = {"fuxi": ("hidden", "embed", "dropout"),
              "ustc": ("hidden", "heads", "layers", "segments", "dropout"),
              "augsburg": ("hidden", "dropout", "lstm_layers", "lstm_dropout"),
+             "abaw8": ("hidden", "dropout", "audio_hidden", "visual_hidden", "lstm_layers"),
              "mimicmetrics": ("hidden", "dropout", "modality_dropout", "queries", "missing_text")}[system]  # fmt: skip
     return {name: getattr(params, name) for name in names}
 
@@ -149,6 +150,14 @@ class Schedule:
     def epoch(self, score: float) -> None:
         if self.plateau is not None and self.steps >= self.warmup:
             self.plateau.step(score)
+
+
+def clip_gradients(model: nn.Module, hyper: SystemParams) -> None:
+    """Clip the gradients to ``grad_clip``: their global norm, or each value (``grad_clip_mode``)."""
+    if hyper.grad_clip_mode == "value":
+        nn.utils.clip_grad_value_(model.parameters(), hyper.grad_clip)
+    else:
+        nn.utils.clip_grad_norm_(model.parameters(), hyper.grad_clip)
 
 
 def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -293,7 +302,7 @@ class FoldTrainer:
                     loss = self._loss(model, model(inputs), indices, target)
                 optimiser.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), self.hyper.grad_clip)
+                clip_gradients(model, self.hyper)
                 optimiser.step()
                 if ema:
                     ema.update_parameters(model)
