@@ -260,7 +260,21 @@ class MimicMetricsParams(SystemParams):
     missing_text: Literal["mask", "zeros"] = "mask"
 
 
-SYSTEM_NAMES = ("fuxi", "ustc", "augsburg", "mimicmetrics")
+class TaemiParams(SystemParams):
+    """TAEMI (ABAW10 winner), after its abstract: the transcript queries a cross-attention
+    branch over the visual and one over the acoustic frames; learnable tokens for a missing
+    stream; modality dropout. Every value below is ours (docs/fidelity.md)."""
+
+    heads: int = Field(4, ge=1)
+    layers: int = Field(2, ge=1)  # decoder layers per branch (self-attn, cross-attn, feed-forward)
+    modality_dropout: float = Field(0.2, ge=0, lt=1)  # per stream; the text anchor is always kept
+    loss: Literal["mse", "ccc", "mimicmetrics"] = "mimicmetrics"
+    ema: float | None = 0.999
+    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "cosine"
+    warmup_epochs: float = 1.0
+
+
+SYSTEM_NAMES = ("fuxi", "ustc", "augsburg", "mimicmetrics", "taemi")
 PROTOCOLS = ("merged", "official", "final")
 
 
@@ -273,7 +287,7 @@ class TrainParams(_Section):
       train+valid for that many epochs; it is the served model.
     """
 
-    system: Literal["fuxi", "ustc", "augsburg", "mimicmetrics"] = "mimicmetrics"
+    system: Literal["fuxi", "ustc", "augsburg", "mimicmetrics", "taemi"] = "mimicmetrics"
     inputs: tuple[str, ...] = ("audio", "visual", "text")  # feature sets (features.sets) the model sees
     protocol: Literal["merged", "official", "final"] = "merged"
     # The fold ids 0 … k−1 (merged: k ≥ 2; official and final: [0], the single model):
@@ -292,6 +306,7 @@ class TrainParams(_Section):
     ustc: UstcParams = UstcParams()
     augsburg: AugsburgParams = AugsburgParams()
     mimicmetrics: MimicMetricsParams = MimicMetricsParams()
+    taemi: TaemiParams = TaemiParams()
 
     @field_validator("folds", mode="before")
     @classmethod
@@ -327,7 +342,7 @@ class EnsembleParams(_Section):
     reports: Path = Path("reports/training")
     # `mimicflow stage compare` (`make compare`): each recipe's demo flavour, each system on the
     # feature sets of train.inputs, and the default system on one input at a time.
-    compare_recipes: tuple[str, ...] = ("fuxi", "ustc", "augsburg", "mimicmetrics")
+    compare_recipes: tuple[str, ...] = ("fuxi", "ustc", "augsburg", "mimicmetrics", "taemi")
     recipes_dir: Path = Path("recipes")
     compare_out: Path = Path("data/compare")  # the recipes' own feature sets (a working folder)
     compare_systems: tuple[str, ...] = SYSTEM_NAMES

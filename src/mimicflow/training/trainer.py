@@ -54,7 +54,8 @@ def model_hyper(system: str, params: SystemParams) -> dict:
     names = {"fuxi": ("hidden", "embed", "dropout"),
              "ustc": ("hidden", "heads", "layers", "segments", "dropout"),
              "augsburg": ("hidden", "dropout", "lstm_layers", "lstm_dropout"),
-             "mimicmetrics": ("hidden", "dropout", "modality_dropout", "queries", "missing_text")}[system]  # fmt: skip
+             "mimicmetrics": ("hidden", "dropout", "modality_dropout", "queries", "missing_text"),
+             "taemi": ("hidden", "heads", "layers", "dropout", "modality_dropout")}[system]  # fmt: skip
     return {name: getattr(params, name) for name in names}
 
 
