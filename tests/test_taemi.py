@@ -68,21 +68,27 @@ def test_one_visual_input_missing_leaves_the_token_out_while_the_other_is_presen
     model, inputs = _model(), _inputs()
     zeros = model(_without(inputs, ["motion"], [1], torch.zeros_like))["pred"]
     model.tokens["visual"].data += 1.0
-    torch.testing.assert_close(model(_without(inputs, ["motion"], [1], torch.zeros_like))["pred"], zeros)
+    torch.testing.assert_close(
+        model(_without(inputs, ["motion"], [1], torch.zeros_like))["pred"], zeros
+    )
 
 
 @torch.no_grad()
 def test_modality_dropout_replaces_the_streams_by_their_tokens_in_training_only():
     model, inputs = _model(dropout=0.0, modality_dropout=1.0), _inputs()
     evaluated = model(inputs)["pred"]
-    tokens_only = model(_without(inputs, ["audio", "visual", "motion"], slice(None), torch.zeros_like))["pred"]
+    tokens_only = model(
+        _without(inputs, ["audio", "visual", "motion"], slice(None), torch.zeros_like)
+    )["pred"]
     model.train()
     torch.testing.assert_close(model(inputs)["pred"], tokens_only)  # the text anchor is kept
     assert not torch.allclose(evaluated, tokens_only)
     # without a transcript a clip keeps one of its streams
     no_text = _without(inputs, ["text"], slice(None), torch.zeros_like)
     model.eval()
-    all_tokens = model(_without(no_text, ["audio", "visual", "motion"], slice(None), torch.zeros_like))["pred"]
+    all_tokens = model(
+        _without(no_text, ["audio", "visual", "motion"], slice(None), torch.zeros_like)
+    )["pred"]
     model.train()
     assert not torch.isclose(model(no_text)["pred"], all_tokens).all(1).any()
 

@@ -26,7 +26,14 @@ import math
 import torch
 from torch import nn
 
-from mimicflow.fusion.models import NUM_EMOTIONS, AttentionPool, EmiModel, Inputs, drop_modalities, present
+from mimicflow.fusion.models import (
+    NUM_EMOTIONS,
+    AttentionPool,
+    EmiModel,
+    Inputs,
+    drop_modalities,
+    present,
+)
 
 STREAMS = ("visual", "audio")
 
@@ -34,7 +41,9 @@ STREAMS = ("visual", "audio")
 def sinusoid(steps: int, dim: int, device) -> torch.Tensor:
     """Fixed sinusoidal position encodings (steps × dim)."""
     position = torch.arange(steps, device=device, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(1e4) / dim))
+    freq = torch.exp(
+        torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(1e4) / dim)
+    )
     table = torch.zeros(steps, dim, device=device)
     table[:, 0::2] = torch.sin(position * freq)
     table[:, 1::2] = torch.cos(position * freq)[:, : dim // 2]
@@ -55,7 +64,9 @@ class Taemi(EmiModel):
         self.streams = {kind: names for kind, names in self.streams.items() if names}
         self.project = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, hidden), nn.LayerNorm(hidden))
                                       for m, d in dims.items()})  # fmt: skip
-        self.input_embedding = nn.ParameterDict({m: nn.Parameter(torch.zeros(hidden)) for m in dims})
+        self.input_embedding = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(hidden)) for m in dims}
+        )
         # the query of a clip without a transcript; the key of a clip without a stream
         self.tokens = nn.ParameterDict({kind: nn.Parameter(0.02 * torch.randn(1, 1, hidden))
                                         for kind in ("text", *self.streams)})  # fmt: skip
@@ -63,7 +74,9 @@ class Taemi(EmiModel):
                                            batch_first=True, norm_first=True)  # fmt: skip
         self.branches = nn.ModuleDict({kind: nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(hidden))
                                        for kind in self.streams})  # fmt: skip
-        self.pools = nn.ModuleDict({part: AttentionPool(hidden) for part in ("text", *self.streams)})
+        self.pools = nn.ModuleDict(
+            {part: AttentionPool(hidden) for part in ("text", *self.streams)}
+        )
         width = len(self.pools) * hidden
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Dropout(dropout), nn.Linear(width, hidden),
                                   nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, NUM_EMOTIONS))  # fmt: skip
@@ -80,7 +93,9 @@ class Taemi(EmiModel):
             position = sinusoid(x.shape[1], token.shape[-1], x.device)
             steps.append(self.project[name](x) + self.input_embedding[name] + position)
             valid.append(mask & keep[:, None])
-        here = torch.cat(valid, 1).any(1, keepdim=True) if valid else torch.zeros_like(keep[:, None])
+        here = (
+            torch.cat(valid, 1).any(1, keepdim=True) if valid else torch.zeros_like(keep[:, None])
+        )
         return torch.cat([*steps, token], 1), torch.cat([*valid, ~here], 1)
 
     def predict(self, inputs: Inputs) -> dict:
