@@ -27,7 +27,7 @@ from mimicflow.recipes import (
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
-NAMES = ("augsburg-abaw8", "augsburg", "fuxi", "mimicmetrics", "ustc")
+NAMES = ("augsburg-abaw8", "augsburg", "fuxi", "mimicmetrics", "taemi", "ustc")
 SYSTEM = {"augsburg-abaw8": "abaw8"}  # a recipe's system where its name differs
 
 
@@ -66,6 +66,7 @@ def test_the_papers_each_with_valid_overlays(recipes):
             assert set(params.train.inputs) <= set(params.features.sets)
         valid = recipe.reported.valid
         assert 0 < recipe.reported.test < 1 and (valid is None or 0 < valid < recipe.reported.test)
+    assert recipes["taemi"].reported.valid is None  # the abstract gives the test score alone
 
 
 def test_every_overlay_value_has_a_source(recipes):
@@ -163,6 +164,10 @@ def test_paper_recipes_name_the_papers_models(recipes):
     assert (paper["faces"]["alignment"], paper["faces"]["crop_size"], paper["asr"]["beam_size"]) == ("ffhq", 256, 5)
     assert paper["train"]["frames"]["visual"] == 400 and paper["train"]["seed"] == 3407
     assert paper["train"]["abaw8"]["grad_clip_mode"] == "value"
+    taemi = recipes["taemi"]
+    assert taemi.params["asr"]["model"] == "large-v3"
+    assert all(s["pooling"] == "tokens" for flavour in (taemi.params, taemi.demo.params)
+               for s in flavour["features"]["sets"].values() if s["modality"] == "text")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -214,7 +219,7 @@ def test_recipe_list_json_and_apply_cli(params_copy):
         for row in rows
     )
     table = runner.invoke(app, ["recipe", "list", "--recipes", str(RECIPES)])
-    assert table.exit_code == 0 and "0.7185" in table.stdout
+    assert table.exit_code == 0 and "0.7185" in table.stdout and "0.708" in table.stdout
     applied = runner.invoke(app, ["recipe", "apply", "ustc", "--demo", "--params", str(params_copy),
                                   "--recipes", str(RECIPES)])  # fmt: skip
     assert applied.exit_code == 0, applied.output

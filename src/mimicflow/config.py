@@ -281,7 +281,21 @@ class MimicMetricsParams(SystemParams):
     missing_text: Literal["mask", "zeros"] = "mask"
 
 
-SYSTEM_NAMES = ("fuxi", "ustc", "augsburg", "abaw8", "mimicmetrics")
+class TaemiParams(SystemParams):
+    """TAEMI (ABAW10 winner), after its abstract: the transcript queries a cross-attention
+    branch over the visual and one over the acoustic frames; learnable tokens for a missing
+    stream; modality dropout. Every value below is ours (docs/fidelity.md)."""
+
+    heads: int = Field(4, ge=1)
+    layers: int = Field(2, ge=1)  # decoder layers per branch (self-attn, cross-attn, feed-forward)
+    modality_dropout: float = Field(0.2, ge=0, lt=1)  # per stream; the text anchor is always kept
+    loss: Literal["mse", "ccc", "mimicmetrics"] = "mimicmetrics"
+    ema: float | None = 0.999
+    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "cosine"
+    warmup_epochs: float = 1.0
+
+
+SYSTEM_NAMES = ("fuxi", "ustc", "augsburg", "abaw8", "mimicmetrics", "taemi")
 PROTOCOLS = ("merged", "official", "final")
 
 
@@ -294,7 +308,7 @@ class TrainParams(_Section):
       train+valid for that many epochs; it is the served model.
     """
 
-    system: Literal["fuxi", "ustc", "augsburg", "abaw8", "mimicmetrics"] = "mimicmetrics"
+    system: Literal["fuxi", "ustc", "augsburg", "abaw8", "mimicmetrics", "taemi"] = "mimicmetrics"
     inputs: tuple[str, ...] = ("audio", "visual", "text")  # feature sets (features.sets) the model sees
     protocol: Literal["merged", "official", "final"] = "merged"
     # The fold ids 0 … k−1 (merged: k ≥ 2; official and final: [0], the single model):
@@ -314,6 +328,7 @@ class TrainParams(_Section):
     augsburg: AugsburgParams = AugsburgParams()
     abaw8: Abaw8Params = Abaw8Params()
     mimicmetrics: MimicMetricsParams = MimicMetricsParams()
+    taemi: TaemiParams = TaemiParams()
 
     @field_validator("folds", mode="before")
     @classmethod
@@ -349,7 +364,7 @@ class EnsembleParams(_Section):
     reports: Path = Path("reports/training")
     # `mimicflow stage compare` (`make compare`): each recipe's demo flavour, each system on the
     # feature sets of train.inputs, and the default system on one input at a time.
-    compare_recipes: tuple[str, ...] = ("fuxi", "ustc", "augsburg", "augsburg-abaw8", "mimicmetrics")
+    compare_recipes: tuple[str, ...] = ("fuxi", "ustc", "augsburg", "augsburg-abaw8", "mimicmetrics", "taemi")
     recipes_dir: Path = Path("recipes")
     compare_out: Path = Path("data/compare")  # the recipes' own feature sets (a working folder)
     compare_systems: tuple[str, ...] = SYSTEM_NAMES

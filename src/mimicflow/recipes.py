@@ -79,10 +79,11 @@ def validate_overlay(base: Mapping, overlay: Mapping) -> Params:
 
 
 class Reported(BaseModel):
-    """The paper's mean Pearson ρ (six emotions) on the official valid and test splits."""
+    """The paper's mean Pearson ρ (six emotions) on the official valid and test splits (valid:
+    None where only the test score is public)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    valid: float | None  # None: the sources at hand give no validation score
+    valid: float | None = None
     test: float
 
 

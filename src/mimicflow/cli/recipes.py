@@ -51,7 +51,8 @@ def recipe_list(
     for column in ("name", "paper", "valid ρ", "test ρ", "source"):
         view.add_column(column, justify="right" if "ρ" in column else "left")
     for r in found.values():
-        view.add_row(r.name, r.paper, "—" if r.reported.valid is None else f"{r.reported.valid:.4g}", f"{r.reported.test:.4g}", r.source)
+        valid = "—" if r.reported.valid is None else f"{r.reported.valid:.4g}"  # test only: abstracts
+        view.add_row(r.name, r.paper, valid, f"{r.reported.test:.4g}", r.source)
     console.print(view)
 
 

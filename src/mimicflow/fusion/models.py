@@ -24,6 +24,7 @@ held as buffers so they travel with the weights (:func:`fit_input_scaling`).
   dense + tanh → linear 6 (clipped as ``augsburg``).
 - ``mimicmetrics`` (ABAW10): unimodal encoders (masked attention pooling, then a LayerNorm-MLP),
   pre-trained with their own heads, then an MLP over them with modality dropout.
+- ``taemi`` (ABAW10 winner, after its abstract): in its own module, ``fusion/taemi.py``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,17 @@ def branch_kind(modality: str) -> str:
     if modality == "text":
         return "text"
     raise ValueError(f"unknown modality {modality!r}")
+
+
+def drop_modalities(here: torch.Tensor, p: float, always: tuple[int, ...] = ()) -> torch.Tensor:
+    """Modality dropout on ``here`` (B × modalities, present or not): each present modality is
+    dropped with probability ``p`` (the columns ``always`` never), and a clip keeps at least one."""
+    keep = torch.rand(here.shape, device=here.device) >= p
+    keep[:, list(always)] = True
+    none_left = ~(keep & here).any(1)
+    scores = torch.rand(here.shape, device=here.device).masked_fill(~here, -1.0)
+    rescue = nn.functional.one_hot(scores.argmax(1), here.shape[1]).bool()
+    return here & (keep | (rescue & none_left.unsqueeze(1)))
 
 
 class InputScaler(nn.Module):
@@ -385,21 +397,13 @@ class MimicMetrics(EmiModel):
         names = list(self.encoders)
         here = torch.stack([present(inputs[m][1]) for m in names], 1)
         if self.training and self.modality_dropout > 0:
-            here = here & self._keep(here)
+            here = drop_modalities(here, self.modality_dropout)
         parts = []
         for column, m in enumerate(names):
             keep = here[:, column : column + 1].float()
             parts += [self.encoders[m](*inputs[m]) * keep, keep]
         weights = here.float() / here.float().sum(1, keepdim=True).clamp_min(1.0)
         return {"pred": torch.sigmoid(self.fusion(torch.cat(parts, -1))), "weights": weights}
-
-    def _keep(self, here: torch.Tensor) -> torch.Tensor:
-        """Modality dropout: drop each present modality with p, always keeping at least one."""
-        keep = torch.rand(here.shape, device=here.device) >= self.modality_dropout
-        none_left = ~(keep & here).any(1)
-        scores = torch.rand(here.shape, device=here.device).masked_fill(~here, -1.0)
-        rescue = nn.functional.one_hot(scores.argmax(1), here.shape[1]).bool()
-        return keep | (rescue & none_left.unsqueeze(1))
 
     def param_groups(self, lr: float, encoder_lr_scale: float) -> list[dict]:
         """Fusion at ``lr``; pre-trained encoders fine-tuned at ``encoder_lr_scale`` × lr."""

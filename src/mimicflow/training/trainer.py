@@ -55,7 +55,8 @@ def model_hyper(system: str, params: SystemParams) -> dict:
              "ustc": ("hidden", "heads", "layers", "segments", "dropout"),
              "augsburg": ("hidden", "dropout", "lstm_layers", "lstm_dropout"),
              "abaw8": ("hidden", "dropout", "audio_hidden", "visual_hidden", "lstm_layers"),
-             "mimicmetrics": ("hidden", "dropout", "modality_dropout", "queries", "missing_text")}[system]  # fmt: skip
+             "mimicmetrics": ("hidden", "dropout", "modality_dropout", "queries", "missing_text"),
+             "taemi": ("hidden", "heads", "layers", "dropout", "modality_dropout")}[system]  # fmt: skip
     return {name: getattr(params, name) for name in names}
 
 
