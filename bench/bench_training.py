@@ -78,7 +78,7 @@ def _one_run(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
-    parser.add_argument("--systems", nargs="+", default=["mimicmetrics", "fuxi", "ustc", "augsburg"])
+    parser.add_argument("--systems", nargs="+", default=["mimicmetrics", "fuxi", "ustc", "augsburg", "abaw8", "taemi"])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--devices", nargs="+")
     parser.add_argument("--device", default="cpu")

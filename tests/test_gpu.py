@@ -46,7 +46,7 @@ def test_audio_and_visual_features_on_cuda_match_the_cpu(tmp_path):
            HFVisualEncoder(image, pooling="mean", device="cuda").encode(crops), 2e-2)  # fmt: skip
 
 
-@pytest.mark.parametrize("system", ["augsburg", "mimicmetrics", "fuxi", "ustc"])
+@pytest.mark.parametrize("system", ["augsburg", "mimicmetrics", "fuxi", "ustc", "abaw8", "taemi"])
 def test_training_on_cuda_matches_the_cpu(tmp_path, system):
     from mimicflow.config import TrainParams
     from mimicflow.features.synthetic import write_synthetic_store
@@ -60,6 +60,7 @@ def test_training_on_cuda_matches_the_cpu(tmp_path, system):
     for device in ("cpu", "cuda"):
         params = TrainParams(epochs=12, patience=12, device=device, frames={"audio": 8, "visual": 4, "text": 4},
                              fuxi=small | {"embed": 32}, ustc=small, augsburg=small,
+                             abaw8=small | {"audio_hidden": 16, "visual_hidden": 16}, taemi=small,
                              mimicmetrics=small | {"pretrain_epochs": 4})  # fmt: skip
         inputs = system_inputs(system, {m: m for m in params.inputs})
         dataset = FeatureDataset(tmp_path, manifest, {m: params.frames[m] for m in inputs})
