@@ -79,6 +79,7 @@ def locked_repo(tmp_path_factory):
     ("features.batch_size", 3, set()),  # every encoder is batch-independent
     ("compute.workers", 1, set()),
     ("train.fuxi.lr", 0.01, {"compare"}),  # not the default system
+    ("train.taemi.heads", 2, {"compare"}),
     ("train.mimicmetrics.lr", 0.01, {f"train@{k}" for k in range(5)} | {"ensemble", "compare"}),
     ("faces.fps", 5, {"faces"}),
     ("features.sets.text.layers", -2, {"features@text", "compare"}),

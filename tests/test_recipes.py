@@ -245,7 +245,8 @@ def test_each_demo_recipe_trains_a_fold(featured, recipes, tmp_path, name):
         yaml.safe_dump(base.model_dump(mode="json", by_alias=True), sort_keys=False)
     )
     apply_overlay(params_file, {"features": {"out": str(tmp_path / "features")},
-                                "train": {"out": str(tmp_path / "folds")}})  # fmt: skip
+                                "train": {"out": str(tmp_path / "folds")},
+                                "ensemble": {"reports": str(tmp_path / "reports")}})  # fmt: skip
     runner = CliRunner()
     applied = runner.invoke(app, ["recipe", "apply", name, "--demo", "--params", str(params_file),
                                   "--recipes", str(RECIPES)])  # fmt: skip
