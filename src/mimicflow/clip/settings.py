@@ -7,7 +7,9 @@ the hash that names the artefacts it makes: change a setting and the clips are m
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from mimicflow.config import Params
 from mimicflow.devices import ctranslate2_device, torch_device
@@ -79,6 +81,13 @@ class AsrSettings(_Keyed):
                    asr.beam_size, device, asr.batch_size)  # fmt: skip
 
 
+def adapted_version(model: str) -> str:
+    """The version an adapted encoder folder records (``adapted.json``, the ``adapt`` stage);
+    "" for any other model."""
+    record = Path(model) / "adapted.json"
+    return json.loads(record.read_text())["version"] if record.is_file() else ""
+
+
 @dataclass(frozen=True)
 class EncoderSettings(_Keyed):
     """One feature set's encoder, and the artefacts it reads (faces or transcripts)."""
@@ -95,6 +104,13 @@ class EncoderSettings(_Keyed):
     trust_remote_code: bool = False
     faces: FaceSettings | None = None  # visual: the face tracks it encodes
     asr: AsrSettings | None = None  # text: the transcripts it encodes
+    model_version: str = ""  # an adapted encoder folder's version: retrained, clips re-encode
+
+    def key(self) -> str:
+        fields = asdict(self)
+        if not self.model_version:  # keys of encoders that are not adapted stay as they were
+            del fields["model_version"]
+        return settings_hash(fields)
 
     @classmethod
     def from_params(cls, params: Params, name: str) -> EncoderSettings:
@@ -106,6 +122,7 @@ class EncoderSettings(_Keyed):
         modality = spec.modality
         common = {"layers": spec.layer_ids, "layer_merge": spec.layer_merge,
                   "trust_remote_code": spec.trust_remote_code}  # fmt: skip
+        common["model_version"] = adapted_version(spec.model)
         if modality == "audio":
             return cls("audio", resolve_model(params, spec.model), **common,
                        audio_cut_s=spec.audio_cut_s, head_outputs=spec.head_outputs)  # fmt: skip
