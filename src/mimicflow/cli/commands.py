@@ -207,8 +207,8 @@ def transcribe(
     """Transcribe one clip with the configured ASR backend."""
     import av
 
-    from mimicflow.clip.speech import speech_recogniser
     from mimicflow.clip.settings import AsrSettings
+    from mimicflow.clip.speech import speech_recogniser
     from mimicflow.perception.audio import decode_audio
 
     if not video.is_file():

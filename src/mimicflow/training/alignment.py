@@ -117,7 +117,13 @@ class VisualTower:
     builds a small ViT (4 blocks of 128, 64-pixel input) from seeded random weights."""
 
     def __init__(self, model: str, layers: int, device: str):
-        from transformers import AutoImageProcessor, AutoModel, ViTConfig, ViTImageProcessor, ViTModel
+        from transformers import (
+            AutoImageProcessor,
+            AutoModel,
+            ViTConfig,
+            ViTImageProcessor,
+            ViTModel,
+        )
 
         if model == SCRATCH_VIT:
             config = ViTConfig(image_size=64, patch_size=8, hidden_size=128, num_hidden_layers=4,
