@@ -238,7 +238,8 @@ def test_each_demo_recipe_trains_a_fold(featured, recipes, tmp_path, monkeypatch
     apply_overlay(params_file, {"faces": {"fps": base.faces.fps}})  # the session's face tracks
     params = load_params(params_file)
     if params.adapt.encoders:
-        apply_overlay(params_file, {"adapt": {"encoders": {n: {"epochs": 1} for n in params.adapt.encoders}}})
+        one_epoch = {n: e.model_dump(mode="json") | {"epochs": 1} for n, e in params.adapt.encoders.items()}
+        apply_overlay(params_file, {"adapt": {"encoders": one_epoch}})  # replaced whole
         assert set(run_adapt(load_params(params_file), progress=False)) == set(params.adapt.encoders)
     for feature_set in params.train.inputs:
         run_features(params, feature_set, progress=False)
