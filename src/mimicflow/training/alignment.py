@@ -128,7 +128,7 @@ class VisualTower:
         if model == SCRATCH_VIT:
             config = ViTConfig(image_size=64, patch_size=8, hidden_size=128, num_hidden_layers=4,
                                num_attention_heads=4, intermediate_size=256)  # fmt: skip
-            self.full = ViTModel(config, add_pooling_layer=False)
+            self.full = ViTModel(config)
             self.processor = ViTImageProcessor(size={"height": 64, "width": 64})
         else:
             self.full = AutoModel.from_pretrained(model)
@@ -279,8 +279,10 @@ class Aligner:
         return [p for net in nets for p in net.parameters() if p.requires_grad]
 
     def train(self, mode: bool) -> None:
-        for net in (self.tower.net, self.text.net, self.heads):
+        """Training mode (dropout) for what trains: a frozen text encoder stays in eval mode."""
+        for net in (self.tower.net, self.heads):
             net.train(mode)
+        self.text.net.train(mode and self.spec.text_layers > 0)
 
     def embed(self, inputs: list):
         import torch.nn.functional as F
