@@ -21,6 +21,7 @@ ENTRY = {  # each stage's entry module (what `mimicflow ...` in its cmd runs)
     "validate": "mimicflow.stages.validate",
     "faces": "mimicflow.stages.faces",
     "asr": "mimicflow.stages.asr",
+    "adapt": "mimicflow.stages.adapt",
     "features": "mimicflow.stages.features",
     "train": "mimicflow.stages.train",
     "ensemble": "mimicflow.stages.train",

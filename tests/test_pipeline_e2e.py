@@ -38,7 +38,7 @@ def test_dvc_repro_runs_the_pipeline_and_a_second_run_does_nothing(tmp_path):
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], project)
 
     first = _run(["dvc", "repro", "ensemble"], project)  # compare, package, reference: own tests
-    for stage in ("models", "demo_data", "validate", "faces", "asr", "features@audio",
+    for stage in ("models", "demo_data", "validate", "faces", "asr", "adapt", "features@audio",
                   "features@visual", "features@text", "train@0", "train@4", "ensemble"):  # fmt: skip
         assert f"Running stage '{stage}'" in first.stdout, stage
     assert (project / "models/pretrained/whisper-tiny.en/model.bin").exists()

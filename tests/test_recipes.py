@@ -98,7 +98,7 @@ def test_every_recipe_sets_the_same_shared_keys(recipes):
 
     def shared(overlay):
         return {key for key, _ in leaves(overlay)
-                if not key.startswith(("features.sets.", "train.frames.", f"train.{overlay['train']['system']}."))}  # fmt: skip
+                if not key.startswith(("adapt.encoders.", "features.sets.", "train.frames.", f"train.{overlay['train']['system']}."))}  # fmt: skip
 
     first = shared(recipes["fuxi"].params)
     assert {
@@ -117,8 +117,11 @@ def test_demo_flavours_use_only_embedded_encoders(recipes):
     for recipe in recipes.values():
         demo = Params.model_validate(_merged(Params().model_dump(mode="json", by_alias=True),
                                              recipe_overlay(recipe, demo=True)))  # fmt: skip
+        adapted = {str(demo.adapt.out / n): e.model for n, e in demo.adapt.encoders.items()}
+        for entry in demo.adapt.encoders.values():
+            assert {entry.model, entry.text_model} <= embedded | {"vit-scratch"}, recipe.name
         for name, spec in demo.features.sets.items():
-            assert spec.model in embedded, (recipe.name, name, spec.model)
+            assert adapted.get(spec.model, spec.model) in embedded | {"vit-scratch"}, (recipe.name, name)
             assert not spec.trust_remote_code and not spec.head_outputs
         assert demo.asr.model in embedded
         assert demo.train.epochs <= demo.ensemble.compare_epochs
@@ -149,7 +152,10 @@ def test_paper_recipes_name_the_papers_models(recipes):
     mm = sets("mimicmetrics")
     assert (mm["visual"]["model"], mm["motion"]["model"]) == ("facebook/dinov2-base", "motion")
     assert recipes["mimicmetrics"].params["train"]["mimicmetrics"]["missing_text"] == "zeros"
-    assert sets("ustc")["visual"]["model"] == "openai/clip-vit-base-patch16"
+    assert sets("ustc")["visual"]["model"] == "models/adapted/visual"  # Stage I's output
+    stage_one = recipes["ustc"].params["adapt"]["encoders"]
+    assert stage_one["visual"]["model"] == "openai/clip-vit-base-patch16"
+    assert (stage_one["audio"]["temperature"], stage_one["audio"]["lr"]) == (0.07, 1e-5)
     assert recipes["ustc"].params["train"]["protocol"] == "official"
     abaw8 = sets("augsburg-abaw8")
     assert (abaw8["audio"]["model"], abaw8["audio"]["head_outputs"], abaw8["audio"]["audio_cut_s"]) == (
@@ -234,11 +240,14 @@ def test_recipe_list_json_and_apply_cli(params_copy):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_each_demo_recipe_trains_a_fold(featured, recipes, tmp_path, name):
+def test_each_demo_recipe_trains_a_fold(featured, recipes, tmp_path, monkeypatch, name):
     """`recipe apply NAME --demo` then `stage train --fold 0` on the session's small dataset:
-    the recipe's own feature sets are computed first (into this test's folder)."""
+    the recipe's adapted encoders (USTC's Stage I) and own feature sets are made first (into
+    this test's folder, the working directory: adapt.out is relative)."""
+    from mimicflow.stages.adapt import run_adapt
     from mimicflow.stages.features import run_features
 
+    monkeypatch.chdir(tmp_path)
     base, _ = featured
     params_file = tmp_path / "params.yaml"
     params_file.write_text(
@@ -253,6 +262,10 @@ def test_each_demo_recipe_trains_a_fold(featured, recipes, tmp_path, name):
     assert applied.exit_code == 0, applied.output
     apply_overlay(params_file, {"faces": {"fps": base.faces.fps}})  # the session's face tracks
     params = load_params(params_file)
+    if params.adapt.encoders:
+        one_epoch = {n: e.model_dump(mode="json") | {"epochs": 1} for n, e in params.adapt.encoders.items()}
+        apply_overlay(params_file, {"adapt": {"encoders": one_epoch}})  # replaced whole
+        assert set(run_adapt(load_params(params_file), progress=False)) == set(params.adapt.encoders)
     for feature_set in params.train.inputs:
         run_features(params, feature_set, progress=False)
     apply_overlay(params_file, {"train": {"epochs": 2}})

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from safetensors.numpy import load_file, save_file
 
 from mimicflow import EMOTIONS
@@ -168,25 +169,37 @@ def test_compare_stage_tables_recipes_systems_single_inputs_and_the_baseline(fea
     from mimicflow.stages.compare import run_compare
 
     params, _ = featured
+    recipes = shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    ustc = yaml.safe_load((recipes / "ustc.yaml").read_text())
+    for entry in ustc["demo"]["params"]["adapt"]["encoders"].values():
+        entry["epochs"] = 1  # Stage I: one epoch is enough to make the folders
+    (recipes / "ustc.yaml").write_text(yaml.safe_dump(ustc))
     train = params.train.model_copy(update={
         "folds": (0, 1), "epochs": 2, "patience": 2,
         "mimicmetrics": params.train.mimicmetrics.model_copy(update={"pretrain_epochs": 1}),
     })  # fmt: skip
     ensemble = params.ensemble.model_copy(update={
         "reports": tmp_path, "compare_systems": ("augsburg", "mimicmetrics"),
-        "compare_recipes": ("augsburg", "ustc"), "recipes_dir": ROOT / "recipes",
+        "compare_recipes": ("augsburg", "fuxi", "ustc"), "recipes_dir": recipes,
         "compare_out": tmp_path / "compare"})  # fmt: skip
     table = run_compare(params.model_copy(update={"train": train, "ensemble": ensemble}), progress=False)
     assert table == json.loads((tmp_path / "compare.json").read_text())
     runs = table["runs"]
-    assert list(runs) == ["recipe augsburg (demo)", "recipe ustc (demo)", "augsburg", "mimicmetrics",
+    assert list(runs) == ["recipe augsburg (demo)", "recipe fuxi (demo)", "recipe ustc (demo)",
+                          "augsburg", "mimicmetrics",
                           "mimicmetrics (audio only)", "mimicmetrics (visual only)",
                           "mimicmetrics (text only)"]  # fmt: skip
     assert runs["augsburg"]["inputs"] == ["audio"] and runs["mimicmetrics (text only)"]["inputs"] == ["text"]
     # the recipes' own sets: the same settings as a pipeline set are linked, others encoded
+    fuxi = tmp_path / "compare" / "fuxi"
+    assert (fuxi / "visual").is_symlink() and (fuxi / "audio").is_symlink()
+    assert not (fuxi / "text").is_symlink() and (fuxi / "text" / "packed" / "meta.json").is_file()
+    # ustc's Stage I ran into the comparison's folder, and its sets encode the aligned encoders
     ustc = tmp_path / "compare" / "ustc"
-    assert (ustc / "visual").is_symlink() and (ustc / "audio").is_symlink()
-    assert not (ustc / "text").is_symlink() and (ustc / "text" / "packed" / "meta.json").is_file()
+    for name in ("visual", "audio"):
+        meta = json.loads((ustc / name / "packed" / "meta.json").read_text())
+        assert meta["model"] == str(ustc / "adapted" / name) and not (ustc / name).is_symlink()
+        assert (ustc / "adapted" / name / "adapted.json").is_file()
     assert not (tmp_path / "compare" / "augsburg" / "audio").is_symlink()  # cut to 12 s: its own
     baselines = {run["baseline_mse"] for run in runs.values()}
     assert len(baselines) == 1 and baselines.pop() > 0  # the same folds for every row

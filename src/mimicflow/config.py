@@ -154,6 +154,55 @@ class FeaturesParams(_Section):
         return sets
 
 
+class AlignParams(_Section):
+    """USTC's Stage I (ABAW8 §3.3): one encoder contrastively aligned with a text encoder on
+    prompts built from each clip's intensities (docs/fidelity.md, :mod:`~mimicflow.training.alignment`).
+
+    ``model``: audio: a Whisper model (catalogue name, CTranslate2 folder, ``.pt``) or a
+    transformers speech model; visual: a transformers image model, or ``vit-scratch`` (a small
+    ViT from seeded random weights, for the demo)."""
+
+    method: Literal["align"]
+    modality: Literal["audio", "visual"]
+    model: str
+    text_model: str = "all-minilm-l6-v2"
+    text_layers: int = Field(0, ge=0)  # upper text-encoder blocks trained (0: frozen)
+    layers: int = Field(2, ge=1)  # upper encoder blocks trained; the rest frozen
+    dim: int = Field(256, ge=8)  # the shared space (linear projections of both encoders)
+    temperature: float = Field(0.07, gt=0)  # τ of eq. 2, fixed
+    symmetric: bool = False  # add CLIP's text → modality term (eq. 2 has modality → text)
+    bins: tuple[float, float] = (1 / 3, 2 / 3)  # intensity words: low | medium from bins[0] | high from bins[1]
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(1e-5, gt=0)  # SGDR: η_max
+    min_lr: float = Field(1e-7, ge=0)  # η_min
+    restart_epochs: int = Field(10, ge=1)  # SGDR cycle length
+    weight_decay: float = Field(0.01, ge=0)
+    frames: int = Field(8, ge=1)  # visual: evenly spaced crops per clip (their embeddings' mean)
+    audio_cut_s: float | None = Field(10.0, gt=0)  # audio: each clip's first seconds
+    external: Path | None = None  # visual: an AffectNet-layout folder whose images join training
+    seed: int = 7
+
+    @model_validator(mode="after")
+    def _external_images(self):
+        if self.external is not None and self.modality != "visual":
+            raise ValueError("external (AffectNet images) aligns a visual encoder only")
+        return self
+
+
+# A discriminated union by ``method`` once a second method exists (``FinetuneParams``).
+AdaptEntry = AlignParams
+
+
+class AdaptParams(_Section):
+    """Encoder adaptation (stage ``adapt``): each entry writes ``<out>/<name>``, an encoder
+    folder a feature set names as its model (``features.sets.<set>.model: <out>/<name>``)."""
+
+    out: Path = Path("models/adapted")
+    device: str = "auto"  # auto: CUDA when present, else CPU | cpu | cuda | cuda:N
+    encoders: dict[str, AdaptEntry] = {}
+
+
 class ComputeParams(_Section):
     """How per-clip work is mapped: local worker processes (0 = one per core), or a Dask
     scheduler address (``tcp://host:8786``) to run it on a cluster instead."""
@@ -388,6 +437,7 @@ class Params(_Section):
     models: ModelsParams = ModelsParams()
     faces: FacesParams = FacesParams()
     asr: AsrParams = AsrParams()
+    adapt: AdaptParams = AdaptParams()
     features: FeaturesParams = FeaturesParams()
     compute: ComputeParams = ComputeParams()
     flows: FlowsParams = FlowsParams()
@@ -407,6 +457,13 @@ class Params(_Section):
             if unknown:
                 raise ValueError(f"{where} names feature sets {unknown} that features.sets lacks "
                                  f"(it has {', '.join(sets)})")  # fmt: skip
+        adapted = self.adapt.encoders
+        for name, spec in sets.items():
+            path = Path(spec.model)
+            if path.parent == self.adapt.out and (path.name not in adapted or
+                                                  adapted[path.name].modality != spec.modality):
+                raise ValueError(f"features.sets.{name} names {spec.model}: adapt.encoders needs "
+                                 f"a {spec.modality} entry {path.name!r}")  # fmt: skip
         return self
 
 

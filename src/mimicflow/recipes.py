@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from mimicflow.config import Params
 
 DEFAULT_RECIPES_DIR = Path("recipes")
-# Keys an overlay replaces whole (a recipe's feature sets and segment counts are its own);
-# every other mapping is merged key by key.
-REPLACED = ("features.sets", "train.frames")
+# Keys an overlay replaces whole (a recipe's adapted encoders, feature sets and segment counts
+# are its own); every other mapping is merged key by key.
+REPLACED = ("adapt.encoders", "features.sets", "train.frames")
 ABSENT = "(absent)"  # a key missing on one side of a change
 
 

@@ -9,13 +9,14 @@ WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "i", "am", "so", "happy",
          "is", "wonderful", "awful", "ha", "funny", "wow", "exciting", ".", ",", "!"]  # fmt: skip
 
 
-def tiny_text_model(folder: Path) -> Path:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+def tiny_text_model(folder: Path, extra_words: tuple[str, ...] = ()) -> Path:
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    config = BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2,
+    words = WORDS + [w for w in extra_words if w not in WORDS]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizer(vocab=str(folder / "vocab.txt")).save_pretrained(folder)  # (vocab_file: ignored)
+    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)  # fmt: skip
     BertModel(config).save_pretrained(folder)
     return folder
@@ -53,6 +54,18 @@ def tiny_emotion_model(folder: Path):
     config = _wav2vec2_config(num_labels=3, id2label={0: "arousal", 1: "dominance", 2: "valence"})
     model = Wav2Vec2EmotionModel(config).eval()
     return _save_speech(model, folder), model
+
+
+def tiny_whisper(path: Path) -> Path:
+    """A tiny openai-whisper checkpoint (random weights), saved as ``whisper.load_model`` loads."""
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2,
+                           n_audio_layer=2, n_vocab=64, n_text_ctx=16, n_text_state=32,
+                           n_text_head=2, n_text_layer=1)  # fmt: skip
+    torch.save({"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()}, path)
+    return path
 
 
 def tiny_image_model(folder: Path) -> Path:

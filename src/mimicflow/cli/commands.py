@@ -108,6 +108,14 @@ def stage_asr(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     console.print_json(json.dumps(run_stage(run_asr, load_params(params))))
 
 
+@stage_app.command("adapt")
+def stage_adapt(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """Adapt the encoders of adapt.encoders to the labelled clips (USTC's Stage I alignment)."""
+    from mimicflow.stages.adapt import run_adapt
+
+    console.print_json(json.dumps(run_stage(run_adapt, load_params(params))))
+
+
 @stage_app.command("features")
 def stage_features(
     name: Annotated[str, typer.Argument(help="a feature set of features.sets (default: audio | visual | text)")],
@@ -199,8 +207,8 @@ def transcribe(
     """Transcribe one clip with the configured ASR backend."""
     import av
 
-    from mimicflow.clip.speech import speech_recogniser
     from mimicflow.clip.settings import AsrSettings
+    from mimicflow.clip.speech import speech_recogniser
     from mimicflow.perception.audio import decode_audio
 
     if not video.is_file():

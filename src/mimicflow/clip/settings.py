@@ -7,7 +7,9 @@ the hash that names the artefacts it makes: change a setting and the clips are m
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from mimicflow.config import Params
 from mimicflow.devices import ctranslate2_device, torch_device
@@ -89,6 +91,13 @@ class AsrSettings(_Keyed):
                    asr.beam_size, device, asr.batch_size)  # fmt: skip
 
 
+def adapted_version(model: str) -> str:
+    """The version an adapted encoder folder records (``adapted.json``, the ``adapt`` stage);
+    "" for any other model."""
+    record = Path(model) / "adapted.json"
+    return json.loads(record.read_text())["version"] if record.is_file() else ""
+
+
 @dataclass(frozen=True)
 class EncoderSettings(_Keyed):
     """One feature set's encoder, and the artefacts it reads (faces or transcripts)."""
@@ -106,8 +115,9 @@ class EncoderSettings(_Keyed):
     faces: FaceSettings | None = None  # visual: the face tracks it encodes
     asr: AsrSettings | None = None  # text: the transcripts it encodes
     transcript: str = "full"  # text: the whole transcript or its first segment
+    model_version: str = ""  # an adapted encoder folder's version: retrained, clips re-encode
 
-    later_options = (("transcript", "full"),)
+    later_options = (("transcript", "full"), ("model_version", ""))
 
     @classmethod
     def from_params(cls, params: Params, name: str) -> EncoderSettings:
@@ -119,6 +129,7 @@ class EncoderSettings(_Keyed):
         modality = spec.modality
         common = {"layers": spec.layer_ids, "layer_merge": spec.layer_merge,
                   "trust_remote_code": spec.trust_remote_code}  # fmt: skip
+        common["model_version"] = adapted_version(spec.model)
         if modality == "audio":
             return cls("audio", resolve_model(params, spec.model), **common,
                        audio_cut_s=spec.audio_cut_s, head_outputs=spec.head_outputs)  # fmt: skip

@@ -145,7 +145,7 @@ class WhisperAudioEncoder:
     """Hidden states of an openai-whisper encoder (the embedded default: tiny.en), 50 frames/s.
 
     ``model``: a CTranslate2 Whisper folder (converted once, see ``asr.converted_checkpoint``),
-    an openai-whisper ``.pt`` or a model name. ``layers``: 0 = after the convolutional stem,
+    an openai-whisper ``.pt``, an adapted folder (``whisper.pt``) or a model name. ``layers``: 0 = after the convolutional stem,
     k = after block k, -1 = the final layer norm (what the decoder attends to); several are
     merged per frame (``merge``: concat | mean).
     """

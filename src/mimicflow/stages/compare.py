@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -64,7 +65,8 @@ def recipe_params(params: Params, name: str) -> Params:
     """``params`` with recipe ``name``'s demo flavour applied, trained as the comparison trains
     every row: protocol merged over ``train.folds``, ``ensemble.compare_epochs`` epochs, the
     pipeline's faces and transcripts, and its feature sets under ``<ensemble.compare_out>/<name>``
-    (a set the pipeline already made is linked there, not made again)."""
+    (a set the pipeline already made is linked there, not made again). Its ``adapt`` entries
+    write under ``<ensemble.compare_out>/<name>/adapted``, and the sets naming them follow."""
     from mimicflow.recipes import load_recipes, recipe_overlay, validate_overlay
 
     recipes = load_recipes(params.ensemble.recipes_dir)
@@ -75,16 +77,26 @@ def recipe_params(params: Params, name: str) -> Params:
     train = applied.train.model_copy(update={
         "protocol": "merged", "folds": params.train.folds, "seed": params.train.seed,
         "epochs": min(applied.train.epochs, params.ensemble.compare_epochs)})  # fmt: skip
-    features = applied.features.model_copy(update={"out": params.ensemble.compare_out / name})
-    return applied.model_copy(update={"train": train, "features": features, "faces": params.faces,
-                                      "asr": params.asr})  # one perception for every row
+    adapt = applied.adapt.model_copy(update={"out": params.ensemble.compare_out / name / "adapted"})
+    sets = {key: spec.model_copy(update={"model": str(adapt.out / Path(spec.model).name)})
+            if Path(spec.model).parent == applied.adapt.out else spec
+            for key, spec in applied.features.sets.items()}  # fmt: skip
+    features = applied.features.model_copy(update={"out": params.ensemble.compare_out / name, "sets": sets})
+    return applied.model_copy(update={"train": train, "features": features, "adapt": adapt,
+                                      "faces": params.faces, "asr": params.asr})  # one perception for every row
 
 
 def _recipe_features(params: Params, recipe: Params, progress: bool) -> None:
-    """Make the recipe's feature sets: each one the pipeline already has (same settings) is
-    linked, the others are encoded from the pipeline's faces and transcripts."""
+    """Make the recipe's adapted encoders (its Stage I), then its feature sets: each one the
+    pipeline already has (same settings) is linked, the others are encoded from the pipeline's
+    faces and transcripts."""
     from mimicflow.clip.settings import EncoderSettings
+    from mimicflow.stages.adapt import run_adapt
     from mimicflow.stages.features import run_features
+
+    if recipe.adapt.encoders:
+        log.info("adapting the encoders of %s", ", ".join(recipe.adapt.encoders))
+        run_adapt(recipe, progress)
 
     made = {}
     for name in params.features.sets:
