@@ -96,6 +96,19 @@ def test_the_loss_falls_and_aligned_crops_retrieve_their_own_prompt(tiny_models,
     assert encoder.encode([data.crops(0)])[0].shape == (3, 32)
 
 
+def test_zero_epochs_saves_the_starting_encoder_the_run_without_stage_i(tiny_models, tmp_path):
+    from mimicflow.perception.encoders import HFVisualEncoder
+
+    data = _toy(16)
+    metrics = align_encoder(_spec(tiny_models, epochs=0), data, tmp_path / "visual", progress=False)
+    assert metrics["epochs"] == [] and metrics["valid_top1"] is not None
+    crops = [data.crops(0), data.crops(1)]
+    before = HFVisualEncoder(tiny_models["image"], device="cpu").encode(crops)
+    after = HFVisualEncoder(tmp_path / "visual", device="cpu").encode(crops)
+    for a, b in zip(before, after):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_untrained_towers_retrieve_at_chance_level(tiny_models):
     """The test above can fail: before training, retrieval is no better than chance."""
     data = _toy()

@@ -172,7 +172,7 @@ class AlignParams(_Section):
     temperature: float = Field(0.07, gt=0)  # τ of eq. 2, fixed
     symmetric: bool = False  # add CLIP's text → modality term (eq. 2 has modality → text)
     bins: tuple[float, float] = (1 / 3, 2 / 3)  # intensity words: low | medium from bins[0] | high from bins[1]
-    epochs: int = Field(50, ge=1)
+    epochs: int = Field(50, ge=0)  # 0: the starting encoder as it is (the run without Stage I)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(1e-5, gt=0)  # SGDR: η_max
     min_lr: float = Field(1e-7, ge=0)  # η_min

@@ -403,7 +403,7 @@ def align_encoder(spec, data: AdaptData, out: Path, device: str = "cpu", progres
     out.mkdir(parents=True)
     aligner.tower.save(out)
     version = folder_version(out)
-    last = history[-1]
+    last = history[-1] if history else {f"valid_{k}": v for k, v in evaluate(aligner, valid, spec.batch_size).items()}
     metrics = {"method": "align", "modality": spec.modality, "model": spec.model,
                "train_pairs": len(train), "external_pairs": len(external), "valid_pairs": len(valid),
                "valid_top1": last.get("valid_top1"), "valid_chance": last.get("valid_chance"),
