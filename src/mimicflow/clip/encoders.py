@@ -54,13 +54,16 @@ def _cut(audio: np.ndarray | None, seconds: float | None) -> np.ndarray | None:
 
 
 class AudioEncoder(_Encoder):
-    """Whisper encoder states (a CTranslate2 folder or ``.pt``) or any transformers speech model."""
+    """Whisper encoder states (a CTranslate2 folder, a folder with an openai-whisper checkpoint,
+    or a ``.pt``) or any transformers speech model."""
 
     def _load(self):
         from mimicflow.perception import encoders
+        from mimicflow.perception.asr import WHISPER_CHECKPOINT
 
         s, runtime = self.settings, self.runtime
-        if (Path(s.model) / "model.bin").exists() or s.model.endswith(".pt"):
+        folder = Path(s.model)
+        if (folder / "model.bin").exists() or (folder / WHISPER_CHECKPOINT).exists() or s.model.endswith(".pt"):
             if s.head_outputs:
                 raise encoders.ModelUnavailable(
                     f"{s.model} is a Whisper model: {{setting}}.head_outputs needs a "

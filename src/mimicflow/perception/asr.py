@@ -16,6 +16,8 @@ import numpy as np
 
 from mimicflow.perception.audio import SAMPLE_RATE
 
+# An openai-whisper checkpoint in a model folder (a fine-tuned encoder, :mod:`mimicflow.training.finetune`)
+WHISPER_CHECKPOINT = "openai-whisper.pt"
 SILENCE_RMS = 1e-3  # below this the clip is silent: Whisper is not asked (it would hallucinate)
 
 
@@ -146,8 +148,9 @@ def converted_checkpoint(ct2_dir: Path) -> Path:
 
 
 def load_openai_whisper(model: str | Path, device: str):
-    """``whisper.load_model``, plus CTranslate2 folders and the alignment heads a converted
-    checkpoint carries (``load_model`` sets heads only for the models it names)."""
+    """``whisper.load_model``, plus CTranslate2 folders, folders holding an openai-whisper
+    checkpoint (:data:`WHISPER_CHECKPOINT`) and the alignment heads a converted checkpoint
+    carries (``load_model`` sets heads only for the models it names)."""
     import torch
     import whisper
     from whisper.model import ModelDimensions, Whisper
@@ -155,7 +158,9 @@ def load_openai_whisper(model: str | Path, device: str):
     from mimicflow.perception.whisper_convert import convert_ct2_to_openai_whisper
 
     path = Path(model)
-    if path.is_dir():
+    if (path / WHISPER_CHECKPOINT).is_file():
+        path = path / WHISPER_CHECKPOINT
+    elif path.is_dir():
         path = convert_ct2_to_openai_whisper(path, converted_checkpoint(path))
     if not path.is_file():
         return whisper.load_model(str(model), device=device)
