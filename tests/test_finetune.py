@@ -13,7 +13,7 @@ import torch
 from mimicflow.clip.encoders import AudioEncoder
 from mimicflow.clip.settings import EncoderSettings, Runtime
 from mimicflow.config import FinetuneParams
-from mimicflow.perception.asr import WHISPER_CHECKPOINT
+from mimicflow.perception.asr import ALIGNED_WHISPER
 from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.training.adaptation import AdaptData
 from mimicflow.training.finetune import finetune, finetune_encoder, frames, save_encoder
@@ -35,13 +35,15 @@ def _tones(n: int, n_train: int, seconds: float = 0.5) -> AdaptData:
 
 
 def _squashed_model(folder: Path) -> Path:
-    """A tiny wav2vec2 whose final layer norm scales its states to 5 %: the frequency is in its
-    frozen features, but faintly; the top (which trains) can restore it."""
+    """A tiny wav2vec2 (seeded) whose final layer norm zeroes all but one of its 32 channels:
+    the frozen features show the tone through one random channel; fine-tuning the top (the
+    layer norm trains with it) can open the others."""
     from transformers import Wav2Vec2Model
 
+    torch.manual_seed(0)
     net = Wav2Vec2Model.from_pretrained(tiny_audio_model(folder))
     with torch.no_grad():
-        net.encoder.layer_norm.weight.fill_(0.05)
+        net.encoder.layer_norm.weight[1:] = 0.0
     net.save_pretrained(folder)
     return folder
 
@@ -60,19 +62,25 @@ def _spec(model: Path, **extra) -> FinetuneParams:
 def test_finetuning_beats_the_frozen_encoder_and_trains_only_the_upper_layers(tmp_path):
     model = _squashed_model(tmp_path / "w2v")
     data = _tones(48, 32)
-    frozen = finetune_encoder(_spec(model, train_layers=0), data, tmp_path / "frozen", progress=False)
+    frozen = finetune_encoder(
+        _spec(model, train_layers=0), data, tmp_path / "frozen", progress=False
+    )
     tuned = finetune_encoder(_spec(model, train_layers=1), data, tmp_path / "tuned", progress=False)
     assert frozen["trained_parameters"] == 0 < tuned["trained_parameters"]
-    assert tuned["best_valid_pearson"] > frozen["best_valid_pearson"] + 0.1
+    assert tuned["best_valid_pearson"] > frozen["best_valid_pearson"] + 0.2
     assert len(tuned["history"]) == 15 and tuned["history"][tuned["best_epoch"] - 1]["valid_pearson"] == tuned[
         "best_valid_pearson"]  # fmt: skip
 
     before, after = _weights(model), _weights(tmp_path / "tuned")
     changed = {name for name in before if not torch.equal(before[name], after[name])}
-    assert changed and all(n.startswith(("encoder.layers.1.", "encoder.layer_norm.")) for n in changed)
+    assert changed and all(
+        n.startswith(("encoder.layers.1.", "encoder.layer_norm.")) for n in changed
+    )
     assert any(n.startswith("encoder.layers.1.") for n in changed)
     assert tuned["trained_parameters"] == sum(
-        v.numel() for n, v in before.items() if n.startswith(("encoder.layers.1.", "encoder.layer_norm."))
+        v.numel()
+        for n, v in before.items()
+        if n.startswith(("encoder.layers.1.", "encoder.layer_norm."))
     )
     untouched = _weights(tmp_path / "frozen")
     assert all(torch.equal(before[n], untouched[n]) for n in before)
@@ -98,13 +106,15 @@ def _trained_features(model, clips: list[np.ndarray]) -> list[np.ndarray]:
 def test_the_saved_audeering_model_serves_the_training_features_with_its_head(tmp_path):
     folder, original = tiny_emotion_model(tmp_path / "emotion")
     spec = _spec(folder, train_layers=1, epochs=2, head_outputs=True, gradient_checkpointing=True)
-    model, metrics = finetune(spec, _tones(12, 8))
+    model, _ = finetune(spec, _tones(12, 8))
     save_encoder(model.encoder, spec, tmp_path / "adapted")
 
     from mimicflow.perception.emotion_head import Wav2Vec2EmotionModel
 
     saved = Wav2Vec2EmotionModel.from_pretrained(tmp_path / "adapted").state_dict()
-    assert not torch.equal(saved["classifier.dense.weight"], original.state_dict()["classifier.dense.weight"])
+    assert not torch.equal(
+        saved["classifier.dense.weight"], original.state_dict()["classifier.dense.weight"]
+    )
     clips = [np.sin(np.arange(n) / 7).astype(np.float32) for n in (8000, 20000, 3000)]
     served = _served(tmp_path / "adapted", clips, head_outputs=True)
     assert served[0].shape[1] == 32 + 3
@@ -122,7 +132,7 @@ def _tiny_whisper(folder: Path) -> Path:
     torch.manual_seed(0)
     folder.mkdir(parents=True)
     torch.save({"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()},
-               folder / WHISPER_CHECKPOINT)  # fmt: skip
+               folder / ALIGNED_WHISPER)  # fmt: skip
     return folder
 
 
@@ -130,11 +140,13 @@ def test_a_finetuned_whisper_encoder_is_served_by_the_whisper_feature_path(tmp_p
     pytest.importorskip("whisper")
     model_dir = _tiny_whisper(tmp_path / "whisper")
     spec = _spec(model_dir, train_layers=1, epochs=2, lr=1e-2)
-    model, metrics = finetune(spec, _tones(12, 8))
+    model, _ = finetune(spec, _tones(12, 8))
     save_encoder(model.encoder, spec, tmp_path / "adapted")
 
-    before = torch.load(model_dir / WHISPER_CHECKPOINT, weights_only=True)["model_state_dict"]
-    after = torch.load(tmp_path / "adapted" / WHISPER_CHECKPOINT, weights_only=True)["model_state_dict"]
+    before = torch.load(model_dir / ALIGNED_WHISPER, weights_only=True)["model_state_dict"]
+    after = torch.load(tmp_path / "adapted" / ALIGNED_WHISPER, weights_only=True)[
+        "model_state_dict"
+    ]
     changed = {n for n in before if not torch.equal(before[n], after[n])}
     assert changed and all(n.startswith(("encoder.blocks.1.", "encoder.ln_post.")) for n in changed)
     clips = [np.sin(np.arange(n) / 5).astype(np.float32) for n in (8000, 20000)]

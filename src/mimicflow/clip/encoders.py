@@ -54,16 +54,16 @@ def _cut(audio: np.ndarray | None, seconds: float | None) -> np.ndarray | None:
 
 
 class AudioEncoder(_Encoder):
-    """Whisper encoder states (a CTranslate2 folder, a folder with an openai-whisper checkpoint,
-    or a ``.pt``) or any transformers speech model."""
+    """Whisper encoder states (a CTranslate2 folder, ``.pt`` or adapted folder) or any
+    transformers speech model."""
 
     def _load(self):
         from mimicflow.perception import encoders
-        from mimicflow.perception.asr import WHISPER_CHECKPOINT
+        from mimicflow.perception.asr import ALIGNED_WHISPER
 
         s, runtime = self.settings, self.runtime
         folder = Path(s.model)
-        if (folder / "model.bin").exists() or (folder / WHISPER_CHECKPOINT).exists() or s.model.endswith(".pt"):
+        if (folder / "model.bin").exists() or (folder / ALIGNED_WHISPER).exists() or s.model.endswith(".pt"):
             if s.head_outputs:
                 raise encoders.ModelUnavailable(
                     f"{s.model} is a Whisper model: {{setting}}.head_outputs needs a "

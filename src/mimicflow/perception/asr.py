@@ -16,8 +16,6 @@ import numpy as np
 
 from mimicflow.perception.audio import SAMPLE_RATE
 
-# An openai-whisper checkpoint in a model folder (a fine-tuned encoder, :mod:`mimicflow.training.finetune`)
-WHISPER_CHECKPOINT = "openai-whisper.pt"
 SILENCE_RMS = 1e-3  # below this the clip is silent: Whisper is not asked (it would hallucinate)
 
 
@@ -147,20 +145,35 @@ def converted_checkpoint(ct2_dir: Path) -> Path:
     return cache / "openai-whisper" / f"{ct2_dir.name}-{digest}.pt"
 
 
+ALIGNED_WHISPER = "whisper.pt"  # an adapted Whisper folder's checkpoint (training.alignment)
+
+
+def whisper_checkpoint(model: str | Path) -> Path | None:
+    """The openai-whisper checkpoint of a Whisper model on disk: a ``.pt``, an adapted folder's
+    ``whisper.pt`` or a CTranslate2 folder's conversion (made once); None for anything else."""
+    from mimicflow.perception.whisper_convert import convert_ct2_to_openai_whisper
+
+    path = Path(model)
+    if path.is_file() and path.suffix == ".pt":
+        return path
+    if (path / ALIGNED_WHISPER).is_file():
+        return path / ALIGNED_WHISPER
+    if (path / "model.bin").is_file():
+        return convert_ct2_to_openai_whisper(path, converted_checkpoint(path))
+    return None
+
+
 def load_openai_whisper(model: str | Path, device: str):
-    """``whisper.load_model``, plus CTranslate2 folders, folders holding an openai-whisper
-    checkpoint (:data:`WHISPER_CHECKPOINT`) and the alignment heads a converted checkpoint
-    carries (``load_model`` sets heads only for the models it names)."""
+    """``whisper.load_model``, plus CTranslate2 and adapted folders and the alignment heads a
+    converted checkpoint carries (``load_model`` sets heads only for the models it names)."""
     import torch
     import whisper
     from whisper.model import ModelDimensions, Whisper
 
     from mimicflow.perception.whisper_convert import convert_ct2_to_openai_whisper
 
-    path = Path(model)
-    if (path / WHISPER_CHECKPOINT).is_file():
-        path = path / WHISPER_CHECKPOINT
-    elif path.is_dir():
+    path = whisper_checkpoint(model) or Path(model)
+    if path.is_dir():  # not a Whisper folder: the conversion says why
         path = convert_ct2_to_openai_whisper(path, converted_checkpoint(path))
     if not path.is_file():
         return whisper.load_model(str(model), device=device)

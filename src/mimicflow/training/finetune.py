@@ -31,7 +31,7 @@ from mimicflow.config import FinetuneParams
 from mimicflow.devices import torch_device
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
 from mimicflow.fusion.models import Augsburg
-from mimicflow.perception.asr import WHISPER_CHECKPOINT, load_openai_whisper
+from mimicflow.perception.asr import ALIGNED_WHISPER, load_openai_whisper, whisper_checkpoint
 from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.perception.encoders import HFAudioEncoder, WhisperAudioEncoder, window_batches
 from mimicflow.training.adaptation import AdaptData
@@ -41,13 +41,13 @@ log = logging.getLogger(__name__)
 
 
 def load_encoder(spec: FinetuneParams, device: str) -> WhisperAudioEncoder | HFAudioEncoder:
-    """The encoder the feature set would load for ``spec.model`` (the final layer's states),
-    Whisper for a CTranslate2 folder, an openai-whisper checkpoint or folder holding one."""
-    folder = Path(spec.model)
-    whisper = (folder / "model.bin").exists() or (folder / WHISPER_CHECKPOINT).exists()
-    if whisper or spec.model.endswith(".pt"):
+    """The encoder the feature set would load for ``spec.model`` (the final layer's states):
+    Whisper for a CTranslate2 folder, an openai-whisper ``.pt`` or an adapted Whisper folder."""
+    if whisper_checkpoint(spec.model) is not None:
         if spec.head_outputs:
-            raise ValueError(f"{spec.model} is a Whisper model: head_outputs needs audEERING's model")
+            raise ValueError(
+                f"{spec.model} is a Whisper model: head_outputs needs audEERING's model"
+            )
         return WhisperAudioEncoder(spec.model, device=device)
     return HFAudioEncoder(spec.model, device=device, head_outputs=spec.head_outputs)
 
@@ -172,7 +172,11 @@ def _score(model, data: AdaptData, valid: np.ndarray, spec, device) -> float | N
     rows, pred = predict(model, data, valid, spec, device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        return emotion_scores(pred, np.nan_to_num(data.labels[rows]))["mean_pearson"] if len(rows) else None
+        return (
+            emotion_scores(pred, np.nan_to_num(data.labels[rows]))["mean_pearson"]
+            if len(rows)
+            else None
+        )
 
 
 def finetune_encoder(spec: FinetuneParams, data: AdaptData, out: Path, device: str = "cpu",
@@ -199,22 +203,31 @@ def finetune(spec: FinetuneParams, data: AdaptData, device: str = "cpu",
     optimizer = torch.optim.AdamW([*groups, {"params": list(model.head.parameters()), "lr": spec.head_lr}],
                                   weight_decay=spec.weight_decay)  # fmt: skip
     steps = spec.epochs * math.ceil(len(train) / spec.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
     trained = [p for g in optimizer.param_groups for p in g["params"]]
     rng = np.random.default_rng(spec.seed)
     history, best, best_rho = [], None, -math.inf
-    with Progress(disable=not progress, transient=True) as bar, checkpointing(model.trained, spec.gradient_checkpointing):
+    with (
+        Progress(disable=not progress, transient=True) as bar,
+        checkpointing(model.trained, spec.gradient_checkpointing),
+    ):
         for epoch in range(1, spec.epochs + 1):
             model.train()
             order = rng.permutation(train)
             task = bar.add_task(f"fine-tuning, epoch {epoch}/{spec.epochs}", total=len(order))
             losses = []
             for start in range(0, len(order), spec.batch_size):
-                rows, audios = _with_audio(data, order[start : start + spec.batch_size], spec.audio_cut_s)
+                rows, audios = _with_audio(
+                    data, order[start : start + spec.batch_size], spec.audio_cut_s
+                )
                 bar.advance(task, min(spec.batch_size, len(order) - start))
                 if not len(rows):
                     continue
-                target = torch.from_numpy(np.nan_to_num(data.labels[rows]).astype(np.float32)).to(dev)
+                target = torch.from_numpy(np.nan_to_num(data.labels[rows]).astype(np.float32)).to(
+                    dev
+                )
                 with autocast(dev, spec.amp):
                     pred = model(audios)["unclipped"]
                 loss = nn.functional.mse_loss(pred.float(), target)
@@ -228,7 +241,12 @@ def finetune(spec: FinetuneParams, data: AdaptData, device: str = "cpu",
             rho = _score(model, data, valid, spec, dev)
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
                             "valid_pearson": rho})  # fmt: skip
-            log.info("fine-tuning epoch %d: train loss %s, valid ρ %s", epoch, history[-1]["train_loss"], rho)
+            log.info(
+                "fine-tuning epoch %d: train loss %s, valid ρ %s",
+                epoch,
+                history[-1]["train_loss"],
+                rho,
+            )
             score = -math.inf if rho is None else rho
             if best is None or score > best_rho:
                 best_rho, best = score, (epoch, _trained_state(model))
@@ -250,7 +268,7 @@ def _trained_state(model: FinetuneModel) -> dict[str, torch.Tensor]:
 
 def save_encoder(encoder, spec: FinetuneParams, out: Path) -> None:
     """The fine-tuned encoder as a model folder: an openai-whisper checkpoint
-    (:data:`WHISPER_CHECKPOINT`, the original decoder beside the trained encoder) or a
+    (:data:`ALIGNED_WHISPER`, the original decoder beside the trained encoder) or a
     transformers model with its feature extractor (audEERING's VAD head included)."""
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(encoder, HFAudioEncoder):
@@ -258,5 +276,10 @@ def save_encoder(encoder, spec: FinetuneParams, out: Path) -> None:
         encoder.extractor.save_pretrained(out)
         return
     whisper = load_openai_whisper(spec.model, "cpu")
-    whisper.encoder.load_state_dict({k: v.float().cpu() for k, v in encoder.encoder.state_dict().items()})
-    torch.save({"dims": asdict(whisper.dims), "model_state_dict": whisper.state_dict()}, out / WHISPER_CHECKPOINT)
+    whisper.encoder.load_state_dict(
+        {k: v.float().cpu() for k, v in encoder.encoder.state_dict().items()}
+    )
+    torch.save(
+        {"dims": asdict(whisper.dims), "model_state_dict": whisper.state_dict()},
+        out / ALIGNED_WHISPER,
+    )
