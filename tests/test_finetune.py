@@ -4,6 +4,7 @@ the feature set's encoder, the features the head was trained on."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_finetuning_beats_the_frozen_encoder_and_trains_only_the_upper_layers(tm
     tuned = finetune_encoder(_spec(model, train_layers=1), data, tmp_path / "tuned", progress=False)
     assert frozen["trained_parameters"] == 0 < tuned["trained_parameters"]
     assert tuned["best_valid_pearson"] > frozen["best_valid_pearson"] + 0.2
-    assert len(tuned["history"]) == 15 and tuned["history"][tuned["best_epoch"] - 1]["valid_pearson"] == tuned[
+    assert len(tuned["epochs"]) == 15 and tuned["epochs"][tuned["best_epoch"] - 1]["valid_pearson"] == tuned[
         "best_valid_pearson"]  # fmt: skip
 
     before, after = _weights(model), _weights(tmp_path / "tuned")
@@ -81,6 +82,9 @@ def test_finetuning_beats_the_frozen_encoder_and_trains_only_the_upper_layers(tm
         v.numel()
         for n, v in before.items()
         if n.startswith(("encoder.layers.1.", "encoder.layer_norm."))
+    )
+    assert (
+        json.loads((tmp_path / "tuned" / "adapted.json").read_text())["version"] == tuned["version"]
     )
     untouched = _weights(tmp_path / "frozen")
     assert all(torch.equal(before[n], untouched[n]) for n in before)

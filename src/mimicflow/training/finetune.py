@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -34,7 +35,7 @@ from mimicflow.fusion.models import Augsburg
 from mimicflow.perception.asr import ALIGNED_WHISPER, load_openai_whisper, whisper_checkpoint
 from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.perception.encoders import HFAudioEncoder, WhisperAudioEncoder, window_batches
-from mimicflow.training.adaptation import AdaptData
+from mimicflow.training.adaptation import AdaptData, record_adapted
 from mimicflow.training.trainer import autocast, start_at_training_mean
 
 log = logging.getLogger(__name__)
@@ -182,11 +183,14 @@ def _score(model, data: AdaptData, valid: np.ndarray, spec, device) -> float | N
 def finetune_encoder(spec: FinetuneParams, data: AdaptData, out: Path, device: str = "cpu",
                      progress: bool = True) -> dict:  # fmt: skip
     """Fine-tune ``spec.model`` (:func:`finetune`) and save the encoder into ``out`` as a model
-    folder the audio feature set loads (``features.sets.<name>.model: <out>``). Returns the
-    learning curve, the best epoch and the trained parameter count."""
+    folder the audio feature set loads (``features.sets.<name>.model: <out>``), with
+    ``adapted.json`` (its version and the metrics). Returns the metrics: the learning curve,
+    the best epoch and the trained parameter count."""
     model, metrics = finetune(spec, data, device, progress)
-    save_encoder(model.encoder, spec, Path(out))
-    return metrics
+    out = Path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    save_encoder(model.encoder, spec, out)
+    return record_adapted(out, metrics)
 
 
 def finetune(spec: FinetuneParams, data: AdaptData, device: str = "cpu",
@@ -252,10 +256,11 @@ def finetune(spec: FinetuneParams, data: AdaptData, device: str = "cpu",
                 best_rho, best = score, (epoch, _trained_state(model))
     model.load_state_dict(best[1], strict=False)
     model.eval()
-    metrics = {"model": spec.model, "best_epoch": best[0], "best_valid_pearson": history[best[0] - 1]["valid_pearson"],
+    metrics = {"method": "finetune", "modality": spec.modality, "model": spec.model,
+               "best_epoch": best[0], "best_valid_pearson": history[best[0] - 1]["valid_pearson"],
                "trained_parameters": sum(p.numel() for p in model.trained.parameters()),
                "head_parameters": sum(p.numel() for p in model.head.parameters()),
-               "clips": {"train": len(train), "valid": len(valid)}, "history": history}  # fmt: skip
+               "clips": {"train": len(train), "valid": len(valid)}, "epochs": history}  # fmt: skip
     return model, metrics
 
 
