@@ -7,7 +7,7 @@ Every stage reads its own section of :class:`Params`; nothing else in the code b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -190,8 +190,36 @@ class AlignParams(_Section):
         return self
 
 
-# A discriminated union by ``method`` once a second method exists (``FinetuneParams``).
-AdaptEntry = AlignParams
+class FinetuneParams(_Section):
+    """End-to-end fine-tuning of an audio encoder with Augsburg's head (ABAW6: wav2vec2 and its
+    VAD head trained on the first 12 s). The upper ``train_layers`` transformer layers train,
+    each layer below the top at ``lr`` × ``layer_lr_decay``^depth; the convolutional front-end
+    and the layers below stay frozen. The best epoch on the valid clips (mean Pearson) is kept."""
+
+    method: Literal["finetune"] = "finetune"
+    modality: Literal["audio"] = "audio"
+    model: str = "whisper-tiny.en"  # a catalogue name, folder or hub id
+    audio_cut_s: float | None = Field(12.0, gt=0)  # only the first seconds (as the feature set must)
+    train_layers: int = Field(12, ge=0)  # the upper layers that train (0: the head alone)
+    layer_lr_decay: float = Field(1.0, gt=0, le=1)  # 1: one rate for all layers (the paper)
+    lr: float = Field(1e-4, gt=0)  # the top layer's (and the VAD head's)
+    head_lr: float = Field(1e-4, gt=0)  # the Augsburg head's
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(100.0, gt=0)  # gradient norm clip (the authors')
+    epochs: int = Field(30, ge=1)  # cosine decay over them, the best on valid kept
+    batch_size: int = Field(32, ge=1)
+    hidden: int = Field(128, ge=8)  # the head's LSTM and dense width
+    dropout: float = Field(0.2, ge=0, lt=1)
+    lstm_layers: int = Field(2, ge=1)
+    lstm_dropout: float = Field(0.1, ge=0, lt=1)
+    gradient_checkpointing: bool = False  # recompute the trained layers' activations (memory)
+    head_outputs: bool = False  # audEERING's VAD head: trains too, kept in the saved model
+    seed: int = 0
+    amp: bool = True  # bf16 autocast on CUDA
+
+
+# An ``adapt.encoders`` entry: its ``method`` says which.
+AdaptEntry = Annotated[AlignParams | FinetuneParams, Field(discriminator="method")]
 
 
 class AdaptParams(_Section):

@@ -123,7 +123,7 @@ def _chunks(audio: np.ndarray) -> list[np.ndarray]:
     return [audio[i : i + size] for i in range(0, max(len(audio), 1), size)]
 
 
-def _window_batches(clips: list[np.ndarray], batch_size: int):
+def window_batches(clips: list[np.ndarray], batch_size: int):
     """Batch-independent batches of audio windows: each clip is cut into windows of at most
     ``CHUNK_SECONDS``, each window padded with silence to the next whole second (its own
     length alone decides how), and only windows of one padded length share a batch. Nothing
@@ -175,23 +175,21 @@ class WhisperAudioEncoder:
         states.append(enc.ln_post(x))
         return merge_layers(states, self.layers, self.merge)
 
-    def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
-        """Mel spectrograms are not padded to Whisper's 30 s window (4× less work on short
-        clips): windows padded to the whole second (:func:`_window_batches`), the positional
-        embedding cut to the input's length."""
+    def states(self, batch: list) -> tuple:
+        """One batch of :func:`window_batches`: the states (B × T × d, with gradients where the
+        weights take them) and each window's frame count. Mel spectrograms are not padded to
+        Whisper's 30 s window (4× less work on short clips); the positional embedding is cut
+        to the input's length."""
         import torch
         import whisper
 
-        outputs: list[dict[int, np.ndarray]] = [{} for _ in clips]
-        for batch in _window_batches(clips, self.batch_size):
-            # whole seconds: 100 mel frames each, an even count for the stride-2 stem
-            mels = torch.stack([whisper.log_mel_spectrogram(torch.from_numpy(w)) for *_, w in batch])
-            with torch.inference_mode(), _autocast(self.device):
-                hidden = self._forward(mels.to(self.device)).float().cpu().numpy()
-            for (index, part, length, _), states in zip(batch, hidden):
-                frames = max(1, math.ceil(length / SAMPLE_RATE * self.rate_hz))
-                outputs[index][part] = states[:frames]
-        return [np.concatenate([parts[k] for k in sorted(parts)]) for parts in outputs]
+        # whole seconds: 100 mel frames each, an even count for the stride-2 stem
+        mels = torch.stack([whisper.log_mel_spectrogram(torch.from_numpy(w)) for *_, w in batch])
+        frames = [max(1, math.ceil(length / SAMPLE_RATE * self.rate_hz)) for _, _, length, _ in batch]
+        return self._forward(mels.to(self.device)), frames
+
+    def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
+        return _encode_windows(self, clips)
 
 
 class HFAudioEncoder:
@@ -217,30 +215,41 @@ class HFAudioEncoder:
         dim += self.model.config.num_labels if head_outputs else 0
         self.info = EncoderInfo(str(model), self.layers, dim, SAMPLE_RATE / ratio)
 
-    def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
-        """Windows as for Whisper (:func:`_window_batches`); the silence a window is padded
+    def states(self, batch: list) -> tuple:
+        """One batch of :func:`window_batches` as for Whisper; the silence a window is padded
         with is masked out where the model takes an attention mask."""
         import torch
 
-        outputs: list[dict[int, np.ndarray]] = [{} for _ in clips]
+        inputs = self.extractor([w for *_, w in batch], sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        values = inputs["input_values"].to(self.device)
+        mask = torch.zeros(values.shape, dtype=torch.long)
+        for row, (_, _, length, _) in enumerate(batch):
+            mask[row, :length] = 1
         masked = getattr(self.extractor, "return_attention_mask", False)
-        for batch in _window_batches(clips, self.batch_size):
-            inputs = self.extractor([w for *_, w in batch], sampling_rate=SAMPLE_RATE,
-                                    return_tensors="pt")  # fmt: skip
-            values = inputs["input_values"].to(self.device)
-            mask = torch.zeros(values.shape, dtype=torch.long)
-            for row, (_, _, length, _) in enumerate(batch):
-                mask[row, :length] = 1
-            extra = {"attention_mask": mask.to(self.device)} if masked else {}
-            with torch.inference_mode(), _autocast(self.device):
-                out = self.model(values, **extra, output_hidden_states=True)
-                hidden = merge_layers(layer_states(out), self.layers, self.merge)
-                if self.head_outputs:
-                    hidden = torch.cat([hidden.float(), out.logits.float()], -1)
-            lengths = self.model._get_feat_extract_output_lengths(mask.sum(-1))
-            for (index, part, _, _), states, length in zip(batch, hidden.float().cpu().numpy(), lengths):
-                outputs[index][part] = states[: max(1, int(length))]
-        return [np.concatenate([parts[k] for k in sorted(parts)]) for parts in outputs]
+        extra = {"attention_mask": mask.to(self.device)} if masked else {}
+        out = self.model(values, **extra, output_hidden_states=True)
+        hidden = merge_layers(layer_states(out), self.layers, self.merge)
+        if self.head_outputs:
+            hidden = torch.cat([hidden.float(), out.logits.float()], -1)
+        lengths = self.model._get_feat_extract_output_lengths(mask.sum(-1))
+        return hidden, [max(1, int(length)) for length in lengths]
+
+    def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
+        return _encode_windows(self, clips)
+
+
+def _encode_windows(encoder, clips: list[np.ndarray]) -> list[np.ndarray]:
+    """Each clip's frames: its windows (:func:`window_batches`) through ``encoder.states``
+    without gradients, concatenated."""
+    import torch
+
+    outputs: list[dict[int, np.ndarray]] = [{} for _ in clips]
+    for batch in window_batches(clips, encoder.batch_size):
+        with torch.inference_mode(), _autocast(encoder.device):
+            hidden, frames = encoder.states(batch)
+        for (index, part, _, _), states, count in zip(batch, hidden.float().cpu().numpy(), frames):
+            outputs[index][part] = states[:count]
+    return [np.concatenate([parts[k] for k in sorted(parts)]) for parts in outputs]
 
 
 def _emotion_model(model: str | Path):

@@ -1,5 +1,6 @@
 """DVC stage ``adapt``: each ``adapt.encoders`` entry adapts an encoder to the labelled clips
-(method ``align``: USTC's Stage I) and writes ``<adapt.out>/<name>``, a folder a feature set
+(method ``align``: USTC's Stage I; ``finetune``: end-to-end fine-tuning with
+Augsburg's head) and writes ``<adapt.out>/<name>``, a folder a feature set
 names as its model; the metrics go to ``<adapt.out>.json``. Without entries it writes an empty
 folder and ``{}``."""
 
@@ -20,8 +21,9 @@ from mimicflow.perception.faces import load_face_track
 from mimicflow.stages.clips import artefact_folders, manifest_clip_refs, write_metrics
 from mimicflow.training.adaptation import AdaptData
 from mimicflow.training.alignment import SCRATCH_VIT, Pair, align_encoder
+from mimicflow.training.finetune import finetune_encoder
 
-METHODS = {"align": align_encoder}
+METHODS = {"align": align_encoder, "finetune": finetune_encoder}
 
 
 def adapt_data(params: Params) -> AdaptData:
@@ -53,7 +55,10 @@ def _resolved(params: Params, spec):
     model = spec.model if spec.model == SCRATCH_VIT else resolve_model(params, spec.model)
     if spec.modality == "audio":
         model = str(whisper_checkpoint(model) or model)
-    return spec.model_copy(update={"model": model, "text_model": resolve_model(params, spec.text_model)})
+    update = {"model": model}
+    if spec.method == "align":
+        update["text_model"] = resolve_model(params, spec.text_model)
+    return spec.model_copy(update=update)
 
 
 def affectnet_pairs(root: Path) -> list[Pair]:
@@ -76,7 +81,7 @@ def run_adapt(params: Params, progress: bool = True) -> dict:
         data = adapt_data(params)
         device = torch_device(params.adapt.device, "adapt.device")
         for name, spec in encoders.items():
-            extra = {"external": affectnet_pairs(spec.external)} if spec.external else {}
+            extra = {"external": affectnet_pairs(spec.external)} if getattr(spec, "external", None) else {}
             metrics[name] = METHODS[spec.method](_resolved(params, spec), data, out / name, device,
                                                  progress, **extra)  # fmt: skip
     return write_metrics(out.with_name(out.name + ".json"), metrics)

@@ -7,8 +7,11 @@ Raw inputs are read lazily, one clip at a time, so a large dataset is never held
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -27,3 +30,23 @@ class AdaptData:
 
     def __len__(self) -> int:
         return len(self.clip_ids)
+
+
+def folder_version(folder: Path) -> str:
+    """Sixteen hex digits of the folder's files' content (names and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def record_adapted(out: Path, metrics: dict) -> dict:
+    """Write ``adapted.json`` into an adapted encoder's folder: its version (the weights'
+    content, part of the features' key of the sets naming it) and the metrics; returns the
+    metrics with the version."""
+    metrics = {**metrics, "version": folder_version(out)}
+    (out / "adapted.json").write_text(
+        json.dumps({"version": metrics["version"], "metrics": metrics}, indent=2)
+    )
+    return metrics

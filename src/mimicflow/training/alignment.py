@@ -14,8 +14,6 @@ first ``audio_cut_s`` seconds of audio (audio: the masked mean of the encoder's 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import shutil
 from collections.abc import Callable, Sequence
@@ -26,7 +24,7 @@ import numpy as np
 from rich.progress import Progress
 
 from mimicflow import EMOTIONS
-from mimicflow.training.adaptation import AdaptData
+from mimicflow.training.adaptation import AdaptData, record_adapted
 
 LEVELS = ("low", "medium", "high")
 NO_EMOTION = "No marked emotion (every intensity low)"
@@ -375,15 +373,6 @@ def fit(aligner: Aligner, train: list[Pair], valid: list[Pair], progress: bool =
     return history
 
 
-def folder_version(folder: Path) -> str:
-    """Sixteen hex digits of the folder's files' content (names and bytes)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def align_encoder(spec, data: AdaptData, out: Path, device: str = "cpu", progress: bool = True,
                   external: Sequence[Pair] = ()) -> dict:  # fmt: skip
     """Stage I for one encoder (``spec``: :class:`~mimicflow.config.AlignParams`, its models
@@ -402,11 +391,9 @@ def align_encoder(spec, data: AdaptData, out: Path, device: str = "cpu", progres
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     aligner.tower.save(out)
-    version = folder_version(out)
     last = history[-1] if history else {f"valid_{k}": v for k, v in evaluate(aligner, valid, spec.batch_size).items()}
     metrics = {"method": "align", "modality": spec.modality, "model": spec.model,
                "train_pairs": len(train), "external_pairs": len(external), "valid_pairs": len(valid),
                "valid_top1": last.get("valid_top1"), "valid_chance": last.get("valid_chance"),
-               "valid_majority": last.get("valid_majority"), "epochs": history, "version": version}  # fmt: skip
-    (out / "adapted.json").write_text(json.dumps({"version": version, "metrics": metrics}, indent=2))
-    return metrics
+               "valid_majority": last.get("valid_majority"), "epochs": history}  # fmt: skip
+    return record_adapted(out, metrics)
