@@ -156,3 +156,16 @@ def test_a_finetuned_whisper_encoder_is_served_by_the_whisper_feature_path(tmp_p
     clips = [np.sin(np.arange(n) / 5).astype(np.float32) for n in (8000, 20000)]
     for got, want in zip(_served(tmp_path / "adapted", clips), _trained_features(model, clips)):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_segment_means_pool_long_clips_and_keep_short_ones():
+    import torch
+
+    from mimicflow.training.finetune import segment_means
+
+    x = torch.arange(2 * 8 * 1, dtype=torch.float32).reshape(2, 8, 1)
+    mask = torch.tensor([[True] * 8, [True] * 3 + [False] * 5])
+    pooled, kept = segment_means(x, mask, 4)
+    assert pooled.shape == (2, 4, 1)
+    assert pooled[0, :, 0].tolist() == [0.5, 2.5, 4.5, 6.5]  # pairs of the 8 frames
+    assert pooled[1, :3, 0].tolist() == [8.0, 9.0, 10.0] and kept[1].tolist() == [True] * 3 + [False]

@@ -119,7 +119,7 @@ def test_demo_flavours_use_only_embedded_encoders(recipes):
                                              recipe_overlay(recipe, demo=True)))  # fmt: skip
         adapted = {str(demo.adapt.out / n): e.model for n, e in demo.adapt.encoders.items()}
         for entry in demo.adapt.encoders.values():
-            assert {entry.model, entry.text_model} <= embedded | {"vit-scratch"}, recipe.name
+            assert {entry.model, getattr(entry, "text_model", entry.model)} <= embedded | {"vit-scratch"}, recipe.name
         for name, spec in demo.features.sets.items():
             assert adapted.get(spec.model, spec.model) in embedded | {"vit-scratch"}, (recipe.name, name)
             assert not spec.trust_remote_code and not spec.head_outputs
@@ -132,8 +132,11 @@ def test_paper_recipes_name_the_papers_models(recipes):
         return recipes[name].params["features"]["sets"]
 
     augsburg = sets("augsburg")["audio"]
-    assert augsburg["model"] == "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"
-    assert augsburg["head_outputs"] is True and augsburg["audio_cut_s"] == 12
+    fine_tuned = recipes["augsburg"].params["adapt"]["encoders"]["audio"]  # §4: wav2vec2 unfrozen
+    assert augsburg["model"] == "models/adapted/audio" and fine_tuned["method"] == "finetune"
+    assert fine_tuned["model"] == "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"
+    assert augsburg["head_outputs"] is fine_tuned["head_outputs"] is True
+    assert augsburg["audio_cut_s"] == fine_tuned["audio_cut_s"] == 12
     assert recipes["augsburg"].params["train"]["protocol"] == "final"
     assert recipes["augsburg"].demo.params["features"]["sets"]["audio"]["audio_cut_s"] == 12
     text = sets("fuxi")["text"]
@@ -159,7 +162,9 @@ def test_paper_recipes_name_the_papers_models(recipes):
     assert recipes["ustc"].params["train"]["protocol"] == "official"
     abaw8 = sets("augsburg-abaw8")
     assert (abaw8["audio"]["model"], abaw8["audio"]["head_outputs"], abaw8["audio"]["audio_cut_s"]) == (
-        "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim", True, 12)
+        "models/adapted/audio", True, 12)
+    abaw8_tuned = recipes["augsburg-abaw8"].params["adapt"]["encoders"]["audio"]
+    assert abaw8_tuned["model"] == "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"
     assert (abaw8["visual"]["model"], abaw8["visual"]["pooling"]) == ("google/vit-huge-patch14-224-in21k", "mean")
     assert (abaw8["text"]["model"], abaw8["text"]["pooling"], abaw8["text"]["max_tokens"]) == (
         "Alibaba-NLP/gte-en-mlm-base", "cls", 128)

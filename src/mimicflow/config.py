@@ -212,6 +212,9 @@ class FinetuneParams(_Section):
     dropout: float = Field(0.2, ge=0, lt=1)
     lstm_layers: int = Field(2, ge=1)
     lstm_dropout: float = Field(0.1, ge=0, lt=1)
+    # The head's LSTM runs over at most this many segment means of a clip's frames (TSN, as
+    # train.frames does for the fusion stage); None: over every frame.
+    segments: int | None = Field(None, ge=1)
     gradient_checkpointing: bool = False  # recompute the trained layers' activations (memory)
     head_outputs: bool = False  # audEERING's VAD head: trains too, kept in the saved model
     seed: int = 0

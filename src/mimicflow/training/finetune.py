@@ -31,7 +31,7 @@ from torch.utils.checkpoint import checkpoint
 from mimicflow.config import FinetuneParams
 from mimicflow.devices import torch_device
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
-from mimicflow.fusion.models import Augsburg
+from mimicflow.fusion.models import Augsburg, segment_average
 from mimicflow.perception.asr import ALIGNED_WHISPER, load_openai_whisper, whisper_checkpoint
 from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.perception.encoders import HFAudioEncoder, WhisperAudioEncoder, window_batches
@@ -115,13 +115,24 @@ def frames(encoder, audios: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tenso
     return x, torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]
 
 
+def segment_means(x: torch.Tensor, mask: torch.Tensor, segments: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A clip of more than ``segments`` frames as that many segment means, a shorter one as it
+    is (TSN, as the fusion stage's ``train.frames``): (B × T × d) → (B × ≤segments × d)."""
+    if x.shape[1] <= segments:
+        return x, mask
+    pooled, pooled_mask = segment_average(x, mask, segments)
+    short = mask.sum(1) <= segments
+    return (torch.where(short[:, None, None], x[:, :segments], pooled),
+            torch.where(short[:, None], mask[:, :segments], pooled_mask))  # fmt: skip
+
+
 class FinetuneModel(nn.Module):
     """The encoder, its upper layers trained, and Augsburg's head over its final-layer frames.
     The frozen part runs as at inference, in training too (no dropout, no SpecAugment)."""
 
     def __init__(self, encoder, spec: FinetuneParams):
         super().__init__()
-        self.encoder, self.net = encoder, network(encoder)
+        self.encoder, self.net, self.segments = encoder, network(encoder), spec.segments
         self.trained = nn.ModuleList(module for _, module in trained_modules(encoder, spec))
         self.net.requires_grad_(False)
         self.trained.requires_grad_(True)
@@ -135,7 +146,10 @@ class FinetuneModel(nn.Module):
         return self
 
     def forward(self, audios: list[np.ndarray]) -> dict:
-        return self.head({"audio": frames(self.encoder, audios)})
+        x, mask = frames(self.encoder, audios)
+        if self.segments:
+            x, mask = segment_means(x, mask, self.segments)
+        return self.head({"audio": (x, mask)})
 
 
 def _audio(data: AdaptData, index: int, cut: float | None) -> np.ndarray | None:
