@@ -70,3 +70,35 @@ def test_training_on_cuda_matches_the_cpu(tmp_path, system):
         assert all(t.device.type == "cpu" for t in result.state.values())  # saved from the CPU
         scores[device] = result.val_scores["mean_pearson"]
     assert abs(scores["cuda"] - scores["cpu"]) < 0.1, scores
+
+
+def test_encoder_finetuning_on_cuda_matches_the_cpu(tmp_path):
+    """End-to-end fine-tuning (adapt method finetune) on CUDA, bf16: the same learning curve's
+    end as the CPU's, within tolerance, and the saved encoder serves on the CPU."""
+    from mimicflow.config import FinetuneParams
+    from mimicflow.training.finetune import finetune_encoder
+
+    from .test_finetune import _squashed_model, _tones
+
+    model = _squashed_model(tmp_path / "w2v")
+    data = _tones(48, 32)
+    spec = FinetuneParams(model=str(model), train_layers=1, lr=1e-2, head_lr=1e-2, epochs=10,
+                          batch_size=8, hidden=16)  # fmt: skip
+    scores = {device: finetune_encoder(spec, data, tmp_path / device, device, progress=False)
+              for device in ("cpu", "cuda")}  # fmt: skip
+    assert abs(scores["cuda"]["best_valid_pearson"] - scores["cpu"]["best_valid_pearson"]) < 0.15, scores
+
+
+def test_stage_one_alignment_on_cuda_learns_as_on_the_cpu(tmp_path):
+    """USTC's Stage I (adapt method align) on CUDA: aligned crops retrieve their prompt above
+    chance, as on the CPU."""
+    from mimicflow.training.alignment import align_encoder
+
+    from .test_alignment import PROMPT_WORDS, _spec, _toy
+
+    models = {"image": str(tiny_image_model(tmp_path / "image")),
+              "text": str(tiny_text_model(tmp_path / "text", PROMPT_WORDS))}  # fmt: skip
+    data = _toy()
+    for device in ("cpu", "cuda"):
+        metrics = align_encoder(_spec(models), data, tmp_path / device, device, progress=False)
+        assert metrics["valid_top1"] > metrics["valid_chance"], (device, metrics["valid_top1"])
