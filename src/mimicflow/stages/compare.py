@@ -56,8 +56,8 @@ def cross_validate(params: Params, system: str, inputs=None, progress: bool = Tr
         test_true = truth.loc[manifest["clip_id"].iloc[test_idx]].to_numpy()
         row["demo_hidden_test_mean_pearson"] = emotion_scores(np.mean(test_pred, 0), test_true,
                                                               f"{system} demo test")["mean_pearson"]  # fmt: skip
-    log.info("%s: out-of-fold ρ %.3f, demo test ρ %s", system, row["mean_pearson"] or float("nan"),
-             row.get("demo_hidden_test_mean_pearson"))
+    log.info("%s: out-of-fold ρ %.3f, MSE %.3f, demo test ρ %s", system, row["mean_pearson"] or float("nan"),
+             row["mse"], row.get("demo_hidden_test_mean_pearson"))  # fmt: skip
     return row
 
 
