@@ -37,6 +37,7 @@ bench: setup  ## speed figures (printed as tables)
 	python bench/bench_perception.py
 	python bench/bench_features.py
 	python bench/bench_training.py
+	python bench/bench_adapt.py
 	python bench/bench_serving.py
 
 clean:  ## remove pipeline outputs (not the venv)
