@@ -24,12 +24,13 @@ import numpy as np
 from rich.progress import Progress
 
 from mimicflow import EMOTIONS
+from mimicflow.fusion.models import masked_mean
+from mimicflow.perception.asr import ALIGNED_WHISPER
 from mimicflow.training.adaptation import AdaptData, record_adapted
 
 LEVELS = ("low", "medium", "high")
 NO_EMOTION = "No marked emotion (every intensity low)"
 SCRATCH_VIT = "vit-scratch"  # visual: a small ViT from seeded random weights (no pretrained one)
-WHISPER_FILE = "whisper.pt"  # an aligned Whisper: the openai-whisper checkpoint format
 SAMPLE_RATE = 16000
 
 
@@ -88,11 +89,6 @@ def _trainable(module, layers: int) -> None:
             block.requires_grad_(True)
 
 
-def _masked_mean(states, mask):
-    mask = mask.unsqueeze(-1).to(states.dtype)
-    return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-
 class TextTower:
     """A transformers text encoder, mean-pooled (the sentence-transformers recipe)."""
 
@@ -107,7 +103,7 @@ class TextTower:
     def embed(self, texts: list[str]):
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=128,
                                 return_tensors="pt").to(self.device)  # fmt: skip
-        return _masked_mean(self.net(**tokens).last_hidden_state, tokens["attention_mask"])
+        return masked_mean(self.net(**tokens).last_hidden_state, tokens["attention_mask"])
 
 
 class VisualTower:
@@ -182,13 +178,13 @@ class WhisperTower:
             x = block(x)
         frames = torch.tensor([math.ceil(len(a) / SAMPLE_RATE * 50) for a in audios])
         mask = torch.arange(x.shape[1])[None] < frames[:, None]
-        return _masked_mean(enc.ln_post(x), mask.to(self.device))
+        return masked_mean(enc.ln_post(x), mask.to(self.device))
 
     def save(self, out: Path) -> None:
         import torch
 
         torch.save({"dims": asdict(self.whole.dims), "model_state_dict": self.whole.state_dict()},
-                   out / WHISPER_FILE)  # fmt: skip
+                   out / ALIGNED_WHISPER)  # fmt: skip
 
 
 class SpeechTower:
@@ -214,7 +210,7 @@ class SpeechTower:
         states = self.net(values, **({"attention_mask": mask} if masked else {})).last_hidden_state
         lengths = self.net._get_feat_extract_output_lengths(mask.sum(-1))
         frames = torch.arange(states.shape[1], device=self.device)[None] < lengths[:, None]
-        return _masked_mean(states, frames)
+        return masked_mean(states, frames)
 
     def save(self, out: Path) -> None:
         self.net.save_pretrained(out)
