@@ -3,7 +3,12 @@
 6 Hz, sentence vectors), plus one fold on the demo store when it exists.
 
     python bench/bench_training.py [--sizes 1000 4000 16000] [--epochs 3] [--systems ...]
-                                   [--devices cpu cuda]   (default: cpu, and cuda when present)
+                                   [--devices cpu cuda cuda-host]
+                                   (default: cpu, and cuda and cuda-host when present)
+
+``cuda`` holds the clips on the GPU and gathers each batch there (``train.batches_on_device``);
+``cuda-host`` assembles each batch on the host (4 loader processes, pinned memory), the path for
+features larger than the GPU's memory: side by side, they measure what gathering on the GPU gains.
 
 Each run is a fresh process (stores are written beforehand in their own), so its peak RSS is its
 own. An epoch counts every pass over the training clips, MimicMetrics' unimodal pre-training
@@ -57,7 +62,8 @@ def _one_run(args) -> None:
         manifest = pd.read_parquet(manifest_file)
         if args.prepare:  # the store is written in its own process: not in the runs' peak RSS
             return
-    train = TrainParams(epochs=args.epochs, patience=args.epochs, device=args.device)
+    device, _, assembly = args.device.partition("-")
+    train = TrainParams(epochs=args.epochs, patience=args.epochs, device=device, batches_on_device=assembly != "host")
     dataset = FeatureDataset(folder, manifest, {m: train.frames[m]
                                                 for m in system_inputs(args.system, {m: m for m in train.inputs})})  # fmt: skip
     assignment = assign_folds(manifest, "merged", 5, 0)
@@ -93,7 +99,7 @@ def main() -> None:
         return
     import torch
 
-    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices or ["cpu"] + (["cuda", "cuda-host"] if torch.cuda.is_available() else [])
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         runs = [("demo", 0)] if Path("data/features/audio/packed").exists() else []
@@ -110,7 +116,7 @@ def main() -> None:
                     row = {"store": "demo" if store == "demo" else f"synthetic {clips}", "system": system,
                            "device": device}  # fmt: skip
                     rows.append(row | json.loads(out.strip().splitlines()[-1]))
-                    print(f"{row['store']:>16} {system:>13} {device:>5}: {rows[-1]['seconds_per_epoch']:7.2f} "
+                    print(f"{row['store']:>16} {system:>13} {device:>9}: {rows[-1]['seconds_per_epoch']:7.2f} "
                           f"s/epoch, {rows[-1]['clips_per_s']:8.0f} clips/s, 5 folds × {PROJECTED_EPOCHS} "
                           f"epochs of {FULL_CLIPS} clips ≈ {rows[-1]['projected_5fold_min']:6.1f} min, "
                           f"peak RSS {rows[-1]['peak_rss_mb']:7.0f} MB", flush=True)  # fmt: skip

@@ -72,6 +72,23 @@ def test_training_on_cuda_matches_the_cpu(tmp_path, system):
     assert abs(scores["cuda"] - scores["cpu"]) < 0.1, scores
 
 
+@pytest.mark.parametrize("sampling", ["mean", "random"])
+def test_batches_gathered_on_the_gpu_equal_the_host_batches(tmp_path, sampling):
+    from mimicflow.features.synthetic import write_synthetic_store
+    from mimicflow.training.data import FeatureDataset
+    from mimicflow.training.trainer import DeviceBatches
+
+    manifest = write_synthetic_store(tmp_path, 64, {"audio": 16, "visual": 8}, seed=3)
+    dataset = FeatureDataset(tmp_path, manifest, {"audio": 8, "visual": 4})
+    indices = np.arange(0, 64, 3)
+    host = dataset.batch(indices, sampling, np.random.default_rng(1))
+    inputs, _ = DeviceBatches(dataset, sampling, torch.device("cuda")).batch(indices, np.random.default_rng(1))
+    for name, (values, mask) in host.inputs.items():
+        assert inputs[name][0].device.type == "cuda"
+        np.testing.assert_array_equal(inputs[name][0].cpu().numpy(), values)
+        np.testing.assert_array_equal(inputs[name][1].cpu().numpy(), mask)
+
+
 def test_encoder_finetuning_on_cuda_matches_the_cpu(tmp_path):
     """End-to-end fine-tuning (adapt method finetune) on CUDA, bf16: the same learning curve's
     end as the CPU's, within tolerance, and the saved encoder serves on the CPU."""

@@ -18,10 +18,11 @@ from mimicflow import EMOTIONS
 from mimicflow.config import SYSTEM_NAMES, TrainParams
 from mimicflow.features.synthetic import write_synthetic_store
 from mimicflow.fusion.metrics import UndefinedMetricWarning
-from mimicflow.training.data import FeatureDataset
+from mimicflow.features.store import FeatureTable
+from mimicflow.training.data import FeatureDataset, SegmentFrames, segment_pool
 from mimicflow.training.ensemble import load_ensemble
 from mimicflow.training.folds import TRAIN_ONLY, UNLABELLED, assign_folds, fold_indices
-from mimicflow.training.trainer import FoldTrainer, system_inputs
+from mimicflow.training.trainer import DeviceBatches, FoldTrainer, system_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 DIMS = {"audio": 16, "visual": 8, "text": 12}
@@ -100,6 +101,50 @@ def test_batches_assembled_by_worker_processes_train_the_same_weights(store):
     pooled = _trainer(store, "fuxi", params.model_copy(update={"loader_workers": 2})).fit()
     for name, tensor in alone.state.items():
         np.testing.assert_array_equal(tensor.numpy(), pooled.state[name].numpy())
+
+
+def test_random_segments_draw_only_valid_frames_of_their_own_segment_and_all_of_them():
+    """Fuxi's TSN draw: clip "long" (10 frames, frames 2, 3 and 7 invalid) in 3 segments of
+    frames 0–2, 3–5, 6–9; clip "short" (2 frames, one invalid) padded to 3; clip "none" (no
+    valid frame) all masked."""
+    mask = np.array([1, 1, 0, 0, 1, 1, 1, 0, 1, 1] + [0, 1] + [0, 0, 0, 0], bool)
+    table = FeatureTable(values=np.arange(16, dtype=np.float16)[:, None], mask=mask,
+                         offsets=np.array([0, 10, 12, 16]), clip_ids=["long", "short", "none"],
+                         meta={"dim": 1, "modality": "audio"})  # fmt: skip
+    segments = SegmentFrames(table, ["none", "long", "short"], frames=3)
+    drawn = {k: set() for k in range(3)}
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        rows, seen = segments.draw(np.array([1, 2, 0]), rng.random((3, 3)))
+        assert seen.tolist() == [[True, True, True], [False, True, False], [False, False, False]]
+        for k in range(3):
+            drawn[k].add(int(rows[0, k]))
+        assert rows[1, 1] == 11  # the short clip's one valid frame, in its own slot
+    assert drawn == {0: {0, 1}, 1: {4, 5}, 2: {6, 8, 9}}  # every valid frame, nothing else
+
+
+@pytest.mark.parametrize("sampling", ["mean", "centre", "random"])
+def test_batches_gathered_on_the_device_equal_the_host_batches(store, sampling):
+    """The GPU path (clips held on the device, a batch gathered there) gives the host's batches
+    exactly, random segments included (here on the CPU; on CUDA in the gpu tests)."""
+    dataset = _trainer(store, "fuxi").dataset
+    held = DeviceBatches(dataset, sampling, torch.device("cpu"))
+    indices = np.array([5, 0, 77, 31, 31, 119])
+    host = dataset.batch(indices, sampling, np.random.default_rng(4))
+    inputs, target = held.batch(indices, np.random.default_rng(4))
+    for name, (values, mask) in host.inputs.items():
+        np.testing.assert_array_equal(inputs[name][0].numpy(), values)
+        np.testing.assert_array_equal(inputs[name][1].numpy(), mask)
+    np.testing.assert_array_equal(target.numpy(), np.nan_to_num(host.labels))
+
+
+def test_pooled_clips_are_each_clips_segment_means(store):
+    dataset = _trainer(store, "ustc").dataset
+    values, mask = dataset.pooled("audio", "mean")
+    for index in (0, 42, 119):
+        expected = segment_pool(*dataset.tables["audio"].get(dataset.clip_ids[index]), FAST.frames["audio"])
+        np.testing.assert_array_equal(values[index], expected[0])
+        np.testing.assert_array_equal(mask[index], expected[1])
 
 
 def test_an_all_zero_emotion_in_a_fold_is_undefined_with_a_warning(store):

@@ -397,6 +397,9 @@ class TrainParams(_Section):
     seed: int = 7
     device: str = "auto"  # auto: CUDA when present, else CPU | cpu | cuda | cuda:N
     amp: bool = True  # on CUDA: bf16 autocast (no effect on a CPU)
+    # On CUDA: every clip pooled once and held on the GPU, each batch gathered there. False: each
+    # batch assembled on the host by loader_workers processes (features larger than GPU memory).
+    batches_on_device: bool = True
     loader_workers: int | None = Field(None, ge=0)  # batch-assembling processes (None: 4 on CUDA, 0 on CPU)
     epochs: int = Field(60, ge=1)
     patience: int = Field(12, ge=1)  # early stopping on the validation mean Pearson

@@ -93,6 +93,10 @@ class FeatureTable:
     def __contains__(self, clip_id: str) -> bool:
         return clip_id in self._row
 
+    def row(self, clip_id: str) -> int:
+        """The clip's position in the store: its frames are ``offsets[row] : offsets[row + 1]``."""
+        return self._row[clip_id]
+
     def get(self, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(T × d) float16 values and (T,) mask of one clip."""
         row = self._row[clip_id]

@@ -1,11 +1,13 @@
-"""Training data: the packed feature store read lazily (memory maps), one clip at a time, into
-fixed-budget sequences with masks — variable lengths without padding harming learning.
+"""Training data: the packed feature store read lazily (memory maps) into fixed-budget sequences
+with masks — variable lengths without padding harming learning.
 
 A clip longer than a modality's frame budget is cut into that many equal segments (TSN). Each
 segment becomes the mean of its valid frames (``sampling="mean"``, deterministic), or one random
 valid frame (``"random"``, Fuxi's training augmentation) or its centre valid frame (``"centre"``,
 Fuxi's evaluation). A shorter clip is padded and its padding masked. A missing modality is an
-all-False mask plus a ``present`` flag of False. Deterministic batches are cached per clip.
+all-False mask plus a ``present`` flag of False. The deterministic poolings are made once for
+every clip, as one array per input; random frames are drawn for a whole batch in one vectorised
+step (:class:`SegmentFrames`), from uniform numbers the caller supplies.
 """
 
 from __future__ import annotations
@@ -41,10 +43,9 @@ def segment_pool(values: np.ndarray, mask: np.ndarray, frames: int) -> tuple[np.
     return out, out_mask
 
 
-def segment_sample(values: np.ndarray, mask: np.ndarray, frames: int,
-                   rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-    """One valid frame per segment: random with ``rng``, else the valid frame nearest the
-    segment's centre. Clips no longer than ``frames`` are padded as in :func:`segment_pool`."""
+def segment_centre(values: np.ndarray, mask: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """One valid frame per segment, the one nearest the segment's centre. Clips no longer than
+    ``frames`` are padded as in :func:`segment_pool`."""
     if len(values) <= frames:
         return segment_pool(values, mask, frames)
     out = np.zeros((frames, values.shape[1]), np.float32)
@@ -54,15 +55,45 @@ def segment_sample(values: np.ndarray, mask: np.ndarray, frames: int,
     for k, (start, stop) in enumerate(pairwise(edges)):
         valid = np.flatnonzero(mask[start:stop]) + start
         if valid.size:
-            pick = rng.choice(valid) if rng is not None else valid[np.abs(valid - (start + stop - 1) / 2).argmin()]
+            pick = valid[np.abs(valid - (start + stop - 1) / 2).argmin()]
             out[k], out_mask[k] = values[pick], True
     return out, out_mask
 
 
-def pool_clip(values, mask, frames: int, sampling: str, rng=None):
-    if sampling == "mean":
-        return segment_pool(values, mask, frames)
-    return segment_sample(values, mask, frames, rng if sampling == "random" else None)
+POOLINGS = {"mean": segment_pool, "centre": segment_centre}
+
+
+class SegmentFrames:
+    """Where each clip's segments lie among one input's valid frames, so that one random valid
+    frame per segment is drawn for a whole batch at once (Fuxi's TSN sampling).
+
+    Segment k of clip i holds the valid frames ``rows[start[i, k] : start[i, k] + count[i, k]]``
+    (rows of the packed store); a clip no longer than ``frames`` has one segment per frame."""
+
+    def __init__(self, table: FeatureTable, clip_ids: list[str], frames: int):
+        valid = np.asarray(table.mask, bool)
+        self.rows = np.flatnonzero(valid)
+        before = np.concatenate([[0], np.cumsum(valid)])  # valid frames ahead of each store row
+        self.start = np.zeros((len(clip_ids), frames), np.int64)
+        self.count = np.zeros((len(clip_ids), frames), np.int64)
+        for i, clip_id in enumerate(clip_ids):
+            row = table.row(clip_id)
+            offset, length = table.offsets[row], table.offsets[row + 1] - table.offsets[row]
+            edges = offset + (np.arange(length + 1) if length <= frames
+                              else np.linspace(0, length, frames + 1).astype(int))  # fmt: skip
+            segments = len(edges) - 1
+            self.start[i, :segments] = before[edges[:-1]]
+            self.count[i, :segments] = before[edges[1:]] - before[edges[:-1]]
+
+    def draw(self, indices: np.ndarray, uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Store rows (clips × frames) of one valid frame per segment of clips ``indices``,
+        picked by ``uniform`` (same shape, in [0, 1)), and the mask of segments that have one."""
+        count = self.count[indices]
+        mask = count > 0
+        if not len(self.rows):
+            return np.zeros(count.shape, np.int64), mask
+        pick = self.start[indices] + np.minimum((uniform * count).astype(np.int64), np.maximum(count - 1, 0))
+        return self.rows[np.where(mask, pick, 0)], mask
 
 
 @dataclass
@@ -84,7 +115,8 @@ class FeatureDataset:
         self.tables = {m: FeatureTable.open(Path(features_dir) / m) for m in frames}
         self.frames = frames
         self.clip_ids = list(manifest["clip_id"])
-        self._cache: dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._pooled: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._segments: dict[str, SegmentFrames] = {}
         self._means: dict[tuple[str, int], np.ndarray] = {}
         self.labels = manifest[list(EMOTIONS)].to_numpy(np.float32)
         missing = {m: [c for c in self.clip_ids if c not in t] for m, t in self.tables.items()}
@@ -103,12 +135,38 @@ class FeatureDataset:
 
     def batch(self, indices, sampling: str = "mean", rng: np.random.Generator | None = None,
               modalities: tuple[str, ...] | None = None) -> ClipFeatures:
-        """Clips ``indices`` as fixed-size arrays. ``sampling``: "mean", "random" or "centre"."""
+        """Clips ``indices`` as fixed-size arrays. ``sampling``: "mean", "centre", or "random"
+        (its frames drawn from ``rng``: one uniform number per segment, input by input)."""
+        indices = np.asarray(indices, np.int64)
         inputs = {}
         for modality in modalities or tuple(self.tables):
-            pooled = [self._clip(i, modality, sampling, rng) for i in indices]
-            inputs[modality] = (np.stack([v for v, _ in pooled]), np.stack([m for _, m in pooled]))
-        return ClipFeatures([self.clip_ids[i] for i in indices], inputs, self.labels[list(indices)])
+            if sampling == "random":
+                uniform = rng.random((len(indices), self.frames[modality]))
+                rows, mask = self.segments(modality).draw(indices, uniform)
+                values = np.asarray(self.tables[modality].values[rows], np.float32) * mask[..., None]
+                inputs[modality] = (values, mask)
+            else:
+                values, mask = self.pooled(modality, sampling)
+                inputs[modality] = (values[indices], mask[indices])
+        return ClipFeatures([self.clip_ids[i] for i in indices], inputs, self.labels[indices])
+
+    def pooled(self, modality: str, sampling: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every clip's input ``modality`` pooled by ``sampling`` ("mean" or "centre"): (clips ×
+        frames × d) float32 and (clips × frames) bool, made on first use."""
+        if (modality, sampling) not in self._pooled:
+            frames, table = self.frames[modality], self.tables[modality]
+            values = np.zeros((len(self), frames, table.dim), np.float32)
+            mask = np.zeros((len(self), frames), bool)
+            for i, clip_id in enumerate(self.clip_ids):
+                values[i], mask[i] = POOLINGS[sampling](*table.get(clip_id), frames)
+            self._pooled[modality, sampling] = values, mask
+        return self._pooled[modality, sampling]
+
+    def segments(self, modality: str) -> SegmentFrames:
+        """Where every clip's segments of input ``modality`` lie among its valid frames."""
+        if modality not in self._segments:
+            self._segments[modality] = SegmentFrames(self.tables[modality], self.clip_ids, self.frames[modality])
+        return self._segments[modality]
 
     def clip_mean(self, indices, name: str) -> np.ndarray:
         """(clips × d) each clip's input ``name`` averaged over all its valid frames (the whole
@@ -136,13 +194,3 @@ class FeatureDataset:
             std = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0.0))
             stats[modality] = (mean.astype(np.float32), std.astype(np.float32))
         return stats
-
-    def _clip(self, index: int, modality: str, sampling: str, rng):
-        frames = self.frames[modality]
-        values, mask = self.tables[modality].get(self.clip_ids[index])
-        if sampling == "random":
-            return pool_clip(values, mask, frames, sampling, rng)
-        key = (modality, index, sampling)
-        if key not in self._cache:
-            self._cache[key] = pool_clip(values, mask, frames, sampling)
-        return self._cache[key]

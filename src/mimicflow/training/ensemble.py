@@ -24,7 +24,7 @@ from mimicflow import EMOTIONS
 from mimicflow.config import Params
 from mimicflow.features.store import FeatureTable
 from mimicflow.fusion.models import build_model
-from mimicflow.training.data import pool_clip
+from mimicflow.training.data import POOLINGS
 
 ClipInputs = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -77,8 +77,8 @@ class Ensemble:
             pooled = []
             for clip in clips:
                 values, mask = clip.get(modality, (np.zeros((0, self.dims[modality])), np.zeros(0, bool)))
-                pooled.append(pool_clip(np.asarray(values, np.float32), np.asarray(mask, bool),
-                                        self.frames[modality], self.sampling))  # fmt: skip
+                pooled.append(POOLINGS[self.sampling](np.asarray(values, np.float32), np.asarray(mask, bool),
+                                                      self.frames[modality]))  # fmt: skip
             inputs[modality] = (torch.from_numpy(np.stack([v for v, _ in pooled])),
                                 torch.from_numpy(np.stack([m for _, m in pooled])))  # fmt: skip
         with torch.inference_mode():

@@ -68,7 +68,7 @@ def to_tensors(batch: ClipFeatures):
 def to_device(tensors, device: torch.device):
     """Inputs and targets onto ``device`` (asynchronously from pinned memory)."""
     inputs, target = tensors
-    move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+    move = lambda t: t.to(device, non_blocking=True)
     return {m: (move(v), move(k)) for m, (v, k) in inputs.items()}, move(target)
 
 
@@ -92,9 +92,9 @@ def predict(model: nn.Module, dataset: FeatureDataset, indices, sampling: str, b
 
 
 class TrainingBatches(torch.utils.data.Dataset):
-    """One epoch's training batches, assembled from the store — in ``DataLoader`` worker
-    processes where there are any. Batch k draws its random segments (Fuxi) from its own seed,
-    so the batches are the same however many workers assemble them."""
+    """One epoch's training batches, assembled on the host from the store — in ``DataLoader``
+    worker processes where there are any. Batch k draws its random segments (Fuxi) from its own
+    seed, so the batches are the same however many workers assemble them."""
 
     def __init__(self, dataset: FeatureDataset, batches: list[np.ndarray], sampling: str, seeds):
         self.dataset, self.batches, self.sampling, self.seeds = dataset, batches, sampling, seeds
@@ -105,6 +105,44 @@ class TrainingBatches(torch.utils.data.Dataset):
     def __getitem__(self, k: int):
         rng = np.random.default_rng(self.seeds[k])
         return self.batches[k], to_tensors(self.dataset.batch(self.batches[k], self.sampling, rng))
+
+
+def copy_to_device(array: np.ndarray, device: torch.device, rows: int = 1 << 18) -> torch.Tensor:
+    """``array`` (a memory map, say) as a tensor on ``device``, copied a slice of rows at a time
+    (the host never holds more than one slice beyond the map)."""
+    out = torch.empty(array.shape, dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype, device=device)
+    for start in range(0, len(array), rows):
+        out[start : start + rows] = torch.from_numpy(np.array(array[start : start + rows])).to(device)
+    return out
+
+
+class DeviceBatches:
+    """A dataset's clips held on ``device``, so that a batch is gathered where it is used: every
+    clip pooled once ("mean", "centre"), or for "random" each input's frames as the store holds
+    them and where each clip's segments lie, one frame per segment drawn per batch from the same
+    uniform numbers as :meth:`FeatureDataset.batch` draws (either path gives the same batches)."""
+
+    def __init__(self, dataset: FeatureDataset, sampling: str, device: torch.device):
+        self.dataset, self.sampling, self.device = dataset, sampling, device
+        self.labels = torch.from_numpy(np.nan_to_num(dataset.labels)).to(device)
+        self.inputs = {name: (copy_to_device(table.values, device),) if sampling == "random"
+                       else tuple(torch.from_numpy(a).to(device) for a in dataset.pooled(name, sampling))
+                       for name, table in dataset.tables.items()}  # fmt: skip
+
+    def batch(self, indices: np.ndarray, rng: np.random.Generator | None = None):
+        """(inputs, targets) of clips ``indices`` on the device (``rng``: for "random")."""
+        indices = np.asarray(indices, np.int64)
+        on_device = torch.from_numpy(indices).to(self.device)
+        inputs = {}
+        for name, held in self.inputs.items():
+            if self.sampling == "random":
+                uniform = rng.random((len(indices), self.dataset.frames[name]))
+                rows, mask = self.dataset.segments(name).draw(indices, uniform)
+                mask = torch.from_numpy(mask).to(self.device)
+                inputs[name] = (held[0][torch.from_numpy(rows).to(self.device)].float() * mask.unsqueeze(-1), mask)
+            else:
+                inputs[name] = (held[0][on_device], held[1][on_device])
+        return inputs, self.labels[on_device]
 
 
 def start_at_training_mean(model: nn.Module, labels: np.ndarray) -> None:
@@ -190,6 +228,7 @@ class FoldTrainer:
         cuda = self.device.type == "cuda"
         self.amp = params.amp and cuda
         self.workers = params.loader_workers if params.loader_workers is not None else 4 * cuda
+        self.held: DeviceBatches | None = None  # the clips on the GPU, made on first use
         self.history: list[dict] = []
 
     def new_model(self):
@@ -237,11 +276,17 @@ class FoldTrainer:
         model.unimodal = None
 
     def _batches(self):
-        """One epoch of (clip indices, tensors) in a new random order, assembled by
+        """One epoch of (clip indices, tensors) in a new random order: gathered on the GPU from
+        :class:`DeviceBatches` (``batches_on_device``), else assembled on the host, by
         ``loader_workers`` processes into pinned memory when training on CUDA."""
         order, size = self.rng.permutation(self.train_idx), self.params.batch_size
         batches = [order[start : start + size] for start in range(0, len(order) - 1, size)]
         seeds = self.rng.integers(0, 2**63, len(batches))
+        if self.device.type == "cuda" and self.params.batches_on_device:
+            if self.held is None:
+                self.held = DeviceBatches(self.dataset, self.sampling[0], self.device)
+            return ((batch, self.held.batch(batch, np.random.default_rng(seed)))
+                    for batch, seed in zip(batches, seeds, strict=True))  # fmt: skip
         return torch.utils.data.DataLoader(
             TrainingBatches(self.dataset, batches, self.sampling[0], seeds), batch_size=None,
             num_workers=self.workers, pin_memory=self.device.type == "cuda")  # fmt: skip
