@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from mimicflow.config import FeatureSetParams
-
 from mimicflow.data.faults import FAULTS
 from mimicflow.features.store import FeatureTable
 from mimicflow.stages.features import run_features

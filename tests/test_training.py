@@ -16,9 +16,9 @@ from safetensors.numpy import load_file, save_file
 
 from mimicflow import EMOTIONS
 from mimicflow.config import SYSTEM_NAMES, TrainParams
+from mimicflow.features.store import FeatureTable
 from mimicflow.features.synthetic import write_synthetic_store
 from mimicflow.fusion.metrics import UndefinedMetricWarning
-from mimicflow.features.store import FeatureTable
 from mimicflow.training.data import FeatureDataset, SegmentFrames, segment_pool
 from mimicflow.training.ensemble import load_ensemble
 from mimicflow.training.folds import TRAIN_ONLY, UNLABELLED, assign_folds, fold_indices

@@ -12,7 +12,6 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="mimicflow: Emotional Mimicry Intensity estimation, from raw clips to six intensities.")
 console = Console()

@@ -21,8 +21,8 @@ from mimicflow.clip.compute import Compute
 from mimicflow.clip.faces import faces_batch
 from mimicflow.clip.features import encode, inputs
 from mimicflow.clip.folders import ArtefactFolders
-from mimicflow.clip.speech import speech_batch
 from mimicflow.clip.settings import AsrSettings, EncoderSettings, FaceSettings, Runtime
+from mimicflow.clip.speech import speech_batch
 from mimicflow.config import Params
 from mimicflow.data.layout import manifest_clips
 from mimicflow.data.validation import validate_folder

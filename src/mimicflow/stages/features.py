@@ -11,6 +11,7 @@ resumes; at the end the set is packed.
 from __future__ import annotations
 
 import json
+
 import numpy as np
 
 from mimicflow.clip.features import encode, inputs

@@ -17,8 +17,8 @@ from rich.progress import Progress
 
 from mimicflow import EMOTIONS
 from mimicflow.config import Params
-from mimicflow.devices import torch_device
 from mimicflow.data.synth import truth as demo
+from mimicflow.devices import torch_device
 from mimicflow.fusion.metrics import emotion_scores
 from mimicflow.paths import StagePaths, require
 from mimicflow.training.data import FeatureDataset
