@@ -40,10 +40,12 @@ def test_the_asr_stage_on_cuda_without_a_gpu_is_one_line(tmp_path):
 
 
 @no_cuda
-def test_training_on_cuda_without_a_gpu_is_one_line(tmp_path):
+def test_training_on_cuda_without_a_gpu_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default outputs are relative: they would land here
     params = tmp_path / "params.yaml"
     params.write_text("train: {device: cuda}\n")
     result = CliRunner().invoke(app, ["stage", "train", "--fold", "0", "--params", str(params)])
     assert result.exit_code == 2
     assert "train.device is 'cuda'" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written

@@ -42,6 +42,13 @@ def _dataset(params: Params, manifest: pd.DataFrame, system: str, inputs=None) -
     return FeatureDataset(params.features.out, manifest, {n: params.train.frames[n] for n in names})
 
 
+def check_fold(params: Params, fold: int) -> None:
+    """Fail before anything is written: a device this machine lacks, a fold not in train.folds."""
+    torch_device(params.train.device, "train.device")
+    if fold not in params.train.folds:
+        raise ValueError(f"fold {fold} is not one of train.folds {list(params.train.folds)}")
+
+
 def train_fold(params: Params, fold: int, system: str | None = None, inputs=None,
                progress: bool = True, on_epoch=None):  # fmt: skip
     """Train one fold; returns (FoldResult, dataset, validation indices, the trainer).
@@ -51,9 +58,7 @@ def train_fold(params: Params, fold: int, system: str | None = None, inputs=None
     scores stay those of the first model (the second has seen the clips)."""
     system = system or params.train.system
     config = params.train
-    torch_device(config.device, "train.device")  # a device this machine lacks fails first
-    if fold not in config.folds:
-        raise ValueError(f"fold {fold} is not one of train.folds {list(config.folds)}")
+    check_fold(params, fold)
     manifest = StagePaths(params).read_manifest()
     assignment = assign_folds(manifest, config.protocol, config.n_folds, config.seed)
     dataset = _dataset(params, manifest, system, inputs)
@@ -78,6 +83,7 @@ def run_train(params: Params, fold: int, progress: bool = True) -> dict:
     """Stage ``train@<fold>``: ``train.out/<fold>/`` with the model, predictions and curve."""
     from dvclive import Live
 
+    check_fold(params, fold)
     paths = StagePaths(params)
     out, live_dir = paths.fold(fold), paths.curves(fold)
     with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
