@@ -104,3 +104,28 @@ def test_evidently_ui_charts_the_drift_share_per_run(two_runs):
     values = [v for s in series["series"] for v in s["values"] if v is not None]
     assert len(series["sources"]) == 2
     assert sorted(values) == pytest.approx(sorted([first["share"], second["share"]]), abs=1e-4)
+
+
+def test_a_resumed_run_replaces_its_snapshot_instead_of_adding_a_second(tmp_path):
+    """A run that died after adding its snapshot adds it again when resumed (with a report that
+    may now cover more clips): the workspace keeps the newer one only."""
+    import numpy as np
+    import pandas as pd
+    from evidently.ui.workspace import Workspace
+
+    from mimicflow.monitoring.drift import drift_report
+    from mimicflow.monitoring.workspace import SNAPSHOT_ID, add_run
+
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame(rng.normal(size=(60, 3)), columns=list("abc"))
+    report = tmp_path / "work" / "run" / "report"
+    drift_report(reference, pd.DataFrame(rng.normal(size=(12, 3)), columns=list("abc")), report,
+                 MonitorParams())  # fmt: skip
+    first = add_run(tmp_path / "workspace", report / "report.json", "run")
+    drift_report(reference, pd.DataFrame(rng.normal(size=(20, 3)), columns=list("abc")), report,
+                 MonitorParams())  # fmt: skip
+    second = add_run(tmp_path / "workspace", report / "report.json", "run")
+    workspace = Workspace(str(tmp_path / "workspace"))
+    (project,) = workspace.search_project(PROJECT)
+    assert [str(i) for i in workspace.list_runs(project.id)] == [second] and second != first
+    assert (report / SNAPSHOT_ID).read_text() == second

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from evidently.ui.workspace import Project, Workspace
 
 PROJECT = "mimicflow"
+SNAPSHOT_ID = "evidently_snapshot_id.txt"  # beside a run's report.json
 
 
 def project(workspace: Workspace) -> Project:
@@ -40,11 +41,18 @@ def project(workspace: Workspace) -> Project:
 
 def add_run(folder: Path, report: Path, name: str) -> str:
     """Add the run's Evidently snapshot (``report.json``, stamped with the run's time) to the
-    workspace at ``folder``, created if missing, as ``name``; returns the snapshot's id."""
+    workspace at ``folder``, created if missing, as ``name``; returns the snapshot's id. The id
+    is kept beside the report (``SNAPSHOT_ID``): a run resumed after a crash replaces the
+    snapshot it added before with its newer report, so each run is in the workspace once."""
     from evidently.core.report import Snapshot
     from evidently.ui.workspace import Workspace
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     workspace = Workspace(str(folder))
-    snapshot = Snapshot.load(str(report))
-    return str(workspace.add_run(project(workspace).id, snapshot, name=name).id)
+    project_id = project(workspace).id
+    kept = Path(report).with_name(SNAPSHOT_ID)
+    if kept.is_file():
+        workspace.delete_run(project_id, kept.read_text().strip())
+    snapshot_id = str(workspace.add_run(project_id, Snapshot.load(str(report)), name=name).id)
+    kept.write_text(snapshot_id)
+    return snapshot_id
