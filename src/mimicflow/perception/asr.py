@@ -163,6 +163,17 @@ def whisper_checkpoint(model: str | Path) -> Path | None:
     return None
 
 
+def save_openai_whisper(net, folder: Path) -> Path:
+    """An openai-whisper model ``net`` as an adapted folder's checkpoint (:data:`ALIGNED_WHISPER`,
+    what :func:`load_openai_whisper` reads); returns its path."""
+    import torch
+
+    path = Path(folder) / ALIGNED_WHISPER
+    state = {name: tensor.cpu() for name, tensor in net.state_dict().items()}
+    torch.save({"dims": asdict(net.dims), "model_state_dict": state}, path)
+    return path
+
+
 def load_openai_whisper(model: str | Path, device: str):
     """``whisper.load_model``, plus CTranslate2 and adapted folders and the alignment heads a
     converted checkpoint carries (``load_model`` sets heads only for the models it names)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from rich.progress import Progress
 
 from mimicflow import EMOTIONS
 from mimicflow.fusion.models import masked_mean
-from mimicflow.perception.asr import ALIGNED_WHISPER
+from mimicflow.perception.asr import save_openai_whisper
 from mimicflow.training.adaptation import AdaptData, record_adapted
 
 LEVELS = ("low", "medium", "high")
@@ -181,10 +181,7 @@ class WhisperTower:
         return masked_mean(enc.ln_post(x), mask.to(self.device))
 
     def save(self, out: Path) -> None:
-        import torch
-
-        torch.save({"dims": asdict(self.whole.dims), "model_state_dict": self.whole.state_dict()},
-                   out / ALIGNED_WHISPER)  # fmt: skip
+        save_openai_whisper(self.whole, out)
 
 
 class SpeechTower:

@@ -17,7 +17,6 @@ import math
 import shutil
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from mimicflow.config import FinetuneParams
 from mimicflow.devices import torch_device
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
 from mimicflow.fusion.models import Augsburg, segment_average
-from mimicflow.perception.asr import ALIGNED_WHISPER, load_openai_whisper, whisper_checkpoint
+from mimicflow.perception.asr import load_openai_whisper, save_openai_whisper, whisper_checkpoint
 from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.perception.encoders import HFAudioEncoder, WhisperAudioEncoder, window_batches
 from mimicflow.training.adaptation import AdaptData, record_adapted
@@ -133,7 +132,9 @@ class FinetuneModel(nn.Module):
     def __init__(self, encoder, spec: FinetuneParams):
         super().__init__()
         self.encoder, self.net, self.segments = encoder, network(encoder), spec.segments
-        self.trained = nn.ModuleList(module for _, module in trained_modules(encoder, spec))
+        modules = trained_modules(encoder, spec)
+        self.depths = [depth for depth, _ in modules]
+        self.trained = nn.ModuleList(module for _, module in modules)
         self.net.requires_grad_(False)
         self.trained.requires_grad_(True)
         self.head = Augsburg({"audio": encoder.info.dim}, {"audio": "audio"}, spec.hidden,
@@ -185,13 +186,11 @@ def predict(model: FinetuneModel, data: AdaptData, indices: np.ndarray, spec: Fi
 
 def _score(model, data: AdaptData, valid: np.ndarray, spec, device) -> float | None:
     rows, pred = predict(model, data, valid, spec, device)
+    if not len(rows):
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        return (
-            emotion_scores(pred, np.nan_to_num(data.labels[rows]))["mean_pearson"]
-            if len(rows)
-            else None
-        )
+        return emotion_scores(pred, np.nan_to_num(data.labels[rows]))["mean_pearson"]
 
 
 def finetune_encoder(spec: FinetuneParams, data: AdaptData, out: Path, device: str = "cpu",
@@ -215,15 +214,13 @@ def finetune(spec: FinetuneParams, data: AdaptData, device: str = "cpu",
     dev = torch.device(torch_device(device, "adapt.device"))
     encoder = load_encoder(spec, str(dev))
     model = FinetuneModel(encoder, spec).to(dev)
-    groups = _groups(trained_modules(encoder, spec), spec)
+    groups = _groups(list(zip(model.depths, model.trained, strict=True)), spec)
     train, valid = np.flatnonzero(data.train), np.flatnonzero(data.valid)
     start_at_training_mean(model.head, data.labels[train])
     optimizer = torch.optim.AdamW([*groups, {"params": list(model.head.parameters()), "lr": spec.head_lr}],
                                   weight_decay=spec.weight_decay)  # fmt: skip
     steps = spec.epochs * math.ceil(len(train) / spec.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     trained = [p for g in optimizer.param_groups for p in g["params"]]
     rng = np.random.default_rng(spec.seed)
     history, best, best_rho = [], None, -math.inf
@@ -237,15 +234,11 @@ def finetune(spec: FinetuneParams, data: AdaptData, device: str = "cpu",
             task = bar.add_task(f"fine-tuning, epoch {epoch}/{spec.epochs}", total=len(order))
             losses = []
             for start in range(0, len(order), spec.batch_size):
-                rows, audios = _with_audio(
-                    data, order[start : start + spec.batch_size], spec.audio_cut_s
-                )
+                rows, audios = _with_audio(data, order[start : start + spec.batch_size], spec.audio_cut_s)
                 bar.advance(task, min(spec.batch_size, len(order) - start))
                 if not len(rows):
                     continue
-                target = torch.from_numpy(np.nan_to_num(data.labels[rows]).astype(np.float32)).to(
-                    dev
-                )
+                target = torch.from_numpy(np.nan_to_num(data.labels[rows]).astype(np.float32)).to(dev)
                 with autocast(dev, spec.amp):
                     pred = model(audios)["unclipped"]
                 loss = nn.functional.mse_loss(pred.float(), target)
@@ -259,12 +252,7 @@ def finetune(spec: FinetuneParams, data: AdaptData, device: str = "cpu",
             rho = _score(model, data, valid, spec, dev)
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
                             "valid_pearson": rho})  # fmt: skip
-            log.info(
-                "fine-tuning epoch %d: train loss %s, valid ρ %s",
-                epoch,
-                history[-1]["train_loss"],
-                rho,
-            )
+            log.info("fine-tuning epoch %d: train loss %s, valid ρ %s", epoch, history[-1]["train_loss"], rho)
             score = -math.inf if rho is None else rho
             if best is None or score > best_rho:
                 best_rho, best = score, (epoch, _trained_state(model))
@@ -286,19 +274,14 @@ def _trained_state(model: FinetuneModel) -> dict[str, torch.Tensor]:
 
 
 def save_encoder(encoder, spec: FinetuneParams, out: Path) -> None:
-    """The fine-tuned encoder as a model folder: an openai-whisper checkpoint
-    (:data:`ALIGNED_WHISPER`, the original decoder beside the trained encoder) or a
-    transformers model with its feature extractor (audEERING's VAD head included)."""
+    """The fine-tuned encoder as a model folder: an openai-whisper checkpoint (the original
+    decoder beside the trained encoder) or a transformers model with its feature extractor
+    (audEERING's VAD head included)."""
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(encoder, HFAudioEncoder):
         encoder.model.save_pretrained(out)
         encoder.extractor.save_pretrained(out)
         return
     whisper = load_openai_whisper(spec.model, "cpu")
-    whisper.encoder.load_state_dict(
-        {k: v.float().cpu() for k, v in encoder.encoder.state_dict().items()}
-    )
-    torch.save(
-        {"dims": asdict(whisper.dims), "model_state_dict": whisper.state_dict()},
-        out / ALIGNED_WHISPER,
-    )
+    whisper.encoder.load_state_dict({k: v.float().cpu() for k, v in encoder.encoder.state_dict().items()})
+    save_openai_whisper(whisper, out)
