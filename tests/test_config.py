@@ -42,3 +42,16 @@ def test_folds_are_fold_ids(folds, ids):
 def test_fold_ids_must_count_from_zero(folds):
     with pytest.raises(ValidationError, match="fold"):
         Params.model_validate({"train": {"folds": folds}})
+
+
+def test_a_typo_in_params_is_one_error_line_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from mimicflow.cli import app
+
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  patience: 0\n  batchsize: 8\n")
+    result = CliRunner().invoke(app, ["stage", "train", "--fold", "0", "--params", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert "train.patience" in result.output and "train.batchsize" in result.output

@@ -46,6 +46,20 @@ def run_stage(run, *args):
         raise fail(str(exc)) from exc
 
 
+def read_params(path: Path):
+    """``load_params``; a params file that does not validate (a typo, a value out of range) is
+    one clear message naming each wrong key, not a traceback."""
+    from pydantic import ValidationError
+
+    from mimicflow.config import load_params
+
+    try:
+        return load_params(path)
+    except ValidationError as exc:
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise fail(f"{path} is not valid: {wrong}") from exc
+
+
 def fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code=2)

@@ -10,8 +10,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mimicflow.cli._app import ParamsOption, app, console, fail, models_app, run_stage, stage_app
-from mimicflow.config import DEFAULT_PARAMS_FILE, DemoParams, load_params
+from mimicflow.cli._app import (
+    ParamsOption,
+    app,
+    console,
+    fail,
+    models_app,
+    read_params,
+    run_stage,
+    stage_app,
+)
+from mimicflow.config import DEFAULT_PARAMS_FILE, DemoParams
 
 
 @app.command()
@@ -51,7 +60,7 @@ def validate(
     from mimicflow.monitoring.reports import write_index
     from mimicflow.stages import validate as stage
 
-    settings = load_params(params)
+    settings = read_params(params)
     try:
         summary = stage.run(settings, dataset, out)
     except (DatasetError, stage.DataQualityError) as exc:
@@ -65,7 +74,7 @@ def models_list(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Show the catalogue: every entry, its source, and whether it is prepared."""
     from mimicflow.models.catalogue import catalogue, is_prepared
 
-    settings = load_params(params).models
+    settings = read_params(params).models
     table = Table(title=f"model catalogue → {settings.dir}")
     for column in ("name", "kind", "format", "source", "prepared"):
         table.add_column(column)
@@ -83,7 +92,7 @@ def models_prepare(
     """Materialise pretrained models into models.dir (once; checksums verified)."""
     from mimicflow.models.catalogue import CatalogueError, catalogue, prepare
 
-    settings = load_params(params).models
+    settings = read_params(params).models
     try:
         prepared = prepare(list(names or settings.prepare), settings.dir, catalogue(settings.entries))
     except CatalogueError as exc:
@@ -97,7 +106,7 @@ def stage_faces(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Faces for every usable clip in the manifest (resumable)."""
     from mimicflow.stages.faces import run_faces
 
-    console.print_json(json.dumps(run_stage(run_faces, load_params(params))))
+    console.print_json(json.dumps(run_stage(run_faces, read_params(params))))
 
 
 @stage_app.command("asr")
@@ -105,7 +114,7 @@ def stage_asr(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Transcripts for every usable clip in the manifest (resumable)."""
     from mimicflow.stages.asr import run_asr
 
-    console.print_json(json.dumps(run_stage(run_asr, load_params(params))))
+    console.print_json(json.dumps(run_stage(run_asr, read_params(params))))
 
 
 @stage_app.command("adapt")
@@ -113,7 +122,7 @@ def stage_adapt(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Adapt the encoders of adapt.encoders to the labelled clips (USTC's Stage I alignment)."""
     from mimicflow.stages.adapt import run_adapt
 
-    console.print_json(json.dumps(run_stage(run_adapt, load_params(params))))
+    console.print_json(json.dumps(run_stage(run_adapt, read_params(params))))
 
 
 @stage_app.command("features")
@@ -124,7 +133,7 @@ def stage_features(
     """Encode every usable clip for one feature set into its store (resumable)."""
     from mimicflow.stages import features
 
-    loaded = load_params(params)
+    loaded = read_params(params)
     if name not in loaded.features.sets:
         raise fail(f"unknown feature set {name!r}; features.sets has {', '.join(loaded.features.sets)}")
     console.print_json(json.dumps(run_stage(features.run_features, loaded, name)))
@@ -145,7 +154,7 @@ def faces(
     from mimicflow.clip.settings import FaceSettings
     from mimicflow.perception.faces import process_clip, save_face_track
 
-    settings = load_params(params)
+    settings = read_params(params)
     config = settings.faces
     if not video.is_file():
         raise fail(f"{video} does not exist")
@@ -175,7 +184,7 @@ def stage_train(
     """Train the configured system on every fold but FOLD, early-stopped on FOLD."""
     from mimicflow.stages import train
 
-    description = run_stage(train.run_train, load_params(params), fold)
+    description = run_stage(train.run_train, read_params(params), fold)
     console.print_json(json.dumps({k: description[k] for k in ("system", "fold", "best_epoch")}
                                   | {"val_mean_pearson": description["val_scores"]["mean_pearson"]}))
 
@@ -185,7 +194,7 @@ def stage_ensemble(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Gather the fold models, score them, write the metrics, plots and submission CSV."""
     from mimicflow.stages import train
 
-    metrics = run_stage(train.run_ensemble, load_params(params))
+    metrics = run_stage(train.run_ensemble, read_params(params))
     console.print_json(json.dumps({k: v for k, v in metrics.items() if k != "folds"}))
 
 
@@ -195,7 +204,7 @@ def stage_compare(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     single input: the comparison table (`make compare`)."""
     from mimicflow.stages import compare
 
-    _print_compare(run_stage(compare.run_compare, load_params(params)))
+    _print_compare(run_stage(compare.run_compare, read_params(params)))
 
 
 @app.command()
@@ -213,7 +222,7 @@ def transcribe(
 
     if not video.is_file():
         raise fail(f"{video} does not exist")
-    settings = run_stage(AsrSettings.from_params, load_params(params))
+    settings = run_stage(AsrSettings.from_params, read_params(params))
     try:
         audio = decode_audio(video)
     except av.error.FFmpegError as exc:
@@ -230,7 +239,7 @@ def stage_package(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """Save the ensemble and its clip chain into the BentoML model store; build the bento."""
     from mimicflow.stages.package import run_package
 
-    console.print_json(json.dumps(run_stage(run_package, load_params(params))))
+    console.print_json(json.dumps(run_stage(run_package, read_params(params))))
 
 
 @app.command()
@@ -247,7 +256,7 @@ def predict(
     from mimicflow.inference import Limits, predict_clips
     from mimicflow.training.ensemble import load_ensemble
 
-    folder = ensemble or load_params(params).ensemble.out
+    folder = ensemble or read_params(params).ensemble.out
     try:
         loaded = load_ensemble(folder)
     except FileNotFoundError as exc:
@@ -288,7 +297,7 @@ def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     from mimicflow.data.synth.truth import oracle
     from mimicflow.paths import StagePaths
 
-    settings = load_params(params)
+    settings = read_params(params)
     paths = StagePaths(settings)
     signal = oracle(settings.data.root)
     if signal is not None:

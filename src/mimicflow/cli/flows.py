@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from mimicflow.cli._app import ParamsOption, app, console, fail, run_stage, stage_app
-from mimicflow.config import DEFAULT_PARAMS_FILE, load_params
+from mimicflow.cli._app import ParamsOption, app, console, fail, read_params, run_stage, stage_app
+from mimicflow.config import DEFAULT_PARAMS_FILE
 
 flows_app = typer.Typer(no_args_is_help=True, help="Prefect deployments of the flows in flows/.")
 app.add_typer(flows_app, name="flows")
@@ -41,7 +41,7 @@ def serve(
         raise fail(f"{', '.join(missing)} not found: run `mimicflow flows serve` from the "
                     "repository root")  # fmt: skip
     root = project.resolve()
-    settings = load_params(root / "params.yaml").flows
+    settings = read_params(root / "params.yaml").flows
     schedules = {"pipeline": ("nightly", settings.pipeline_cron),
                  "monitor": ("hourly", settings.monitor_cron)}  # fmt: skip
     deployments = []
@@ -75,7 +75,7 @@ def monitor(
             if isinstance(handler, RichHandler):
                 handler.console = Console(stderr=True)
     try:
-        summary = run_stage(run_monitor, load_params(params), incoming)
+        summary = run_stage(run_monitor, read_params(params), incoming)
     except (ReferenceProfileError, MonitorBusy, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
     if as_json:
@@ -89,4 +89,4 @@ def stage_reference(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     """The training data's profile that monitoring compares new clips with."""
     from mimicflow.monitoring.profile import build_reference
 
-    console.print_json(json.dumps(run_stage(build_reference, load_params(params))))
+    console.print_json(json.dumps(run_stage(build_reference, read_params(params))))
