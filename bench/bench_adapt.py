@@ -26,7 +26,9 @@ from mimicflow.perception.asr import whisper_checkpoint
 from mimicflow.training.finetune import FinetuneModel, load_encoder
 
 
-def step_seconds(spec: FinetuneParams, audios: list[np.ndarray], device: str, repeats: int) -> float:
+def step_seconds(
+    spec: FinetuneParams, audios: list[np.ndarray], device: str, repeats: int
+) -> float:
     model = FinetuneModel(load_encoder(spec, device), spec).to(device).train()
     times = []
     for _ in range(repeats):
@@ -52,9 +54,15 @@ def main() -> None:
     for segments in (None, args.segments):
         spec = FinetuneParams(model=model, train_layers=args.train_layers, segments=segments)
         rows["every frame" if segments is None else f"{segments} segments"] = step_seconds(
-            spec, audios, args.device, args.repeats)
+            spec, audios, args.device, args.repeats
+        )
     (every, pooled) = rows.values()
-    result = {"batch": args.batch, "device": args.device, "seconds_per_step": rows, "ratio": every / pooled}
+    result = {
+        "batch": args.batch,
+        "device": args.device,
+        "seconds_per_step": rows,
+        "ratio": every / pooled,
+    }
     print(json.dumps(result, indent=2))
     Path("bench/results").mkdir(parents=True, exist_ok=True)
     Path("bench/results/adapt.json").write_text(json.dumps(result, indent=2))

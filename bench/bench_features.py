@@ -40,8 +40,14 @@ TARGET_H100_MINUTES = 30
 
 def run_stage(params_file: Path, modality: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (GiB) of `mimicflow stage features MODALITY` in a child."""
-    command = [str(Path(sys.executable).parent / "mimicflow"), "stage", "features", modality,
-               "--params", str(params_file)]  # fmt: skip
+    command = [
+        str(Path(sys.executable).parent / "mimicflow"),
+        "stage",
+        "features",
+        modality,
+        "--params",
+        str(params_file),
+    ]
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
@@ -53,8 +59,14 @@ def run_stage(params_file: Path, modality: str) -> tuple[float, float]:
 
 def big_models(folder: Path) -> dict[str, Path]:
     """wav2vec2-base and ViT-base architectures with random weights, saved like hub models."""
-    from transformers import (ViTConfig, ViTImageProcessor, ViTModel, Wav2Vec2Config,
-                              Wav2Vec2FeatureExtractor, Wav2Vec2Model)  # fmt: skip
+    from transformers import (
+        ViTConfig,
+        ViTImageProcessor,
+        ViTModel,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+    )
 
     audio, image = folder / "wav2vec2-base-arch", folder / "vit-base-arch"
     Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(audio)
@@ -67,7 +79,9 @@ def big_models(folder: Path) -> dict[str, Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=40)
-    parser.add_argument("--big", type=int, default=8, help="clips for the real-size encoders (0: skip)")
+    parser.add_argument(
+        "--big", type=int, default=8, help="clips for the real-size encoders (0: skip)"
+    )
     args = parser.parse_args()
     import torch
 
@@ -76,11 +90,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         raw = {
-            "data": {"root": str(tmp / "demo")}, "validate": {"out": str(tmp / "validated")},
+            "data": {"root": str(tmp / "demo")},
+            "validate": {"out": str(tmp / "validated")},
             "faces": {"out": str(tmp / "faces")},
             "asr": {"out": str(tmp / "asr"), "audio_out": str(tmp / "audio")},
-            "features": {"out": str(tmp / "features")}, "compute": {"workers": 2},
-        }  # fmt: skip
+            "features": {"out": str(tmp / "features")},
+            "compute": {"workers": 2},
+        }
         params = Params.model_validate(raw)
         prepare(list(params.models.prepare), params.models.dir, catalogue())
         raw["models"] = {"dir": str(params.models.dir.resolve())}
@@ -120,19 +136,31 @@ def main() -> None:
                 raw["features"] = {"out": str(tmp / "big-features"), modality: {"model": str(path)}}
                 params_file.write_text(yaml.safe_dump(raw))
                 wall, peak = run_stage(params_file, modality)
-                rows.append((modality, path.name, len(subset), sub_s, wall, peak, 0.0, sub_s / wall))
+                rows.append(
+                    (modality, path.name, len(subset), sub_s, wall, peak, 0.0, sub_s / wall)
+                )
 
     results = []
     for modality, model, clips, seconds, wall, peak, startup, steady in rows:
-        results.append({
-            "modality": modality, "model": model, "device": device, "clips": clips,
-            "video_s": round(seconds, 1), "wall_s": round(wall, 1), "startup_s": round(startup, 1),
-            "clips_per_s": round(clips / wall, 2), "video_s_per_wall_s": round(steady, 1),
-            "peak_rss_gib": round(peak, 2),
-            "hume_projection_min": round((startup + HUME_SECONDS / steady) / 60, 1),
-        })  # fmt: skip
-    table = Table(title=f"mimicflow features bench ({device}; projection: {HUME_CLIPS} clips, 33 h; "
-                        "video_s_per_wall_s is the steady rate, start-up excluded)")  # fmt: skip
+        results.append(
+            {
+                "modality": modality,
+                "model": model,
+                "device": device,
+                "clips": clips,
+                "video_s": round(seconds, 1),
+                "wall_s": round(wall, 1),
+                "startup_s": round(startup, 1),
+                "clips_per_s": round(clips / wall, 2),
+                "video_s_per_wall_s": round(steady, 1),
+                "peak_rss_gib": round(peak, 2),
+                "hume_projection_min": round((startup + HUME_SECONDS / steady) / 60, 1),
+            }
+        )
+    table = Table(
+        title=f"mimicflow features bench ({device}; projection: {HUME_CLIPS} clips, 33 h; "
+        "video_s_per_wall_s is the steady rate, start-up excluded)"
+    )
     for column in results[0]:
         table.add_column(column, justify="right")
     for row in results:
@@ -140,8 +168,9 @@ def main() -> None:
     console = Console(width=170)
     console.print(table)
     default = sum(r["hume_projection_min"] for r in results[:3])
-    console.print(f"embedded defaults, all three modalities, full dataset on this {device}: "
-                  f"{default:.0f} min")  # fmt: skip
+    console.print(
+        f"embedded defaults, all three modalities, full dataset on this {device}: {default:.0f} min"
+    )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "features.json").write_text(json.dumps(results, indent=2))

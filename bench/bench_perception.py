@@ -62,11 +62,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        params = Params.model_validate({
-            "data": {"root": str(tmp / "demo")}, "validate": {"out": str(tmp / "validated")},
-            "faces": {"out": str(tmp / "faces")}, "asr": {"out": str(tmp / "asr")},
-            "compute": {"workers": args.workers},
-        })  # fmt: skip
+        params = Params.model_validate(
+            {
+                "data": {"root": str(tmp / "demo")},
+                "validate": {"out": str(tmp / "validated")},
+                "faces": {"out": str(tmp / "faces")},
+                "asr": {"out": str(tmp / "asr")},
+                "compute": {"workers": args.workers},
+            }
+        )
         entries = catalogue(params.models.entries)
         prepare(list(params.models.prepare), params.models.dir, entries)
         generate_dataset(params.data.root, args.n, seed=3, workers=args.workers, progress=False)
@@ -86,7 +90,10 @@ def main() -> None:
             model = load_asr(backend, whisper_dir, threads=1)
             model.transcribe(audio[0])  # warm-up (and the one-time conversion for openai-whisper)
             times[backend], _ = _timed(lambda m=model: [m.transcribe(a) for a in audio])
-        models = {"detector": params.models.dir / "blazeface", "mesh": params.models.dir / "facemesh"}
+        models = {
+            "detector": params.models.dir / "blazeface",
+            "mesh": params.models.dir / "facemesh",
+        }
         detector = load_face_detector("blazeface", models, 0.5)
         sampled_s, _ = _timed(lambda: [process_clip(c, detector, 6.0, 224) for c in clips])
         naive_s, naive_frames = _timed(lambda: sum(naive_faces(c, detector) for c in clips))

@@ -40,14 +40,21 @@ console = Console()
 
 def make_clip(path: Path) -> None:
     """7 s at 25 fps, 320x240: a face smiling more and more, and speech."""
-    voice = speech.synthesize("Oh that is wonderful, I am really so happy for you. What a great "
-                              "day, I love it.", "en-us", 50, 150, 120)  # fmt: skip
+    voice = speech.synthesize(
+        "Oh that is wonderful, I am really so happy for you. What a great day, I love it.",
+        "en-us",
+        50,
+        150,
+        120,
+    )
     samples = int(CLIP_S * 16000)
     voice = np.pad(voice, (0, max(0, samples - len(voice))))[:samples]
     face = face_rig.FaceAnimator(face_rig.identity_face(1), (320, 240))
     neutral = dict.fromkeys(face_rig.ACTION_UNITS, 0.0)
     n = int(CLIP_S * 25)
-    frames = (face.render(neutral | {"smile": 0.8 * i / n}, 0.0, 0.0, np.zeros(2)) for i in range(n))
+    frames = (
+        face.render(neutral | {"smile": 0.8 * i / n}, 0.0, 0.0, np.zeros(2)) for i in range(n)
+    )
     write_video(path, frames, 25, (320, 240), audio=voice)
 
 
@@ -56,9 +63,22 @@ def serve(bento: str, log: Path) -> tuple[subprocess.Popen, str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with open(log, "w") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", bento, "--host",
-                                    "127.0.0.1", "--port", str(port)], stdout=handle,
-                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                bento,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -78,8 +98,9 @@ def load(url: str, clip: bytes, concurrency: int, requests: int, headers: dict, 
     def one(_: int) -> tuple[float, bool]:
         start = time.perf_counter()
         try:
-            response = httpx.post(f"{url}/predict", files={"file": ("clip.mp4", clip)},
-                                  headers=headers, timeout=120)  # fmt: skip
+            response = httpx.post(
+                f"{url}/predict", files={"file": ("clip.mp4", clip)}, headers=headers, timeout=120
+            )
             ok = response.status_code == 200
         except httpx.HTTPError:
             ok = False
@@ -118,28 +139,40 @@ def main() -> None:
         process, url = serve(args.bento, Path(work) / "serve.log")
         try:
             for _ in range(2):  # warm-up
-                response = httpx.post(f"{url}/predict", files={"file": ("clip.mp4", clip)},
-                                      headers=headers, timeout=120)  # fmt: skip
+                response = httpx.post(
+                    f"{url}/predict",
+                    files={"file": ("clip.mp4", clip)},
+                    headers=headers,
+                    timeout=120,
+                )
                 response.raise_for_status()
             with Progress(console=console) as bar:
                 rows = [load(url, clip, c, n, headers, bar) for c, n in zip(CONCURRENCY, counts)]
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(60)
-    table = Table(title=f"/predict, {CLIP_S:g} s clip ({len(clip) / 1024:.0f} KiB), {args.bento}, "
-                        f"{os.cpu_count()} CPU cores")  # fmt: skip
+    table = Table(
+        title=f"/predict, {CLIP_S:g} s clip ({len(clip) / 1024:.0f} KiB), {args.bento}, "
+        f"{os.cpu_count()} CPU cores"
+    )
     for column in ("concurrency", "requests", "errors", "p50 s", "p95 s", "req/s", "video-s/s"):
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     console.print(table)
     single = rows[0]["p50_s"]
-    console.print(f"p50 at concurrency 1: {single} s (target <= {TARGET_P50_S} s); errors at "
-                  f"concurrency 8: {rows[-1]['errors']} of {rows[-1]['requests']} (target 0)")  # fmt: skip
+    console.print(
+        f"p50 at concurrency 1: {single} s (target <= {TARGET_P50_S} s); errors at "
+        f"concurrency 8: {rows[-1]['errors']} of {rows[-1]['requests']} (target 0)"
+    )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "serving.json").write_text(json.dumps({"bento": args.bento, "clip_s": CLIP_S,
-                                                  "cpu_count": os.cpu_count(), "rows": rows}, indent=2))  # fmt: skip
+    (out / "serving.json").write_text(
+        json.dumps(
+            {"bento": args.bento, "clip_s": CLIP_S, "cpu_count": os.cpu_count(), "rows": rows},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -63,28 +63,54 @@ def _one_run(args) -> None:
         if args.prepare:  # the store is written in its own process: not in the runs' peak RSS
             return
     device, _, assembly = args.device.partition("-")
-    train = TrainParams(epochs=args.epochs, patience=args.epochs, device=device, batches_on_device=assembly != "host")
-    dataset = FeatureDataset(folder, manifest, {m: train.frames[m]
-                                                for m in system_inputs(args.system, {m: m for m in train.inputs})})  # fmt: skip
+    train = TrainParams(
+        epochs=args.epochs,
+        patience=args.epochs,
+        device=device,
+        batches_on_device=assembly != "host",
+    )
+    dataset = FeatureDataset(
+        folder,
+        manifest,
+        {m: train.frames[m] for m in system_inputs(args.system, {m: m for m in train.inputs})},
+    )
     assignment = assign_folds(manifest, "merged", 5, 0)
-    trainer = FoldTrainer(train, args.system, dataset, np.flatnonzero((assignment >= 0) & (assignment != 0)),
-                          np.flatnonzero(assignment == 0), 0)  # fmt: skip
+    trainer = FoldTrainer(
+        train,
+        args.system,
+        dataset,
+        np.flatnonzero((assignment >= 0) & (assignment != 0)),
+        np.flatnonzero(assignment == 0),
+        0,
+    )
     start = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - start
     epochs = len(result.history)
     clips_per_s = len(trainer.train_idx) * epochs / seconds
-    print(json.dumps({"seconds": seconds, "epochs": epochs, "seconds_per_epoch": seconds / epochs,
-                      "clips_per_s": clips_per_s,
-                      "projected_5fold_min": 5 * 0.8 * FULL_CLIPS * PROJECTED_EPOCHS / clips_per_s / 60,
-                      "val_mean_pearson": result.val_scores["mean_pearson"],
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "epochs": epochs,
+                "seconds_per_epoch": seconds / epochs,
+                "clips_per_s": clips_per_s,
+                "projected_5fold_min": 5 * 0.8 * FULL_CLIPS * PROJECTED_EPOCHS / clips_per_s / 60,
+                "val_mean_pearson": result.val_scores["mean_pearson"],
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
-    parser.add_argument("--systems", nargs="+", default=["mimicmetrics", "fuxi", "ustc", "augsburg", "abaw8", "taemi"])
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        default=["mimicmetrics", "fuxi", "ustc", "augsburg", "abaw8", "taemi"],
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--devices", nargs="+")
     parser.add_argument("--device", default="cpu")
@@ -106,20 +132,50 @@ def main() -> None:
         runs += [(str(Path(scratch) / f"store_{n}"), n) for n in args.sizes]
         for store, clips in runs:
             if store != "demo":
-                subprocess.run([sys.executable, __file__, "--child", "--prepare", "--store", store,
-                                "--clips", str(clips)], check=True)  # fmt: skip
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        "--prepare",
+                        "--store",
+                        store,
+                        "--clips",
+                        str(clips),
+                    ],
+                    check=True,
+                )
             for system in args.systems:
                 for device in devices:
-                    command = [sys.executable, __file__, "--child", "--store", store, "--clips", str(clips),
-                               "--system", system, "--epochs", str(args.epochs), "--device", device]  # fmt: skip
+                    command = [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        "--store",
+                        store,
+                        "--clips",
+                        str(clips),
+                        "--system",
+                        system,
+                        "--epochs",
+                        str(args.epochs),
+                        "--device",
+                        device,
+                    ]
                     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-                    row = {"store": "demo" if store == "demo" else f"synthetic {clips}", "system": system,
-                           "device": device}  # fmt: skip
+                    row = {
+                        "store": "demo" if store == "demo" else f"synthetic {clips}",
+                        "system": system,
+                        "device": device,
+                    }
                     rows.append(row | json.loads(out.strip().splitlines()[-1]))
-                    print(f"{row['store']:>16} {system:>13} {device:>9}: {rows[-1]['seconds_per_epoch']:7.2f} "
-                          f"s/epoch, {rows[-1]['clips_per_s']:8.0f} clips/s, 5 folds × {PROJECTED_EPOCHS} "
-                          f"epochs of {FULL_CLIPS} clips ≈ {rows[-1]['projected_5fold_min']:6.1f} min, "
-                          f"peak RSS {rows[-1]['peak_rss_mb']:7.0f} MB", flush=True)  # fmt: skip
+                    print(
+                        f"{row['store']:>16} {system:>13} {device:>9}: {rows[-1]['seconds_per_epoch']:7.2f} "
+                        f"s/epoch, {rows[-1]['clips_per_s']:8.0f} clips/s, 5 folds × {PROJECTED_EPOCHS} "
+                        f"epochs of {FULL_CLIPS} clips ≈ {rows[-1]['projected_5fold_min']:6.1f} min, "
+                        f"peak RSS {rows[-1]['peak_rss_mb']:7.0f} MB",
+                        flush=True,
+                    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "training.json").write_text(json.dumps(rows, indent=2))
 

@@ -24,17 +24,22 @@ def monitor(project: str = ".", incoming: str | None = None) -> dict:
     """Monitor the clips in ``incoming`` (default: ``monitor.incoming`` of the project's params)."""
     with chdir(Path(project).resolve()), logs_into_prefect():  # params paths are project-relative
         params = load_params()
-        summary = run_monitor(params, Path(incoming) if incoming else None,
-                              step=prefect_steps(params.flows.task_timeout_s))  # fmt: skip
+        summary = run_monitor(
+            params,
+            Path(incoming) if incoming else None,
+            step=prefect_steps(params.flows.task_timeout_s),
+        )
     verdict = "**drift**" if summary["drift"] else "no drift"
     columns = ", ".join(f"`{c}`" for c in summary["drifted_columns"]) or "none"
     create_markdown_artifact(
         key="mimicflow-drift",
-        markdown=(f"# Drift monitoring\n\n{summary['clips']} clips: {verdict}\n\n"
-                  f"Drifted columns: {columns}\n\nReport: `{summary['report']}`\n\n"
-                  f"```json\n{json.dumps(summary, indent=2)}\n```\n"),
+        markdown=(
+            f"# Drift monitoring\n\n{summary['clips']} clips: {verdict}\n\n"
+            f"Drifted columns: {columns}\n\nReport: `{summary['report']}`\n\n"
+            f"```json\n{json.dumps(summary, indent=2)}\n```\n"
+        ),
         description="Evidently verdict for the clips of this run",
-    )  # fmt: skip
+    )
     return summary
 
 

@@ -33,9 +33,11 @@ def pipeline(project: str = ".") -> dict[str, str]:
     """Run every DVC stage of ``project`` in dependency order; returns each stage's outcome."""
     root = Path(project).resolve()
     settings = load_params(root / "params.yaml")
-    stage_task = run_stage.with_options(retries=settings.flows.retries,
-                                        retry_delay_seconds=settings.flows.retry_delay_s,
-                                        timeout_seconds=settings.flows.task_timeout_s)  # fmt: skip
+    stage_task = run_stage.with_options(
+        retries=settings.flows.retries,
+        retry_delay_seconds=settings.flows.retry_delay_s,
+        timeout_seconds=settings.flows.task_timeout_s,
+    )
     stages = dvc_stages(root)
     get_run_logger().info("stages in order: %s", ", ".join(stages))
     summary = {}

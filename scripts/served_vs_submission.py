@@ -35,20 +35,33 @@ def main() -> None:
     submission = submission.head(args.limit) if args.limit else submission
     manifest = paths.read_manifest().set_index("clip_id")
     ensemble = load_ensemble(paths.ensemble)
-    videos = [Path(params.data.root) / manifest.loc[c, "video_path"] for c in submission["Filename"]]
+    videos = [
+        Path(params.data.root) / manifest.loc[c, "video_path"] for c in submission["Filename"]
+    ]
     served = predict_clips(ensemble, videos, Limits.from_params(ensemble.params), progress=True)
     answered = [i for i, a in enumerate(served) if "error" not in a]
     values = np.array([[served[i]["intensities"][e] for e in EMOTIONS] for i in answered])
     stored = submission.iloc[answered][list(EMOTIONS)].to_numpy()
     difference = np.abs(values - stored).max(1)
-    print(json.dumps({
-        "clips": len(submission),
-        "compared": len(answered),
-        "refused": {submission["Filename"].iloc[i]: a["error"] for i, a in enumerate(served) if "error" in a},
-        "max_abs_difference": float(difference.max()) if len(difference) else None,
-        "mean_abs_difference": float(np.abs(values - stored).mean()) if len(difference) else None,
-        "clips_over_1e-3": int((difference > 1e-3).sum()),
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "clips": len(submission),
+                "compared": len(answered),
+                "refused": {
+                    submission["Filename"].iloc[i]: a["error"]
+                    for i, a in enumerate(served)
+                    if "error" in a
+                },
+                "max_abs_difference": float(difference.max()) if len(difference) else None,
+                "mean_abs_difference": float(np.abs(values - stored).mean())
+                if len(difference)
+                else None,
+                "clips_over_1e-3": int((difference > 1e-3).sum()),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ from mimicflow.data.expectations import CDN_FILES, CDN_FOLDERS, WEB_ASSETS
 
 REPO = Path(__file__).resolve().parents[1]
 PLOTS_TEMPLATE = REPO / ".dvc" / "offline_plots.html"
-VEGA = [CDN_FILES[f"https://cdn.jsdelivr.net/npm/{name}"]
-        for name in ("vega@5", "vega-lite@5", "vega-embed@6")]  # fmt: skip
+VEGA = [
+    CDN_FILES[f"https://cdn.jsdelivr.net/npm/{name}"]
+    for name in ("vega@5", "vega-lite@5", "vega-embed@6")
+]
 # dvc-render's page with the CDN <script> tags ({scripts}) replaced by the libraries inline.
 PAGE = """<!DOCTYPE html>
 <html>
@@ -64,8 +66,9 @@ def fetch(names: list[str], into: Path) -> None:
             with tarfile.open(Path(tmp) / packed.split()[-1]) as archive:
                 for member in archive.getmembers():
                     inside = member.name.removeprefix("package/")
-                    if member.isfile() and any(inside == p or inside.startswith(f"{p}/")
-                                               for p in paths):  # fmt: skip
+                    if member.isfile() and any(
+                        inside == p or inside.startswith(f"{p}/") for p in paths
+                    ):
                         target = into / package / inside
                         target.parent.mkdir(parents=True, exist_ok=True)
                         target.write_bytes(archive.extractfile(member).read())

@@ -17,8 +17,16 @@ SYNTH_CLIPS = 16
 SYNTH_SEED = 11
 # Session fixtures that generate, perceive or train data, or start a server: a test using one
 # (directly or through another fixture) is in the `pipeline` tier, not in `make test-fast`.
-PIPELINE_FIXTURES = {"synth_root", "faulty_root", "validated", "models_dir", "perceived",
-                     "featured", "prefect_api", "ensemble_dir"}  # fmt: skip
+PIPELINE_FIXTURES = {
+    "synth_root",
+    "faulty_root",
+    "validated",
+    "models_dir",
+    "perceived",
+    "featured",
+    "prefect_api",
+    "ensemble_dir",
+}
 
 
 def pytest_collection_modifyitems(items):
@@ -139,11 +147,18 @@ def ensemble_dir(featured, tmp_path_factory):
 
     params, _ = featured
     out = tmp_path_factory.mktemp("trained")
-    train = params.train.model_copy(update={
-        "folds": (0, 1), "epochs": 3, "patience": 2, "out": out / "folds",
-        "mimicmetrics": params.train.mimicmetrics.model_copy(update={"pretrain_epochs": 2}),
-    })  # fmt: skip
-    ensemble = params.ensemble.model_copy(update={"out": out / "ensemble", "reports": out / "reports"})
+    train = params.train.model_copy(
+        update={
+            "folds": (0, 1),
+            "epochs": 3,
+            "patience": 2,
+            "out": out / "folds",
+            "mimicmetrics": params.train.mimicmetrics.model_copy(update={"pretrain_epochs": 2}),
+        }
+    )
+    ensemble = params.ensemble.model_copy(
+        update={"out": out / "ensemble", "reports": out / "reports"}
+    )
     params = params.model_copy(update={"train": train, "ensemble": ensemble})
     for fold in train.folds:
         run_train(params, fold, progress=False)

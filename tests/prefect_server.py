@@ -37,9 +37,11 @@ def start_server(home: Path, log: Path, timeout: float = 120) -> tuple[subproces
     api_url = f"http://127.0.0.1:{port}/api"
     process = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=prefect_env(home, api_url), stdout=log.open("w"), stderr=subprocess.STDOUT,
+        env=prefect_env(home, api_url),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:

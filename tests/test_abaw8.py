@@ -47,8 +47,13 @@ def test_each_clip_is_read_at_its_own_last_valid_step_in_a_mixed_batch():
     model, inputs = _model(), _inputs()
     together = model(inputs)["unclipped"]
     for row in range(4):
-        alone = {name: (x[row : row + 1, : LENGTHS[name][row]], mask[row : row + 1, : LENGTHS[name][row]])
-                 for name, (x, mask) in inputs.items()}  # fmt: skip
+        alone = {
+            name: (
+                x[row : row + 1, : LENGTHS[name][row]],
+                mask[row : row + 1, : LENGTHS[name][row]],
+            )
+            for name, (x, mask) in inputs.items()
+        }
         torch.testing.assert_close(
             together[row : row + 1], model(alone)["unclipped"], atol=1e-6, rtol=1e-5
         )
@@ -140,8 +145,17 @@ def _clip_with_transcript(tmp_path: Path, segments: list[str]):
     settings = AsrSettings("faster-whisper", "whisper-tiny.en", "int8", "en", 1)
     path = folders.transcript(clip, settings)
     path.parent.mkdir(parents=True)
-    rows = [{"start": 2.0 * k, "end": 2.0 * k + 2, "text": f" {text}", "avg_logprob": -0.2,
-             "no_speech_prob": 0.1, "words": []} for k, text in enumerate(segments)]  # fmt: skip
+    rows = [
+        {
+            "start": 2.0 * k,
+            "end": 2.0 * k + 2,
+            "text": f" {text}",
+            "avg_logprob": -0.2,
+            "no_speech_prob": 0.1,
+            "words": [],
+        }
+        for k, text in enumerate(segments)
+    ]
     path.write_text(json.dumps({"text": " ".join(segments), "segments": rows}))
     return clip, settings, folders
 
@@ -155,9 +169,15 @@ def test_the_first_segment_alone_or_the_whole_transcript(tmp_path):
 
 
 def _text_settings(**overrides) -> EncoderSettings:
-    params = Params.model_validate({"features": {"sets": {"text": {
-        "modality": "text", "model": "all-minilm-l6-v2", **overrides}}}, "monitor": {"modalities": ["text"]},
-        "train": {"inputs": ["text"]}})  # fmt: skip
+    params = Params.model_validate(
+        {
+            "features": {
+                "sets": {"text": {"modality": "text", "model": "all-minilm-l6-v2", **overrides}}
+            },
+            "monitor": {"modalities": ["text"]},
+            "train": {"inputs": ["text"]},
+        }
+    )
     return EncoderSettings.from_params(params, "text")
 
 

@@ -26,8 +26,20 @@ from mimicflow.training.alignment import (
 
 from .helpers.tiny_hf import tiny_image_model, tiny_text_model, tiny_whisper
 
-PROMPT_WORDS = tuple(w.lower() for e in EMOTIONS for w in e.split()) + (
-    "intensity", "low", "medium", "high", "(", ")", ":", "no", "marked", "emotion", "every")  # fmt: skip
+PROMPT_WORDS = (
+    *tuple(w.lower() for e in EMOTIONS for w in e.split()),
+    "intensity",
+    "low",
+    "medium",
+    "high",
+    "(",
+    ")",
+    ":",
+    "no",
+    "marked",
+    "emotion",
+    "every",
+)
 COLOURS = np.array([[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30]], np.uint8)
 
 
@@ -60,7 +72,9 @@ def _toy(n: int = 48, seed: int = 0) -> AdaptData:
 
     def audio(i):
         t = np.arange(16000) / 16000
-        return (0.3 * np.sin(2 * np.pi * 200 * (kinds[i] + 1) * t) + 0.01 * rng.standard_normal(16000)).astype(np.float32)
+        return (
+            0.3 * np.sin(2 * np.pi * 200 * (kinds[i] + 1) * t) + 0.01 * rng.standard_normal(16000)
+        ).astype(np.float32)
 
     valid = np.arange(n) >= n * 3 // 4
     return AdaptData([f"c{i}" for i in range(n)], labels, ~valid, valid, audio, crops, lambda i: "")
@@ -69,16 +83,31 @@ def _toy(n: int = 48, seed: int = 0) -> AdaptData:
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    return {"image": str(tiny_image_model(root / "image")),
-            "text": str(tiny_text_model(root / "text", PROMPT_WORDS)),
-            "whisper": str(tiny_whisper(root / "tiny-whisper.pt"))}  # fmt: skip
+    return {
+        "image": str(tiny_image_model(root / "image")),
+        "text": str(tiny_text_model(root / "text", PROMPT_WORDS)),
+        "whisper": str(tiny_whisper(root / "tiny-whisper.pt")),
+    }
 
 
 def _spec(models, modality="visual", **extra) -> AlignParams:
     model = models["image"] if modality == "visual" else models["whisper"]
-    return AlignParams(method="align", modality=modality, model=model, text_model=models["text"],
-                       **{"dim": 16, "epochs": 12, "batch_size": 12, "lr": 1e-2, "min_lr": 1e-4,
-                          "restart_epochs": 6, "frames": 2} | extra)  # fmt: skip
+    return AlignParams(
+        method="align",
+        modality=modality,
+        model=model,
+        text_model=models["text"],
+        **{
+            "dim": 16,
+            "epochs": 12,
+            "batch_size": 12,
+            "lr": 1e-2,
+            "min_lr": 1e-4,
+            "restart_epochs": 6,
+            "frames": 2,
+        }
+        | extra,
+    )
 
 
 def test_the_loss_falls_and_aligned_crops_retrieve_their_own_prompt(tiny_models, tmp_path):
@@ -88,7 +117,10 @@ def test_the_loss_falls_and_aligned_crops_retrieve_their_own_prompt(tiny_models,
     assert losses[-1] < 0.8 * losses[0]
     assert metrics["valid_chance"] == 0.25
     assert metrics["valid_top1"] > 0.5
-    assert metrics["version"] == json.loads((tmp_path / "visual" / "adapted.json").read_text())["version"]
+    assert (
+        metrics["version"]
+        == json.loads((tmp_path / "visual" / "adapted.json").read_text())["version"]
+    )
     # the folder is what a visual feature set loads: the aligned ViT and its image processor
     from mimicflow.perception.encoders import HFVisualEncoder
 
@@ -113,8 +145,11 @@ def test_untrained_towers_retrieve_at_chance_level(tiny_models):
     """The test above can fail: before training, retrieval is no better than chance."""
     data = _toy()
     spec = _spec(tiny_models)
-    before = evaluate(Aligner(spec, "cpu"), clip_pairs(spec, data, np.flatnonzero(data.valid),
-                                                       np.ones(len(data))), 12)  # fmt: skip
+    before = evaluate(
+        Aligner(spec, "cpu"),
+        clip_pairs(spec, data, np.flatnonzero(data.valid), np.ones(len(data))),
+        12,
+    )
     assert before["top1"] <= 0.5
 
 
@@ -123,8 +158,12 @@ def test_an_aligned_whisper_is_a_folder_the_audio_set_loads(tiny_models, tmp_pat
     from mimicflow.clip.settings import EncoderSettings, Runtime
 
     data = _toy(24)
-    metrics = align_encoder(_spec(tiny_models, "audio", epochs=2, audio_cut_s=0.5), data,
-                            tmp_path / "audio", progress=False)  # fmt: skip
+    metrics = align_encoder(
+        _spec(tiny_models, "audio", epochs=2, audio_cut_s=0.5),
+        data,
+        tmp_path / "audio",
+        progress=False,
+    )
     assert all(np.isfinite(row["train_loss"]) for row in metrics["epochs"])
     encoder = AudioEncoder(EncoderSettings("audio", str(tmp_path / "audio")), Runtime("cpu", 4))
     values, mask = encoder.encode([data.audio(0)])[0]
@@ -137,8 +176,12 @@ def test_affectnet_layout_gives_prompts_with_aus_only_where_annotated(tmp_path):
     (tmp_path / "images").mkdir()
     notes = tmp_path / "annotations"
     notes.mkdir()
-    rows = {"0001": ("1", "0.83", "0.65"), "0002": ("6", "-0.5", "0.7"), "0003": ("9", "0", "0"),
-            "0004": ("3", "0.1", "0.9")}  # fmt: skip
+    rows = {
+        "0001": ("1", "0.83", "0.65"),
+        "0002": ("6", "-0.5", "0.7"),
+        "0003": ("9", "0", "0"),
+        "0004": ("3", "0.1", "0.9"),
+    }
     for name, (exp, val, aro) in rows.items():
         cv2.imwrite(str(tmp_path / "images" / f"{name}.jpg"), np.full((24, 24, 3), 90, np.uint8))
         if name != "0004":  # no annotations: skipped
@@ -147,8 +190,9 @@ def test_affectnet_layout_gives_prompts_with_aus_only_where_annotated(tmp_path):
     np.save(notes / "0001_au.npy", np.array([6, 12]))
     images = read_affectnet(tmp_path)
     assert [i.path.stem for i in images] == ["0001", "0002"]  # 0003: class 9 (uncertain)
-    assert affectnet_prompt(images[0]) == ("Happy with AU6 (Cheek Raiser) and AU12 (Lip Corner "
-                                           "Puller), Valence=0.83, Arousal=0.65")  # fmt: skip
+    assert affectnet_prompt(images[0]) == (
+        "Happy with AU6 (Cheek Raiser) and AU12 (Lip Corner Puller), Valence=0.83, Arousal=0.65"
+    )
     assert affectnet_prompt(images[1]) == "Anger, Valence=-0.50, Arousal=0.70"
     assert images[0].read().shape == (24, 24, 3)
     with pytest.raises(FileNotFoundError, match="AffectNet"):
@@ -169,7 +213,11 @@ def test_stage_adapt_without_entries_writes_an_empty_folder_quickly(tmp_path):
 
 def test_a_feature_set_naming_an_adapted_folder_needs_its_entry(tiny_models):
     sets = {"visual": {"modality": "visual", "model": "models/adapted/visual"}}
-    raw = {"features": {"sets": sets}, "train": {"inputs": ["visual"]}, "monitor": {"modalities": ["visual"]}}
+    raw = {
+        "features": {"sets": sets},
+        "train": {"inputs": ["visual"]},
+        "monitor": {"modalities": ["visual"]},
+    }
     with pytest.raises(ValueError, match="adapt.encoders needs a visual entry 'visual'"):
         Params.model_validate(raw)
     entry = {"method": "align", "modality": "visual", "model": "vit-scratch"}
@@ -181,10 +229,17 @@ def test_a_feature_set_naming_an_adapted_folder_needs_its_entry(tiny_models):
 def test_a_retrained_encoder_changes_its_features_key(tmp_path):
     from mimicflow.clip.settings import EncoderSettings
 
-    raw = {"adapt": {"out": str(tmp_path), "encoders": {"visual": {
-               "method": "align", "modality": "visual", "model": "vit-scratch"}}},
-           "features": {"sets": {"visual": {"modality": "visual", "model": str(tmp_path / "visual")}}},
-           "train": {"inputs": ["visual"]}, "monitor": {"modalities": ["visual"]}}  # fmt: skip
+    raw = {
+        "adapt": {
+            "out": str(tmp_path),
+            "encoders": {
+                "visual": {"method": "align", "modality": "visual", "model": "vit-scratch"}
+            },
+        },
+        "features": {"sets": {"visual": {"modality": "visual", "model": str(tmp_path / "visual")}}},
+        "train": {"inputs": ["visual"]},
+        "monitor": {"modalities": ["visual"]},
+    }
     params = Params.model_validate(raw)
     (tmp_path / "visual").mkdir()
     keys = []

@@ -60,7 +60,9 @@ def test_silence_and_missing_audio_are_flags_not_errors(asr):
 
 def _write_odd_clip(path, video_codec, audio_codec, rate, layout, fmt):
     seconds = 1.0
-    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)).astype(
+        np.float32
+    )
     channels = 2 if layout == "stereo" else 1
     with av.open(str(path), "w") as container:
         video = container.add_stream(video_codec, rate=25)
@@ -84,11 +86,14 @@ def _write_odd_clip(path, video_codec, audio_codec, rate, layout, fmt):
 
 @pytest.mark.parametrize(
     ("name", "video_codec", "audio_codec", "rate", "layout", "fmt"),
-    [("mjpeg_pcm_u8_8k.avi", "mjpeg", "pcm_u8", 8000, "mono", "u8"),
-     ("h264_aac_48k_stereo.mp4", "libx264", "aac", 48000, "stereo", "fltp")],
-)  # fmt: skip
-def test_odd_containers_decode_to_16k_mono(tmp_path, name, video_codec, audio_codec, rate, layout,
-                                           fmt):  # fmt: skip
+    [
+        ("mjpeg_pcm_u8_8k.avi", "mjpeg", "pcm_u8", 8000, "mono", "u8"),
+        ("h264_aac_48k_stereo.mp4", "libx264", "aac", 48000, "stereo", "fltp"),
+    ],
+)
+def test_odd_containers_decode_to_16k_mono(
+    tmp_path, name, video_codec, audio_codec, rate, layout, fmt
+):
     path = tmp_path / name
     _write_odd_clip(path, video_codec, audio_codec, rate, layout, fmt)
     audio = decode_audio(path)
@@ -101,7 +106,8 @@ def test_transcribe_cli_json(synth_root, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(f"models:\n  dir: {tmp_path / 'models'}\n")
     result = CliRunner().invoke(
-        app, ["transcribe", str(synth_root / "raw" / "00001.mp4"), "--json", "--params", str(params)]
+        app,
+        ["transcribe", str(synth_root / "raw" / "00001.mp4"), "--json", "--params", str(params)],
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output.strip().splitlines()[-1])

@@ -26,8 +26,16 @@ from .helpers.bento import bento_env, package, serve
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "deploy-token-81d0"
-FORBIDDEN = {"dvc", "dvclive", "prefect", "prefect-dask", "great-expectations", "evidently",
-             "dask", "distributed"}  # fmt: skip
+FORBIDDEN = {
+    "dvc",
+    "dvclive",
+    "prefect",
+    "prefect-dask",
+    "great-expectations",
+    "evidently",
+    "dask",
+    "distributed",
+}
 # Imported by modules the service imports, only inside functions serving never calls.
 NOT_SERVED = {
     "great_expectations": "the validate stage's and the monitor's data checks",
@@ -67,8 +75,11 @@ def deployed(ensemble_dir, models_dir, tmp_path_factory):
 
 
 def _names(lines: list[str]) -> set[str]:
-    return {canonicalize_name(Requirement(line).name) for line in lines
-            if line.strip() and not line.startswith("-")}  # fmt: skip
+    return {
+        canonicalize_name(Requirement(line).name)
+        for line in lines
+        if line.strip() and not line.startswith("-")
+    }
 
 
 def test_the_bento_requirements_are_the_serving_extra(deployed):
@@ -78,7 +89,9 @@ def test_the_bento_requirements_are_the_serving_extra(deployed):
     assert _names(lines) == _names(extra)
     assert not _names(lines) & FORBIDDEN
     assert f"--extra-index-url {TORCH_CPU_INDEX}" in lines
-    assert [t for t in lines if t.startswith("torch")] == [t for t in extra if t.startswith("torch")]
+    assert [t for t in lines if t.startswith("torch")] == [
+        t for t in extra if t.startswith("torch")
+    ]
 
 
 def test_the_dockerfile_installs_the_system_packages_and_the_requirements(deployed):
@@ -93,8 +106,11 @@ def test_the_dockerfile_installs_the_system_packages_and_the_requirements(deploy
 def test_sync_http_client_gets_six_intensities_from_the_served_bento(deployed, featured):
     url, _, blocked = deployed
     params, _ = featured
-    clip = next(p for p in sorted((Path(params.data.root) / "raw").glob("*.mp4"))
-                if p.stem not in FAULTS.values())  # fmt: skip
+    clip = next(
+        p
+        for p in sorted((Path(params.data.root) / "raw").glob("*.mp4"))
+        if p.stem not in FAULTS.values()
+    )
     with bentoml.SyncHTTPClient(url, token=TOKEN, timeout=120) as client:
         answer = client.predict(file=clip)
     assert list(answer["intensities"]) == list(EMOTIONS)
@@ -122,8 +138,9 @@ def _installed_closure(requirements: list[str]) -> set[str]:
 
 
 def test_the_serving_extra_covers_every_package_the_service_imports():
-    graph = grimp.build_graph("mimicflow", include_external_packages=True,
-                              exclude_type_checking_imports=True)  # fmt: skip
+    graph = grimp.build_graph(
+        "mimicflow", include_external_packages=True, exclude_type_checking_imports=True
+    )
     todo, seen = ["mimicflow.serving.service"], set()
     while todo:
         module = todo.pop()
@@ -137,7 +154,10 @@ def test_the_serving_extra_covers_every_package_the_service_imports():
     served = _installed_closure(serving_requirements(REPO / "pyproject.toml"))
     assert not served & FORBIDDEN
     distributions = packages_distributions()
-    missing = {m for m in imported - set(NOT_SERVED)
-               if not {canonicalize_name(d) for d in distributions[m]} & served}  # fmt: skip
+    missing = {
+        m
+        for m in imported - set(NOT_SERVED)
+        if not {canonicalize_name(d) for d in distributions[m]} & served
+    }
     assert missing == set(), f"add their distributions to the serving extra: {missing}"
     assert set(NOT_SERVED) <= imported  # each exception still exists

@@ -33,8 +33,9 @@ def full_clip(featured) -> str:
     """A clip with a face, audio and speech (every modality in its stored features)."""
     params, _ = featured
     manifest = pd.read_parquet(params.validate_.out / "manifest.parquet")
-    return next(c for c in manifest["clip_id"]
-                if all(mask.any() for _, mask in _stored(params, c).values()))  # fmt: skip
+    return next(
+        c for c in manifest["clip_id"] if all(mask.any() for _, mask in _stored(params, c).values())
+    )
 
 
 def _without_audio(source: Path, target: Path) -> Path:
@@ -54,10 +55,13 @@ def predicted(featured, ensemble_dir, full_clip, tmp_path_factory) -> dict[str, 
     its audio track."""
     params, _ = featured
     silent = tmp_path_factory.mktemp("silent") / "silent.mp4"
-    clips = {"full": _clip(params, full_clip),
-             "silent": _without_audio(_clip(params, full_clip), silent)}  # fmt: skip
-    result = CliRunner().invoke(app, ["predict", *map(str, clips.values()), "--json",
-                                      "--ensemble", str(ensemble_dir)])  # fmt: skip
+    clips = {
+        "full": _clip(params, full_clip),
+        "silent": _without_audio(_clip(params, full_clip), silent),
+    }
+    result = CliRunner().invoke(
+        app, ["predict", *map(str, clips.values()), "--json", "--ensemble", str(ensemble_dir)]
+    )
     assert result.exit_code == 0, result.output
     answers = json.loads(result.output.strip().splitlines()[-1])
     return dict(zip(clips, answers))
@@ -80,8 +84,9 @@ def test_an_absent_modality_contributes_nothing(predicted):
     assert predicted["silent"]["intensities"] != predicted["full"]["intensities"]
 
 
-def test_the_change_is_what_the_prediction_loses_without_the_modality(featured, ensemble_dir,
-                                                                    full_clip):  # fmt: skip
+def test_the_change_is_what_the_prediction_loses_without_the_modality(
+    featured, ensemble_dir, full_clip
+):
     """Recomputed by hand from the feature store: the prediction with each modality's mask
     all False, against the full prediction."""
     params, _ = featured
@@ -98,6 +103,7 @@ def test_the_change_is_what_the_prediction_loses_without_the_modality(featured, 
 
 
 def test_shares_when_nothing_changes_are_equal_over_the_present_modalities():
-    shares = contribution_shares({"audio": 0.0, "visual": 0.0, "text": 0.0},
-                                 {"audio": True, "visual": True, "text": False})  # fmt: skip
+    shares = contribution_shares(
+        {"audio": 0.0, "visual": 0.0, "text": 0.0}, {"audio": True, "visual": True, "text": False}
+    )
     assert shares == {"audio": 0.5, "visual": 0.5, "text": 0.0}

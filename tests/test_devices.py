@@ -25,7 +25,9 @@ def test_an_unknown_device_name_is_refused():
 @no_cuda
 @pytest.mark.parametrize("resolve", [torch_device, ctranslate2_device])
 def test_cuda_without_a_gpu_names_the_setting(resolve):
-    with pytest.raises(DeviceUnavailable, match=r"asr.device is 'cuda:1' but this machine has no CUDA"):
+    with pytest.raises(
+        DeviceUnavailable, match=r"asr.device is 'cuda:1' but this machine has no CUDA"
+    ):
         resolve("cuda:1", "asr.device")
 
 

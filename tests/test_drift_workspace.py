@@ -30,10 +30,20 @@ def two_runs(featured, ensemble_dir, tmp_path_factory):
 
     params, _ = featured
     root = tmp_path_factory.mktemp("drift_workspace")
-    settings = MonitorParams(reference=root / "reference", work=root / "work", archive=root / "archive",
-                             reports=root / "reports", workspace=root / "workspace", settle_s=0)  # fmt: skip
-    params = params.model_copy(update={
-        "monitor": settings, "ensemble": params.ensemble.model_copy(update={"out": ensemble_dir})})  # fmt: skip
+    settings = MonitorParams(
+        reference=root / "reference",
+        work=root / "work",
+        archive=root / "archive",
+        reports=root / "reports",
+        workspace=root / "workspace",
+        settle_s=0,
+    )
+    params = params.model_copy(
+        update={
+            "monitor": settings,
+            "ensemble": params.ensemble.model_copy(update={"out": ensemble_dir}),
+        }
+    )
     build_reference(params)
     generate_dataset(root / "same", 8, 41, workers=2, progress=False)
     generate_dataset(root / "source", 8, 43, workers=2, progress=False)
@@ -54,8 +64,11 @@ def _runs(folder: Path) -> list[tuple]:
     runs = []
     for snapshot_id in workspace.list_runs(project.id):
         model = workspace.get_run(project.id, snapshot_id)
-        (share,) = [r.share.value for r in Snapshot.load_model(model).metric_results.values()
-                    if r.metric_value_location.metric.params["type"] == DRIFTED]  # fmt: skip
+        (share,) = [
+            r.share.value
+            for r in Snapshot.load_model(model).metric_results.values()
+            if r.metric_value_location.metric.params["type"] == DRIFTED
+        ]
         runs.append((model.timestamp, model.name, share))
     return sorted(runs)
 
@@ -75,10 +88,21 @@ def test_evidently_ui_charts_the_drift_share_per_run(two_runs):
     (first, second), settings = two_runs
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    process = subprocess.Popen([str(BIN / "evidently"), "ui", "--workspace", str(settings.workspace),
-                                "--host", "127.0.0.1", "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [
+            str(BIN / "evidently"),
+            "ui",
+            "--workspace",
+            str(settings.workspace),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -94,8 +118,16 @@ def test_evidently_ui_charts_the_drift_share_per_run(two_runs):
         dashboard = httpx.get(f"{url}/v2/dashboards/{project['id']}").json()
         (panel,) = [p for p in dashboard["panels"] if "Share of drifted" in p["title"]]
         (metric,) = panel["values"]
-        query = {"series_filter": [{"tags": [], "metadata": {}, "metric": metric["metric"],
-                                    "metric_labels": metric["metric_labels"]}]}  # fmt: skip
+        query = {
+            "series_filter": [
+                {
+                    "tags": [],
+                    "metadata": {},
+                    "metric": metric["metric"],
+                    "metric_labels": metric["metric_labels"],
+                }
+            ]
+        }
         series = httpx.post(
             f"{url}/v2/snapshots/{project['id']}/data_series_batch", json=query
         ).json()
@@ -119,11 +151,19 @@ def test_a_resumed_run_replaces_its_snapshot_instead_of_adding_a_second(tmp_path
     rng = np.random.default_rng(0)
     reference = pd.DataFrame(rng.normal(size=(60, 3)), columns=list("abc"))
     report = tmp_path / "work" / "run" / "report"
-    drift_report(reference, pd.DataFrame(rng.normal(size=(12, 3)), columns=list("abc")), report,
-                 MonitorParams())  # fmt: skip
+    drift_report(
+        reference,
+        pd.DataFrame(rng.normal(size=(12, 3)), columns=list("abc")),
+        report,
+        MonitorParams(),
+    )
     first = add_run(tmp_path / "workspace", report / "report.json", "run")
-    drift_report(reference, pd.DataFrame(rng.normal(size=(20, 3)), columns=list("abc")), report,
-                 MonitorParams())  # fmt: skip
+    drift_report(
+        reference,
+        pd.DataFrame(rng.normal(size=(20, 3)), columns=list("abc")),
+        report,
+        MonitorParams(),
+    )
     second = add_run(tmp_path / "workspace", report / "report.json", "run")
     workspace = Workspace(str(tmp_path / "workspace"))
     (project,) = workspace.search_project(PROJECT)

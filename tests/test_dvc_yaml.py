@@ -43,8 +43,9 @@ def test_code_deps_are_the_files_the_stage_runs(stage):
 
 
 def _dvc(repo: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True,
-                            text=True, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -56,7 +57,9 @@ def locked_repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("dvcrepo")
     shutil.copy(ROOT / "dvc.yaml", repo)
     shutil.copy(ROOT / "params.yaml", repo)
-    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copytree(
+        ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+    )
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     _dvc(repo, "init", "-q")
     from dvc.repo import Repo
@@ -76,17 +79,20 @@ def locked_repo(tmp_path_factory):
     return repo
 
 
-@pytest.mark.parametrize("key, value, stale", [
-    ("features.batch_size", 3, set()),  # every encoder is batch-independent
-    ("compute.workers", 1, set()),
-    ("train.fuxi.lr", 0.01, {"compare"}),  # not the default system
-    ("train.taemi.heads", 2, {"compare"}),
-    ("train.mimicmetrics.lr", 0.01, {f"train@{k}" for k in range(5)} | {"ensemble", "compare"}),
-    ("faces.fps", 5, {"faces"}),
-    ("features.sets.text.layers", -2, {"features@text", "compare"}),
-    ("monitor.components", 4, {"reference"}),
-    ("demo.seed", 8, {"demo_data"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "key, value, stale",
+    [
+        ("features.batch_size", 3, set()),  # every encoder is batch-independent
+        ("compute.workers", 1, set()),
+        ("train.fuxi.lr", 0.01, {"compare"}),  # not the default system
+        ("train.taemi.heads", 2, {"compare"}),
+        ("train.mimicmetrics.lr", 0.01, {f"train@{k}" for k in range(5)} | {"ensemble", "compare"}),
+        ("faces.fps", 5, {"faces"}),
+        ("features.sets.text.layers", -2, {"features@text", "compare"}),
+        ("monitor.components", 4, {"reference"}),
+        ("demo.seed", 8, {"demo_data"}),
+    ],
+)
 def test_a_param_makes_exactly_its_stages_stale(locked_repo, key, value, stale):
     params_file = locked_repo / "params.yaml"
     original = params_file.read_text()

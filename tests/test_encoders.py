@@ -25,7 +25,9 @@ def _noise(seconds: float) -> np.ndarray:
 
 
 def test_any_transformers_speech_model_by_path(tmp_path):
-    encoder = HFAudioEncoder(tiny_audio_model(tmp_path / "w2v"), layers=1, device="cpu", batch_size=2)
+    encoder = HFAudioEncoder(
+        tiny_audio_model(tmp_path / "w2v"), layers=1, device="cpu", batch_size=2
+    )
     assert encoder.info.rate_hz == pytest.approx(50.0)
     clips = [_noise(1.0), _noise(2.5), _noise(0.4)]
     out = encoder.encode(clips)
@@ -37,15 +39,18 @@ def test_any_transformers_speech_model_by_path(tmp_path):
 
 def test_any_transformers_image_model_by_path(tmp_path):
     encoder = HFVisualEncoder(tiny_image_model(tmp_path / "vit"), layers=-1, device="cpu")
-    crops = [[RNG.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(n)] for n in (3, 0, 2)]
+    crops = [
+        [RNG.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(n)] for n in (3, 0, 2)
+    ]
     out = encoder.encode(crops)
     assert [o.shape for o in out] == [(3, 32), (0, 32), (2, 32)]
 
 
 @pytest.mark.parametrize(("pooling", "layer"), [("mean", -1), ("cls", 1), ("tokens", 2)])
 def test_any_transformers_text_model_by_path(tmp_path, pooling, layer):
-    encoder = HFTextEncoder(tiny_text_model(tmp_path / "bert"), layers=layer, pooling=pooling,
-                            device="cpu")  # fmt: skip
+    encoder = HFTextEncoder(
+        tiny_text_model(tmp_path / "bert"), layers=layer, pooling=pooling, device="cpu"
+    )
     out = encoder.encode(["i am so happy !", "", "this is awful ."])
     assert out[1].shape == (0, 32)  # an empty transcript is a missing modality, not zeros
     if pooling == "tokens":
@@ -77,8 +82,9 @@ def test_whisper_encoder_hidden_states(models_dir):
 def test_whisper_features_do_not_depend_on_the_batch(models_dir, batch_size):
     """A short clip batched with longer ones (and one of the same padded length) encodes as
     it does alone: nothing is padded to a neighbour."""
-    encoder = WhisperAudioEncoder(models_dir / "whisper-tiny.en", layers=-1, device="cpu",
-                                  batch_size=batch_size)  # fmt: skip
+    encoder = WhisperAudioEncoder(
+        models_dir / "whisper-tiny.en", layers=-1, device="cpu", batch_size=batch_size
+    )
     short, same_second, longer = _noise(1.3), _noise(1.9), _noise(10.0)
     batched = encoder.encode([longer, short, same_second])
     alone = encoder.encode([short])[0]
@@ -89,8 +95,15 @@ def test_whisper_features_do_not_depend_on_the_batch(models_dir, batch_size):
 
 def test_minilm_embeds_meaning(models_dir):
     encoder = HFTextEncoder(models_dir / "all-minilm-l6-v2", device="cpu")
-    happy, glad, hurt = (v[0] for v in encoder.encode(
-        ["I am so full of joy, this is wonderful!", "This makes me really happy.",
-         "Oh no, that must really hurt."]))  # fmt: skip
+    happy, glad, hurt = (
+        v[0]
+        for v in encoder.encode(
+            [
+                "I am so full of joy, this is wonderful!",
+                "This makes me really happy.",
+                "Oh no, that must really hurt.",
+            ]
+        )
+    )
     assert np.linalg.norm(happy) == pytest.approx(1.0, abs=1e-4)
     assert happy @ glad > happy @ hurt + 0.1

@@ -94,8 +94,8 @@ def test_full_range_finds_all_six_faces_and_short_range_finds_each_on_a_crop(ful
     for face in faces:
         x0, y0, *_ = box = around(face)
         (found,) = short.detect(crop(photo, box))
-        inside = found.box[:2] + [x0, y0] < face.landmarks[:3]
-        assert (inside & (face.landmarks[:3] < found.box[2:] + [x0, y0])).all()
+        inside = found.box[:2] + [x0, y0] < face.landmarks[:3]  # noqa: RUF005 (numpy addition)
+        assert (inside & (face.landmarks[:3] < found.box[2:] + [x0, y0])).all()  # noqa: RUF005
 
 
 def test_mesh_five_points_are_ordered_inside_the_box(short, photo):

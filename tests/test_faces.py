@@ -22,7 +22,7 @@ from .helpers.tiny_scrfd import build_tiny_scrfd
 
 
 def _still_clip(path, fps, seconds, image):
-    frames = [image] * int(round(fps * seconds))
+    frames = [image] * round(fps * seconds)
     write_video(path, frames, fps, (image.shape[1], image.shape[0]))
     return path
 
@@ -109,8 +109,10 @@ def test_face_track_round_trip(tmp_path, models_dir, synth_root):
 
 
 def test_truncated_clip_is_sampled_as_far_as_it_decodes(faulty_root):
-    sampled = sample_frames(faulty_root / "raw" / f"{FAULTS['truncated']}.mp4", fps=6)  # the planted truncation
-    assert 0 < len(sampled.times) and not sampled.complete
+    sampled = sample_frames(
+        faulty_root / "raw" / f"{FAULTS['truncated']}.mp4", fps=6
+    )  # the planted truncation
+    assert len(sampled.times) > 0 and not sampled.complete
     assert sample_frames(faulty_root / "raw" / "00001.mp4", fps=6).complete
 
 
@@ -137,5 +139,7 @@ def test_a_fifth_of_a_second_still_gives_frames(faulty_root, models_dir):
     detector = load_face_detector(
         "centerface", {"detector": models_dir / "centerface", "mesh": None}, 0.5
     )
-    track = process_clip(faulty_root / "raw" / f"{FAULTS['too_short']}.mp4", detector, fps=6, crop_size=112)
+    track = process_clip(
+        faulty_root / "raw" / f"{FAULTS['too_short']}.mp4", detector, fps=6, crop_size=112
+    )
     assert 1 <= len(track.times) <= 2 and track.complete

@@ -74,11 +74,21 @@ def test_rerun_recomputes_nothing(featured):
 def test_a_transformers_model_by_path_replaces_the_default(featured, tmp_path):
     params, _ = featured
     tiny = tiny_text_model(tmp_path / "bert")
-    switched = params.model_copy(update={"features": params.features.model_copy(update={
-        "out": tmp_path / "features",
-        "sets": params.features.sets | {"text": params.features.sets["text"].model_copy(
-            update={"model": str(tiny), "layers": 1})},
-    })})  # fmt: skip
+    switched = params.model_copy(
+        update={
+            "features": params.features.model_copy(
+                update={
+                    "out": tmp_path / "features",
+                    "sets": params.features.sets
+                    | {
+                        "text": params.features.sets["text"].model_copy(
+                            update={"model": str(tiny), "layers": 1}
+                        )
+                    },
+                }
+            )
+        }
+    )
     metrics = run_features(switched, "text", progress=False)
     assert metrics["dim"] == 32
     meta = json.loads((tmp_path / "features" / "text" / "packed" / "meta.json").read_text())
@@ -88,10 +98,17 @@ def test_a_transformers_model_by_path_replaces_the_default(featured, tmp_path):
 def test_egemaps_descriptors_from_the_cached_audio(featured, tmp_path):
     pytest.importorskip("opensmile")
     params, _ = featured
-    switched = params.model_copy(update={"features": params.features.model_copy(update={
-        "out": tmp_path / "features",
-        "sets": params.features.sets | {"egemaps": FeatureSetParams(modality="egemaps")},
-    })})  # fmt: skip
+    switched = params.model_copy(
+        update={
+            "features": params.features.model_copy(
+                update={
+                    "out": tmp_path / "features",
+                    "sets": params.features.sets
+                    | {"egemaps": FeatureSetParams(modality="egemaps")},
+                }
+            )
+        }
+    )
     metrics = run_features(switched, "egemaps", progress=False)
     table = FeatureTable.open(tmp_path / "features" / "egemaps")
     values, _ = table.get("00001")

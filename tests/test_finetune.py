@@ -31,8 +31,15 @@ def _tones(n: int, n_train: int, seconds: float = 0.5) -> AdaptData:
     x = (freq - 200) / 2800
     labels = np.stack([x, 1 - x, x, 1 - x, x**2, 0.5 * x], 1).astype(np.float32)
     train = np.arange(n) < n_train
-    return AdaptData([f"c{i}" for i in range(n)], labels, train, ~train, lambda i: audio[i],
-                     lambda i: [], lambda i: "")  # fmt: skip
+    return AdaptData(
+        [f"c{i}" for i in range(n)],
+        labels,
+        train,
+        ~train,
+        lambda i: audio[i],
+        lambda i: [],
+        lambda i: "",
+    )
 
 
 def _squashed_model(folder: Path) -> Path:
@@ -69,8 +76,10 @@ def test_finetuning_beats_the_frozen_encoder_and_trains_only_the_upper_layers(tm
     tuned = finetune_encoder(_spec(model, train_layers=1), data, tmp_path / "tuned", progress=False)
     assert frozen["trained_parameters"] == 0 < tuned["trained_parameters"]
     assert tuned["best_valid_pearson"] > frozen["best_valid_pearson"] + 0.2
-    assert len(tuned["epochs"]) == 15 and tuned["epochs"][tuned["best_epoch"] - 1]["valid_pearson"] == tuned[
-        "best_valid_pearson"]  # fmt: skip
+    assert (
+        len(tuned["epochs"]) == 15
+        and tuned["epochs"][tuned["best_epoch"] - 1]["valid_pearson"] == tuned["best_valid_pearson"]
+    )
 
     before, after = _weights(model), _weights(tmp_path / "tuned")
     changed = {name for name in before if not torch.equal(before[name], after[name])}
@@ -130,13 +139,24 @@ def _tiny_whisper(folder: Path) -> Path:
     """A tiny random openai-whisper model saved as a model folder."""
     from whisper.model import ModelDimensions, Whisper
 
-    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=16, n_audio_head=2,
-                           n_audio_layer=2, n_vocab=64, n_text_ctx=8, n_text_state=16,
-                           n_text_head=2, n_text_layer=1)  # fmt: skip
+    dims = ModelDimensions(
+        n_mels=80,
+        n_audio_ctx=1500,
+        n_audio_state=16,
+        n_audio_head=2,
+        n_audio_layer=2,
+        n_vocab=64,
+        n_text_ctx=8,
+        n_text_state=16,
+        n_text_head=2,
+        n_text_layer=1,
+    )
     torch.manual_seed(0)
     folder.mkdir(parents=True)
-    torch.save({"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()},
-               folder / ALIGNED_WHISPER)  # fmt: skip
+    torch.save(
+        {"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()},
+        folder / ALIGNED_WHISPER,
+    )
     return folder
 
 
@@ -168,4 +188,6 @@ def test_segment_means_pool_long_clips_and_keep_short_ones():
     pooled, kept = segment_means(x, mask, 4)
     assert pooled.shape == (2, 4, 1)
     assert pooled[0, :, 0].tolist() == [0.5, 2.5, 4.5, 6.5]  # pairs of the 8 frames
-    assert pooled[1, :3, 0].tolist() == [8.0, 9.0, 10.0] and kept[1].tolist() == [True] * 3 + [False]
+    assert pooled[1, :3, 0].tolist() == [8.0, 9.0, 10.0] and kept[1].tolist() == [True] * 3 + [
+        False
+    ]

@@ -43,8 +43,13 @@ import json
 json.dump({"clips": 3, "mean_words": 7.5}, open("count.json", "w"))
 print("tiny stage counted 3 clips")
 """
-FLOWS = {"pipeline_cron": "17 3 * * *", "monitor_cron": "*/20 * * * *",
-         "timezone": "Europe/Paris", "retries": 2, "retry_delay_s": 0}  # fmt: skip
+FLOWS = {
+    "pipeline_cron": "17 3 * * *",
+    "monitor_cron": "*/20 * * * *",
+    "timezone": "Europe/Paris",
+    "retries": 2,
+    "retry_delay_s": 0,
+}
 
 
 @pytest.fixture
@@ -80,7 +85,9 @@ def _check_run(flow_run_id, project: Path) -> None:
     with _client() as client:
         run = client.read_flow_run(flow_run_id)
         assert run.state.is_completed(), run.state
-        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
         by_name = {t.name: t for t in tasks}
         assert by_name["dvc repro flaky"].run_count == 2  # failed once, retried
         assert by_name["dvc repro count"].state.is_completed()
@@ -95,7 +102,8 @@ def _check_run(flow_run_id, project: Path) -> None:
         assert "tiny stage counted 3 clips" in text  # the stage's own output, via DVC
         assert "transient failure on the first attempt" in text
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
     by_key = {a.key: a for a in artifacts}
     stages = json.loads(by_key["mimicflow-stages"].data)
     outcomes = [(row["stage"], row["outcome"]) for row in stages]
@@ -109,26 +117,42 @@ def _check_run(flow_run_id, project: Path) -> None:
 
 def test_python_flows_pipeline_runs_the_dvc_stages_once(prefect_api, project):
     url, home = prefect_api
-    result = subprocess.run([sys.executable, str(REPO / "flows" / "pipeline.py"), str(project)],
-                            cwd=project, env=prefect_env(home, url), capture_output=True, text=True,
-                            timeout=300, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(REPO / "flows" / "pipeline.py"), str(project)],
+        cwd=project,
+        env=prefect_env(home, url),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     with _client() as client:
-        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["mimicflow-pipeline"])))
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["mimicflow-pipeline"]))
+        )
     _check_run(max(runs, key=lambda r: r.created).id, project)
 
 
-def test_serve_registers_the_schedules_and_runs_a_deployment_through_the_api(prefect_api, project, tmp_path):
+def test_serve_registers_the_schedules_and_runs_a_deployment_through_the_api(
+    prefect_api, project, tmp_path
+):
     url, home = prefect_api
     log = tmp_path / "serve.log"
-    serve = subprocess.Popen([str(BIN / "mimicflow"), "flows", "serve", "--project", str(project)],
-                             cwd=REPO, env=prefect_env(home, url), stdout=log.open("w"),
-                             stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    serve = subprocess.Popen(
+        [str(BIN / "mimicflow"), "flows", "serve", "--project", str(project)],
+        cwd=REPO,
+        env=prefect_env(home, url),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
-        deployments = _wait_for_deployments(["mimicflow-pipeline/nightly", "mimicflow-monitor/hourly"],
-                                            serve, log, project)  # fmt: skip
+        deployments = _wait_for_deployments(
+            ["mimicflow-pipeline/nightly", "mimicflow-monitor/hourly"], serve, log, project
+        )
         schedules = {name: d.schedules[0].schedule for name, d in deployments.items()}
         assert schedules["mimicflow-pipeline/nightly"].cron == FLOWS["pipeline_cron"]
         assert schedules["mimicflow-monitor/hourly"].cron == FLOWS["monitor_cron"]
@@ -202,9 +226,14 @@ def test_a_hung_stage_times_out_and_a_run_due_meanwhile_is_cancelled(prefect_api
     for command in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
         subprocess.run(command, cwd=project, check=True, capture_output=True)
     log = tmp_path / "serve.log"
-    serve = subprocess.Popen([str(BIN / "mimicflow"), "flows", "serve", "--project", str(project)],
-                             cwd=REPO, env=prefect_env(home, url), stdout=log.open("w"),
-                             stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    serve = subprocess.Popen(
+        [str(BIN / "mimicflow"), "flows", "serve", "--project", str(project)],
+        cwd=REPO,
+        env=prefect_env(home, url),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deployment = _wait_for_deployments(["mimicflow-pipeline/nightly"], serve, log, project)
         options = deployment["mimicflow-pipeline/nightly"]

@@ -18,7 +18,8 @@ DIMS = {"audio": 12, "visual": 6, "text": 10}
 VARIANTS = [pytest.param(s, {}, id=s) for s in SYSTEMS] + [
     pytest.param("mimicmetrics", {"queries": 6}, id="mimicmetrics-6-queries"),
     pytest.param("mimicmetrics", {"missing_text": "zeros"}, id="mimicmetrics-zero-text"),
-    pytest.param("ustc", {"segments": 3, "layers": 1}, id="ustc-3-segments")]
+    pytest.param("ustc", {"segments": 3, "layers": 1}, id="ustc-3-segments"),
+]
 
 
 def _inputs(batch=4, frames=8, lengths=(8, 5, 3, 8)):
@@ -86,12 +87,20 @@ def test_fitted_input_scaling_makes_predictions_blind_to_feature_units(system, h
     not change a prediction once the scalers are fitted on data in those units."""
     inputs = _inputs()
     scale = {m: torch.logspace(-2, 2, d) for m, d in DIMS.items()}  # 0.01× … 100× per feature
-    moved = {m: ((x * scale[m] + 7.0) * mask.unsqueeze(-1), mask) for m, (x, mask) in inputs.items()}
+    moved = {
+        m: ((x * scale[m] + 7.0) * mask.unsqueeze(-1), mask) for m, (x, mask) in inputs.items()
+    }
 
     def fitted(data):
         model = _model(system, hyper)
-        fit_input_scaling(model, {m: (x[mask].mean(0), x[mask].std(0)) for m, (x, mask) in data.items()
-                                  if m in model.scalers})  # fmt: skip
+        fit_input_scaling(
+            model,
+            {
+                m: (x[mask].mean(0), x[mask].std(0))
+                for m, (x, mask) in data.items()
+                if m in model.scalers
+            },
+        )
         return model(data)["pred"]
 
     torch.testing.assert_close(fitted(inputs), fitted(moved), atol=1e-4, rtol=1e-4)
@@ -99,11 +108,18 @@ def test_fitted_input_scaling_makes_predictions_blind_to_feature_units(system, h
 
 def test_segment_average_pools_valid_steps_and_masks_empty_segments():
     x = torch.arange(10.0).reshape(1, 10, 1)
-    mask = torch.tensor([[1, 1, 0, 1, 1, 1, 1, 1, 0, 0]], dtype=torch.bool)  # 8 steps, step 2 missing
+    mask = torch.tensor(
+        [[1, 1, 0, 1, 1, 1, 1, 1, 0, 0]], dtype=torch.bool
+    )  # 8 steps, step 2 missing
     pooled, valid = segment_average(x, mask, 4)
     assert pooled.flatten().tolist() == [0.5, 3.0, 4.5, 6.5] and valid.all()
     short, short_valid = segment_average(x[:, :3], mask[:, :3], 4)  # 2 steps into 4 segments
-    assert short_valid.tolist() == [[True, False, True, False]] and short.flatten().tolist() == [0, 0, 1, 0]
+    assert short_valid.tolist() == [[True, False, True, False]] and short.flatten().tolist() == [
+        0,
+        0,
+        1,
+        0,
+    ]
 
 
 def test_ustc_weights_are_the_quality_scores_shares_of_all_steps():
@@ -122,7 +138,9 @@ def test_augsburg_reads_each_clips_last_valid_step_in_a_mixed_batch():
     together = model(inputs)["unclipped"]
     x, mask = inputs["audio"]
     for row, length in enumerate((8, 5, 3, 1)):
-        alone = model({"audio": (x[row : row + 1, :length], mask[row : row + 1, :length])})["unclipped"]
+        alone = model({"audio": (x[row : row + 1, :length], mask[row : row + 1, :length])})[
+            "unclipped"
+        ]
         torch.testing.assert_close(together[row : row + 1], alone, atol=1e-6, rtol=1e-5)
 
 

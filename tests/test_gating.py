@@ -41,7 +41,9 @@ def _validate(root: Path, out: Path, on_failure: str | None = None):
     )
     command = [MIMICFLOW, "validate", str(root), "--out", str(out), "--params", str(params)]
     # in the test's folder: the reports index (monitor.reports, relative) is written there
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=out.parent)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False, cwd=out.parent
+    )
 
 
 def test_a_failing_manifest_stops_validate_with_one_line(unusable_clips, tmp_path):
@@ -97,8 +99,14 @@ def test_dvc_repro_stops_at_validate(unusable_clips, tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
 
-    result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, capture_output=True,
-                            text=True, timeout=300, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "fails its Great Expectations suite" in output and "Traceback" not in output

@@ -9,8 +9,10 @@ import torch
 
 from .helpers.tiny_hf import tiny_audio_model, tiny_image_model, tiny_text_model
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]  # fmt: skip
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 
 
 def _close(cpu: list[np.ndarray], cuda: list[np.ndarray], tolerance: float) -> None:
@@ -38,12 +40,18 @@ def test_audio_and_visual_features_on_cuda_match_the_cpu(tmp_path):
     rng = np.random.default_rng(0)
     clips = [rng.normal(0, 0.1, n).astype(np.float32) for n in (16000, 40000, 520000)]
     audio = tiny_audio_model(tmp_path / "w2v")
-    _close(HFAudioEncoder(audio, device="cpu").encode(clips),
-           HFAudioEncoder(audio, device="cuda").encode(clips), 2e-2)  # fmt: skip
+    _close(
+        HFAudioEncoder(audio, device="cpu").encode(clips),
+        HFAudioEncoder(audio, device="cuda").encode(clips),
+        2e-2,
+    )
     crops = [[rng.integers(0, 255, (32, 32, 3), np.uint8) for _ in range(k)] for k in (3, 0, 5)]
     image = tiny_image_model(tmp_path / "vit")
-    _close(HFVisualEncoder(image, pooling="mean", device="cpu").encode(crops),
-           HFVisualEncoder(image, pooling="mean", device="cuda").encode(crops), 2e-2)  # fmt: skip
+    _close(
+        HFVisualEncoder(image, pooling="mean", device="cpu").encode(crops),
+        HFVisualEncoder(image, pooling="mean", device="cuda").encode(crops),
+        2e-2,
+    )
 
 
 @pytest.mark.parametrize("system", ["augsburg", "mimicmetrics", "fuxi", "ustc", "abaw8", "taemi"])
@@ -58,10 +66,18 @@ def test_training_on_cuda_matches_the_cpu(tmp_path, system):
     small = {"hidden": 32}
     scores = {}
     for device in ("cpu", "cuda"):
-        params = TrainParams(epochs=12, patience=12, device=device, frames={"audio": 8, "visual": 4, "text": 4},
-                             fuxi=small | {"embed": 32}, ustc=small, augsburg=small,
-                             abaw8=small | {"audio_hidden": 16, "visual_hidden": 16}, taemi=small,
-                             mimicmetrics=small | {"pretrain_epochs": 4})  # fmt: skip
+        params = TrainParams(
+            epochs=12,
+            patience=12,
+            device=device,
+            frames={"audio": 8, "visual": 4, "text": 4},
+            fuxi=small | {"embed": 32},
+            ustc=small,
+            augsburg=small,
+            abaw8=small | {"audio_hidden": 16, "visual_hidden": 16},
+            taemi=small,
+            mimicmetrics=small | {"pretrain_epochs": 4},
+        )
         inputs = system_inputs(system, {m: m for m in params.inputs})
         dataset = FeatureDataset(tmp_path, manifest, {m: params.frames[m] for m in inputs})
         train_idx, val_idx = fold_indices(assign_folds(manifest, "merged", 4, seed=0), 0)
@@ -82,7 +98,9 @@ def test_batches_gathered_on_the_gpu_equal_the_host_batches(tmp_path, sampling):
     dataset = FeatureDataset(tmp_path, manifest, {"audio": 8, "visual": 4})
     indices = np.arange(0, 64, 3)
     host = dataset.batch(indices, sampling, np.random.default_rng(1))
-    inputs, _ = DeviceBatches(dataset, sampling, torch.device("cuda")).batch(indices, np.random.default_rng(1))
+    inputs, _ = DeviceBatches(dataset, sampling, torch.device("cuda")).batch(
+        indices, np.random.default_rng(1)
+    )
     for name, (values, mask) in host.inputs.items():
         assert inputs[name][0].device.type == "cuda"
         np.testing.assert_array_equal(inputs[name][0].cpu().numpy(), values)
@@ -99,11 +117,16 @@ def test_encoder_finetuning_on_cuda_matches_the_cpu(tmp_path):
 
     model = _squashed_model(tmp_path / "w2v")
     data = _tones(48, 32)
-    spec = FinetuneParams(model=str(model), train_layers=1, lr=1e-2, head_lr=1e-2, epochs=10,
-                          batch_size=8, hidden=16)  # fmt: skip
-    scores = {device: finetune_encoder(spec, data, tmp_path / device, device, progress=False)
-              for device in ("cpu", "cuda")}  # fmt: skip
-    assert abs(scores["cuda"]["best_valid_pearson"] - scores["cpu"]["best_valid_pearson"]) < 0.15, scores
+    spec = FinetuneParams(
+        model=str(model), train_layers=1, lr=1e-2, head_lr=1e-2, epochs=10, batch_size=8, hidden=16
+    )
+    scores = {
+        device: finetune_encoder(spec, data, tmp_path / device, device, progress=False)
+        for device in ("cpu", "cuda")
+    }
+    assert abs(scores["cuda"]["best_valid_pearson"] - scores["cpu"]["best_valid_pearson"]) < 0.15, (
+        scores
+    )
 
 
 def test_stage_one_alignment_on_cuda_learns_as_on_the_cpu(tmp_path):
@@ -113,8 +136,10 @@ def test_stage_one_alignment_on_cuda_learns_as_on_the_cpu(tmp_path):
 
     from .test_alignment import PROMPT_WORDS, _spec, _toy
 
-    models = {"image": str(tiny_image_model(tmp_path / "image")),
-              "text": str(tiny_text_model(tmp_path / "text", PROMPT_WORDS))}  # fmt: skip
+    models = {
+        "image": str(tiny_image_model(tmp_path / "image")),
+        "text": str(tiny_text_model(tmp_path / "text", PROMPT_WORDS)),
+    }
     data = _toy()
     for device in ("cpu", "cuda"):
         metrics = align_encoder(_spec(models), data, tmp_path / device, device, progress=False)

@@ -32,8 +32,9 @@ def test_single_clip_features_equal_the_stored_ones(featured, clip_id, tmp_path)
         stored_values, stored_mask = FeatureTable.open(params.features.out / modality).get(clip_id)
         assert values.dtype == np.float16
         assert np.array_equal(mask, stored_mask), modality
-        np.testing.assert_allclose(values.astype(np.float32), stored_values.astype(np.float32),
-                                   atol=2e-3, err_msg=modality)  # fmt: skip
+        np.testing.assert_allclose(
+            values.astype(np.float32), stored_values.astype(np.float32), atol=2e-3, err_msg=modality
+        )
 
 
 def test_every_clip_is_heard_from_its_own_track(featured):
@@ -42,7 +43,9 @@ def test_every_clip_is_heard_from_its_own_track(featured):
     manifest = _manifest(params)
     assert (manifest["audio_source"] == "clip").sum() >= len(manifest) - 2
     assert set(manifest["audio_source"]) <= {"clip", "file", "none"}
-    assert (manifest.loc[manifest["audio_source"] == "file", "notes"].str.contains("no audio track")).all()
+    assert (
+        manifest.loc[manifest["audio_source"] == "file", "notes"].str.contains("no audio track")
+    ).all()
 
 
 def test_served_intensities_equal_the_pipeline_predictions(featured, ensemble_dir):
@@ -51,10 +54,11 @@ def test_served_intensities_equal_the_pipeline_predictions(featured, ensemble_di
     params, _ = featured
     manifest = _manifest(params)
     ensemble = load_ensemble(ensemble_dir)
-    clip_ids = [c for c in manifest.index if manifest.loc[c, "split"] == "test"][:5] + [NO_AUDIO]
+    clip_ids = [*[c for c in manifest.index if manifest.loc[c, "split"] == "test"][:5], NO_AUDIO]
     stored = ensemble.predict_store(params.features.out, clip_ids).set_index("clip_id")
-    served = predict_clips(ensemble, [Path(params.data.root) / manifest.loc[c, "video_path"]
-                                      for c in clip_ids])  # fmt: skip
+    served = predict_clips(
+        ensemble, [Path(params.data.root) / manifest.loc[c, "video_path"] for c in clip_ids]
+    )
     answered = [c for c, answer in zip(clip_ids, served) if "error" not in answer]
     for clip_id, answer in zip(clip_ids, served):  # refused only where there is nothing to go on
         if "error" in answer:
@@ -62,8 +66,12 @@ def test_served_intensities_equal_the_pipeline_predictions(featured, ensemble_di
             tables = {m: FeatureTable.open(params.features.out / m) for m in ensemble.modalities}
             assert not any(t.get(clip_id)[1].any() for t in tables.values())
     assert len(answered) >= 3
-    served_values = np.array([[a["intensities"][e] for e in EMOTIONS] for a in served if "error" not in a])
-    np.testing.assert_allclose(served_values, stored.loc[answered, list(EMOTIONS)].to_numpy(), atol=1e-3)
+    served_values = np.array(
+        [[a["intensities"][e] for e in EMOTIONS] for a in served if "error" not in a]
+    )
+    np.testing.assert_allclose(
+        served_values, stored.loc[answered, list(EMOTIONS)].to_numpy(), atol=1e-3
+    )
     assert np.ptp(served_values, 0).max() > 5e-3  # the clips differ by more than the tolerance
 
 

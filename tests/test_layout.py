@@ -20,10 +20,21 @@ HEADER = "Filename," + ",".join(EMOTIONS) + "\n"
 
 @pytest.mark.parametrize(
     ("cell", "expected"),
-    [(1, "00001"), ("12", "00012"), ("00012", "00012"), ("7.0", "00007"), ("00003.mp4", "00003"),
-     ("000004", "00004"), ("000004.avi", "00004"), ("123456", "123456"), ("abc", None), ("", None),
-     ("\u0663", None), (float("nan"), None)],
-)  # fmt: skip
+    [
+        (1, "00001"),
+        ("12", "00012"),
+        ("00012", "00012"),
+        ("7.0", "00007"),
+        ("00003.mp4", "00003"),
+        ("000004", "00004"),
+        ("000004.avi", "00004"),
+        ("123456", "123456"),
+        ("abc", None),
+        ("", None),
+        ("\u0663", None),
+        (float("nan"), None),
+    ],
+)
 def test_filename_cells_become_five_digit_ids(cell, expected):
     assert normalise_clip_id(cell) == expected
 

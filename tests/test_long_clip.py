@@ -16,7 +16,9 @@ MINUTES = 20
 
 @pytest.mark.slow
 def test_twenty_minute_clip(tmp_path, models_dir):
-    sentence = speech.synthesize("Now this is the end of a very long recording.", "en-us", 50, 160, 120)
+    sentence = speech.synthesize(
+        "Now this is the end of a very long recording.", "en-us", 50, 160, 120
+    )
     audio = np.zeros(MINUTES * 60 * SAMPLE_RATE, np.float32)
     audio[-len(sentence) - SAMPLE_RATE : -SAMPLE_RATE] = sentence  # speech near the end only
     frames = (np.full((64, 64, 3), 90, np.uint8) for _ in range(MINUTES * 60 * 2))  # 2 fps
@@ -25,7 +27,9 @@ def test_twenty_minute_clip(tmp_path, models_dir):
 
     decoded = decode_audio(clip)
     assert abs(len(decoded) / SAMPLE_RATE - MINUTES * 60) < 1.0
-    transcript = load_asr("faster-whisper", models_dir / "whisper-tiny.en", threads=2).transcribe(decoded)
+    transcript = load_asr("faster-whisper", models_dir / "whisper-tiny.en", threads=2).transcribe(
+        decoded
+    )
     assert "recording" in transcript.text.lower()
     assert transcript.segments[-1].end > (MINUTES - 1) * 60
 

@@ -16,8 +16,11 @@ from mimicflow.training.ensemble import load_ensemble
 
 pytestmark = pytest.mark.pipeline
 DIMS = {"audio": 24, "visual": 16, "text": 32}
-CARRIED = {"audio": ["Amusement", "Excitement", "Joy"], "visual": ["Admiration", "Joy", "Determination"],
-           "text": ["Determination", "Empathic Pain", "Amusement"]}  # fmt: skip
+CARRIED = {
+    "audio": ["Amusement", "Excitement", "Joy"],
+    "visual": ["Admiration", "Joy", "Determination"],
+    "text": ["Determination", "Empathic Pain", "Amusement"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +31,20 @@ def synthetic(tmp_path_factory):
     manifest = write_synthetic_store(root / "features", 360, DIMS, seed=3, carried=CARRIED)
     (root / "validated").mkdir()
     manifest.to_parquet(root / "validated" / "manifest.parquet")
-    params = Params.model_validate({
-        "data": {"root": str(root)},
-        "validate": {"out": str(root / "validated")},
-        "features": {"out": str(root / "features")},
-        "train": {"protocol": "official", "folds": [0], "epochs": 15, "patience": 6,
-                  "mimicmetrics": {"pretrain_epochs": 5}},
-    })  # fmt: skip
+    params = Params.model_validate(
+        {
+            "data": {"root": str(root)},
+            "validate": {"out": str(root / "validated")},
+            "features": {"out": str(root / "features")},
+            "train": {
+                "protocol": "official",
+                "folds": [0],
+                "epochs": 15,
+                "patience": 6,
+                "mimicmetrics": {"pretrain_epochs": 5},
+            },
+        }
+    )
     return params, manifest, root
 
 
@@ -42,11 +52,16 @@ def _held_out(synthetic, modalities: tuple[str, ...]) -> tuple[dict, pd.DataFram
     """The ensemble's scores on the held-out valid split, and its predictions there."""
     base, manifest, root = synthetic
     name = "+".join(modalities)
-    params = base.model_copy(update={
-        "train": base.train.model_copy(update={"inputs": modalities, "out": root / name / "folds"}),
-        "ensemble": base.ensemble.model_copy(update={"out": root / name / "ensemble",
-                                                     "reports": root / name / "reports"}),
-    })  # fmt: skip
+    params = base.model_copy(
+        update={
+            "train": base.train.model_copy(
+                update={"inputs": modalities, "out": root / name / "folds"}
+            ),
+            "ensemble": base.ensemble.model_copy(
+                update={"out": root / name / "ensemble", "reports": root / name / "reports"}
+            ),
+        }
+    )
     for fold in params.train.folds:
         run_train(params, fold, progress=False)
     metrics = run_ensemble(params)

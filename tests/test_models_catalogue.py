@@ -49,9 +49,13 @@ def test_user_path_entry_with_wrong_checksum_names_the_entry(tmp_path):
     weights = tmp_path / "mine.onnx"
     weights.write_bytes(b"weights")
     entry = ModelEntry.model_validate(
-        {"kind": "face_detector", "format": "onnx", "source": {"path": str(weights)},
-         "sha256": {"mine.onnx": "0" * 64}}
-    )  # fmt: skip
+        {
+            "kind": "face_detector",
+            "format": "onnx",
+            "source": {"path": str(weights)},
+            "sha256": {"mine.onnx": "0" * 64},
+        }
+    )
     with pytest.raises(CatalogueError, match="'my-detector'.*checksum mismatch"):
         prepare(["my-detector"], tmp_path / "out", catalogue({"my-detector": entry}))
     assert not (tmp_path / "out" / "my-detector").exists()

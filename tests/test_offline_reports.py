@@ -33,11 +33,22 @@ def _loads(html: str) -> list[str]:
 def _offline_dom(page: Path) -> str:
     """The page's DOM after its scripts ran in headless Chromium, with the network cut off."""
     result = subprocess.run(
-        [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", "--proxy-server=127.0.0.1:9",
-         "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=10000", "--dump-dom",
-         page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            CHROMIUM,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--proxy-server=127.0.0.1:9",
+            "--proxy-bypass-list=<-loopback>",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
@@ -49,8 +60,10 @@ def _plot_data(repo: Path, folds: list[int]) -> None:
     (reports / "per_emotion.csv").write_text(
         "emotion,pearson\n" + "".join(f"{e},{0.1 * i:.2f}\n" for i, e in enumerate(EMOTIONS))
     )
-    (reports / "oof_scatter.csv").write_text("emotion,true,predicted\n" + "".join(
-        f"{e},{i / 10:.1f},{(i + 1) / 12:.2f}\n" for e in EMOTIONS for i in range(4)))  # fmt: skip
+    (reports / "oof_scatter.csv").write_text(
+        "emotion,true,predicted\n"
+        + "".join(f"{e},{i / 10:.1f},{(i + 1) / 12:.2f}\n" for e in EMOTIONS for i in range(4))
+    )
     for fold in folds:
         curves = reports / "curves" / f"fold_{fold}" / "plots" / "metrics"
         curves.mkdir(parents=True)
@@ -71,12 +84,22 @@ def test_dvc_plots_show_draws_every_chart_offline(tmp_path):
     folds = list(yaml.safe_load((repo / "params.yaml").read_text())["train"]["folds"])
     _plot_data(repo, folds)
 
-    shown = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=repo,
-                           capture_output=True, text=True, check=True)  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-m", "dvc", "plots", "show", "--json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     expected = len(json.loads(shown.stdout)["data"])  # one chart per plot DVC found
     assert expected == 2 + 2 * len(folds)
-    result = subprocess.run([sys.executable, "-m", "dvc", "plots", "show"], cwd=repo,
-                            capture_output=True, text=True, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "plots", "show"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     page = repo / "dvc_plots" / "index.html"
     html = page.read_text(encoding="utf-8")

@@ -80,7 +80,9 @@ def test_a_checkpoint_without_the_head_fails_clearly(tmp_path):
 
 def test_head_outputs_need_a_transformers_model():
     settings = EncoderSettings("audio", "whisper-tiny.en.pt", head_outputs=True)
-    with pytest.raises(ModelUnavailable, match="is a Whisper model: features.sets.<name>.head_outputs"):
+    with pytest.raises(
+        ModelUnavailable, match="is a Whisper model: features.sets.<name>.head_outputs"
+    ):
         AudioEncoder(settings, Runtime("cpu", 1)).encode([_noise(1.0)])
 
 
@@ -125,8 +127,9 @@ def test_text_layers_concatenate_in_the_order_given(tmp_path):
         return TextEncoder(settings, Runtime("cpu", 2)).encode(texts)
 
     layer2, layer1 = tokens(2), tokens(1)
-    for (concat, _), (mean, _), (two, _), (one, _) in zip(tokens([2, 1]), tokens([2, 1], "mean"),
-                                                          layer2, layer1):  # fmt: skip
+    for (concat, _), (mean, _), (two, _), (one, _) in zip(
+        tokens([2, 1]), tokens([2, 1], "mean"), layer2, layer1
+    ):
         assert concat.shape == (len(two), 64) and mean.shape == (len(two), 32)
         np.testing.assert_allclose(concat[:, :32], two, atol=1e-6)  # first layer 2, then layer 1
         np.testing.assert_allclose(concat[:, 32:], one, atol=1e-6)
@@ -193,8 +196,10 @@ def _custom_code_model(folder):
     (folder / "modeling_tinyglm.py").write_text(CUSTOM_MODEL)
     config = json.loads((folder / "config.json").read_text())
     config["model_type"] = "tinyglm"
-    config["auto_map"] = {"AutoConfig": "configuration_tinyglm.TinyGLMConfig",
-                          "AutoModel": "modeling_tinyglm.TinyGLMModel"}  # fmt: skip
+    config["auto_map"] = {
+        "AutoConfig": "configuration_tinyglm.TinyGLMConfig",
+        "AutoModel": "modeling_tinyglm.TinyGLMModel",
+    }
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -224,19 +229,39 @@ def test_features_stage_names_a_model_that_is_not_here(validated, faulty_root, t
     names the model id and the feature set, no traceback."""
     _, validated_out = validated
     vad = {"modality": "audio", "model": VAD_MODEL, "head_outputs": True}
-    params = Params.model_validate({
-        "data": {"root": str(faulty_root)}, "validate": {"out": str(validated_out)},
-        "faces": {"out": str(tmp_path / "faces")},
-        "asr": {"out": str(tmp_path / "asr"), "audio_out": str(tmp_path / "audio")},
-        "features": {"out": str(tmp_path / "features"), "device": "cpu",
-                     "sets": {**Params().features.sets, "vad": vad}},
-    })  # fmt: skip
+    params = Params.model_validate(
+        {
+            "data": {"root": str(faulty_root)},
+            "validate": {"out": str(validated_out)},
+            "faces": {"out": str(tmp_path / "faces")},
+            "asr": {"out": str(tmp_path / "asr"), "audio_out": str(tmp_path / "audio")},
+            "features": {
+                "out": str(tmp_path / "features"),
+                "device": "cpu",
+                "sets": {**Params().features.sets, "vad": vad},
+            },
+        }
+    )
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home")}
-    run = subprocess.run([sys.executable, "-m", "mimicflow.cli", "stage", "features", "vad",
-                          "--params", str(params_file)], capture_output=True, text=True, env=env,
-                         timeout=600, check=False)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mimicflow.cli",
+            "stage",
+            "features",
+            "vad",
+            "--params",
+            str(params_file),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     output = run.stdout + run.stderr
     assert run.returncode == 2, output
     assert "Traceback" not in output

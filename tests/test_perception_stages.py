@@ -63,8 +63,9 @@ def test_sigkill_half_way_then_resume_matches_an_uninterrupted_run(
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
     command = [str(BIN / "mimicflow"), "stage", "faces", "--params", str(params_file)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     folder = params.faces.out
     deadline = time.time() + 120
     while time.time() < deadline and len(list(folder.glob("*.npz"))) < 4:
@@ -98,14 +99,37 @@ def test_asr_on_a_real_dask_cluster_matches_the_local_run(
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = os.environ | {"DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    processes = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1",
-                                   "--port", str(port), "--no-dashboard"],
-                                  env=env, stderr=subprocess.DEVNULL)]  # fmt: skip
+    processes = [
+        subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-dashboard",
+            ],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     try:
         processes += [
-            subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1",
-                              "--no-dashboard", "--name", f"w{i}"],
-                             env=env, stderr=subprocess.DEVNULL)
+            subprocess.Popen(
+                [
+                    str(BIN / "dask"),
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--name",
+                    f"w{i}",
+                ],
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )
             for i in range(2)
         ]
         from dask.distributed import Client

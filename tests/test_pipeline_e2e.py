@@ -38,8 +38,20 @@ def test_dvc_repro_runs_the_pipeline_and_a_second_run_does_nothing(tmp_path):
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], project)
 
     first = _run(["dvc", "repro", "ensemble"], project)  # compare, package, reference: own tests
-    for stage in ("models", "demo_data", "validate", "faces", "asr", "adapt", "features@audio",
-                  "features@visual", "features@text", "train@0", "train@4", "ensemble"):  # fmt: skip
+    for stage in (
+        "models",
+        "demo_data",
+        "validate",
+        "faces",
+        "asr",
+        "adapt",
+        "features@audio",
+        "features@visual",
+        "features@text",
+        "train@0",
+        "train@4",
+        "ensemble",
+    ):
         assert f"Running stage '{stage}'" in first.stdout, stage
     assert (project / "models/pretrained/whisper-tiny.en/model.bin").exists()
     manifest = pd.read_parquet(project / "data/validated/manifest.parquet")
@@ -60,5 +72,7 @@ def test_dvc_repro_runs_the_pipeline_and_a_second_run_does_nothing(tmp_path):
     # switching one encoder setting invalidates that feature set and nothing else
     params["features"]["sets"]["text"]["layers"] = -2
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    status = json.loads(_run(["dvc", "status", "ensemble", "--with-deps", "--json"], project).stdout)
+    status = json.loads(
+        _run(["dvc", "status", "ensemble", "--with-deps", "--json"], project).stdout
+    )
     assert set(status) == {"features@text"}

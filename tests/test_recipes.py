@@ -97,8 +97,18 @@ def test_every_recipe_sets_the_same_shared_keys(recipes):
     sets the same keys outside its own system's section and its feature sets."""
 
     def shared(overlay):
-        return {key for key, _ in leaves(overlay)
-                if not key.startswith(("adapt.encoders.", "features.sets.", "train.frames.", f"train.{overlay['train']['system']}."))}  # fmt: skip
+        return {
+            key
+            for key, _ in leaves(overlay)
+            if not key.startswith(
+                (
+                    "adapt.encoders.",
+                    "features.sets.",
+                    "train.frames.",
+                    f"train.{overlay['train']['system']}.",
+                )
+            )
+        }
 
     first = shared(recipes["fuxi"].params)
     assert {
@@ -115,13 +125,21 @@ def test_every_recipe_sets_the_same_shared_keys(recipes):
 def test_demo_flavours_use_only_embedded_encoders(recipes):
     embedded = set(catalogue()) | {"default", "motion"}
     for recipe in recipes.values():
-        demo = Params.model_validate(_merged(Params().model_dump(mode="json", by_alias=True),
-                                             recipe_overlay(recipe, demo=True)))  # fmt: skip
+        demo = Params.model_validate(
+            _merged(
+                Params().model_dump(mode="json", by_alias=True), recipe_overlay(recipe, demo=True)
+            )
+        )
         adapted = {str(demo.adapt.out / n): e.model for n, e in demo.adapt.encoders.items()}
         for entry in demo.adapt.encoders.values():
-            assert {entry.model, getattr(entry, "text_model", entry.model)} <= embedded | {"vit-scratch"}, recipe.name
+            assert {entry.model, getattr(entry, "text_model", entry.model)} <= embedded | {
+                "vit-scratch"
+            }, recipe.name
         for name, spec in demo.features.sets.items():
-            assert adapted.get(spec.model, spec.model) in embedded | {"vit-scratch"}, (recipe.name, name)
+            assert adapted.get(spec.model, spec.model) in embedded | {"vit-scratch"}, (
+                recipe.name,
+                name,
+            )
             assert not spec.trust_remote_code and not spec.head_outputs
         assert demo.asr.model in embedded
         assert demo.train.epochs <= demo.ensemble.compare_epochs
@@ -161,24 +179,41 @@ def test_paper_recipes_name_the_papers_models(recipes):
     assert (stage_one["audio"]["temperature"], stage_one["audio"]["lr"]) == (0.07, 1e-5)
     assert recipes["ustc"].params["train"]["protocol"] == "official"
     abaw8 = sets("augsburg-abaw8")
-    assert (abaw8["audio"]["model"], abaw8["audio"]["head_outputs"], abaw8["audio"]["audio_cut_s"]) == (
-        "models/adapted/audio", True, 12)
+    assert (
+        abaw8["audio"]["model"],
+        abaw8["audio"]["head_outputs"],
+        abaw8["audio"]["audio_cut_s"],
+    ) == ("models/adapted/audio", True, 12)
     abaw8_tuned = recipes["augsburg-abaw8"].params["adapt"]["encoders"]["audio"]
     assert abaw8_tuned["model"] == "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"
-    assert (abaw8["visual"]["model"], abaw8["visual"]["pooling"]) == ("google/vit-huge-patch14-224-in21k", "mean")
+    assert (abaw8["visual"]["model"], abaw8["visual"]["pooling"]) == (
+        "google/vit-huge-patch14-224-in21k",
+        "mean",
+    )
     assert (abaw8["text"]["model"], abaw8["text"]["pooling"], abaw8["text"]["max_tokens"]) == (
-        "Alibaba-NLP/gte-en-mlm-base", "cls", 128)
+        "Alibaba-NLP/gte-en-mlm-base",
+        "cls",
+        128,
+    )
     abaw8_demo = recipes["augsburg-abaw8"].demo.params["features"]["sets"]
     assert abaw8["text"]["transcript"] == abaw8_demo["text"]["transcript"] == "first_segment"
     assert abaw8_demo["audio"]["audio_cut_s"] == 12
     paper = recipes["augsburg-abaw8"].params
-    assert (paper["faces"]["alignment"], paper["faces"]["crop_size"], paper["asr"]["beam_size"]) == ("ffhq", 256, 5)
+    assert (
+        paper["faces"]["alignment"],
+        paper["faces"]["crop_size"],
+        paper["asr"]["beam_size"],
+    ) == ("ffhq", 256, 5)
     assert paper["train"]["frames"]["visual"] == 400 and paper["train"]["seed"] == 3407
     assert paper["train"]["abaw8"]["grad_clip_mode"] == "value"
     taemi = recipes["taemi"]
     assert taemi.params["asr"]["model"] == "large-v3"
-    assert all(s["pooling"] == "tokens" for flavour in (taemi.params, taemi.demo.params)
-               for s in flavour["features"]["sets"].values() if s["modality"] == "text")  # fmt: skip
+    assert all(
+        s["pooling"] == "tokens"
+        for flavour in (taemi.params, taemi.demo.params)
+        for s in flavour["features"]["sets"].values()
+        if s["modality"] == "text"
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -231,13 +266,26 @@ def test_recipe_list_json_and_apply_cli(params_copy):
     )
     table = runner.invoke(app, ["recipe", "list", "--recipes", str(RECIPES)])
     assert table.exit_code == 0 and "0.7185" in table.stdout and "0.708" in table.stdout
-    applied = runner.invoke(app, ["recipe", "apply", "ustc", "--demo", "--params", str(params_copy),
-                                  "--recipes", str(RECIPES)])  # fmt: skip
+    applied = runner.invoke(
+        app,
+        [
+            "recipe",
+            "apply",
+            "ustc",
+            "--demo",
+            "--params",
+            str(params_copy),
+            "--recipes",
+            str(RECIPES),
+        ],
+    )
     assert applied.exit_code == 0, applied.output
     assert "train.system: mimicmetrics → ustc" in applied.stdout
     assert load_params(params_copy).train.protocol == "official"
-    unknown = runner.invoke(app, ["recipe", "apply", "hsemotion", "--params", str(params_copy),
-                                  "--recipes", str(RECIPES)])  # fmt: skip
+    unknown = runner.invoke(
+        app,
+        ["recipe", "apply", "hsemotion", "--params", str(params_copy), "--recipes", str(RECIPES)],
+    )
     assert unknown.exit_code == 2
     assert "no recipe 'hsemotion'" in unknown.output and "Traceback" not in unknown.output
     missing = runner.invoke(app, ["recipe", "list", "--recipes", str(params_copy.parent / "none")])
@@ -258,19 +306,39 @@ def test_each_demo_recipe_trains_a_fold(featured, recipes, tmp_path, monkeypatch
     params_file.write_text(
         yaml.safe_dump(base.model_dump(mode="json", by_alias=True), sort_keys=False)
     )
-    apply_overlay(params_file, {"features": {"out": str(tmp_path / "features")},
-                                "train": {"out": str(tmp_path / "folds")},
-                                "ensemble": {"reports": str(tmp_path / "reports")}})  # fmt: skip
+    apply_overlay(
+        params_file,
+        {
+            "features": {"out": str(tmp_path / "features")},
+            "train": {"out": str(tmp_path / "folds")},
+            "ensemble": {"reports": str(tmp_path / "reports")},
+        },
+    )
     runner = CliRunner()
-    applied = runner.invoke(app, ["recipe", "apply", name, "--demo", "--params", str(params_file),
-                                  "--recipes", str(RECIPES)])  # fmt: skip
+    applied = runner.invoke(
+        app,
+        [
+            "recipe",
+            "apply",
+            name,
+            "--demo",
+            "--params",
+            str(params_file),
+            "--recipes",
+            str(RECIPES),
+        ],
+    )
     assert applied.exit_code == 0, applied.output
     apply_overlay(params_file, {"faces": {"fps": base.faces.fps}})  # the session's face tracks
     params = load_params(params_file)
     if params.adapt.encoders:
-        one_epoch = {n: e.model_dump(mode="json") | {"epochs": 1} for n, e in params.adapt.encoders.items()}
+        one_epoch = {
+            n: e.model_dump(mode="json") | {"epochs": 1} for n, e in params.adapt.encoders.items()
+        }
         apply_overlay(params_file, {"adapt": {"encoders": one_epoch}})  # replaced whole
-        assert set(run_adapt(load_params(params_file), progress=False)) == set(params.adapt.encoders)
+        assert set(run_adapt(load_params(params_file), progress=False)) == set(
+            params.adapt.encoders
+        )
     for feature_set in params.train.inputs:
         run_features(params, feature_set, progress=False)
     apply_overlay(params_file, {"train": {"epochs": 2}})

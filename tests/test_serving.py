@@ -57,15 +57,31 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     n = int(25 * len(voice) / 16000)
     face = face_rig.FaceAnimator(face_rig.identity_face(2), (192, 192))
     neutral = dict.fromkeys(face_rig.ACTION_UNITS, 0.0)
-    frames = [face.render(neutral | {"smile": 0.3 + 0.5 * i / n}, 0.0, 0.0, np.zeros(2))
-              for i in range(n)]  # fmt: skip
-    files = {name: folder / name for name in (
-        "good.mp4", "no_audio.mp4", "no_face.txt", "long.mp4", "speech.wav", "garbage.mp4",
-        "empty.mp4", "big.mp4", "subtitles.mp4", "still.png", "blank.mp4")}  # fmt: skip
+    frames = [
+        face.render(neutral | {"smile": 0.3 + 0.5 * i / n}, 0.0, 0.0, np.zeros(2)) for i in range(n)
+    ]
+    files = {
+        name: folder / name
+        for name in (
+            "good.mp4",
+            "no_audio.mp4",
+            "no_face.txt",
+            "long.mp4",
+            "speech.wav",
+            "garbage.mp4",
+            "empty.mp4",
+            "big.mp4",
+            "subtitles.mp4",
+            "still.png",
+            "blank.mp4",
+        )
+    }
     write_video(files["good.mp4"], frames, 25, (192, 192), audio=voice)
     write_video(files["no_audio.mp4"], frames, 25, (192, 192))
     _mkv(files["no_face.txt"], [np.full((144, 192, 3), 90, np.uint8)] * n, voice)  # not an mp4
-    write_video(files["long.mp4"], [np.zeros((48, 64, 3), np.uint8)] * 25 * (LIMIT_S + 2), 25, (64, 48))
+    write_video(
+        files["long.mp4"], [np.zeros((48, 64, 3), np.uint8)] * 25 * (LIMIT_S + 2), 25, (64, 48)
+    )
     write_audio(files["speech.wav"], voice, 16000)
     rng = np.random.default_rng(0)
     files["garbage.mp4"].write_bytes(rng.bytes(200_000))
@@ -109,18 +125,26 @@ def server(ensemble_dir, models_dir, fetch_trap, tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     (root / "tmp").mkdir()
     env = bento_env(root, MIMICFLOW_API_TOKEN=TOKEN)
-    summary = package(root, models_dir, ensemble_dir, env, max_upload_mb=LIMIT_MB,
-                      max_duration_s=LIMIT_S)  # fmt: skip
-    env |= {"TMPDIR": str(root / "tmp"), "HTTP_PROXY": f"http://127.0.0.1:{fetch_trap[0]}",
-            "NO_PROXY": "127.0.0.1,localhost"}  # fmt: skip
+    summary = package(
+        root, models_dir, ensemble_dir, env, max_upload_mb=LIMIT_MB, max_duration_s=LIMIT_S
+    )
+    env |= {
+        "TMPDIR": str(root / "tmp"),
+        "HTTP_PROXY": f"http://127.0.0.1:{fetch_trap[0]}",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
     with serve(summary["bento"], root, env) as url:
         yield url, summary, root / "tmp"
 
 
 def _predict(url: str, path: Path, headers: dict | None = None) -> httpx.Response:
     with open(path, "rb") as handle:
-        return httpx.post(f"{url}/predict", files={"file": (path.name, handle)},
-                          headers=AUTH if headers is None else headers, timeout=120)  # fmt: skip
+        return httpx.post(
+            f"{url}/predict",
+            files={"file": (path.name, handle)},
+            headers=AUTH if headers is None else headers,
+            timeout=120,
+        )
 
 
 def test_package_built_and_exported(server):
@@ -147,7 +171,8 @@ def test_good_clip(server, clips):
     assert list(answer["intensities"]) == list(EMOTIONS)
     assert all(0.0 <= v <= 1.0 for v in answer["intensities"].values())
     assert {m: i["present"] for m, i in answer["modalities"].items()} == dict.fromkeys(
-        summary["modalities"], True)  # fmt: skip
+        summary["modalities"], True
+    )
     assert sum(i["share"] for i in answer["modalities"].values()) == pytest.approx(1.0, abs=1e-3)
     assert "wonderful" in answer["transcript"].lower()
     assert 1.5 < answer["duration_s"] < 5
@@ -173,16 +198,19 @@ def test_clip_without_face_in_another_container_and_name(server, clips):
     assert modalities["audio"]["present"]
 
 
-@pytest.mark.parametrize("name, status, words", [
-    ("garbage.mp4", 415, "not a readable media file"),
-    ("empty.mp4", 415, "empty file"),
-    ("subtitles.mp4", 422, "no audio or video streams"),
-    ("speech.wav", 422, "no video stream"),
-    ("long.mp4", 422, "too long"),
-    ("still.png", 422, "not a usable clip"),  # the validate stage's own policy
-    ("blank.mp4", 422, "nothing to predict from"),  # no face, no audio: no answer about nothing
-    ("big.mp4", 413, "too large"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, status, words",
+    [
+        ("garbage.mp4", 415, "not a readable media file"),
+        ("empty.mp4", 415, "empty file"),
+        ("subtitles.mp4", 422, "no audio or video streams"),
+        ("speech.wav", 422, "no video stream"),
+        ("long.mp4", 422, "too long"),
+        ("still.png", 422, "not a usable clip"),  # the validate stage's own policy
+        ("blank.mp4", 422, "nothing to predict from"),  # no face, no audio: no answer about nothing
+        ("big.mp4", 413, "too large"),
+    ],
+)
 def test_bad_upload_gets_a_clear_4xx(server, clips, name, status, words):
     url, _, _ = server
     response = _predict(url, clips[name])
@@ -193,8 +221,10 @@ def test_bad_upload_gets_a_clear_4xx(server, clips, name, status, words):
 def test_oversize_upload_without_length_is_cut_off(server, clips):
     url, _, _ = server
     boundary = "mimicflowtest"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()  # fmt: skip
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     data = clips["big.mp4"].read_bytes()
 
     def chunks():  # a generator body: sent chunked, no Content-Length
@@ -203,8 +233,12 @@ def test_oversize_upload_without_length_is_cut_off(server, clips):
             yield data[start : start + 65536]
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    response = httpx.post(f"{url}/predict", content=chunks(), timeout=60, headers=AUTH | {
-        "Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+    response = httpx.post(
+        f"{url}/predict",
+        content=chunks(),
+        timeout=60,
+        headers=AUTH | {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert response.status_code == 413 and "too large" in response.json()["error"]
 
 
@@ -246,12 +280,15 @@ def test_uploads_only_one_file_part_and_nothing_fetched(server, fetch_trap, clip
         ([("file", "a.mp4", clip), ("file", None, link)], "'file' is text, not a file"),
         ([("other", None, b"1"), ("file", "a.mp4", clip)], "unexpected field 'other'"),
         ([], "no 'file' part"),
-    ]:  # fmt: skip
+    ]:
         body, headers = _multipart(*parts)
         response = httpx.post(f"{url}/predict", content=body, headers=headers, timeout=60)
         assert response.status_code == 400 and words in response.json()["error"], response.text
-    for body, kind in [(link, "application/json"), (b"file=" + link, "application/x-www-form-urlencoded"),
-                       (json.dumps({"file": link.decode()}).encode(), "application/json")]:  # fmt: skip
+    for body, kind in [
+        (link, "application/json"),
+        (b"file=" + link, "application/x-www-form-urlencoded"),
+        (json.dumps({"file": link.decode()}).encode(), "application/json"),
+    ]:
         response = httpx.post(f"{url}/predict", content=body, headers=AUTH | {"Content-Type": kind})
         assert response.status_code == 415 and "multipart/form-data" in response.json()["error"]
     assert fetch_trap[1] == []  # the server fetched nothing
@@ -269,8 +306,11 @@ def test_a_client_gone_mid_upload_is_one_log_line(server, clips):
     start = _log_size(server)
     with socket.create_connection(("127.0.0.1", port)) as connection:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        connection.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
-                           f"{len(body)}\r\n{head}\r\n".encode() + body[: len(body) // 2])  # fmt: skip
+        connection.sendall(
+            f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+            f"{len(body)}\r\n{head}\r\n".encode()
+            + body[: len(body) // 2]
+        )
         time.sleep(0.5)
     deadline = time.monotonic() + 20
     while "disconnected" not in _log_since(server, start) and time.monotonic() < deadline:
@@ -310,24 +350,40 @@ def test_concurrent_requests_all_answered_identically(server, clips):
 
 def _features(dims: dict[str, int], seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    return {"features": {m: {"values": rng.normal(0, 1, (4, d)).round(4).tolist(),
-                             "mask": [True, True, False, True]} for m, d in dims.items()}}  # fmt: skip
+    return {
+        "features": {
+            m: {
+                "values": rng.normal(0, 1, (4, d)).round(4).tolist(),
+                "mask": [True, True, False, True],
+            }
+            for m, d in dims.items()
+        }
+    }
 
 
 def test_predict_features_batched_answers_equal_single_answers(server, ensemble_dir):
     url, _, _ = server
     dims = json.loads((Path(ensemble_dir) / "ensemble.json").read_text())["dims"]
     clips = [_features(dims, seed) for seed in range(8)]
-    alone = [httpx.post(f"{url}/predict_features", json={"clips": [c]}, headers=AUTH).json()[0]
-             for c in clips[:2]]  # fmt: skip
+    alone = [
+        httpx.post(f"{url}/predict_features", json={"clips": [c]}, headers=AUTH).json()[0]
+        for c in clips[:2]
+    ]
     with ThreadPoolExecutor(8) as pool:
-        batched = list(pool.map(lambda c: httpx.post(f"{url}/predict_features", json={"clips": [c]},
-                                                     headers=AUTH, timeout=60), clips))  # fmt: skip
+        batched = list(
+            pool.map(
+                lambda c: httpx.post(
+                    f"{url}/predict_features", json={"clips": [c]}, headers=AUTH, timeout=60
+                ),
+                clips,
+            )
+        )
     assert [r.status_code for r in batched] == [200] * 8
     for single, together in zip(alone, batched):
         for emotion in EMOTIONS:
             assert together.json()[0]["intensities"][emotion] == pytest.approx(
-                single["intensities"][emotion], abs=1e-5)  # fmt: skip
+                single["intensities"][emotion], abs=1e-5
+            )
     missing = {"features": {m: {"values": []} for m in dims}}
     answer = httpx.post(f"{url}/predict_features", json={"clips": [missing]}, headers=AUTH).json()
     assert not any(i["present"] for i in answer[0]["modalities"].values())
@@ -351,8 +407,11 @@ def test_non_finite_or_float16_overflowing_features_are_a_400(server, ensemble_d
     clip = _features(dims, 0)
     clip["features"][name]["values"][2][1] = bad
     start = _log_size(server)
-    response = httpx.post(f"{url}/predict_features", content=json.dumps({"clips": [clip]}),
-                          headers=AUTH | {"Content-Type": "application/json"})  # fmt: skip
+    response = httpx.post(
+        f"{url}/predict_features",
+        content=json.dumps({"clips": [clip]}),
+        headers=AUTH | {"Content-Type": "application/json"},
+    )
     assert response.status_code == 400, response.text
     assert f"{name}: row 2 holds {bad} (column 1)" in response.text and "float16" in response.text
     assert "Traceback" not in _log_since(server, start)
@@ -361,10 +420,17 @@ def test_non_finite_or_float16_overflowing_features_are_a_400(server, ensemble_d
 def test_features_at_float16_limits_or_masked_out_get_finite_answers(server, ensemble_dir):
     url, _, _ = server
     dims = json.loads((Path(ensemble_dir) / "ensemble.json").read_text())["dims"]
-    extreme = {"features": {m: {"values": [[65504.0, -65504.0] * (d // 2) + [0.0] * (d % 2)] * 3}
-                            for m, d in dims.items()}}  # fmt: skip
-    masked = {"features": {m: {"values": [[1.0] * d] * 2, "mask": [False, False]}
-                           for m, d in dims.items()}}  # fmt: skip
+    extreme = {
+        "features": {
+            m: {"values": [[65504.0, -65504.0] * (d // 2) + [0.0] * (d % 2)] * 3}
+            for m, d in dims.items()
+        }
+    }
+    masked = {
+        "features": {
+            m: {"values": [[1.0] * d] * 2, "mask": [False, False]} for m, d in dims.items()
+        }
+    }
     payload = {"clips": [extreme, masked]}
     response = httpx.post(f"{url}/predict_features", json=payload, headers=AUTH)
     assert response.status_code == 200, response.text
@@ -375,17 +441,32 @@ def test_features_at_float16_limits_or_masked_out_get_finite_answers(server, ens
 def test_predict_cli_matches_the_server(server, clips, ensemble_dir):
     url, _, _ = server
     served = _predict(url, clips["good.mp4"]).json()
-    result = CliRunner().invoke(app, ["predict", str(clips["good.mp4"]), str(clips["garbage.mp4"]),
-                                      "--json", "--ensemble", str(ensemble_dir)])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(clips["good.mp4"]),
+            str(clips["garbage.mp4"]),
+            "--json",
+            "--ensemble",
+            str(ensemble_dir),
+        ],
+    )
     assert result.exit_code == 1, result.output  # one clip failed
     good, bad = json.loads(result.output.strip().splitlines()[-1])
     assert good["file"] == str(clips["good.mp4"]) and "error" not in good
     for emotion in EMOTIONS:
-        assert good["intensities"][emotion] == pytest.approx(served["intensities"][emotion], abs=1e-4)
+        assert good["intensities"][emotion] == pytest.approx(
+            served["intensities"][emotion], abs=1e-4
+        )
     assert good["transcript"] == served["transcript"]
     assert "not a readable media file" in bad["error"] and "intensities" not in bad
-    piped = CliRunner().invoke(app, ["predict", str(clips["good.mp4"]), "--ensemble", str(ensemble_dir)])
-    header, row = piped.output.strip().splitlines()[-2:]  # not a terminal: full values, tab-separated
+    piped = CliRunner().invoke(
+        app, ["predict", str(clips["good.mp4"]), "--ensemble", str(ensemble_dir)]
+    )
+    header, row = piped.output.strip().splitlines()[
+        -2:
+    ]  # not a terminal: full values, tab-separated
     assert header.split("\t") == ["file", *EMOTIONS, "error"]
     assert row.split("\t")[0] == str(clips["good.mp4"])  # the whole path, not cut to fit
     assert float(row.split("\t")[6]) == pytest.approx(good["intensities"]["Joy"], abs=1e-6)

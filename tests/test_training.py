@@ -27,10 +27,17 @@ from mimicflow.training.trainer import DeviceBatches, FoldTrainer, system_inputs
 ROOT = Path(__file__).resolve().parents[1]
 DIMS = {"audio": 16, "visual": 8, "text": 12}
 SMALL = {"hidden": 32}
-FAST = TrainParams(epochs=10, patience=4, frames={"audio": 8, "visual": 4, "text": 4},
-                   fuxi=SMALL | {"embed": 32}, ustc=SMALL, augsburg=SMALL,
-                   abaw8=SMALL | {"visual_hidden": 16, "lr": 1e-3},
-                   mimicmetrics=SMALL | {"pretrain_epochs": 4}, taemi=SMALL)  # fmt: skip
+FAST = TrainParams(
+    epochs=10,
+    patience=4,
+    frames={"audio": 8, "visual": 4, "text": 4},
+    fuxi=SMALL | {"embed": 32},
+    ustc=SMALL,
+    augsburg=SMALL,
+    abaw8=SMALL | {"visual_hidden": 16, "lr": 1e-3},
+    mimicmetrics=SMALL | {"pretrain_epochs": 4},
+    taemi=SMALL,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +49,11 @@ def store(tmp_path_factory):
 def _trainer(store, system, params=FAST, manifest=None, seed=0):
     folder, default_manifest = store
     manifest = default_manifest if manifest is None else manifest
-    dataset = FeatureDataset(folder, manifest, {m: params.frames[m]
-                                                for m in system_inputs(system, {m: m for m in params.inputs})})  # fmt: skip
+    dataset = FeatureDataset(
+        folder,
+        manifest,
+        {m: params.frames[m] for m in system_inputs(system, {m: m for m in params.inputs})},
+    )
     assignment = assign_folds(manifest, "merged", 4, seed=0)
     train_idx = np.flatnonzero((assignment >= 0) & (assignment != 0))
     return FoldTrainer(params, system, dataset, train_idx, np.flatnonzero(assignment == 0), seed)
@@ -68,7 +78,9 @@ def test_feature_stats_are_the_training_clips_segment_statistics(store):
     trainer = _trainer(store, "mimicmetrics")
     stats = trainer.dataset.feature_stats(trainer.train_idx, chunk=7)  # chunks must not matter
     for modality, (mean, std) in stats.items():
-        values, mask = trainer.dataset.batch(trainer.train_idx, modalities=(modality,)).inputs[modality]
+        values, mask = trainer.dataset.batch(trainer.train_idx, modalities=(modality,)).inputs[
+            modality
+        ]
         np.testing.assert_allclose(mean, values[mask].mean(0), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(std, values[mask].std(0), rtol=1e-3, atol=1e-5)
 
@@ -77,7 +89,9 @@ def test_feature_stats_are_the_training_clips_segment_statistics(store):
 def test_each_system_learns_and_beats_the_training_mean(store, system):
     # Fuxi's BiGRUs on single random TSN frames learn slowest at this size: twice the epochs
     # (over seeds 0–3 its validation MSE is then 0.976–0.994 of the baseline's; at 10, up to 1.005)
-    trainer = _trainer(store, system, FAST.model_copy(update={"epochs": 20}) if system == "fuxi" else FAST)
+    trainer = _trainer(
+        store, system, FAST.model_copy(update={"epochs": 20}) if system == "fuxi" else FAST
+    )
     result = trainer.fit()
     labels = trainer.dataset.labels
     true = labels[trainer.val_idx]
@@ -107,10 +121,14 @@ def test_random_segments_draw_only_valid_frames_of_their_own_segment_and_all_of_
     """Fuxi's TSN draw: clip "long" (10 frames, frames 2, 3 and 7 invalid) in 3 segments of
     frames 0–2, 3–5, 6–9; clip "short" (2 frames, one invalid) padded to 3; clip "none" (no
     valid frame) all masked."""
-    mask = np.array([1, 1, 0, 0, 1, 1, 1, 0, 1, 1] + [0, 1] + [0, 0, 0, 0], bool)
-    table = FeatureTable(values=np.arange(16, dtype=np.float16)[:, None], mask=mask,
-                         offsets=np.array([0, 10, 12, 16]), clip_ids=["long", "short", "none"],
-                         meta={"dim": 1, "modality": "audio"})  # fmt: skip
+    mask = np.array([1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 0, 0, 0, 0], bool)
+    table = FeatureTable(
+        values=np.arange(16, dtype=np.float16)[:, None],
+        mask=mask,
+        offsets=np.array([0, 10, 12, 16]),
+        clip_ids=["long", "short", "none"],
+        meta={"dim": 1, "modality": "audio"},
+    )
     segments = SegmentFrames(table, ["none", "long", "short"], frames=3)
     drawn = {k: set() for k in range(3)}
     rng = np.random.default_rng(0)
@@ -142,7 +160,9 @@ def test_pooled_clips_are_each_clips_segment_means(store):
     dataset = _trainer(store, "ustc").dataset
     values, mask = dataset.pooled("audio", "mean")
     for index in (0, 42, 119):
-        expected = segment_pool(*dataset.tables["audio"].get(dataset.clip_ids[index]), FAST.frames["audio"])
+        expected = segment_pool(
+            *dataset.tables["audio"].get(dataset.clip_ids[index]), FAST.frames["audio"]
+        )
         np.testing.assert_array_equal(values[index], expected[0])
         np.testing.assert_array_equal(mask[index], expected[1])
 
@@ -161,8 +181,9 @@ def test_an_all_zero_emotion_in_a_fold_is_undefined_with_a_warning(store):
 def test_train_and_ensemble_stages_write_safe_models_metrics_and_submission(ensemble_dir, featured):
     params, _ = featured
     description = json.loads((ensemble_dir / "ensemble.json").read_text())
-    assert description["folds"] == 2 and sorted(p.name for p in ensemble_dir.glob("*.safetensors")) == [
-        "fold_0.safetensors", "fold_1.safetensors"]  # fmt: skip
+    assert description["folds"] == 2 and sorted(
+        p.name for p in ensemble_dir.glob("*.safetensors")
+    ) == ["fold_0.safetensors", "fold_1.safetensors"]
     reports = ensemble_dir.parent / "reports"
     metrics = json.loads((reports / "metrics.json").read_text())
     assert len(metrics["folds"]) == 2 and "out_of_fold" in metrics
@@ -179,10 +200,15 @@ def test_train_and_ensemble_stages_write_safe_models_metrics_and_submission(ense
 def test_the_ensemble_predicts_from_raw_store_features(ensemble_dir, featured):
     params, _ = featured
     ensemble = load_ensemble(ensemble_dir)
-    assert ensemble.modalities == ["audio", "visual", "text"] and ensemble.version.startswith("mimicmetrics-")
+    assert ensemble.modalities == ["audio", "visual", "text"] and ensemble.version.startswith(
+        "mimicmetrics-"
+    )
     clip_ids = pd.read_parquet(params.validate_.out / "manifest.parquet")["clip_id"].tolist()[:4]
     table = ensemble.predict_store(params.features.out, clip_ids)
-    assert list(table.columns) == ["clip_id", *EMOTIONS] and table[list(EMOTIONS)].stack().between(0, 1).all()
+    assert (
+        list(table.columns) == ["clip_id", *EMOTIONS]
+        and table[list(EMOTIONS)].stack().between(0, 1).all()
+    )
     no_audio = ensemble.contributions([{"text": (np.ones((2, 384)), np.ones(2, bool))}])[0]
     assert no_audio["audio"] == 0 and no_audio["text"] > 0
 
@@ -219,22 +245,41 @@ def test_compare_stage_tables_recipes_systems_single_inputs_and_the_baseline(fea
     for entry in ustc["demo"]["params"]["adapt"]["encoders"].values():
         entry["epochs"] = 1  # Stage I: one epoch is enough to make the folders
     (recipes / "ustc.yaml").write_text(yaml.safe_dump(ustc))
-    train = params.train.model_copy(update={
-        "folds": (0, 1), "epochs": 2, "patience": 2,
-        "mimicmetrics": params.train.mimicmetrics.model_copy(update={"pretrain_epochs": 1}),
-    })  # fmt: skip
-    ensemble = params.ensemble.model_copy(update={
-        "reports": tmp_path, "compare_systems": ("augsburg", "mimicmetrics"),
-        "compare_recipes": ("augsburg", "fuxi", "ustc"), "recipes_dir": recipes,
-        "compare_out": tmp_path / "compare"})  # fmt: skip
-    table = run_compare(params.model_copy(update={"train": train, "ensemble": ensemble}), progress=False)
+    train = params.train.model_copy(
+        update={
+            "folds": (0, 1),
+            "epochs": 2,
+            "patience": 2,
+            "mimicmetrics": params.train.mimicmetrics.model_copy(update={"pretrain_epochs": 1}),
+        }
+    )
+    ensemble = params.ensemble.model_copy(
+        update={
+            "reports": tmp_path,
+            "compare_systems": ("augsburg", "mimicmetrics"),
+            "compare_recipes": ("augsburg", "fuxi", "ustc"),
+            "recipes_dir": recipes,
+            "compare_out": tmp_path / "compare",
+        }
+    )
+    table = run_compare(
+        params.model_copy(update={"train": train, "ensemble": ensemble}), progress=False
+    )
     assert table == json.loads((tmp_path / "compare.json").read_text())
     runs = table["runs"]
-    assert list(runs) == ["recipe augsburg (demo)", "recipe fuxi (demo)", "recipe ustc (demo)",
-                          "augsburg", "mimicmetrics",
-                          "mimicmetrics (audio only)", "mimicmetrics (visual only)",
-                          "mimicmetrics (text only)"]  # fmt: skip
-    assert runs["augsburg"]["inputs"] == ["audio"] and runs["mimicmetrics (text only)"]["inputs"] == ["text"]
+    assert list(runs) == [
+        "recipe augsburg (demo)",
+        "recipe fuxi (demo)",
+        "recipe ustc (demo)",
+        "augsburg",
+        "mimicmetrics",
+        "mimicmetrics (audio only)",
+        "mimicmetrics (visual only)",
+        "mimicmetrics (text only)",
+    ]
+    assert runs["augsburg"]["inputs"] == ["audio"] and runs["mimicmetrics (text only)"][
+        "inputs"
+    ] == ["text"]
     # the recipes' own sets: the same settings as a pipeline set are linked, others encoded
     fuxi = tmp_path / "compare" / "fuxi"
     assert (fuxi / "visual").is_symlink() and (fuxi / "audio").is_symlink()
@@ -268,8 +313,11 @@ def _step(optimiser, schedule):
 
 
 def test_cosine_schedule_warms_up_then_decays_to_min_lr_over_the_run(store):
-    trainer = _trainer(store, "augsburg", _with(FAST, "augsburg", schedule="cosine", lr=1e-3,
-                                                min_lr=1e-5, warmup_epochs=1))  # fmt: skip
+    trainer = _trainer(
+        store,
+        "augsburg",
+        _with(FAST, "augsburg", schedule="cosine", lr=1e-3, min_lr=1e-5, warmup_epochs=1),
+    )
     steps = trainer.steps_per_epoch()
     optimiser, schedule = trainer.optimiser(trainer.new_model(), "fusion", epochs=4)
     seen = []
@@ -282,7 +330,9 @@ def test_cosine_schedule_warms_up_then_decays_to_min_lr_over_the_run(store):
 
 
 def test_sgdr_schedule_restarts_every_restart_epochs(store):
-    trainer = _trainer(store, "ustc", _with(FAST, "ustc", schedule="sgdr", lr=1e-3, min_lr=0.0, restart_epochs=2))
+    trainer = _trainer(
+        store, "ustc", _with(FAST, "ustc", schedule="sgdr", lr=1e-3, min_lr=0.0, restart_epochs=2)
+    )
     steps = trainer.steps_per_epoch()
     optimiser, schedule = trainer.optimiser(trainer.new_model(), "fusion", epochs=6)
     for _ in range(steps):
@@ -294,7 +344,9 @@ def test_sgdr_schedule_restarts_every_restart_epochs(store):
 
 
 def test_plateau_schedule_applies_in_unimodal_pretraining_too(store):
-    params = _with(FAST, "mimicmetrics", schedule="plateau", lr=1e-3, plateau_patience=2, plateau_factor=0.5)
+    params = _with(
+        FAST, "mimicmetrics", schedule="plateau", lr=1e-3, plateau_patience=2, plateau_factor=0.5
+    )
     trainer = _trainer(store, "mimicmetrics", params)
     model = trainer.new_model()
     for stage in ("pretrain_text", "fusion"):
@@ -309,7 +361,9 @@ def test_plateau_schedule_applies_in_unimodal_pretraining_too(store):
 
 
 def test_fuxi_branch_learning_rates_are_the_optimisers_groups(store):
-    params = _with(FAST, "fuxi", schedule="none", lr=1e-3, branch_lr={"visual": 1e-6, "audio": 1e-4})
+    params = _with(
+        FAST, "fuxi", schedule="none", lr=1e-3, branch_lr={"visual": 1e-6, "audio": 1e-4}
+    )
     trainer = _trainer(store, "fuxi", params)
     optimiser, schedule = trainer.optimiser(trainer.new_model(), "fusion", epochs=3)
     expected = {"audio": 1e-4, "visual": 1e-6, "text": 1e-3, "fusion": 1e-3}
@@ -320,15 +374,23 @@ def test_fuxi_branch_learning_rates_are_the_optimisers_groups(store):
 
 
 def test_a_fuxi_branch_at_a_near_zero_learning_rate_barely_moves(store):
-    params = _with(FAST.model_copy(update={"epochs": 1}), "fuxi", schedule="none", ema=None, lr=1e-2,
-                   branch_lr={"visual": 1e-12})  # fmt: skip
+    params = _with(
+        FAST.model_copy(update={"epochs": 1}),
+        "fuxi",
+        schedule="none",
+        ema=None,
+        lr=1e-2,
+        branch_lr={"visual": 1e-12},
+    )
     trainer = _trainer(store, "fuxi", params)
     before = {name: tensor.clone() for name, tensor in trainer.new_model().state_dict().items()}
     after = trainer.fit().state
 
     def moved(prefix):
         names = [n for n in before if n.startswith(prefix)]
-        return sum((after[n] - before[n]).abs().sum() for n in names) / sum(before[n].abs().sum() for n in names)
+        return sum((after[n] - before[n]).abs().sum() for n in names) / sum(
+            before[n].abs().sum() for n in names
+        )
 
     assert moved("head.") > 1e-3 and moved("branches.audio.") > 1e-3
     assert moved("branches.visual.") < 1e-6 * moved("head.")
@@ -362,7 +424,9 @@ def test_fuxi_triplets_are_ordered_by_the_whole_clips_text(store, monkeypatch):
         whole = []
         for clip_id in out.clip_ids:
             values, mask = table.get(clip_id)
-            whole.append(values[mask].astype(np.float32).mean(0) if mask.any() else np.zeros(values.shape[1]))
+            whole.append(
+                values[mask].astype(np.float32).mean(0) if mask.any() else np.zeros(values.shape[1])
+            )
         np.testing.assert_allclose(anchor.numpy(), np.stack(whole), rtol=1e-5, atol=1e-6)
         values, mask = out.inputs["text"]
         sampled = values.sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
@@ -395,9 +459,20 @@ def test_protocol_final_refits_on_train_and_valid_for_the_chosen_epochs(store, m
 def test_the_comparison_table_prints_each_row_with_its_inputs(capsys):
     from mimicflow.cli.commands import _print_compare
 
-    row = {"mean_pearson": 0.5, "mse": 0.05, "baseline_mean_pearson": -0.1, "baseline_mse": 0.09,
-           "inputs": ["text", "audio", "visual", "motion"], "demo_hidden_test_mean_pearson": 0.6}  # fmt: skip
-    _print_compare({"default_system": "mimicmetrics", "oracle_mean_pearson": 0.9,
-                    "runs": {"recipe mimicmetrics (demo)": row}})  # fmt: skip
+    row = {
+        "mean_pearson": 0.5,
+        "mse": 0.05,
+        "baseline_mean_pearson": -0.1,
+        "baseline_mse": 0.09,
+        "inputs": ["text", "audio", "visual", "motion"],
+        "demo_hidden_test_mean_pearson": 0.6,
+    }
+    _print_compare(
+        {
+            "default_system": "mimicmetrics",
+            "oracle_mean_pearson": 0.9,
+            "runs": {"recipe mimicmetrics (demo)": row},
+        }
+    )
     printed = capsys.readouterr().out
     assert "t+a+v+m" in printed and "0.600" in printed

@@ -36,7 +36,9 @@ def test_batches_have_fixed_shapes_masks_and_labels(dataset):
     assert batch.inputs["visual"][0].shape == (len(dataset), 8, 18)
     assert batch.inputs["text"][0].shape == (len(dataset), 1, 384)
     assert batch.labels.shape == (len(dataset), 6)
-    row = batch.clip_ids.index(FAULTS["no_audio"])  # no audio: the modality is absent, not zeros-as-data
+    row = batch.clip_ids.index(
+        FAULTS["no_audio"]
+    )  # no audio: the modality is absent, not zeros-as-data
     assert not batch.present("audio")[row]
     assert batch.present("audio").sum() == len(dataset) - 1
 

@@ -50,16 +50,27 @@ def test_file_names_of_one_clip_id_are_never_dropped(synth_root, tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     clip = (synth_root / "raw" / "00001.mp4").read_bytes()
-    names = ["00005.mp4", "5.mp4", "00006.avi", "00006.mp4", "000004.mp4", "0000007.mkv",
-             "notes.txt"]  # fmt: skip
+    names = [
+        "00005.mp4",
+        "5.mp4",
+        "00006.avi",
+        "00006.mp4",
+        "000004.mp4",
+        "0000007.mkv",
+        "notes.txt",
+    ]
     for name in names:
         (raw / name).write_bytes(clip)
     rows = "".join(f"{i}," + ",".join(["0.5"] * len(EMOTIONS)) + "\n" for i in (4, 5, 6, 7))
     (tmp_path / "train_split.csv").write_text("Filename," + ",".join(EMOTIONS) + "\n" + rows)
     result = validate_dataset(load_dataset(tmp_path), ValidateParams(), workers=1, progress=False)
     kept = dict(zip(result.manifest["clip_id"], result.manifest["video_path"]))
-    assert kept == {"00004": "raw/000004.mp4", "00005": "raw/00005.mp4", "00006": "raw/00006.avi",
-                    "00007": "raw/0000007.mkv"}  # fmt: skip
+    assert kept == {
+        "00004": "raw/000004.mp4",
+        "00005": "raw/00005.mp4",
+        "00006": "raw/00006.avi",
+        "00007": "raw/0000007.mkv",
+    }
     assert set(result.manifest["split"]) == {"train"}  # 000004 and 0000007 matched rows 4 and 7
     reasons = dict(zip(result.quarantine["Filename"], result.quarantine["reason"]))
     assert reasons.keys() == {"raw/5.mp4", "raw/00006.mp4", "raw/notes.txt"}

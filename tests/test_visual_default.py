@@ -71,12 +71,17 @@ def track_of(faces: MediaPipeFaces, frames: list[np.ndarray]) -> FaceTrack:
     """A FaceTrack as the faces stage stores it: each frame's best face, its mesh and crop."""
     n = len(frames)
     track = FaceTrack(
-        times=np.arange(n, dtype=np.float64), has_face=np.zeros(n, bool),
-        det_score=np.zeros(n, np.float32), quality=np.zeros(n, np.float32),
-        boxes=np.full((n, 4), np.nan, np.float32), landmarks=np.full((n, 5, 2), np.nan, np.float32),
+        times=np.arange(n, dtype=np.float64),
+        has_face=np.zeros(n, bool),
+        det_score=np.zeros(n, np.float32),
+        quality=np.zeros(n, np.float32),
+        boxes=np.full((n, 4), np.nan, np.float32),
+        landmarks=np.full((n, 5, 2), np.nan, np.float32),
         mesh=np.full((n, MESH_POINTS, 3), np.nan, np.float16),
-        crops=[np.zeros((CROP, CROP, 3), np.uint8) for _ in range(n)], max_faces=1, complete=True,
-    )  # fmt: skip
+        crops=[np.zeros((CROP, CROP, 3), np.uint8) for _ in range(n)],
+        max_faces=1,
+        complete=True,
+    )
     for index, frame in enumerate(frames):
         found = faces.detect_with_mesh(frame)
         if found:

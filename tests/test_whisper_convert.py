@@ -35,14 +35,16 @@ def checkpoint(ct2_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
     wav = tmp_path_factory.mktemp("speech") / "sentence.wav"
-    spoken = subprocess.run(["espeak-ng", "--stdout", "-v", "en-us", SENTENCE],
-                            capture_output=True, check=True)  # fmt: skip
+    spoken = subprocess.run(
+        ["espeak-ng", "--stdout", "-v", "en-us", SENTENCE], capture_output=True, check=True
+    )
     wav.write_bytes(spoken.stdout)
     return decode_audio(wav)
 
 
-def test_checkpoint_loads_with_weights_only_and_encodes_like_ctranslate2(checkpoint, ct2_dir,
-                                                                         speech):  # fmt: skip
+def test_checkpoint_loads_with_weights_only_and_encodes_like_ctranslate2(
+    checkpoint, ct2_dir, speech
+):
     import torch
     import whisper
     from faster_whisper import WhisperModel
@@ -97,12 +99,15 @@ def _ct2_header(spec: str) -> bytes:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "no model.bin"), (struct.pack("<IH", 6, 40) + b"cut", "not a readable CTranslate2"),
-     (struct.pack("<I", 99), "binary version 99"),
-     (_ct2_header("TransformerSpec"), "TransformerSpec, not a Whisper model"),
-     (_ct2_header("WhisperSpec"), "lacks the Whisper variable")],
+    [
+        (None, "no model.bin"),
+        (struct.pack("<IH", 6, 40) + b"cut", "not a readable CTranslate2"),
+        (struct.pack("<I", 99), "binary version 99"),
+        (_ct2_header("TransformerSpec"), "TransformerSpec, not a Whisper model"),
+        (_ct2_header("WhisperSpec"), "lacks the Whisper variable"),
+    ],
     ids=["empty folder", "truncated", "future version", "other model", "no weights"],
-)  # fmt: skip
+)
 def test_not_a_ct2_whisper_folder_is_a_clear_error(tmp_path, content, message):
     if content is not None:
         (tmp_path / "model.bin").write_bytes(content)

@@ -56,8 +56,13 @@ class ModelsParams(_Section):
 
     dir: Path = Path("models/pretrained")
     prepare: tuple[str, ...] = (
-        "whisper-tiny.en", "blazeface", "facemesh", "centerface", "fer2013", "all-minilm-l6-v2",
-    )  # fmt: skip
+        "whisper-tiny.en",
+        "blazeface",
+        "facemesh",
+        "centerface",
+        "fer2013",
+        "all-minilm-l6-v2",
+    )
     entries: dict[str, ModelEntry] = {}
 
 
@@ -132,9 +137,10 @@ class FeatureSetParams(_Section):
 DEFAULT_FEATURE_SETS = {
     "audio": FeatureSetParams(modality="audio", model="whisper-tiny.en"),
     "visual": FeatureSetParams(modality="visual", model="default", pooling="cls"),
-    "text": FeatureSetParams(modality="text", model="all-minilm-l6-v2", pooling="sentences",
-                             normalize=True),
-}  # fmt: skip
+    "text": FeatureSetParams(
+        modality="text", model="all-minilm-l6-v2", pooling="sentences", normalize=True
+    ),
+}
 
 
 class FeaturesParams(_Section):
@@ -171,7 +177,10 @@ class AlignParams(_Section):
     dim: int = Field(256, ge=8)  # the shared space (linear projections of both encoders)
     temperature: float = Field(0.07, gt=0)  # τ of eq. 2, fixed
     symmetric: bool = False  # add CLIP's text → modality term (eq. 2 has modality → text)
-    bins: tuple[float, float] = (1 / 3, 2 / 3)  # intensity words: low | medium from bins[0] | high from bins[1]
+    bins: tuple[float, float] = (
+        1 / 3,
+        2 / 3,
+    )  # intensity words: low | medium from bins[0] | high from bins[1]
     epochs: int = Field(50, ge=0)  # 0: the starting encoder as it is (the run without Stage I)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(1e-5, gt=0)  # SGDR: η_max
@@ -199,7 +208,9 @@ class FinetuneParams(_Section):
     method: Literal["finetune"] = "finetune"
     modality: Literal["audio"] = "audio"
     model: str = "whisper-tiny.en"  # a catalogue name, folder or hub id
-    audio_cut_s: float | None = Field(12.0, gt=0)  # only the first seconds (as the feature set must)
+    audio_cut_s: float | None = Field(
+        12.0, gt=0
+    )  # only the first seconds (as the feature set must)
     train_layers: int = Field(12, ge=0)  # the upper layers that train (0: the head alone)
     layer_lr_decay: float = Field(1.0, gt=0, le=1)  # 1: one rate for all layers (the paper)
     lr: float = Field(1e-4, gt=0)  # the top layer's (and the VAD head's)
@@ -265,7 +276,9 @@ class MonitorParams(_Section):
     archive: Path = Path("data/monitor/archive")  # processed clips, one folder per run
     reference: Path = Path("data/monitor/reference")  # the `reference` stage's profile
     reports: Path = Path("reports")  # index.html, drift/<run>/
-    workspace: Path = Path("data/monitor/workspace")  # Evidently workspace: `evidently ui --workspace`
+    workspace: Path = Path(
+        "data/monitor/workspace"
+    )  # Evidently workspace: `evidently ui --workspace`
     predictions: bool = True  # compare the predicted emotions of the ensemble (ensemble.out)
     modalities: tuple[str, ...] = ("audio", "visual", "text")  # feature sets compared
     components: int = Field(3, ge=1)  # principal components summarising wide feature vectors
@@ -353,7 +366,9 @@ class MimicMetricsParams(SystemParams):
     weight_decay: float = 1e-4
     schedule: Literal["none", "cosine", "sgdr", "plateau"] = "plateau"  # every stage
     modality_dropout: float = Field(0.3, ge=0, lt=1)
-    queries: int = Field(6, ge=1)  # attention-pooling queries per encoder: one per emotion (paper: 1)
+    queries: int = Field(
+        6, ge=1
+    )  # attention-pooling queries per encoder: one per emotion (paper: 1)
     encoder_lr_scale: float = Field(0.05, gt=0)  # encoders fine-tuned at 0.05 × lr
     pretrain_epochs: int = Field(20, ge=1)
     # A clip without a transcript: "mask" leaves text out of its fusion; "zeros" feeds the
@@ -389,7 +404,11 @@ class TrainParams(_Section):
     """
 
     system: Literal["fuxi", "ustc", "augsburg", "abaw8", "mimicmetrics", "taemi"] = "mimicmetrics"
-    inputs: tuple[str, ...] = ("audio", "visual", "text")  # feature sets (features.sets) the model sees
+    inputs: tuple[str, ...] = (
+        "audio",
+        "visual",
+        "text",
+    )  # feature sets (features.sets) the model sees
     protocol: Literal["merged", "official", "final"] = "merged"
     # The fold ids 0 … k−1 (merged: k ≥ 2; official and final: [0], the single model):
     # dvc.yaml makes one train@<id> stage each (an int k is read as range(k)).
@@ -400,7 +419,9 @@ class TrainParams(_Section):
     # On CUDA: every clip pooled once and held on the GPU, each batch gathered there. False: each
     # batch assembled on the host by loader_workers processes (features larger than GPU memory).
     batches_on_device: bool = True
-    loader_workers: int | None = Field(None, ge=0)  # batch-assembling processes (None: 4 on CUDA, 0 on CPU)
+    loader_workers: int | None = Field(
+        None, ge=0
+    )  # batch-assembling processes (None: 4 on CUDA, 0 on CPU)
     epochs: int = Field(60, ge=1)
     patience: int = Field(12, ge=1)  # early stopping on the validation mean Pearson
     batch_size: int = Field(16, ge=2)
@@ -447,7 +468,14 @@ class EnsembleParams(_Section):
     reports: Path = Path("reports/training")
     # `mimicflow stage compare` (`make compare`): each recipe's demo flavour, each system on the
     # feature sets of train.inputs, and the default system on one input at a time.
-    compare_recipes: tuple[str, ...] = ("fuxi", "ustc", "augsburg", "augsburg-abaw8", "mimicmetrics", "taemi")
+    compare_recipes: tuple[str, ...] = (
+        "fuxi",
+        "ustc",
+        "augsburg",
+        "augsburg-abaw8",
+        "mimicmetrics",
+        "taemi",
+    )
     recipes_dir: Path = Path("recipes")
     compare_out: Path = Path("data/compare")  # the recipes' own feature sets (a working folder)
     compare_systems: tuple[str, ...] = SYSTEM_NAMES
@@ -485,19 +513,26 @@ class Params(_Section):
     @model_validator(mode="after")
     def _known_sets(self):
         sets = self.features.sets
-        for where, names in (("train.inputs", self.train.inputs),
-                             ("monitor.modalities", self.monitor.modalities)):  # fmt: skip
+        for where, names in (
+            ("train.inputs", self.train.inputs),
+            ("monitor.modalities", self.monitor.modalities),
+        ):
             unknown = [n for n in names if n not in sets]
             if unknown:
-                raise ValueError(f"{where} names feature sets {unknown} that features.sets lacks "
-                                 f"(it has {', '.join(sets)})")  # fmt: skip
+                raise ValueError(
+                    f"{where} names feature sets {unknown} that features.sets lacks "
+                    f"(it has {', '.join(sets)})"
+                )
         adapted = self.adapt.encoders
         for name, spec in sets.items():
             path = Path(spec.model)
-            if path.parent == self.adapt.out and (path.name not in adapted or
-                                                  adapted[path.name].modality != spec.modality):
-                raise ValueError(f"features.sets.{name} names {spec.model}: adapt.encoders needs "
-                                 f"a {spec.modality} entry {path.name!r}")  # fmt: skip
+            if path.parent == self.adapt.out and (
+                path.name not in adapted or adapted[path.name].modality != spec.modality
+            ):
+                raise ValueError(
+                    f"features.sets.{name} names {spec.model}: adapt.encoders needs "
+                    f"a {spec.modality} entry {path.name!r}"
+                )
         return self
 
 

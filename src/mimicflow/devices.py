@@ -28,9 +28,11 @@ def _resolve(device: str, gpus: int, what: str) -> str:
     if device.startswith("cuda"):
         index = int(device.partition(":")[2] or 0)
         if index >= gpus:
-            raise DeviceUnavailable(f"{what} is {device!r} but this machine has "
-                                    f"{gpus or 'no'} CUDA device{'s' if gpus != 1 else ''}; "
-                                    f"set {what}: cpu (or auto)")  # fmt: skip
+            raise DeviceUnavailable(
+                f"{what} is {device!r} but this machine has "
+                f"{gpus or 'no'} CUDA device{'s' if gpus != 1 else ''}; "
+                f"set {what}: cpu (or auto)"
+            )
     elif device != "cpu":
         raise DeviceUnavailable(f"{what} is {device!r}: use auto, cpu, cuda or cuda:N")
     return device

@@ -51,7 +51,9 @@ class Limits:
     @classmethod
     def from_params(cls, params: Params) -> Limits:
         serving = params.serving
-        return cls(int(serving.max_upload_mb * 1024 * 1024), serving.max_duration_s, params.validate_)
+        return cls(
+            int(serving.max_upload_mb * 1024 * 1024), serving.max_duration_s, params.validate_
+        )
 
 
 @dataclass
@@ -67,8 +69,9 @@ def check_clip(path: Path, limits: Limits = Limits()) -> MediaInfo:
     media facts; raises ClipRejected."""
     size = path.stat().st_size
     if limits.max_bytes is not None and size > limits.max_bytes:
-        raise ClipRejected(f"file too large: {size / 2**20:.1f} MB (limit "
-                           f"{limits.max_bytes / 2**20:.0f} MB)", 413)  # fmt: skip
+        raise ClipRejected(
+            f"file too large: {size / 2**20:.1f} MB (limit {limits.max_bytes / 2**20:.0f} MB)", 413
+        )
     try:
         info = probe_media(path, decode=False)
     except MediaError as exc:
@@ -81,7 +84,9 @@ def check_clip(path: Path, limits: Limits = Limits()) -> MediaInfo:
         decoded = None if info.claimed_duration_s is not None else probe_media(path, decode=True)
         duration = info.claimed_duration_s if decoded is None else decoded.decoded_duration_s
         if limits.max_duration_s is not None and duration > limits.max_duration_s:
-            raise ClipRejected(f"clip too long: {duration:.1f} s (limit {limits.max_duration_s:g} s)")
+            raise ClipRejected(
+                f"clip too long: {duration:.1f} s (limit {limits.max_duration_s:g} s)"
+            )
         decoded = decoded or probe_media(path, decode=True)
     except MediaError as exc:
         raise ClipRejected(str(exc), 422) from exc
@@ -91,9 +96,13 @@ def check_clip(path: Path, limits: Limits = Limits()) -> MediaInfo:
     return decoded
 
 
-def extract_clip(params: Params, video: Path, work_dir: Path,
-                 modalities: tuple[str, ...] = ("audio", "visual", "text"),
-                 duration_s: float | None = None) -> ClipInputs:  # fmt: skip
+def extract_clip(
+    params: Params,
+    video: Path,
+    work_dir: Path,
+    modalities: tuple[str, ...] = ("audio", "visual", "text"),
+    duration_s: float | None = None,
+) -> ClipInputs:
     """The clip's features per modality, its artefacts written into ``work_dir``
     (``duration_s``: what :func:`check_clip` measured, else measured here)."""
     folders = ArtefactFolders(Path(work_dir), Path(work_dir), Path(work_dir))
@@ -101,7 +110,9 @@ def extract_clip(params: Params, video: Path, work_dir: Path,
     found = clip_features(clip, _settings(params.model_dump_json(), tuple(modalities)), folders)
     if duration_s is None:
         duration_s = probe_media(video, decode=True).video_decoded_s
-    return ClipInputs(found.features, found.transcript, found.has_audio, found.face_rate, duration_s)
+    return ClipInputs(
+        found.features, found.transcript, found.has_audio, found.face_rate, duration_s
+    )
 
 
 @cache
@@ -110,8 +121,9 @@ def _settings(params_json: str, modalities: tuple[str, ...]) -> ClipSettings:
     return ClipSettings.from_params(Params.model_validate_json(params_json), modalities)
 
 
-def prediction(ensemble: Ensemble, features: list[dict[str, tuple[np.ndarray, np.ndarray]]]
-               ) -> list[dict]:  # fmt: skip
+def prediction(
+    ensemble: Ensemble, features: list[dict[str, tuple[np.ndarray, np.ndarray]]]
+) -> list[dict]:
     """The ensemble's answer per clip: intensities, each modality's presence and contribution
     (``change``: what the intensities lose without it; ``share``: of the clip's total), the
     model version."""
@@ -122,10 +134,21 @@ def prediction(ensemble: Ensemble, features: list[dict[str, tuple[np.ndarray, np
     for clip, row, changes in zip(features, scores, ensemble.ablation_changes(features)):
         here = present(clip)
         shares = contribution_shares(changes, here)
-        modalities = {m: {"present": here.get(m, False), "change": round(changes[m], 6),
-                          "share": round(shares[m], 6)} for m in ensemble.modalities}  # fmt: skip
-        answers.append({"intensities": {e: round(float(v), 6) for e, v in zip(EMOTIONS, row)},
-                        "modalities": modalities, "model_version": ensemble.version})  # fmt: skip
+        modalities = {
+            m: {
+                "present": here.get(m, False),
+                "change": round(changes[m], 6),
+                "share": round(shares[m], 6),
+            }
+            for m in ensemble.modalities
+        }
+        answers.append(
+            {
+                "intensities": {e: round(float(v), 6) for e, v in zip(EMOTIONS, row)},
+                "modalities": modalities,
+                "model_version": ensemble.version,
+            }
+        )
     return answers
 
 
@@ -133,15 +156,20 @@ def clip_prediction(ensemble: Ensemble, clip: ClipInputs) -> dict:
     """One clip's full answer: ``prediction`` plus its transcript and duration. A clip in which
     no modality was found is rejected (the answer would be the model's prior, about nothing)."""
     if not any(clip.present.get(m, False) for m in ensemble.modalities):
-        raise ClipRejected(f"nothing to predict from: none of {', '.join(ensemble.modalities)} "
-                           "was found in the clip (no face in any sampled frame, no audio, "
-                           "no speech)")  # fmt: skip
+        raise ClipRejected(
+            f"nothing to predict from: none of {', '.join(ensemble.modalities)} "
+            "was found in the clip (no face in any sampled frame, no audio, "
+            "no speech)"
+        )
     return prediction(ensemble, [clip.features])[0] | {
-        "transcript": clip.transcript, "duration_s": round(clip.duration_s, 3)}  # fmt: skip
+        "transcript": clip.transcript,
+        "duration_s": round(clip.duration_s, 3),
+    }
 
 
-def predict_clips(ensemble: Ensemble, paths: list[Path], limits: Limits = Limits(),
-                  progress: bool = False) -> list[dict]:  # fmt: skip
+def predict_clips(
+    ensemble: Ensemble, paths: list[Path], limits: Limits = Limits(), progress: bool = False
+) -> list[dict]:
     """``{"file", ...prediction}`` per path, or ``{"file", "error"}`` for a file that cannot be
     predicted: one bad file never stops the others."""
     import av
@@ -154,8 +182,13 @@ def predict_clips(ensemble: Ensemble, paths: list[Path], limits: Limits = Limits
         try:
             info = check_clip(Path(path), limits)
             with TemporaryDirectory(prefix="mimicflow-clip-") as work:
-                clip = extract_clip(ensemble.params, Path(path), Path(work),
-                                    tuple(ensemble.modalities), info.video_decoded_s)  # fmt: skip
+                clip = extract_clip(
+                    ensemble.params,
+                    Path(path),
+                    Path(work),
+                    tuple(ensemble.modalities),
+                    info.video_decoded_s,
+                )
             results[-1] |= clip_prediction(ensemble, clip)
         except (ClipRejected, OSError, av.error.FFmpegError) as exc:
             log.debug("%s: %s", path, exc)

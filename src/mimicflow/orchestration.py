@@ -30,8 +30,10 @@ def dvc_env() -> dict[str, str]:
     """The environment for DVC subprocesses: this interpreter's scripts first on PATH (stage
     commands such as ``mimicflow`` resolve to this environment), analytics off."""
     bin_dir = str(Path(sys.executable).parent)
-    return os.environ | {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-                         "DVC_NO_ANALYTICS": "1"}  # fmt: skip
+    return os.environ | {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+    }
 
 
 def run_dvc(args: list[str], project: Path, log: logging.Logger | logging.LoggerAdapter) -> str:
@@ -41,9 +43,16 @@ def run_dvc(args: list[str], project: Path, log: logging.Logger | logging.Logger
     command = [sys.executable, "-m", "dvc", *args]
     log.info("$ dvc %s", " ".join(args))
     lines = []
-    with subprocess.Popen(command, cwd=project, env=dvc_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1,
-                          start_new_session=True) as process:  # fmt: skip
+    with subprocess.Popen(
+        command,
+        cwd=project,
+        env=dvc_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    ) as process:
         try:
             for line in process.stdout:
                 line = line.rstrip()
@@ -56,15 +65,23 @@ def run_dvc(args: list[str], project: Path, log: logging.Logger | logging.Logger
             raise
     if process.returncode:
         tail = "\n".join(lines[-15:])
-        raise DvcError(f"`dvc {' '.join(args)}` failed (exit {process.returncode}) in {project}:\n{tail}")
+        raise DvcError(
+            f"`dvc {' '.join(args)}` failed (exit {process.returncode}) in {project}:\n{tail}"
+        )
     return "\n".join(lines)
 
 
 def dvc_stages(project: Path) -> list[str]:
     """Every stage of ``dvc.yaml`` (``foreach`` items expanded, e.g. ``features@audio``), in an
     order where each stage comes after the stages it depends on (from ``dvc dag --dot``)."""
-    result = subprocess.run([sys.executable, "-m", "dvc", "dag", "--dot"], cwd=project,
-                            env=dvc_env(), capture_output=True, text=True, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "dag", "--dot"],
+        cwd=project,
+        env=dvc_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode:
         raise DvcError(f"`dvc dag` failed in {project}: {result.stderr.strip()[-800:]}")
     nodes: list[str] = []
@@ -92,15 +109,25 @@ def publish_run(project: Path, stages: dict[str, dict], reports: Path) -> None:
     from prefect.artifacts import create_link_artifact, create_table_artifact
 
     create_table_artifact(
-        [{"stage": name, "outcome": s["outcome"], "seconds": round(s["seconds"], 1)}
-         for name, s in stages.items()],
-        key="mimicflow-stages", description="DVC stages of this run",
-    )  # fmt: skip
+        [
+            {"stage": name, "outcome": s["outcome"], "seconds": round(s["seconds"], 1)}
+            for name, s in stages.items()
+        ],
+        key="mimicflow-stages",
+        description="DVC stages of this run",
+    )
     metrics = _flatten(metrics_show(repo=str(project)))
-    create_table_artifact([{"metric": key, "value": value} for key, value in metrics],
-                          key="mimicflow-metrics", description="`dvc metrics show` after this run")  # fmt: skip
-    create_link_artifact(reports.resolve().as_uri(), link_text=str(reports),
-                         key="mimicflow-reports", description="the reports page")  # fmt: skip
+    create_table_artifact(
+        [{"metric": key, "value": value} for key, value in metrics],
+        key="mimicflow-metrics",
+        description="`dvc metrics show` after this run",
+    )
+    create_link_artifact(
+        reports.resolve().as_uri(),
+        link_text=str(reports),
+        key="mimicflow-reports",
+        description="the reports page",
+    )
 
 
 def _flatten(data: dict, prefix: str = ""):

@@ -26,8 +26,9 @@ def require(path: Path, stage: str) -> Path:
     """``path`` if the stage ``stage`` has written it, else explain which stage produces it."""
     path = Path(path)
     if not path.exists():
-        raise MissingStageInput(f"{path} not found: run the {stage!r} stage first "
-                                f"(`dvc repro {stage}`)")  # fmt: skip
+        raise MissingStageInput(
+            f"{path} not found: run the {stage!r} stage first (`dvc repro {stage}`)"
+        )
     return path
 
 

@@ -121,8 +121,11 @@ class Recipe(BaseModel):
         if unsourced:
             raise ValueError(f"values without a source: {', '.join(unsourced)}")
         paper = dict(leaves(self.params))
-        unexplained = [key for key, value in leaves(self.demo.params)
-                       if paper.get(key, ABSENT) != value and not _covered(key, self.demo.changes)]  # fmt: skip
+        unexplained = [
+            key
+            for key, value in leaves(self.demo.params)
+            if paper.get(key, ABSENT) != value and not _covered(key, self.demo.changes)
+        ]
         if unexplained:
             raise ValueError(
                 f"demo values changed without a note in demo.changes: {', '.join(unexplained)}"
@@ -274,8 +277,11 @@ def apply_overlay(params_file: Path | str, overlay: Mapping) -> list[tuple[str, 
     for token, original in kept.items():
         written = written.replace(token, original)
     old, new = dict(leaves(before)), dict(leaves(yaml.safe_load(written)))
-    changed = [(key, old.get(key, ABSENT), new.get(key, ABSENT))
-               for key in {**new, **old} if old.get(key, ABSENT) != new.get(key, ABSENT)]  # fmt: skip
+    changed = [
+        (key, old.get(key, ABSENT), new.get(key, ABSENT))
+        for key in {**new, **old}
+        if old.get(key, ABSENT) != new.get(key, ABSENT)
+    ]
     if changed:
         params_file.write_text(written)
     return changed

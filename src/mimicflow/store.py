@@ -15,7 +15,9 @@ from pathlib import Path
 
 def settings_hash(settings: dict) -> str:
     """Eight hex digits that change whenever the settings that shape an artefact change."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[
+        :8
+    ]
 
 
 def artefact_name(clip_id: str, content_sha256: str, settings: str, suffix: str) -> str:

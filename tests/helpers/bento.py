@@ -22,11 +22,15 @@ def package(root: Path, models_dir: Path, ensemble_dir: Path, env: dict, **servi
     """``mimicflow stage package`` with ``serving`` params, BentoML home ``env``'s; returns
     the stage's summary (``bento.json``)."""
     params = root / "params.yaml"
-    params.write_text(yaml.safe_dump({
-        "models": {"dir": str(models_dir)},
-        "ensemble": {"out": str(ensemble_dir)},
-        "serving": {"out": str(root / "bento"), **serving},
-    }))  # fmt: skip
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "models": {"dir": str(models_dir)},
+                "ensemble": {"out": str(ensemble_dir)},
+                "serving": {"out": str(root / "bento"), **serving},
+            }
+        )
+    )
     command = [sys.executable, "-m", "mimicflow.cli", "stage", "package", "--params", str(params)]
     done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -35,8 +39,11 @@ def package(root: Path, models_dir: Path, ensemble_dir: Path, env: dict, **servi
 
 def bento_env(root: Path, **variables: str) -> dict[str, str]:
     """This environment with a private BentoML home under ``root``, plus ``variables``."""
-    return os.environ | {"BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
-                         **variables}  # fmt: skip
+    return os.environ | {
+        "BENTOML_HOME": str(root / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        **variables,
+    }
 
 
 def _free_port() -> int:
@@ -52,10 +59,23 @@ def serve(bento: str, root: Path, env: dict, timeout: float = 300) -> Iterator[s
     port = _free_port()
     with open(root / "serve.log", "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port",
-             str(port)], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                bento,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            cwd=root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

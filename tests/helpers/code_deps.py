@@ -35,5 +35,8 @@ def code_deps(entry: str) -> list[str]:
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # packages run first
         todo += graph.find_modules_directly_imported_by(module)
     files = [_file(m) for m in seen]
-    return sorted(str(f.relative_to(SRC.parent)) for f in files
-                  if not (f.name == "__init__.py" and _only_docstring(f)))  # fmt: skip
+    return sorted(
+        str(f.relative_to(SRC.parent))
+        for f in files
+        if not (f.name == "__init__.py" and _only_docstring(f))
+    )

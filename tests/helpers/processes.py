@@ -3,6 +3,7 @@ tree outlives it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,13 +20,15 @@ def _alive(process: psutil.Process) -> bool:
         return False
 
 
-def sigkill_main(command: list[str], busy: Callable[[], bool], timeout: float = 600,
-                 grace: float = 5) -> tuple[list[psutil.Process], list[psutil.Process]]:  # fmt: skip
+def sigkill_main(
+    command: list[str], busy: Callable[[], bool], timeout: float = 600, grace: float = 5
+) -> tuple[list[psutil.Process], list[psutil.Process]]:
     """Run ``command``; once ``busy()`` holds, SIGKILL its main process alone (as ``kill -9
     <pid>`` does). Returns (its pool workers at that moment, every descendant still running
     ``grace`` seconds later). The whole session is killed on the way out, survivors included."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         main = psutil.Process(process.pid)
         deadline = time.monotonic() + timeout
@@ -42,7 +45,5 @@ def sigkill_main(command: list[str], busy: Callable[[], bool], timeout: float = 
             time.sleep(0.2)
         return workers, [p for p in tree if _alive(p)]
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

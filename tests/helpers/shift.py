@@ -22,8 +22,14 @@ from mimicflow.data.synth import face_rig
 from mimicflow.perception.audio import SAMPLE_RATE, decode_audio
 
 
-def shift_clip(source: Path, target: Path, slow: float = 2.0, gain: float = 0.3,
-               volume: float = 0.25, no_face: bool = False) -> None:  # fmt: skip
+def shift_clip(
+    source: Path,
+    target: Path,
+    slow: float = 2.0,
+    gain: float = 0.3,
+    volume: float = 0.25,
+    no_face: bool = False,
+) -> None:
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
         fps = round(float(stream.average_rate))
@@ -32,7 +38,9 @@ def shift_clip(source: Path, target: Path, slow: float = 2.0, gain: float = 0.3,
     ratio = Fraction(slow).limit_denominator(10)
     audio = decode_audio(source)
     if audio is not None:
-        audio = (resample_poly(audio, ratio.numerator, ratio.denominator) * volume).astype(np.float32)
+        audio = (resample_poly(audio, ratio.numerator, ratio.denominator) * volume).astype(
+            np.float32
+        )
     scene = cv2.resize(face_rig.no_face_scene(), (width, height)) if no_face else None
     n_out = math.ceil(len(frames) * slow)
 

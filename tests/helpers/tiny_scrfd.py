@@ -19,9 +19,14 @@ def build_tiny_scrfd(path: Path) -> Path:
     nodes, inits = [], []
 
     def const(name: str, value) -> str:
-        inits.append(helper.make_tensor(name, TensorProto.FLOAT if np.asarray(value).dtype.kind == "f"
-                                        else TensorProto.INT64, np.shape(value),
-                                        np.asarray(value).ravel().tolist()))
+        inits.append(
+            helper.make_tensor(
+                name,
+                TensorProto.FLOAT if np.asarray(value).dtype.kind == "f" else TensorProto.INT64,
+                np.shape(value),
+                np.asarray(value).ravel().tolist(),
+            )
+        )
         return name
 
     const("twenty", [20.0])
@@ -32,15 +37,17 @@ def build_tiny_scrfd(path: Path) -> Path:
     const("shape_4", [-1, 4])
     const("shape_10", [-1, 10])
     const("kps_offsets", KPS_OFFSETS.reshape(1, 10, 1, 1).tolist())
-    inits[-1] = helper.make_tensor("kps_offsets", TensorProto.FLOAT, [1, 20, 1, 1],
-                                   np.tile(KPS_OFFSETS, 2).tolist())
+    inits[-1] = helper.make_tensor(
+        "kps_offsets", TensorProto.FLOAT, [1, 20, 1, 1], np.tile(KPS_OFFSETS, 2).tolist()
+    )
     nodes.append(helper.make_node("ReduceMean", ["input.1"], ["gray"], axes=[1], keepdims=1))
     outputs = {"score": [], "bbox": [], "kps": []}
     for s in STRIDES:
         p = f"s{s}"
         nodes += [
-            helper.make_node("AveragePool", ["gray"], [f"{p}_pool"], kernel_shape=[s, s],
-                             strides=[s, s]),
+            helper.make_node(
+                "AveragePool", ["gray"], [f"{p}_pool"], kernel_shape=[s, s], strides=[s, s]
+            ),
             helper.make_node("Mul", [f"{p}_pool", "twenty"], [f"{p}_a"]),
             helper.make_node("Add", [f"{p}_a", "minus16"], [f"{p}_b"]),
             helper.make_node("Sigmoid", [f"{p}_b"], [f"{p}_sig"]),
@@ -57,13 +64,21 @@ def build_tiny_scrfd(path: Path) -> Path:
             helper.make_node("Transpose", [f"{p}_kps20"], [f"{p}_kpsT"], perm=[0, 2, 3, 1]),
             helper.make_node("Reshape", [f"{p}_kpsT", "shape_10"], [f"kps_{s}"]),
         ]
-        outputs["score"].append(helper.make_tensor_value_info(f"score_{s}", TensorProto.FLOAT, [None, 1]))
-        outputs["bbox"].append(helper.make_tensor_value_info(f"bbox_{s}", TensorProto.FLOAT, [None, 4]))
-        outputs["kps"].append(helper.make_tensor_value_info(f"kps_{s}", TensorProto.FLOAT, [None, 10]))
+        outputs["score"].append(
+            helper.make_tensor_value_info(f"score_{s}", TensorProto.FLOAT, [None, 1])
+        )
+        outputs["bbox"].append(
+            helper.make_tensor_value_info(f"bbox_{s}", TensorProto.FLOAT, [None, 4])
+        )
+        outputs["kps"].append(
+            helper.make_tensor_value_info(f"kps_{s}", TensorProto.FLOAT, [None, 10])
+        )
     graph = helper.make_graph(
-        nodes, "tiny_scrfd",
+        nodes,
+        "tiny_scrfd",
         [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, "h", "w"])],
-        outputs["score"] + outputs["bbox"] + outputs["kps"], inits,
+        outputs["score"] + outputs["bbox"] + outputs["kps"],
+        inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8

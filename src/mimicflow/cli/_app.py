@@ -12,8 +12,11 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="mimicflow: Emotional Mimicry Intensity estimation, from raw clips to six intensities.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="mimicflow: Emotional Mimicry Intensity estimation, from raw clips to six intensities.",
+)
 console = Console()
 
 ParamsOption = Annotated[

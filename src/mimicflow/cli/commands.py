@@ -51,8 +51,12 @@ def synth(
 
 @app.command()
 def validate(
-    dataset: Annotated[Path | None, typer.Argument(help="dataset folder (default: data.root)")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="output folder (default: validate.out)")] = None,
+    dataset: Annotated[
+        Path | None, typer.Argument(help="dataset folder (default: data.root)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="output folder (default: validate.out)")
+    ] = None,
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
     """Probe and decode every clip, check the labels, write manifest/quarantine/data docs."""
@@ -86,7 +90,9 @@ def models_list(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
 
 @models_app.command("prepare")
 def models_prepare(
-    names: Annotated[list[str] | None, typer.Argument(help="entries (default: models.prepare)")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="entries (default: models.prepare)")
+    ] = None,
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
     """Materialise pretrained models into models.dir (once; checksums verified)."""
@@ -94,7 +100,9 @@ def models_prepare(
 
     settings = read_params(params).models
     try:
-        prepared = prepare(list(names or settings.prepare), settings.dir, catalogue(settings.entries))
+        prepared = prepare(
+            list(names or settings.prepare), settings.dir, catalogue(settings.entries)
+        )
     except CatalogueError as exc:
         raise fail(str(exc)) from exc
     for name, folder in prepared.items():
@@ -127,7 +135,9 @@ def stage_adapt(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
 
 @stage_app.command("features")
 def stage_features(
-    name: Annotated[str, typer.Argument(help="a feature set of features.sets (default: audio | visual | text)")],
+    name: Annotated[
+        str, typer.Argument(help="a feature set of features.sets (default: audio | visual | text)")
+    ],
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
     """Encode every usable clip for one feature set into its store (resumable)."""
@@ -135,7 +145,9 @@ def stage_features(
 
     loaded = read_params(params)
     if name not in loaded.features.sets:
-        raise fail(f"unknown feature set {name!r}; features.sets has {', '.join(loaded.features.sets)}")
+        raise fail(
+            f"unknown feature set {name!r}; features.sets has {', '.join(loaded.features.sets)}"
+        )
     console.print_json(json.dumps(run_stage(features.run_features, loaded, name)))
 
 
@@ -168,8 +180,11 @@ def faces(
         if track.has_face[index]:
             cv2.imwrite(str(out / f"{index:05d}.jpg"), crop)
     save_face_track(track, out / "track.npz")
-    summary = track.summary | {"fps_sampled": config.fps, "backend": config.backend,
-                               "out": str(out)}  # fmt: skip
+    summary = track.summary | {
+        "fps_sampled": config.fps,
+        "backend": config.backend,
+        "out": str(out),
+    }
     if as_json:
         print(json.dumps(summary))
     else:
@@ -185,8 +200,12 @@ def stage_train(
     from mimicflow.stages import train
 
     description = run_stage(train.run_train, read_params(params), fold)
-    console.print_json(json.dumps({k: description[k] for k in ("system", "fold", "best_epoch")}
-                                  | {"val_mean_pearson": description["val_scores"]["mean_pearson"]}))
+    console.print_json(
+        json.dumps(
+            {k: description[k] for k in ("system", "fold", "best_epoch")}
+            | {"val_mean_pearson": description["val_scores"]["mean_pearson"]}
+        )
+    )
 
 
 @stage_app.command("ensemble")
@@ -261,15 +280,19 @@ def predict(
         loaded = load_ensemble(folder)
     except FileNotFoundError as exc:
         raise fail(str(exc)) from exc
-    results = predict_clips(loaded, videos, Limits.from_params(loaded.params),
-                            progress=len(videos) > 1)  # fmt: skip
+    results = predict_clips(
+        loaded, videos, Limits.from_params(loaded.params), progress=len(videos) > 1
+    )
     if as_json:
         print(json.dumps(results))
     elif not sys.stdout.isatty():  # piped: full values, tab-separated, nothing cut to fit
         print("\t".join(("file", *EMOTIONS, "error")))
         for result in results:
-            values = [f"{result['intensities'][e]:.6f}" for e in EMOTIONS] if "error" not in result \
-                else [""] * len(EMOTIONS)  # fmt: skip
+            values = (
+                [f"{result['intensities'][e]:.6f}" for e in EMOTIONS]
+                if "error" not in result
+                else [""] * len(EMOTIONS)
+            )
             print("\t".join((result["file"], *values, result.get("error", ""))))
     else:
         table = Table(title=f"ensemble {loaded.version}")
@@ -277,10 +300,12 @@ def predict(
             table.add_column(column, justify="right" if column in EMOTIONS else "left")
         for result in results:
             if "error" not in result:
-                shares = " ".join(f"{m} {i['share']:.2f}" for m, i in result["modalities"].items()
-                                  if i["present"])  # fmt: skip
-                table.add_row(result["file"], *(f"{result['intensities'][e]:.3f}" for e in EMOTIONS),
-                              shares)  # fmt: skip
+                shares = " ".join(
+                    f"{m} {i['share']:.2f}" for m, i in result["modalities"].items() if i["present"]
+                )
+                table.add_row(
+                    result["file"], *(f"{result['intensities'][e]:.3f}" for e in EMOTIONS), shares
+                )
         console.print(table)
         for result in results:
             if "error" in result:
@@ -305,10 +330,15 @@ def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     summary_path = paths.validation_summary
     if not summary_path.exists():
         raise fail(f"{summary_path} not found: run `dvc repro` first")
-    stages = [("validate", summary_path), ("faces", paths.metrics(paths.faces)),
-              ("asr", paths.metrics(paths.transcripts))]  # fmt: skip
-    stages += [(f"features@{modality}", paths.features_metrics(modality))
-               for modality in ("audio", "visual", "text")]  # fmt: skip
+    stages = [
+        ("validate", summary_path),
+        ("faces", paths.metrics(paths.faces)),
+        ("asr", paths.metrics(paths.transcripts)),
+    ]
+    stages += [
+        (f"features@{modality}", paths.features_metrics(modality))
+        for modality in ("audio", "visual", "text")
+    ]
     for name, path in stages:
         if not path.exists():
             continue
@@ -348,18 +378,29 @@ def _print_compare(table: dict) -> None:
 
     for name, run in runs.items():
         bold = "[bold]" if name == table["default_system"] else ""
-        add_row(f"{bold}{name}", "+".join(m[0] for m in run["inputs"]), _fmt(run["mean_pearson"]),
-                _fmt(run["mse"]), test_cell=_fmt(run.get("demo_hidden_test_mean_pearson")))  # fmt: skip
+        add_row(
+            f"{bold}{name}",
+            "+".join(m[0] for m in run["inputs"]),
+            _fmt(run["mean_pearson"]),
+            _fmt(run["mse"]),
+            test_cell=_fmt(run.get("demo_hidden_test_mean_pearson")),
+        )
     if runs:  # the same folds and labels for every run, so one baseline row
         any_run = next(iter(runs.values()))
-        add_row("training-mean baseline", "", _fmt(any_run["baseline_mean_pearson"]),
-                _fmt(any_run["baseline_mse"]))  # fmt: skip
+        add_row(
+            "training-mean baseline",
+            "",
+            _fmt(any_run["baseline_mean_pearson"]),
+            _fmt(any_run["baseline_mse"]),
+        )
     if table.get("oracle_mean_pearson") is not None:
         oracle = _fmt(table["oracle_mean_pearson"])
         add_row("oracle ceiling (demo)", "", oracle, "", test_cell=oracle)
     console.print(view)
-    console.print("inputs: a audio, v visual, t text. The baseline predicts each fold's training "
-                  "mean: a constant, so its Pearson is only the artefact of folds' means.")
+    console.print(
+        "inputs: a audio, v visual, t text. The baseline predicts each fold's training "
+        "mean: a constant, so its Pearson is only the artefact of folds' means."
+    )
 
 
 def _print_ensemble(metrics: dict) -> None:
@@ -370,13 +411,19 @@ def _print_ensemble(metrics: dict) -> None:
     rows = [("folds (each on its own validation fold)", None, None)]
     for k, fold in enumerate(metrics["folds"]):
         rows.append((f"  fold {k}", fold["clips"], fold["mean_pearson"]))
-    for key, label in (("out_of_fold", "out-of-fold"), ("official_valid", "official valid"),
-                       ("demo_hidden_test", "ensemble on the demo's hidden test labels")):
+    for key, label in (
+        ("out_of_fold", "out-of-fold"),
+        ("official_valid", "official valid"),
+        ("demo_hidden_test", "ensemble on the demo's hidden test labels"),
+    ):
         if key in metrics:
             rows.append((label, metrics[key]["clips"], metrics[key]["mean_pearson"]))
     for label, clips, value in rows:
-        view.add_row(label, "" if clips is None else str(clips), "" if value is None and clips is None
-                     else _fmt(value))  # fmt: skip
+        view.add_row(
+            label,
+            "" if clips is None else str(clips),
+            "" if value is None and clips is None else _fmt(value),
+        )
     if "demo_oracle_mean_pearson" in metrics:
         view.add_row("oracle ceiling (demo)", "", _fmt(metrics["demo_oracle_mean_pearson"]))
         view.add_row("[bold]held-out ÷ oracle", "", f"[bold]{_fmt(metrics['fraction_of_oracle'])}")

@@ -21,7 +21,9 @@ FLOWS = {"pipeline": "flows/pipeline.py:pipeline", "monitor": "flows/monitor.py:
 
 @flows_app.command("serve")
 def serve(
-    project: Annotated[Path, typer.Option("--project", help="the DVC project the flows run in")] = Path("."),
+    project: Annotated[
+        Path, typer.Option("--project", help="the DVC project the flows run in")
+    ] = Path("."),
 ) -> None:
     """Register the pipeline (nightly) and monitoring (hourly) deployments with their cron
     schedules from the project's params.yaml on the Prefect server at PREFECT_API_URL, and run
@@ -34,32 +36,44 @@ def serve(
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
-        raise fail("PREFECT_API_URL is not set: start a server (`prefect server start --host "
-                    "127.0.0.1`) and export PREFECT_API_URL=http://127.0.0.1:4200/api")  # fmt: skip
+        raise fail(
+            "PREFECT_API_URL is not set: start a server (`prefect server start --host "
+            "127.0.0.1`) and export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
     missing = [e.split(":")[0] for e in FLOWS.values() if not Path(e.split(":")[0]).is_file()]
     if missing:
-        raise fail(f"{', '.join(missing)} not found: run `mimicflow flows serve` from the "
-                    "repository root")  # fmt: skip
+        raise fail(
+            f"{', '.join(missing)} not found: run `mimicflow flows serve` from the repository root"
+        )
     root = project.resolve()
     settings = read_params(root / "params.yaml").flows
-    schedules = {"pipeline": ("nightly", settings.pipeline_cron),
-                 "monitor": ("hourly", settings.monitor_cron)}  # fmt: skip
+    schedules = {
+        "pipeline": ("nightly", settings.pipeline_cron),
+        "monitor": ("hourly", settings.monitor_cron),
+    }
     deployments = []
     for name, entrypoint in FLOWS.items():
         deployment, cron = schedules[name]
-        deployments.append(load_flow_from_entrypoint(entrypoint).to_deployment(
-            name=deployment, schedule=Cron(cron, timezone=settings.timezone),
-            parameters={"project": str(root)},
-            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW"),
-        ))  # fmt: skip
+        deployments.append(
+            load_flow_from_entrypoint(entrypoint).to_deployment(
+                name=deployment,
+                schedule=Cron(cron, timezone=settings.timezone),
+                parameters={"project": str(root)},
+                concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW"),
+            )
+        )
         console.print(f"{name}: {deployment} at '{cron}' ({settings.timezone}), project {root}")
     prefect_serve(*deployments)
 
 
 @app.command()
 def monitor(
-    incoming: Annotated[Path | None, typer.Option("--incoming", help="new clips (default: monitor.incoming)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the JSON verdict alone on stdout")] = False,
+    incoming: Annotated[
+        Path | None, typer.Option("--incoming", help="new clips (default: monitor.incoming)")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the JSON verdict alone on stdout")
+    ] = False,
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
     """Check new clips for drift against the training data (report in reports/drift/<run>/).

@@ -20,8 +20,9 @@ from mimicflow.recipes import (
     recipe_overlay,
 )
 
-recipe_app = typer.Typer(no_args_is_help=True,
-                         help="Each published system's configuration as a cited params overlay.")  # fmt: skip
+recipe_app = typer.Typer(
+    no_args_is_help=True, help="Each published system's configuration as a cited params overlay."
+)
 app.add_typer(recipe_app, name="recipe")
 RecipesOption = Annotated[
     Path, typer.Option("--recipes", help="folder of recipe files (<name>.yaml)", show_default=True)
@@ -43,15 +44,26 @@ def recipe_list(
     """The recipes: paper, the mean Pearson it reports on valid and test, and its source."""
     found = _recipes(recipes)
     if as_json:
-        rows = [{"name": r.name, "title": r.title, "paper": r.paper, "reported": r.reported.model_dump(),
-                 "source": r.source, "sources": r.sources} for r in found.values()]  # fmt: skip
+        rows = [
+            {
+                "name": r.name,
+                "title": r.title,
+                "paper": r.paper,
+                "reported": r.reported.model_dump(),
+                "source": r.source,
+                "sources": r.sources,
+            }
+            for r in found.values()
+        ]
         sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
         return
     view = Table(title=f"recipes in {recipes} (`mimicflow recipe apply NAME [--demo]`)")
     for column in ("name", "paper", "valid ρ", "test ρ", "source"):
         view.add_column(column, justify="right" if "ρ" in column else "left")
     for r in found.values():
-        valid = "—" if r.reported.valid is None else f"{r.reported.valid:.4g}"  # test only: abstracts
+        valid = (
+            "—" if r.reported.valid is None else f"{r.reported.valid:.4g}"
+        )  # test only: abstracts
         view.add_row(r.name, r.paper, valid, f"{r.reported.test:.4g}", r.source)
     console.print(view)
 

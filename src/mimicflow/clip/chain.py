@@ -27,7 +27,13 @@ def clip_features(clip: ClipRef, settings: ClipSettings, folders: ArtefactFolder
         face_row, speech_row = face_job.result(), speech_job.result()
     features = {}
     for name, encoder in settings.encoders.items():
-        values, mask = clip_encoder(encoder, settings.runtime).encode(inputs(encoder, folders)([clip]))[0]
+        values, mask = clip_encoder(encoder, settings.runtime).encode(
+            inputs(encoder, folders)([clip])
+        )[0]
         features[name] = (np.asarray(values, np.float16), np.asarray(mask, bool))
-    return ClipFeatures(features, transcript_text(clip, settings.asr, folders),
-                        bool(speech_row["has_audio"]), float(face_row["face_rate"]))  # fmt: skip
+    return ClipFeatures(
+        features,
+        transcript_text(clip, settings.asr, folders),
+        bool(speech_row["has_audio"]),
+        float(face_row["face_rate"]),
+    )

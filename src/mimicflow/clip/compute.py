@@ -22,9 +22,19 @@ class Compute:
     progress: bool = True
 
 
-def map_jobs(func: Callable, jobs: list, label: str, compute: Compute, done: int = 0) -> pd.DataFrame:
+def map_jobs(
+    func: Callable, jobs: list, label: str, compute: Compute, done: int = 0
+) -> pd.DataFrame:
     """``func`` over the jobs (one index row each), saying how many were already done."""
     if done:
         log.info("%s: %d of %d clips already done (resuming)", label, done, len(jobs))
-    return pd.DataFrame(map_clips(func, jobs, workers=compute.workers, progress=compute.progress,
-                                  label=label, scheduler=compute.scheduler))  # fmt: skip
+    return pd.DataFrame(
+        map_clips(
+            func,
+            jobs,
+            workers=compute.workers,
+            progress=compute.progress,
+            label=label,
+            scheduler=compute.scheduler,
+        )
+    )

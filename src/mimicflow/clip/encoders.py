@@ -63,29 +63,47 @@ class AudioEncoder(_Encoder):
 
         s, runtime = self.settings, self.runtime
         folder = Path(s.model)
-        if (folder / "model.bin").exists() or (folder / ALIGNED_WHISPER).exists() or s.model.endswith(".pt"):
+        if (
+            (folder / "model.bin").exists()
+            or (folder / ALIGNED_WHISPER).exists()
+            or s.model.endswith(".pt")
+        ):
             if s.head_outputs:
                 raise encoders.ModelUnavailable(
                     f"{s.model} is a Whisper model: {{setting}}.head_outputs needs a "
                     "transformers model with a regression head"
                 )
-            return encoders.WhisperAudioEncoder(s.model, s.layers, s.layer_merge, runtime.device,
-                                                runtime.batch_size)  # fmt: skip
-        return encoders.HFAudioEncoder(s.model, s.layers, s.layer_merge, runtime.device,
-                                       runtime.batch_size, head_outputs=s.head_outputs,
-                                       trust_remote_code=s.trust_remote_code)  # fmt: skip
+            return encoders.WhisperAudioEncoder(
+                s.model, s.layers, s.layer_merge, runtime.device, runtime.batch_size
+            )
+        return encoders.HFAudioEncoder(
+            s.model,
+            s.layers,
+            s.layer_merge,
+            runtime.device,
+            runtime.batch_size,
+            head_outputs=s.head_outputs,
+            trust_remote_code=s.trust_remote_code,
+        )
 
     def encode(self, audios: list[np.ndarray | None]) -> list[Encoded]:
         audios = [_cut(a, self.settings.audio_cut_s) for a in audios]
         present = [a for a in audios if a is not None and a.size]
         encoded = iter(self.net.encode(present)) if present else iter(())
-        return [_whole(next(encoded)) if a is not None and a.size else _absent(self.net.info.dim)
-                for a in audios]  # fmt: skip
+        return [
+            _whole(next(encoded)) if a is not None and a.size else _absent(self.net.info.dim)
+            for a in audios
+        ]
 
     def meta(self) -> dict:
         info = self.net.info
-        return {"model": self.settings.model, "layers": list(info.layers), "dim": info.dim,
-                "rate_hz": info.rate_hz, "audio_cut_s": self.settings.audio_cut_s}  # fmt: skip
+        return {
+            "model": self.settings.model,
+            "layers": list(info.layers),
+            "dim": info.dim,
+            "rate_hz": info.rate_hz,
+            "audio_cut_s": self.settings.audio_cut_s,
+        }
 
 
 class VisualEncoder(_Encoder):
@@ -107,8 +125,15 @@ class VisualEncoder(_Encoder):
             return ExpressionClassifier(Path(s.model))
         from mimicflow.perception.encoders import HFVisualEncoder
 
-        return HFVisualEncoder(s.model, s.layers, s.layer_merge, s.pooling, self.runtime.device,
-                               self.runtime.batch_size, trust_remote_code=s.trust_remote_code)  # fmt: skip
+        return HFVisualEncoder(
+            s.model,
+            s.layers,
+            s.layer_merge,
+            s.pooling,
+            self.runtime.device,
+            self.runtime.batch_size,
+            trust_remote_code=s.trust_remote_code,
+        )
 
     def encode(self, tracks: list) -> list[Encoded]:
         if self.facemesh:
@@ -132,9 +157,13 @@ class VisualEncoder(_Encoder):
             dim = len(columns)
         else:
             columns, dim = None, self.net.info.dim
-        return {"model": self.settings.model or self.settings.pooling,
-                "layers": list(self.settings.layers), "dim": dim,
-                "rate_hz": self.settings.faces.fps, "columns": columns}  # fmt: skip
+        return {
+            "model": self.settings.model or self.settings.pooling,
+            "layers": list(self.settings.layers),
+            "dim": dim,
+            "rate_hz": self.settings.faces.fps,
+            "columns": columns,
+        }
 
 
 class TextEncoder(_Encoder):
@@ -144,16 +173,29 @@ class TextEncoder(_Encoder):
         from mimicflow.perception.encoders import HFTextEncoder
 
         s = self.settings
-        return HFTextEncoder(s.model, s.layers, s.layer_merge, s.pooling, s.normalize,
-                             self.runtime.device, self.runtime.batch_size, s.max_tokens,
-                             trust_remote_code=s.trust_remote_code)  # fmt: skip
+        return HFTextEncoder(
+            s.model,
+            s.layers,
+            s.layer_merge,
+            s.pooling,
+            s.normalize,
+            self.runtime.device,
+            self.runtime.batch_size,
+            s.max_tokens,
+            trust_remote_code=s.trust_remote_code,
+        )
 
     def encode(self, texts: list[str]) -> list[Encoded]:
         return [_whole(values) for values in self.net.encode(texts)]
 
     def meta(self) -> dict:
-        return {"model": self.settings.model, "layers": list(self.settings.layers),
-                "dim": self.net.info.dim, "rate_hz": None, "pooling": self.settings.pooling}  # fmt: skip
+        return {
+            "model": self.settings.model,
+            "layers": list(self.settings.layers),
+            "dim": self.net.info.dim,
+            "rate_hz": None,
+            "pooling": self.settings.pooling,
+        }
 
 
 class EgemapsEncoder(_Encoder):
@@ -167,10 +209,13 @@ class EgemapsEncoder(_Encoder):
         try:
             import opensmile
         except ImportError as exc:
-            raise RuntimeError("eGeMAPS features need opensmile: pip install "
-                               "'mimicflow[prosody]' (research-only licence)") from exc  # fmt: skip
-        return opensmile.Smile(opensmile.FeatureSet.eGeMAPSv02,
-                               opensmile.FeatureLevel.LowLevelDescriptors)  # fmt: skip
+            raise RuntimeError(
+                "eGeMAPS features need opensmile: pip install "
+                "'mimicflow[prosody]' (research-only licence)"
+            ) from exc
+        return opensmile.Smile(
+            opensmile.FeatureSet.eGeMAPSv02, opensmile.FeatureLevel.LowLevelDescriptors
+        )
 
     def encode(self, audios: list[np.ndarray | None]) -> list[Encoded]:
         from mimicflow.perception.audio import SAMPLE_RATE
@@ -187,8 +232,13 @@ class EgemapsEncoder(_Encoder):
         return results
 
     def meta(self) -> dict:
-        return {"model": "eGeMAPSv02 LLD", "layers": None, "dim": EGEMAPS_DIM, "rate_hz": 100.0,
-                "columns": self._columns}  # fmt: skip
+        return {
+            "model": "eGeMAPSv02 LLD",
+            "layers": None,
+            "dim": EGEMAPS_DIM,
+            "rate_hz": 100.0,
+            "columns": self._columns,
+        }
 
 
 class OrganisersFeatures(_Encoder):
@@ -215,8 +265,14 @@ class OrganisersFeatures(_Encoder):
         return {"model": self.settings.model, "layers": None, "dim": self._dim, "rate_hz": None}
 
 
-ENCODERS = {"audio": AudioEncoder, "visual": VisualEncoder, "text": TextEncoder,
-            "egemaps": EgemapsEncoder, "vit": OrganisersFeatures, "wav2vec2": OrganisersFeatures}  # fmt: skip
+ENCODERS = {
+    "audio": AudioEncoder,
+    "visual": VisualEncoder,
+    "text": TextEncoder,
+    "egemaps": EgemapsEncoder,
+    "vit": OrganisersFeatures,
+    "wav2vec2": OrganisersFeatures,
+}
 
 
 @cache

@@ -40,15 +40,24 @@ def faces(job: FacesJob) -> dict:
         track = load_face_track(path)
     else:
         settings = job.settings
-        track = process_clip(job.clip.video, face_detector(settings), settings.fps, settings.crop_size,
-                             settings.alignment)  # fmt: skip
+        track = process_clip(
+            job.clip.video,
+            face_detector(settings),
+            settings.fps,
+            settings.crop_size,
+            settings.alignment,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, lambda tmp: save_face_track(track, tmp))
     return {"clip_id": job.clip.clip_id, "artefact": path.name, **track.summary}
 
 
-def faces_batch(clips: list[ClipRef], settings: FaceSettings, folders: ArtefactFolders,
-                compute: Compute = Compute()) -> pd.DataFrame:  # fmt: skip
+def faces_batch(
+    clips: list[ClipRef],
+    settings: FaceSettings,
+    folders: ArtefactFolders,
+    compute: Compute = Compute(),
+) -> pd.DataFrame:
     """Every clip's face track; returns the index (one row per clip) and drops stale tracks."""
     done = sum(folders.face_track(c, settings).exists() for c in clips)
     index = map_jobs(faces, [FacesJob(c, settings, folders) for c in clips], "faces", compute, done)

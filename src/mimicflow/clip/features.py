@@ -23,8 +23,9 @@ from mimicflow.store import prune
 log = logging.getLogger(__name__)
 
 
-def inputs(settings: EncoderSettings, folders: ArtefactFolders,
-           organisers: dict[str, Path] | None = None) -> Callable[[list[ClipRef]], list]:  # fmt: skip
+def inputs(
+    settings: EncoderSettings, folders: ArtefactFolders, organisers: dict[str, Path] | None = None
+) -> Callable[[list[ClipRef]], list]:
     """A reader of what the encoder takes, per clip, from the batch's artefacts (``organisers``:
     the dataset's pickles by clip id, for ``vit``/``wav2vec2``)."""
     modality = settings.modality
@@ -36,14 +37,21 @@ def inputs(settings: EncoderSettings, folders: ArtefactFolders,
         return lambda clips: [load_face_track(folders.face_track(c, settings.faces)) for c in clips]
     if modality == "text":
         first = settings.transcript == "first_segment"
-        return lambda clips: [speech.transcript_text(c, settings.asr, folders, first) for c in clips]
+        return lambda clips: [
+            speech.transcript_text(c, settings.asr, folders, first) for c in clips
+        ]
     files = organisers or {}
     return lambda clips: [files.get(c.clip_id) for c in clips]
 
 
-def encode(clips: list[ClipRef], settings: EncoderSettings, runtime: Runtime,
-           read: Callable[[list[ClipRef]], list], folder: Path,
-           progress: bool = True) -> tuple[dict[str, Path], dict]:  # fmt: skip
+def encode(
+    clips: list[ClipRef],
+    settings: EncoderSettings,
+    runtime: Runtime,
+    read: Callable[[list[ClipRef]], list],
+    folder: Path,
+    progress: bool = True,
+) -> tuple[dict[str, Path], dict]:
     """Encode every clip whose features file is missing (batches of ``runtime.batch_size``);
     returns each clip's file and the encoder's description (model, dim, rate …)."""
     encoder = clip_encoder(settings, runtime)
@@ -52,8 +60,12 @@ def encode(clips: list[ClipRef], settings: EncoderSettings, runtime: Runtime,
     files = {c.clip_id: feature_file(folder, c, settings) for c in clips}
     todo = [c for c in clips if not files[c.clip_id].exists()]
     if len(todo) < len(clips):
-        log.info("features %s: %d of %d clips already done (resuming)", settings.modality,
-                 len(clips) - len(todo), len(clips))  # fmt: skip
+        log.info(
+            "features %s: %d of %d clips already done (resuming)",
+            settings.modality,
+            len(clips) - len(todo),
+            len(clips),
+        )
     with Progress(disable=not progress) as bar:
         task = bar.add_task(f"features {settings.modality}", total=len(todo))
         for start in range(0, len(todo), runtime.batch_size):

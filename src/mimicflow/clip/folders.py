@@ -25,7 +25,9 @@ class ArtefactFolders:
         return Path(self.faces) / artefact_name(clip.clip_id, clip.sha256, settings.key(), ".npz")
 
     def transcript(self, clip: ClipRef, settings: AsrSettings) -> Path:
-        return Path(self.transcripts) / artefact_name(clip.clip_id, clip.sha256, settings.key(), ".json")
+        return Path(self.transcripts) / artefact_name(
+            clip.clip_id, clip.sha256, settings.key(), ".json"
+        )
 
     def decoded_audio(self, clip: ClipRef) -> Path:
         return Path(self.audio) / artefact_name(clip.clip_id, clip.sha256, AUDIO_KEY, ".npz")

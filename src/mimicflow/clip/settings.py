@@ -61,8 +61,16 @@ class FaceSettings(_Keyed):
     def from_params(cls, params: Params) -> FaceSettings:
         faces = params.faces
         mesh = resolve_model(params, faces.mesh_model) if faces.backend == "blazeface" else ""
-        return cls(faces.backend, resolve_model(params, faces.detector_model), mesh, faces.fps,
-                   faces.crop_size, faces.threshold, faces.full_range, faces.alignment)  # fmt: skip
+        return cls(
+            faces.backend,
+            resolve_model(params, faces.detector_model),
+            mesh,
+            faces.fps,
+            faces.crop_size,
+            faces.threshold,
+            faces.full_range,
+            faces.alignment,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,8 +95,15 @@ class AsrSettings(_Keyed):
         compute_type = asr.compute_type
         if compute_type == "auto":
             compute_type = "float16" if device.startswith("cuda") else "int8"
-        return cls(asr.backend, resolve_model(params, asr.model), compute_type, asr.language,
-                   asr.beam_size, device, asr.batch_size)  # fmt: skip
+        return cls(
+            asr.backend,
+            resolve_model(params, asr.model),
+            compute_type,
+            asr.language,
+            asr.beam_size,
+            device,
+            asr.batch_size,
+        )
 
 
 def adapted_version(model: str) -> str:
@@ -127,23 +142,47 @@ class EncoderSettings(_Keyed):
             raise ValueError(f"unknown feature set {name!r}; features.sets has {', '.join(sets)}")
         spec = sets[name]
         modality = spec.modality
-        common = {"layers": spec.layer_ids, "layer_merge": spec.layer_merge,
-                  "trust_remote_code": spec.trust_remote_code}  # fmt: skip
+        common = {
+            "layers": spec.layer_ids,
+            "layer_merge": spec.layer_merge,
+            "trust_remote_code": spec.trust_remote_code,
+        }
         common["model_version"] = adapted_version(spec.model)
         if modality == "audio":
-            return cls("audio", resolve_model(params, spec.model), **common,
-                       audio_cut_s=spec.audio_cut_s, head_outputs=spec.head_outputs)  # fmt: skip
+            return cls(
+                "audio",
+                resolve_model(params, spec.model),
+                **common,
+                audio_cut_s=spec.audio_cut_s,
+                head_outputs=spec.head_outputs,
+            )
         if modality == "visual":
             facemesh = spec.model in ("default", "motion")
             if facemesh:
-                return cls("visual", resolve_model(params, spec.fer_model) if spec.model == "default" else "",
-                           pooling=spec.model, faces=FaceSettings.from_params(params))  # fmt: skip
-            return cls("visual", resolve_model(params, spec.model), **common, pooling=spec.pooling,
-                       faces=FaceSettings.from_params(params))  # fmt: skip
+                return cls(
+                    "visual",
+                    resolve_model(params, spec.fer_model) if spec.model == "default" else "",
+                    pooling=spec.model,
+                    faces=FaceSettings.from_params(params),
+                )
+            return cls(
+                "visual",
+                resolve_model(params, spec.model),
+                **common,
+                pooling=spec.pooling,
+                faces=FaceSettings.from_params(params),
+            )
         if modality == "text":
-            return cls("text", resolve_model(params, spec.model), **common, pooling=spec.pooling,
-                       normalize=spec.normalize, max_tokens=spec.max_tokens,
-                       asr=AsrSettings.from_params(params), transcript=spec.transcript)  # fmt: skip
+            return cls(
+                "text",
+                resolve_model(params, spec.model),
+                **common,
+                pooling=spec.pooling,
+                normalize=spec.normalize,
+                max_tokens=spec.max_tokens,
+                asr=AsrSettings.from_params(params),
+                transcript=spec.transcript,
+            )
         if modality == "egemaps":
             return cls("egemaps", "eGeMAPSv02", audio_cut_s=spec.audio_cut_s)
         return cls(modality, f"organisers' {modality}")
@@ -176,7 +215,13 @@ class ClipSettings:
         encoders = tuple(EncoderSettings.from_params(params, name) for name in sets)
         unknown = [n for n, e in zip(sets, encoders) if e.modality not in CLIP_MODALITIES]
         if unknown:
-            raise ValueError(f"feature sets {unknown} cannot be computed from a clip (only "
-                             f"{', '.join(CLIP_MODALITIES)} sets can)")  # fmt: skip
-        return cls(FaceSettings.from_params(params), AsrSettings.from_params(params),
-                   dict(zip(sets, encoders)), Runtime.from_params(params))  # fmt: skip
+            raise ValueError(
+                f"feature sets {unknown} cannot be computed from a clip (only "
+                f"{', '.join(CLIP_MODALITIES)} sets can)"
+            )
+        return cls(
+            FaceSettings.from_params(params),
+            AsrSettings.from_params(params),
+            dict(zip(sets, encoders)),
+            Runtime.from_params(params),
+        )

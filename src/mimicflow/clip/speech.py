@@ -23,9 +23,15 @@ def speech_recogniser(settings: AsrSettings):
     from mimicflow.perception.asr import load_asr
 
     batched = {"batch_size": settings.batch_size} if settings.backend == "faster-whisper" else {}
-    return load_asr(settings.backend, settings.model, device=settings.device,
-                    compute_type=settings.compute_type, language=settings.language,
-                    beam_size=settings.beam_size, **batched)  # fmt: skip
+    return load_asr(
+        settings.backend,
+        settings.model,
+        device=settings.device,
+        compute_type=settings.compute_type,
+        language=settings.language,
+        beam_size=settings.beam_size,
+        **batched,
+    )
 
 
 def audio(clip: ClipRef, folders: ArtefactFolders) -> np.ndarray | None:
@@ -76,8 +82,9 @@ def transcript(job: SpeechJob) -> dict:
     }
 
 
-def transcript_text(clip: ClipRef, settings: AsrSettings, folders: ArtefactFolders,
-                    first_segment: bool = False) -> str:  # fmt: skip
+def transcript_text(
+    clip: ClipRef, settings: AsrSettings, folders: ArtefactFolders, first_segment: bool = False
+) -> str:
     """The text of a transcript made by :func:`transcript`: all of it, or with
     ``first_segment`` the recogniser's first segment alone ("" without speech)."""
     result = json.loads(folders.transcript(clip, settings).read_text())
@@ -86,13 +93,19 @@ def transcript_text(clip: ClipRef, settings: AsrSettings, folders: ArtefactFolde
     return result["text"]
 
 
-def speech_batch(clips: list[ClipRef], settings: AsrSettings, folders: ArtefactFolders,
-                 compute: Compute = Compute()) -> pd.DataFrame:  # fmt: skip
+def speech_batch(
+    clips: list[ClipRef],
+    settings: AsrSettings,
+    folders: ArtefactFolders,
+    compute: Compute = Compute(),
+) -> pd.DataFrame:
     """Every clip's decoded audio and transcript; returns the index and drops stale files."""
     done = sum(folders.transcript(c, settings).exists() for c in clips)
     if settings.device.startswith("cuda"):  # one model on the GPU, fed clip after clip
         compute = Compute(workers=1, progress=compute.progress)
-    index = map_jobs(transcript, [SpeechJob(c, settings, folders) for c in clips], "asr", compute, done)
+    index = map_jobs(
+        transcript, [SpeechJob(c, settings, folders) for c in clips], "asr", compute, done
+    )
     prune(Path(folders.transcripts), set(index["artefact"]) if len(index) else set(), ".json")
     prune(Path(folders.audio), {folders.decoded_audio(c).name for c in clips}, ".npz")
     return index

@@ -20,11 +20,23 @@ log = logging.getLogger(__name__)
 
 EXPRESSIONS = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
 AU_NAMES = {  # FACS names of the AUs face datasets annotate (Aff-Wild2's 12 and a few more)
-    1: "Inner Brow Raiser", 2: "Outer Brow Raiser", 4: "Brow Lowerer", 5: "Upper Lid Raiser",
-    6: "Cheek Raiser", 7: "Lid Tightener", 9: "Nose Wrinkler", 10: "Upper Lip Raiser",
-    12: "Lip Corner Puller", 15: "Lip Corner Depressor", 17: "Chin Raiser", 20: "Lip Stretcher",
-    23: "Lip Tightener", 24: "Lip Pressor", 25: "Lips Part", 26: "Jaw Drop",
-}  # fmt: skip
+    1: "Inner Brow Raiser",
+    2: "Outer Brow Raiser",
+    4: "Brow Lowerer",
+    5: "Upper Lid Raiser",
+    6: "Cheek Raiser",
+    7: "Lid Tightener",
+    9: "Nose Wrinkler",
+    10: "Upper Lip Raiser",
+    12: "Lip Corner Puller",
+    15: "Lip Corner Depressor",
+    17: "Chin Raiser",
+    20: "Lip Stretcher",
+    23: "Lip Tightener",
+    24: "Lip Pressor",
+    25: "Lips Part",
+    26: "Jaw Drop",
+}
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,9 @@ def read_affectnet(root: Path | str) -> list[AffectNetImage]:
         aus = tuple(int(a) for a in np.load(files["au"]).ravel()) if files["au"].is_file() else ()
         found.append(AffectNetImage(path, expression, valence, arousal, aus))
     if skipped:
-        log.info("AffectNet %s: %d images skipped (annotations missing or outside its classes)",
-                 root, skipped)  # fmt: skip
+        log.info(
+            "AffectNet %s: %d images skipped (annotations missing or outside its classes)",
+            root,
+            skipped,
+        )
     return found

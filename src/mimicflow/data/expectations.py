@@ -42,28 +42,29 @@ CDN_FILES: dict[str, str] = {
     "https://cdn.jsdelivr.net/npm/vega-lite@5": "vega-lite@5.23.0/build/vega-lite.min.js",
     "https://cdn.jsdelivr.net/npm/vega-embed@6": "vega-embed@6.29.0/build/vega-embed.min.js",
     "https://code.jquery.com/jquery-3.7.1.min.js": "jquery@3.7.1/dist/jquery.min.js",
-    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js":
-        "popper.js@1.12.9/dist/umd/popper.min.js",
-    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js":
-        "bootstrap@4.3.1/dist/js/bootstrap.min.js",
-    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css":
-        "bootstrap@4.3.1/dist/css/bootstrap.min.css",
-    **{f"https://unpkg.com/bootstrap-table@{v}/dist/{f}": f"bootstrap-table@{v}/dist/{f}"
-       for v, f in [
-        ("1.19.1", "bootstrap-table.min.js"),
-        ("1.19.1", "bootstrap-table.min.css"),
-        ("1.19.1", "extensions/filter-control/bootstrap-table-filter-control.min.js"),
-        ("1.19.0", "extensions/filter-control/bootstrap-table-filter-control.css"),
-        ("1.19.0", "extensions/filter-control/bootstrap-table-filter-control.min.css"),
-    ]},
-    **{f"https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/{f}":
-       f"bootstrap-datepicker@1.9.0/dist/{f}"
-       for f in ("js/bootstrap-datepicker.min.js", "css/bootstrap-datepicker.min.css")},
-    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css":
-        "@fortawesome/fontawesome-free@6.6.0/css/all.min.css",
-    **{f"https://cdn.jsdelivr.net/npm/{f}": f
-       for f in ["@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css"]},
-}  # fmt: skip
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": "popper.js@1.12.9/dist/umd/popper.min.js",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": "bootstrap@4.3.1/dist/js/bootstrap.min.js",
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": "bootstrap@4.3.1/dist/css/bootstrap.min.css",
+    **{
+        f"https://unpkg.com/bootstrap-table@{v}/dist/{f}": f"bootstrap-table@{v}/dist/{f}"
+        for v, f in [
+            ("1.19.1", "bootstrap-table.min.js"),
+            ("1.19.1", "bootstrap-table.min.css"),
+            ("1.19.1", "extensions/filter-control/bootstrap-table-filter-control.min.js"),
+            ("1.19.0", "extensions/filter-control/bootstrap-table-filter-control.css"),
+            ("1.19.0", "extensions/filter-control/bootstrap-table-filter-control.min.css"),
+        ]
+    },
+    **{
+        f"https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/{f}": f"bootstrap-datepicker@1.9.0/dist/{f}"
+        for f in ("js/bootstrap-datepicker.min.js", "css/bootstrap-datepicker.min.css")
+    },
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": "@fortawesome/fontawesome-free@6.6.0/css/all.min.css",
+    **{
+        f"https://cdn.jsdelivr.net/npm/{f}": f
+        for f in ["@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css"]
+    },
+}
 # Folders the stylesheets above reference (Font Awesome's fonts), copied whole.
 CDN_FOLDERS: tuple[str, ...] = ("@fortawesome/fontawesome-free@6.6.0/webfonts",)
 _CDN_ATTRIBUTES = re.compile(r'\s+(?:integrity="[^"]*"|crossorigin="[^"]*")')
@@ -151,10 +152,13 @@ def _checkpoint(context: Any, source: Any, name: str, expectations: list) -> Any
     validation = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=name, data=batch, suite=suite)
     )
-    return context.checkpoints.add_or_update(gx.Checkpoint(
-        name=name, validation_definitions=[validation],
-        actions=[UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
-    ))  # fmt: skip
+    return context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=[validation],
+            actions=[UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
+        )
+    )
 
 
 def _context(out_dir: Path) -> Any:
@@ -166,10 +170,12 @@ def _context(out_dir: Path) -> Any:
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     site = {
         "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                          "base_directory": str(out_dir / DOCS_DIR)},
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(out_dir / DOCS_DIR),
+        },
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    }  # fmt: skip
+    }
     for name in list(context.get_config().data_docs_sites or {}):  # GX's default local_site
         if name != DOCS_SITE:
             context.delete_data_docs_site(name)
@@ -212,9 +218,13 @@ def run_data_quality_suites(
     context = _context(out_dir)
     source = context.data_sources.add_or_update_pandas("mimicflow")  # assets: this run's tables
     run_id = RunIdentifier(run_name="validate", run_time=datetime.now(UTC))
-    tables = {"manifest": (manifest, _manifest_expectations(min_duration_s, max_duration_s,
-                                                             min_fps, max_fps)),
-              "labels": (labels, _labels_expectations())}  # fmt: skip
+    tables = {
+        "manifest": (
+            manifest,
+            _manifest_expectations(min_duration_s, max_duration_s, min_fps, max_fps),
+        ),
+        "labels": (labels, _labels_expectations()),
+    }
     suites: dict[str, dict] = {}
     for name, (frame, expectations) in tables.items():
         if name == "labels" and frame.empty:
@@ -243,8 +253,11 @@ def localise_data_docs(site: Path, assets: Path = WEB_ASSETS) -> None:
     (``make setup`` fetches them) the pages keep their CDN links and a warning says so."""
     missing = [f for f in (*CDN_FILES.values(), *CDN_FOLDERS) if not (assets / f).exists()]
     if missing:
-        log.warning("data docs load their scripts from CDNs: %s lacks %s (run `make setup`)",
-                    assets, missing[0])  # fmt: skip
+        log.warning(
+            "data docs load their scripts from CDNs: %s lacks %s (run `make setup`)",
+            assets,
+            missing[0],
+        )
         return
     vendor = site / VENDOR
     for name in (*set(CDN_FILES.values()), *CDN_FOLDERS):

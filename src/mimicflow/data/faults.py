@@ -46,29 +46,53 @@ FAULTS = {
 
 PLANTED = (
     PlantedFault(FAULTS["empty"], "zero-byte clip", "quarantine", "empty file"),
-    PlantedFault(FAULTS["text_file"], "a text file named .mp4", "quarantine", "not a readable media file"),
-    PlantedFault(FAULTS["truncated"], "truncated clip (header claims more than it holds)", "quarantine",
-                 "truncated"),
+    PlantedFault(
+        FAULTS["text_file"], "a text file named .mp4", "quarantine", "not a readable media file"
+    ),
+    PlantedFault(
+        FAULTS["truncated"],
+        "truncated clip (header claims more than it holds)",
+        "quarantine",
+        "truncated",
+    ),
     PlantedFault(FAULTS["audio_only"], "audio-only file", "quarantine", "no video stream"),
     PlantedFault(FAULTS["no_audio"], "clip without audio (and no audio/ file)", "manifest"),
     PlantedFault(FAULTS["too_short"], "0.2 s clip", "quarantine", "too short"),
     PlantedFault(FAULTS["high_fps"], "1000 fps clip", "manifest"),
-    PlantedFault(FAULTS["label_out_of_range"], "label out of range (Joy = 1.7)", "quarantine", "outside [0, 1]"),
-    PlantedFault(FAULTS["label_nan"], "label NaN (Admiration empty)", "quarantine", "Admiration is missing"),
-    PlantedFault(FAULTS["conflicting_labels"], "duplicated label rows that disagree", "quarantine", "conflicting"),
+    PlantedFault(
+        FAULTS["label_out_of_range"],
+        "label out of range (Joy = 1.7)",
+        "quarantine",
+        "outside [0, 1]",
+    ),
+    PlantedFault(
+        FAULTS["label_nan"], "label NaN (Admiration empty)", "quarantine", "Admiration is missing"
+    ),
+    PlantedFault(
+        FAULTS["conflicting_labels"],
+        "duplicated label rows that disagree",
+        "quarantine",
+        "conflicting",
+    ),
     PlantedFault(FAULTS["duplicate_labels"], "duplicated identical label rows", "manifest"),
-    PlantedFault(FAULTS["label_without_clip"], "label row without a clip", "quarantine", "has no clip"),
-)  # fmt: skip
+    PlantedFault(
+        FAULTS["label_without_clip"], "label row without a clip", "quarantine", "has no clip"
+    ),
+)
 
 
 def _source_frames(root: Path, count: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Frames and 16 kHz audio of the dataset's first clip, to build faulty clips from."""
     first = min((root / "raw").glob("*.mp4"))
     with av.open(str(first)) as container:
-        frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(count), container.decode(video=0))]
+        frames = [
+            f.to_ndarray(format="bgr24") for _, f in zip(range(count), container.decode(video=0))
+        ]
     with av.open(str(first)) as container:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
-        chunks = [r.to_ndarray()[0] for f in container.decode(audio=0) for r in resampler.resample(f)]
+        chunks = [
+            r.to_ndarray()[0] for f in container.decode(audio=0) for r in resampler.resample(f)
+        ]
     return frames, np.concatenate(chunks)
 
 
@@ -89,8 +113,9 @@ def plant_faults(root: Path | str) -> list[PlantedFault]:
     clip["truncated"].write_bytes(data[: len(data) * 2 // 5])
     with av.open(str(clip["audio_only"]), "w", format="mp4") as container:
         stream = container.add_stream("aac", rate=16000, layout="mono")
-        frame = av.AudioFrame.from_ndarray((audio[None, :16000] * 32767).astype(np.int16),
-                                           format="s16", layout="mono")  # fmt: skip
+        frame = av.AudioFrame.from_ndarray(
+            (audio[None, :16000] * 32767).astype(np.int16), format="s16", layout="mono"
+        )
         frame.sample_rate = 16000
         container.mux(stream.encode(frame))
         container.mux(stream.encode())
@@ -105,12 +130,26 @@ def plant_faults(root: Path | str) -> list[PlantedFault]:
         return {"Filename": int(FAULTS[name]), **dict.fromkeys(EMOTIONS, 0.25), **values}
 
     extra_rows = [
-        *(row(name) for name in ("empty", "text_file", "truncated", "audio_only", "no_audio",
-                                 "too_short", "high_fps")),
-        row("label_out_of_range", Joy=1.7), row("label_nan", Admiration=float("nan")),
-        row("conflicting_labels", Joy=0.2), row("conflicting_labels", Joy=0.8),
-        row("duplicate_labels"), row("duplicate_labels"), row("label_without_clip"),
-    ]  # fmt: skip
+        *(
+            row(name)
+            for name in (
+                "empty",
+                "text_file",
+                "truncated",
+                "audio_only",
+                "no_audio",
+                "too_short",
+                "high_fps",
+            )
+        ),
+        row("label_out_of_range", Joy=1.7),
+        row("label_nan", Admiration=float("nan")),
+        row("conflicting_labels", Joy=0.2),
+        row("conflicting_labels", Joy=0.8),
+        row("duplicate_labels"),
+        row("duplicate_labels"),
+        row("label_without_clip"),
+    ]
     train_csv = root / SPLIT_FILES["train"]
     labels = pd.read_csv(train_csv)
     pd.concat([labels, pd.DataFrame(extra_rows)], ignore_index=True).to_csv(train_csv, index=False)

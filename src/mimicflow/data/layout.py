@@ -33,10 +33,28 @@ ID_WIDTH = 5
 # The validate stage's manifest: one row per usable clip. ``audio_source``: ``clip`` (its own
 # track), ``file`` (audio/<id>.* because the video has none) or ``none``.
 MANIFEST_COLUMNS = [
-    "clip_id", "split", "video_path", "audio_path", "sha256", "size_bytes", "container",
-    "duration_s", "fps", "n_frames", "width", "height", "video_codec", "has_audio",
-    "audio_source", "audio_codec", "sample_rate", "has_vit", "has_wav2vec2", "notes", *EMOTIONS,
-]  # fmt: skip
+    "clip_id",
+    "split",
+    "video_path",
+    "audio_path",
+    "sha256",
+    "size_bytes",
+    "container",
+    "duration_s",
+    "fps",
+    "n_frames",
+    "width",
+    "height",
+    "video_codec",
+    "has_audio",
+    "audio_source",
+    "audio_codec",
+    "sample_rate",
+    "has_vit",
+    "has_wav2vec2",
+    "notes",
+    *EMOTIONS,
+]
 
 
 class DatasetError(Exception):
@@ -128,8 +146,10 @@ def _index_clips(
         if path.suffix.lower() in VIDEO_SUFFIXES:
             by_id[normalise_clip_id(path.stem) or path.stem].append(path)
         elif every_file:
-            not_clips[path] = (f"not a video file (suffix {path.suffix or 'none'}; clips are "
-                               f"{' '.join(VIDEO_SUFFIXES)})")  # fmt: skip
+            not_clips[path] = (
+                f"not a video file (suffix {path.suffix or 'none'}; clips are "
+                f"{' '.join(VIDEO_SUFFIXES)})"
+            )
     clips = {}
     for clip_id, paths in by_id.items():
         clips[clip_id] = kept = min(paths, key=lambda p: (p.stem != clip_id, p.name))
@@ -240,7 +260,9 @@ def read_feature_pickle(path: Path) -> np.ndarray:
 def manifest_clips(manifest: pd.DataFrame, root: Path) -> list[ClipRef]:
     """The manifest's clips as the per-clip library takes them (paths under ``root``)."""
     root = Path(root).resolve()
-    return [ClipRef(r.clip_id, root / r.video_path, r.sha256,
-                    root / r.audio_path if r.audio_path else None)
-            for r in manifest.itertuples()]  # fmt: skip
-
+    return [
+        ClipRef(
+            r.clip_id, root / r.video_path, r.sha256, root / r.audio_path if r.audio_path else None
+        )
+        for r in manifest.itertuples()
+    ]

@@ -183,8 +183,9 @@ def write_audio(path: Path | str, audio: np.ndarray, sample_rate: int, out_rate:
     """Encode mono float audio to MP3 (or any format the suffix names) at ``out_rate``."""
     path = Path(path)
     codec = {".mp3": "libmp3lame", ".wav": "pcm_s16le", ".m4a": "aac"}[path.suffix.lower()]
-    resampler = av.AudioResampler(format="s16p" if codec == "libmp3lame" else "s16",
-                                  layout="mono", rate=out_rate)  # fmt: skip
+    resampler = av.AudioResampler(
+        format="s16p" if codec == "libmp3lame" else "s16", layout="mono", rate=out_rate
+    )
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=out_rate, layout="mono")
         samples = (np.clip(audio, -1, 1) * 32767).astype(np.int16)[None, :]

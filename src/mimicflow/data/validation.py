@@ -106,9 +106,10 @@ def check_label_rows(
             continue
         problems = [f"{e} is missing" for e, v in row.values.items() if math.isnan(v)]
         problems += [
-            f"{e}={v:g} outside [0, 1]" for e, v in row.values.items() if not math.isnan(v)
-            and not 0.0 <= v <= 1.0
-        ]  # fmt: skip
+            f"{e}={v:g} outside [0, 1]"
+            for e, v in row.values.items()
+            if not math.isnan(v) and not 0.0 <= v <= 1.0
+        ]
         if problems:
             quarantine.append((row.clip_id, f"bad label row ({row.source}): {'; '.join(problems)}"))
             continue
@@ -123,10 +124,15 @@ def check_label_rows(
             continue
         for extra in rest:
             quarantine.append(
-                (clip_id, f"duplicate label row ({extra.source}) repeats {first.source}; first kept")
+                (
+                    clip_id,
+                    f"duplicate label row ({extra.source}) repeats {first.source}; first kept",
+                )
             )
         if clip_id not in clip_ids:
-            quarantine.append((clip_id, f"labelled ({first.source}) but raw/ has no clip {clip_id}"))
+            quarantine.append(
+                (clip_id, f"labelled ({first.source}) but raw/ has no clip {clip_id}")
+            )
             continue
         good[clip_id] = first
     return good, quarantine
@@ -135,10 +141,15 @@ def check_label_rows(
 def labels_table(rows: list[LabelRow]) -> pd.DataFrame:
     """All label rows as read, one row each, for the data-quality suite."""
     records = [
-        {"Filename": r.raw_filename, "clip_id": r.clip_id, "split": r.split, "source": r.source,
-         **r.values}
+        {
+            "Filename": r.raw_filename,
+            "clip_id": r.clip_id,
+            "split": r.split,
+            "source": r.source,
+            **r.values,
+        }
         for r in rows
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(records, columns=["Filename", "clip_id", "split", "source", *EMOTIONS])
 
 
@@ -149,8 +160,10 @@ def validate_dataset(
     every file of ``raw/`` ends up in exactly one of the two (a file that is not a clip under
     its own path, a clip under its clip id)."""
     labels, quarantine = check_label_rows(dataset.label_rows, set(dataset.clips))
-    quarantine += [(path.relative_to(dataset.root).as_posix(), reason)
-                   for path, reason in dataset.not_clips.items()]  # fmt: skip
+    quarantine += [
+        (path.relative_to(dataset.root).as_posix(), reason)
+        for path, reason in dataset.not_clips.items()
+    ]
     bad_label_ids = {clip_id for clip_id, _ in quarantine} - set(labels)
 
     jobs = [
@@ -188,8 +201,10 @@ def _manifest_record(dataset: Dataset, clip: ProbedClip, label: LabelRow | None)
         source, audio_info = "clip", video
     elif audio is not None:  # the organisers' audio file, for a video without a track
         source, audio_info = "file", audio
-        notes.append("the video has no audio track: audio from "
-                     f"{dataset.audio[clip.clip_id].relative_to(dataset.root).as_posix()}")
+        notes.append(
+            "the video has no audio track: audio from "
+            f"{dataset.audio[clip.clip_id].relative_to(dataset.root).as_posix()}"
+        )
     else:
         source, audio_info = "none", None
         notes.append("no audio: audio modality missing")
@@ -204,7 +219,8 @@ def _manifest_record(dataset: Dataset, clip: ProbedClip, label: LabelRow | None)
         "video_path": dataset.clips[clip.clip_id].relative_to(dataset.root).as_posix(),
         "audio_path": (
             dataset.audio[clip.clip_id].relative_to(dataset.root).as_posix()
-            if source == "file" else ""
+            if source == "file"
+            else ""
         ),
         "sha256": clip.sha256,
         "size_bytes": video.size_bytes,
@@ -226,8 +242,9 @@ def _manifest_record(dataset: Dataset, clip: ProbedClip, label: LabelRow | None)
     }
 
 
-def validate_folder(root: Path, out: Path, params: ValidateParams, workers: int = 0,
-                    progress: bool = True) -> dict:  # fmt: skip
+def validate_folder(
+    root: Path, out: Path, params: ValidateParams, workers: int = 0, progress: bool = True
+) -> dict:
     """Validate the dataset at ``root`` into ``out`` (``manifest.parquet``, ``quarantine.csv``,
     ``data_docs/``, ``summary.json``); returns the summary.
 
@@ -243,10 +260,15 @@ def validate_folder(root: Path, out: Path, params: ValidateParams, workers: int 
     out.mkdir(parents=True, exist_ok=True)
     result.manifest.to_parquet(out / "manifest.parquet", index=False)
     result.quarantine.to_csv(out / "quarantine.csv", index=False)
-    quality = run_data_quality_suites(result.manifest, result.labels, out,
-                                      min_duration_s=params.min_duration_s,
-                                      max_duration_s=params.max_duration_s,
-                                      min_fps=params.min_fps, max_fps=params.max_fps)  # fmt: skip
+    quality = run_data_quality_suites(
+        result.manifest,
+        result.labels,
+        out,
+        min_duration_s=params.min_duration_s,
+        max_duration_s=params.max_duration_s,
+        min_fps=params.min_fps,
+        max_fps=params.max_fps,
+    )
     if not quality["suites"]["manifest"]["success"]:
         log.warning("the manifest fails its own expectations: see %s", quality["data_docs"])
     manifest = result.manifest
@@ -262,6 +284,10 @@ def validate_folder(root: Path, out: Path, params: ValidateParams, workers: int 
         "gx_labels_success": quality["suites"]["labels"].get("success"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    log.info("%d usable clips, %d quarantined rows; data docs: %s", summary["clips_usable"],
-             summary["quarantined_rows"], quality["data_docs"])  # fmt: skip
+    log.info(
+        "%d usable clips, %d quarantined rows; data docs: %s",
+        summary["clips_usable"],
+        summary["quarantined_rows"],
+        quality["data_docs"],
+    )
     return summary

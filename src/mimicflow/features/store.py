@@ -47,7 +47,9 @@ def pack(folder: Path, files: dict[str, Path], meta: dict) -> Path:
         offsets.append(offsets[-1] + len(clip_values))
         present[clip_id] = bool(clip_mask.any())
     dim = meta["dim"]
-    np.save(out / "values.npy", np.concatenate(values) if values else np.zeros((0, dim), np.float16))
+    np.save(
+        out / "values.npy", np.concatenate(values) if values else np.zeros((0, dim), np.float16)
+    )
     np.save(out / "mask.npy", np.concatenate(masks) if masks else np.zeros(0, bool))
     np.save(out / "offsets.npy", np.asarray(offsets, np.int64))
     np.save(out / "clip_ids.npy", np.asarray(list(files), dtype=str))

@@ -20,9 +20,14 @@ RATES_HZ = {"audio": 50.0, "visual": 6.0, "text": None}  # text: one vector per 
 SIGNAL = {"audio": 0.6, "visual": 0.3, "text": 1.0}
 
 
-def write_synthetic_store(folder: Path, n_clips: int, dims: dict[str, int], seed: int = 0,
-                          missing_rate: float = 0.03,
-                          carried: dict[str, list[str]] | None = None) -> pd.DataFrame:  # fmt: skip
+def write_synthetic_store(
+    folder: Path,
+    n_clips: int,
+    dims: dict[str, int],
+    seed: int = 0,
+    missing_rate: float = 0.03,
+    carried: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
     """Write ``folder/<modality>/packed`` for ``n_clips`` clips; returns their manifest
     (``clip_id``, ``split``, the six labels; a quarter of the clips are unlabelled test).
     ``carried``: the emotions each modality carries (default: all six), to make modalities
@@ -46,7 +51,16 @@ def write_synthetic_store(folder: Path, n_clips: int, dims: dict[str, int], seed
             files[clip_id] = folder / modality / "clips" / f"{clip_id}.npz"
             files[clip_id].parent.mkdir(parents=True, exist_ok=True)
             save_clip_features(files[clip_id], values, mask)
-        pack(folder / modality, files, {"model": "synthetic", "modality": modality, "dim": dim, "rate_hz": RATES_HZ.get(modality)})
+        pack(
+            folder / modality,
+            files,
+            {
+                "model": "synthetic",
+                "modality": modality,
+                "dim": dim,
+                "rate_hz": RATES_HZ.get(modality),
+            },
+        )
     annotators = rng.integers(3, 9, n_clips)[:, None]
     labels = rng.binomial(annotators, latent) / annotators
     split = rng.choice(["train", "valid", "test"], n_clips, p=[0.5, 0.25, 0.25])

@@ -52,22 +52,37 @@ class PooledVector(nn.Module):
 class Abaw8(EmiModel):
     linear_output = True
 
-    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 1027,
-                 dropout: float = 0.0, audio_hidden: int | None = None, visual_hidden: int = 768,
-                 lstm_layers: int = 2):  # fmt: skip
+    def __init__(
+        self,
+        dims: dict[str, int],
+        kinds: dict[str, str],
+        hidden: int = 1027,
+        dropout: float = 0.0,
+        audio_hidden: int | None = None,
+        visual_hidden: int = 768,
+        lstm_layers: int = 2,
+    ):
         super().__init__(dims, kinds)
-        branch = {"audio": lambda d: LastStepLSTM(d, audio_hidden or d, lstm_layers),
-                  "visual": lambda d: LastStepLSTM(d, visual_hidden, lstm_layers),
-                  "text": PooledVector}  # fmt: skip
+        branch = {
+            "audio": lambda d: LastStepLSTM(d, audio_hidden or d, lstm_layers),
+            "visual": lambda d: LastStepLSTM(d, visual_hidden, lstm_layers),
+            "text": PooledVector,
+        }
         self.branches = nn.ModuleDict({m: branch[self.kinds[m]](d) for m, d in dims.items()})
         width = sum(b.out_dim for b in self.branches.values())
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.Tanh(),
-                                  nn.Linear(hidden, NUM_EMOTIONS))  # fmt: skip
+        self.head = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(width, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, NUM_EMOTIONS),
+        )
 
     def predict(self, inputs: Inputs) -> dict:
         here = torch.stack([present(inputs[m][1]) for m in self.branches], 1)  # B × inputs
-        parts = [branch(*inputs[m]) * here[:, k : k + 1]
-                 for k, (m, branch) in enumerate(self.branches.items())]  # fmt: skip
+        parts = [
+            branch(*inputs[m]) * here[:, k : k + 1]
+            for k, (m, branch) in enumerate(self.branches.items())
+        ]
         raw = self.head(torch.cat(parts, -1))
         weights = here.float() / here.float().sum(1, keepdim=True).clamp_min(1.0)
         return {"pred": raw.clamp(0.0, 1.0), "unclipped": raw, "weights": weights}

@@ -41,13 +41,23 @@ def text_anchored_triplet_loss(
     batch = fused.shape[0]
     if batch < 3:
         return fused.sum() * 0.0
-    idx = torch.stack([torch.randperm(batch, generator=generator)[:3] for _ in range(batch)]).to(fused.device)
+    idx = torch.stack([torch.randperm(batch, generator=generator)[:3] for _ in range(batch)]).to(
+        fused.device
+    )
     t = text[idx]  # B × 3 × d
-    d_text = torch.stack([(t[:, 0] - t[:, 1]).pow(2).sum(-1), (t[:, 0] - t[:, 2]).pow(2).sum(-1),
-                          (t[:, 1] - t[:, 2]).pow(2).sum(-1)], 1)  # pairs (0,1) (0,2) (1,2)
+    d_text = torch.stack(
+        [
+            (t[:, 0] - t[:, 1]).pow(2).sum(-1),
+            (t[:, 0] - t[:, 2]).pow(2).sum(-1),
+            (t[:, 1] - t[:, 2]).pow(2).sum(-1),
+        ],
+        1,
+    )  # pairs (0,1) (0,2) (1,2)
     closest = d_text.argmin(1)
     order = torch.tensor([[0, 1, 2], [0, 2, 1], [1, 2, 0]], device=fused.device)[closest]
     anc, pos, neg = (fused[idx.gather(1, order[:, k : k + 1]).squeeze(1)] for k in range(3))
     d_ap = (anc - pos).pow(2).sum(-1)
-    return (F.relu(d_ap - (anc - neg).pow(2).sum(-1) + margin)
-            + F.relu(d_ap - (pos - neg).pow(2).sum(-1) + margin)).mean()  # fmt: skip
+    return (
+        F.relu(d_ap - (anc - neg).pow(2).sum(-1) + margin)
+        + F.relu(d_ap - (pos - neg).pow(2).sum(-1) + margin)
+    ).mean()

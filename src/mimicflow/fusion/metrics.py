@@ -30,7 +30,11 @@ def ccc(pred: np.ndarray, true: np.ndarray) -> float | None:
     """Lin's concordance correlation coefficient; None for two constant vectors."""
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
     denom = pred.var() + true.var() + (pred.mean() - true.mean()) ** 2
-    return float(2 * ((pred - pred.mean()) * (true - true.mean())).mean() / denom) if denom > 1e-12 else None
+    return (
+        float(2 * ((pred - pred.mean()) * (true - true.mean())).mean() / denom)
+        if denom > 1e-12
+        else None
+    )
 
 
 def emotion_scores(pred: np.ndarray, true: np.ndarray, where: str = "") -> dict:

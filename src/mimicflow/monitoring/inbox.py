@@ -95,8 +95,12 @@ def claim(incoming: Path, work: Path, reports: Path, settle_s: float) -> Run:
         run = Run(run_id, work / run_id)
     (run.batch / "audio").mkdir(parents=True, exist_ok=True)
 
-    labels = [row for split, name in SPLIT_FILES.items() if (incoming / name).is_file()
-              for row in read_split_csv(incoming / name, split)]  # fmt: skip
+    labels = [
+        row
+        for split, name in SPLIT_FILES.items()
+        if (incoming / name).is_file()
+        for row in read_split_csv(incoming / name, split)
+    ]
     claimed = []
     now = time.time()
     for clip in _incoming_clips(incoming):
@@ -109,13 +113,25 @@ def claim(incoming: Path, work: Path, reports: Path, settle_s: float) -> Run:
         claimed.append((clip.stem, target.stem))
     if claimed and labels:
         ids = {normalise_clip_id(stem) or stem: new for stem, new in claimed}
-        rows = [{"clip_id": normalise_clip_id(ids[r.clip_id]) or ids[r.clip_id], "split": r.split,
-                 **r.values} for r in labels if r.clip_id in ids]  # fmt: skip
+        rows = [
+            {
+                "clip_id": normalise_clip_id(ids[r.clip_id]) or ids[r.clip_id],
+                "split": r.split,
+                **r.values,
+            }
+            for r in labels
+            if r.clip_id in ids
+        ]
         if rows:
             path = run.batch / "labels.csv"
             pd.DataFrame(rows).to_csv(path, mode="a", header=not path.exists(), index=False)
-    log.info("run %s: claimed %d new clips from %s (%d in the batch)", run.id, len(claimed),
-             incoming, len(run.clips()))  # fmt: skip
+    log.info(
+        "run %s: claimed %d new clips from %s (%d in the batch)",
+        run.id,
+        len(claimed),
+        incoming,
+        len(run.clips()),
+    )
     return run
 
 
@@ -142,8 +158,11 @@ def _incoming_clips(incoming: Path) -> list[Path]:
     found = []
     for folder in (incoming, incoming / "raw"):
         if folder.is_dir():
-            found += [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
-                      and p.suffix.lower() in VIDEO_SUFFIXES]  # fmt: skip
+            found += [
+                p
+                for p in sorted(folder.iterdir())
+                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES
+            ]
     return found
 
 
@@ -165,8 +184,12 @@ def _merge(source: Path, target: Path) -> None:
         return
     if (source / "labels.csv").is_file():
         rows = pd.read_csv(source / "labels.csv", dtype={"clip_id": str})
-        rows.to_csv(target / "labels.csv", mode="a", header=not (target / "labels.csv").exists(),
-                    index=False)  # fmt: skip
+        rows.to_csv(
+            target / "labels.csv",
+            mode="a",
+            header=not (target / "labels.csv").exists(),
+            index=False,
+        )
     for clip in sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES):
         new = _free_name(target, clip.name)
         os.replace(clip, new)

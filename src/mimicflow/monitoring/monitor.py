@@ -47,13 +47,15 @@ def run_params(params: Params, run: inbox.Run) -> Params:
     """``params`` with the dataset root at the run's batch and every stage output inside the
     run's work folder (models and compute settings unchanged)."""
     out = run.folder.resolve() / "out"
-    return params.model_copy(update={
-        "data": params.data.model_copy(update={"root": run.batch.resolve()}),
-        "validate_": params.validate_.model_copy(update={"out": out / "validated"}),
-        "faces": params.faces.model_copy(update={"out": out / "faces"}),
-        "asr": params.asr.model_copy(update={"out": out / "asr", "audio_out": out / "audio"}),
-        "features": params.features.model_copy(update={"out": out / "features"}),
-    })  # fmt: skip
+    return params.model_copy(
+        update={
+            "data": params.data.model_copy(update={"root": run.batch.resolve()}),
+            "validate_": params.validate_.model_copy(update={"out": out / "validated"}),
+            "faces": params.faces.model_copy(update={"out": out / "faces"}),
+            "asr": params.asr.model_copy(update={"out": out / "asr", "audio_out": out / "audio"}),
+            "features": params.features.model_copy(update={"out": out / "features"}),
+        }
+    )
 
 
 def run_monitor(params: Params, incoming: Path | None = None, step: Step = call) -> dict:
@@ -72,20 +74,32 @@ def run_monitor(params: Params, incoming: Path | None = None, step: Step = call)
             log.info("no new clips in %s", incoming)
             return {"drift": False, "drifted_columns": [], "report": None, "clips": 0}
         local = run_params(params, run)
-        checked = step("validate", validate_folder, run.batch, local.validate_.out,
-                       local.validate_, local.compute.workers, False)  # fmt: skip
+        checked = step(
+            "validate",
+            validate_folder,
+            run.batch,
+            local.validate_.out,
+            local.validate_,
+            local.compute.workers,
+            False,
+        )
         summary = {"drift": False, "drifted_columns": [], "report": None, "clips": 0}
         if checked["clips_usable"]:
             perceive(local, step)
             current, _ = step("profile", profile, local, projections)
-            summary = step("drift", drift_report, reference, current, run.report, settings,
-                           run.started)  # fmt: skip
+            summary = step(
+                "drift", drift_report, reference, current, run.report, settings, run.started
+            )
             step("workspace", add_run, settings.workspace, run.report / "report.json", run.id)
         _keep_validation(local, run)
         archived = step("archive", inbox.archive, run, Path(settings.archive))
         published = step("publish", inbox.publish, run, reports)
-        summary |= {"quarantined": checked["quarantined_rows"], "run": run.id,
-                    "gx_success": checked["gx_manifest_success"], "archive": str(archived)}  # fmt: skip
+        summary |= {
+            "quarantined": checked["quarantined_rows"],
+            "run": run.id,
+            "gx_success": checked["gx_manifest_success"],
+            "archive": str(archived),
+        }
         if published is not None:
             html = published / "report.html"
             summary["report"] = str(html) if html.is_file() else None
@@ -107,8 +121,16 @@ def perceive(local: Params, step: Step = call) -> None:
     speech.to_parquet(paths.index(paths.transcripts), index=False)
     for modality in local.monitor.modalities:
         settings = EncoderSettings.from_params(local, modality)
-        files, meta = step(f"features-{modality}", encode, clips, settings, Runtime.from_params(local),
-                           inputs(settings, folders), paths.features(modality), False)  # fmt: skip
+        files, meta = step(
+            f"features-{modality}",
+            encode,
+            clips,
+            settings,
+            Runtime.from_params(local),
+            inputs(settings, folders),
+            paths.features(modality),
+            False,
+        )
         pack(paths.features(modality), files, meta)
 
 

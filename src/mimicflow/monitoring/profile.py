@@ -52,9 +52,13 @@ def brightness(job: tuple[str, str]) -> tuple[float, float]:
         offsets, jpeg, has_face = data["jpeg_offsets"], data["jpeg"], data["has_face"]
     frames = np.flatnonzero(has_face)
     picks = frames[np.linspace(0, len(frames) - 1, min(BRIGHTNESS_CROPS, len(frames))).astype(int)]
-    crops = [cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_GRAYSCALE).mean() for i in picks]
-    return (float(np.mean(levels)) if levels else float("nan"),
-            float(np.mean(crops)) if crops else float("nan"))  # fmt: skip
+    crops = [
+        cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_GRAYSCALE).mean() for i in picks
+    ]
+    return (
+        float(np.mean(levels)) if levels else float("nan"),
+        float(np.mean(crops)) if crops else float("nan"),
+    )
 
 
 def metadata(params: Params) -> pd.DataFrame:
@@ -65,17 +69,26 @@ def metadata(params: Params) -> pd.DataFrame:
     asr = paths.read_index("asr").set_index("clip_id")
     frame = manifest.set_index("clip_id")[["duration_s", "fps", "width", "height"]].astype(float)
     root, folder = Path(params.data.root).resolve(), paths.faces.resolve()
-    jobs = [(str(root / video), str(folder / artefact)) for video, artefact
-            in zip(manifest["video_path"], faces.loc[frame.index, "artefact"])]  # fmt: skip
-    levels = map_clips(brightness, jobs, workers=params.compute.workers, progress=False,
-                       scheduler=params.compute.scheduler)  # fmt: skip
+    jobs = [
+        (str(root / video), str(folder / artefact))
+        for video, artefact in zip(manifest["video_path"], faces.loc[frame.index, "artefact"])
+    ]
+    levels = map_clips(
+        brightness,
+        jobs,
+        workers=params.compute.workers,
+        progress=False,
+        scheduler=params.compute.scheduler,
+    )
     frame["video_brightness"] = [video for video, _ in levels]
     frame["face_rate"] = faces["face_rate"]
     frame["face_quality"] = faces["mean_quality"].where(faces["frames_with_face"] > 0)
     frame["face_brightness"] = [face for _, face in levels]
     speech = asr["has_speech"].astype(bool)
     frame["asr_confidence"] = np.exp(asr["mean_logprob"].astype(float)).where(speech)
-    frame["no_speech_prob"] = asr["no_speech_prob"].astype(float).where(asr["has_audio"].astype(bool))
+    frame["no_speech_prob"] = (
+        asr["no_speech_prob"].astype(float).where(asr["has_audio"].astype(bool))
+    )
     frame["transcript_words"] = asr["words"].astype(float)
     frame["words_per_s"] = frame["transcript_words"] / frame["duration_s"]
     return frame
@@ -107,7 +120,11 @@ def predictions(params: Params, clip_ids: list[str], out_of_fold: bool) -> pd.Da
     frame = frame.loc[clip_ids, list(EMOTIONS)].astype(float)
     folds = sorted(Path(ensemble.params.train.out).glob("*/val_predictions.csv"))
     if out_of_fold and folds:
-        oof = pd.concat(pd.read_csv(f, dtype={"clip_id": str}) for f in folds).groupby("clip_id").mean()
+        oof = (
+            pd.concat(pd.read_csv(f, dtype={"clip_id": str}) for f in folds)
+            .groupby("clip_id")
+            .mean()
+        )
         shared = frame.index.intersection(oof.index)
         frame.loc[shared] = oof.loc[shared, list(EMOTIONS)].to_numpy()
         log.info("reference predictions: %d of %d clips out-of-fold", len(shared), len(frame))
@@ -124,7 +141,9 @@ def profile(params: Params, projections: dict[str, np.ndarray] | None = None):
         means, meta = clip_means(params, modality, clip_ids)
         names = meta.get("columns")
         if names and len(names) == means.shape[1]:
-            summary = pd.DataFrame(means, index=frame.index, columns=[f"{modality}_{n}" for n in names])
+            summary = pd.DataFrame(
+                means, index=frame.index, columns=[f"{modality}_{n}" for n in names]
+            )
         else:
             if projections is None:
                 fitted |= _fit_components(modality, means, params.monitor.components)
@@ -138,23 +157,31 @@ def profile(params: Params, projections: dict[str, np.ndarray] | None = None):
 def _fit_components(modality: str, means: np.ndarray, k: int) -> dict[str, np.ndarray]:
     present = means[~np.isnan(means).any(axis=1)].astype(np.float64)
     if len(present) < 2:
-        raise ReferenceProfileError(f"{modality}: fewer than two reference clips carry it; cannot fit "
-                             "its principal components")  # fmt: skip
+        raise ReferenceProfileError(
+            f"{modality}: fewer than two reference clips carry it; cannot fit "
+            "its principal components"
+        )
     centre = present.mean(axis=0)
     _, _, vt = np.linalg.svd(present - centre, full_matrices=False)
     components = vt[: min(k, len(vt))]
     # a component's sign is arbitrary: fix it so the largest loading is positive (reproducible)
-    components *= np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])[:, None]
+    components *= np.sign(
+        components[np.arange(len(components)), np.abs(components).argmax(axis=1)]
+    )[:, None]
     return {f"{modality}_centre": centre, f"{modality}_components": components}
 
 
 def _project(modality: str, means: np.ndarray, fitted: dict, index: pd.Index) -> pd.DataFrame:
     centre, components = fitted[f"{modality}_centre"], fitted[f"{modality}_components"]
     if means.shape[1] != len(centre):
-        raise ReferenceProfileError(f"{modality} features are {means.shape[1]}-d but the reference's are "
-                             f"{len(centre)}-d: rebuild it (`dvc repro reference`)")  # fmt: skip
+        raise ReferenceProfileError(
+            f"{modality} features are {means.shape[1]}-d but the reference's are "
+            f"{len(centre)}-d: rebuild it (`dvc repro reference`)"
+        )
     scores = (means.astype(np.float64) - centre) @ components.T
-    return pd.DataFrame(scores, index=index, columns=[f"{modality}_pc{i + 1}" for i in range(len(components))])
+    return pd.DataFrame(
+        scores, index=index, columns=[f"{modality}_pc{i + 1}" for i in range(len(components))]
+    )
 
 
 def build_reference(params: Params) -> dict:
@@ -164,8 +191,11 @@ def build_reference(params: Params) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     frame.reset_index().to_parquet(out / "profile.parquet", index=False)
     np.savez(out / "projections.npz", **projections)
-    summary = {"clips": len(frame), "columns": list(frame.columns),
-               "predictions": params.monitor.predictions}  # fmt: skip
+    summary = {
+        "clips": len(frame),
+        "columns": list(frame.columns),
+        "predictions": params.monitor.predictions,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log.info("reference profile: %d clips x %d columns -> %s", len(frame), frame.shape[1], out)
     return summary
@@ -175,8 +205,10 @@ def load_reference(params: Params) -> tuple[pd.DataFrame, dict[str, np.ndarray]]
     """The reference profile and its projections, or a message saying how to build them."""
     folder = StagePaths(params).reference
     if not (folder / "profile.parquet").is_file():
-        raise ReferenceProfileError(f"no reference profile in {folder}: build it from the training data "
-                             "with `dvc repro reference`")  # fmt: skip
+        raise ReferenceProfileError(
+            f"no reference profile in {folder}: build it from the training data "
+            "with `dvc repro reference`"
+        )
     frame = pd.read_parquet(folder / "profile.parquet").set_index("clip_id")
     with np.load(folder / "projections.npz", allow_pickle=False) as data:
         projections = {key: data[key] for key in data.files}

@@ -41,32 +41,45 @@ def write_index(params: Params) -> Path:
     reports = Path(params.monitor.reports)
     reports.mkdir(parents=True, exist_ok=True)
     docs = StagePaths(params).data_docs / "index.html"
-    pipeline = (f'<p><a id="pipeline-data-docs" href="{_href(docs, reports)}">Validation of '
-                f"<code>{escape(str(params.data.root))}</code></a></p>" if docs.is_file()
-                else '<p class="muted">No validation yet: run <code>dvc repro validate</code>.</p>')  # fmt: skip
+    pipeline = (
+        f'<p><a id="pipeline-data-docs" href="{_href(docs, reports)}">Validation of '
+        f"<code>{escape(str(params.data.root))}</code></a></p>"
+        if docs.is_file()
+        else '<p class="muted">No validation yet: run <code>dvc repro validate</code>.</p>'
+    )
     rows = []
     for folder in sorted((reports / "drift").glob("*/"), reverse=True):
         summary_file = folder / "summary.json"
         if not summary_file.is_file():
             continue
         s = json.loads(summary_file.read_text())
-        verdict = ('<span class="drift">drift</span>' if s["drift"]
-                   else '<span class="ok">no drift</span>')  # fmt: skip
+        verdict = (
+            '<span class="drift">drift</span>' if s["drift"] else '<span class="ok">no drift</span>'
+        )
         if s.get("warning"):
             verdict += f'<br><span class="muted small-batch">{escape(s["warning"])}</span>'
         columns = ", ".join(s["drifted_columns"]) or "—"
         links = []
         if (folder / "report.html").is_file():
-            links.append(f'<a class="drift-report" href="{_href(folder / "report.html", reports)}">'
-                         "Evidently report</a>")  # fmt: skip
+            links.append(
+                f'<a class="drift-report" href="{_href(folder / "report.html", reports)}">'
+                "Evidently report</a>"
+            )
         if (folder / "data_docs" / "index.html").is_file():
-            links.append(f'<a class="batch-data-docs" href="{_href(folder / "data_docs" / "index.html", reports)}">'
-                         "data docs</a>")  # fmt: skip
-        rows.append(f"<tr><td>{escape(folder.name)}</td><td>{s['clips']}</td><td>{verdict}</td>"
-                    f"<td>{escape(columns)}</td><td>{' · '.join(links)}</td></tr>")  # fmt: skip
-    runs = ("<table><tr><th>run</th><th>clips</th><th>verdict</th><th>drifted columns</th>"
-            f"<th>reports</th></tr>{''.join(rows)}</table>" if rows
-            else '<p class="muted">No monitoring run yet: <code>mimicflow monitor</code>.</p>')  # fmt: skip
+            links.append(
+                f'<a class="batch-data-docs" href="{_href(folder / "data_docs" / "index.html", reports)}">'
+                "data docs</a>"
+            )
+        rows.append(
+            f"<tr><td>{escape(folder.name)}</td><td>{s['clips']}</td><td>{verdict}</td>"
+            f"<td>{escape(columns)}</td><td>{' · '.join(links)}</td></tr>"
+        )
+    runs = (
+        "<table><tr><th>run</th><th>clips</th><th>verdict</th><th>drifted columns</th>"
+        f"<th>reports</th></tr>{''.join(rows)}</table>"
+        if rows
+        else '<p class="muted">No monitoring run yet: <code>mimicflow monitor</code>.</p>'
+    )
     index = reports / "index.html"
     updated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     index.write_text(_PAGE.format(updated=updated, pipeline=pipeline, runs=runs), encoding="utf-8")

@@ -25,17 +25,29 @@ def project(workspace: Workspace) -> Project:
     found = workspace.search_project(PROJECT)
     if found:
         return found[0]
-    made = workspace.create_project(PROJECT, description="mimicflow: drift of each monitored "
-                                    "batch against the training data's reference")  # fmt: skip
+    made = workspace.create_project(
+        PROJECT,
+        description="mimicflow: drift of each monitored "
+        "batch against the training data's reference",
+    )
     drifted = "evidently:metric_v2:DriftedColumnsCount"
-    made.dashboard.add_panel(line_plot_panel(
-        title="Share of drifted columns per run",
-        values=[PanelMetric(legend="share", metric=drifted, metric_labels={"value_type": "share"})],
-    ))  # fmt: skip
-    made.dashboard.add_panel(bar_plot_panel(
-        title="Drifted columns per run", size="half",
-        values=[PanelMetric(legend="columns", metric=drifted, metric_labels={"value_type": "count"})],
-    ))  # fmt: skip
+    made.dashboard.add_panel(
+        line_plot_panel(
+            title="Share of drifted columns per run",
+            values=[
+                PanelMetric(legend="share", metric=drifted, metric_labels={"value_type": "share"})
+            ],
+        )
+    )
+    made.dashboard.add_panel(
+        bar_plot_panel(
+            title="Drifted columns per run",
+            size="half",
+            values=[
+                PanelMetric(legend="columns", metric=drifted, metric_labels={"value_type": "count"})
+            ],
+        )
+    )
     return made
 
 

@@ -68,14 +68,26 @@ def _without_speech(audio: np.ndarray | None) -> Transcript | None:
 class FasterWhisperASR:
     """faster-whisper on a CTranslate2 model folder (or a model name it can fetch)."""
 
-    def __init__(self, model: str | Path, device: str = "cpu", compute_type: str = "int8",
-                 threads: int = 1, language: str | None = "en", beam_size: int = 1,
-                 batch_size: int = 8):  # fmt: skip
+    def __init__(
+        self,
+        model: str | Path,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        threads: int = 1,
+        language: str | None = "en",
+        beam_size: int = 1,
+        batch_size: int = 8,
+    ):
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
         kind, _, index = device.partition(":")
-        self.model = WhisperModel(str(model), device=kind, device_index=int(index or 0),
-                                  compute_type=compute_type, cpu_threads=threads)  # fmt: skip
+        self.model = WhisperModel(
+            str(model),
+            device=kind,
+            device_index=int(index or 0),
+            compute_type=compute_type,
+            cpu_threads=threads,
+        )
         # On a GPU, clips over 30 s go through faster-whisper's batched pipeline (VAD-cut windows
         # transcribed as one batch); on a CPU every clip takes the sequential path.
         self.batched = BatchedInferencePipeline(self.model) if kind == "cuda" else None
@@ -85,17 +97,28 @@ class FasterWhisperASR:
         if (silent := _without_speech(audio)) is not None:
             return silent
         duration = len(audio) / SAMPLE_RATE
-        options = {"language": self.language, "beam_size": self.beam_size, "word_timestamps": True,
-                   "condition_on_previous_text": False, "temperature": 0.0}  # fmt: skip
+        options = {
+            "language": self.language,
+            "beam_size": self.beam_size,
+            "word_timestamps": True,
+            "condition_on_previous_text": False,
+            "temperature": 0.0,
+        }
         if self.batched is not None and duration > 30:
             pieces, info = self.batched.transcribe(audio, batch_size=self.batch_size, **options)
         else:
             pieces, info = self.model.transcribe(audio, **options)
         segments = [
-            Segment(s.start, s.end, s.text.strip(), s.avg_logprob, s.no_speech_prob,
-                    [Word(w.word.strip(), w.start, w.end, w.probability) for w in s.words or []])
+            Segment(
+                s.start,
+                s.end,
+                s.text.strip(),
+                s.avg_logprob,
+                s.no_speech_prob,
+                [Word(w.word.strip(), w.start, w.end, w.probability) for w in s.words or []],
+            )
             for s in pieces
-        ]  # fmt: skip
+        ]
         return _transcript(segments, info.language, duration)
 
 
@@ -108,8 +131,15 @@ class OpenAIWhisperASR:
     for the whole process.
     """
 
-    def __init__(self, model: str | Path, device: str = "cpu", compute_type: str = "float32",
-                 threads: int = 1, language: str | None = "en", beam_size: int = 1):  # fmt: skip
+    def __init__(
+        self,
+        model: str | Path,
+        device: str = "cpu",
+        compute_type: str = "float32",
+        threads: int = 1,
+        language: str | None = "en",
+        beam_size: int = 1,
+    ):
         import torch
 
         torch.set_num_threads(threads)
@@ -123,16 +153,29 @@ class OpenAIWhisperASR:
             return silent
         duration = len(audio) / SAMPLE_RATE
         result = self.model.transcribe(
-            audio.astype(np.float32, copy=False), language=self.language, word_timestamps=True,
+            audio.astype(np.float32, copy=False),
+            language=self.language,
+            word_timestamps=True,
             beam_size=None if self.beam_size == 1 else self.beam_size,  # None: greedy, like CT2's 1
-            condition_on_previous_text=False, fp16=self.fp16, verbose=None, temperature=0.0,
-        )  # fmt: skip
+            condition_on_previous_text=False,
+            fp16=self.fp16,
+            verbose=None,
+            temperature=0.0,
+        )
         segments = [
-            Segment(s["start"], s["end"], s["text"].strip(), s["avg_logprob"], s["no_speech_prob"],
-                    [Word(w["word"].strip(), w["start"], w["end"], w["probability"])
-                     for w in s.get("words", [])])
+            Segment(
+                s["start"],
+                s["end"],
+                s["text"].strip(),
+                s["avg_logprob"],
+                s["no_speech_prob"],
+                [
+                    Word(w["word"].strip(), w["start"], w["end"], w["probability"])
+                    for w in s.get("words", [])
+                ],
+            )
             for s in result["segments"]
-        ]  # fmt: skip
+        ]
         return _transcript(segments, result["language"], duration)
 
 

@@ -49,8 +49,12 @@ class Wav2Vec2EmotionModel(Wav2Vec2PreTrainedModel):
         self.classifier = RegressionHead(config)
         self.post_init()
 
-    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **kwargs) -> EmotionOutput:  # fmt: skip
+    def forward(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> EmotionOutput:
         outputs = self.wav2vec2(input_values, attention_mask=attention_mask, **kwargs)
-        return EmotionOutput(self.classifier(outputs.last_hidden_state), outputs.last_hidden_state,
-                             outputs.hidden_states)  # fmt: skip
+        return EmotionOutput(
+            self.classifier(outputs.last_hidden_state),
+            outputs.last_hidden_state,
+            outputs.hidden_states,
+        )

@@ -152,8 +152,14 @@ class WhisperAudioEncoder:
 
     rate_hz = 50.0
 
-    def __init__(self, model: str | Path, layers: int | tuple[int, ...] = -1, merge: str = "concat",
-                 device: str = "auto", batch_size: int = 8):  # fmt: skip
+    def __init__(
+        self,
+        model: str | Path,
+        layers: int | tuple[int, ...] = -1,
+        merge: str = "concat",
+        device: str = "auto",
+        batch_size: int = 8,
+    ):
         from mimicflow.perception.asr import load_openai_whisper
 
         self.device = resolve_device(device)
@@ -185,7 +191,9 @@ class WhisperAudioEncoder:
 
         # whole seconds: 100 mel frames each, an even count for the stride-2 stem
         mels = torch.stack([whisper.log_mel_spectrogram(torch.from_numpy(w)) for *_, w in batch])
-        frames = [max(1, math.ceil(length / SAMPLE_RATE * self.rate_hz)) for _, _, length, _ in batch]
+        frames = [
+            max(1, math.ceil(length / SAMPLE_RATE * self.rate_hz)) for _, _, length, _ in batch
+        ]
         return self._forward(mels.to(self.device)), frames
 
     def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
@@ -198,9 +206,16 @@ class HFAudioEncoder:
     :mod:`mimicflow.perception.emotion_head`), and each frame's head outputs (arousal,
     dominance, valence from the final hidden state) follow the chosen layers' states."""
 
-    def __init__(self, model: str | Path, layers: int | tuple[int, ...] = -1, merge: str = "concat",
-                 device: str = "auto", batch_size: int = 8, head_outputs: bool = False,
-                 trust_remote_code: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        model: str | Path,
+        layers: int | tuple[int, ...] = -1,
+        merge: str = "concat",
+        device: str = "auto",
+        batch_size: int = 8,
+        head_outputs: bool = False,
+        trust_remote_code: bool = False,
+    ):
         from transformers import AutoFeatureExtractor, AutoModel
 
         self.device = resolve_device(device)
@@ -220,7 +235,9 @@ class HFAudioEncoder:
         with is masked out where the model takes an attention mask."""
         import torch
 
-        inputs = self.extractor([w for *_, w in batch], sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        inputs = self.extractor(
+            [w for *_, w in batch], sampling_rate=SAMPLE_RATE, return_tensors="pt"
+        )
         values = inputs["input_values"].to(self.device)
         mask = torch.zeros(values.shape, dtype=torch.long)
         for row, (_, _, length, _) in enumerate(batch):
@@ -260,8 +277,10 @@ def _emotion_model(model: str | Path):
     from mimicflow.perception.emotion_head import Wav2Vec2EmotionModel
 
     config = _pretrained(AutoConfig, model)
-    needs = ("{setting}.head_outputs: true needs a wav2vec2 checkpoint with audEERING's regression "
-             "head (audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim)")  # fmt: skip
+    needs = (
+        "{setting}.head_outputs: true needs a wav2vec2 checkpoint with audEERING's regression "
+        "head (audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim)"
+    )
     if config.model_type != "wav2vec2":
         raise ModelUnavailable(f"{model} is a {config.model_type} model: {needs}")
     net, info = _pretrained(Wav2Vec2EmotionModel, model, config=config, output_loading_info=True)
@@ -283,9 +302,16 @@ class HFVisualEncoder:
     noise, even at inference: it is loaded with ``mask_ratio`` 0 and fed the identity patch
     order, so every patch is seen, in order, and a crop's features are deterministic."""
 
-    def __init__(self, model: str | Path, layers: int | tuple[int, ...] = -1, merge: str = "concat",
-                 pooling: str = "cls", device: str = "auto", batch_size: int = 32,
-                 trust_remote_code: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        model: str | Path,
+        layers: int | tuple[int, ...] = -1,
+        merge: str = "concat",
+        pooling: str = "cls",
+        device: str = "auto",
+        batch_size: int = 32,
+        trust_remote_code: bool = False,
+    ):
         from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
         self.device = resolve_device(device)
@@ -300,8 +326,9 @@ class HFVisualEncoder:
         self.layers, self.merge, self.batch_size = _layers(layers), merge, batch_size
         self.pooling = pooling
         config = getattr(self.model.config, "vision_config", self.model.config)
-        self.info = EncoderInfo(str(model), self.layers, merged_dim(config.hidden_size, self.layers, merge),
-                                None)  # fmt: skip
+        self.info = EncoderInfo(
+            str(model), self.layers, merged_dim(config.hidden_size, self.layers, merge), None
+        )
 
     def encode(self, clips: list[list[np.ndarray]]) -> list[np.ndarray]:
         """``clips``: per clip, its RGB crops; returns per clip (frames × d)."""
@@ -319,8 +346,10 @@ class HFVisualEncoder:
             pooled = states[:, 0] if self.pooling == "cls" else states.mean(dim=1)
             for (index, _), vector in zip(batch, pooled.float().cpu().numpy()):
                 outputs[index].append(vector)
-        return [np.stack(parts) if parts else np.zeros((0, self.info.dim), np.float32)
-                for parts in outputs]  # fmt: skip
+        return [
+            np.stack(parts) if parts else np.zeros((0, self.info.dim), np.float32)
+            for parts in outputs
+        ]
 
     def _identity_order(self, batch: int):
         """MAE's ``noise`` that keeps every patch in place (patches are sorted by it)."""
@@ -342,9 +371,18 @@ class HFTextEncoder:
     pooled vectors.
     """
 
-    def __init__(self, model: str | Path, layers: int | tuple[int, ...] = -1, merge: str = "concat",
-                 pooling: str = "mean", normalize: bool = True, device: str = "auto",
-                 batch_size: int = 32, max_tokens: int = 256, trust_remote_code: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        model: str | Path,
+        layers: int | tuple[int, ...] = -1,
+        merge: str = "concat",
+        pooling: str = "mean",
+        normalize: bool = True,
+        device: str = "auto",
+        batch_size: int = 32,
+        max_tokens: int = 256,
+        trust_remote_code: bool = False,
+    ):
         from transformers import AutoModel, AutoTokenizer
 
         self.device = resolve_device(device)
@@ -363,9 +401,12 @@ class HFTextEncoder:
             return self._encode(texts, self.pooling)
         per_text = [split_sentences(t) for t in texts]
         vectors = iter(self._encode([s for sentences in per_text for s in sentences], "mean"))
-        return [np.concatenate([next(vectors) for _ in sentences])
-                if sentences else np.zeros((0, self.info.dim), np.float32)
-                for sentences in per_text]  # fmt: skip
+        return [
+            np.concatenate([next(vectors) for _ in sentences])
+            if sentences
+            else np.zeros((0, self.info.dim), np.float32)
+            for sentences in per_text
+        ]
 
     def _encode(self, texts: list[str], pooling: str) -> list[np.ndarray]:
         import torch
@@ -373,8 +414,13 @@ class HFTextEncoder:
         outputs = [np.zeros((0, self.info.dim), np.float32) for _ in texts]
         spoken = [(i, t) for i, t in enumerate(texts) if t.strip()]
         for batch in _batches(spoken, self.batch_size):
-            tokens = self.tokenizer([t for _, t in batch], padding=True, truncation=True,
-                                    max_length=self.max_tokens, return_tensors="pt").to(self.device)  # fmt: skip
+            tokens = self.tokenizer(
+                [t for _, t in batch],
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_tensors="pt",
+            ).to(self.device)
             with torch.inference_mode(), _autocast(self.device):
                 hidden = layer_states(self.model(**tokens, output_hidden_states=True))
                 states = merge_layers(hidden, self.layers, self.merge)

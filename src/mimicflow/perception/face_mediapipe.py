@@ -116,27 +116,35 @@ def five_points_from_blazeface(keypoints: np.ndarray) -> np.ndarray:
 def five_points_from_mesh(mesh: np.ndarray) -> np.ndarray:
     """(5, 2) in the project's order from a (468, 2+) FaceMesh: eye centres (mean of each eye's
     contour), nose tip (1), mouth corners (61, 291); the subject's right side (image left) first."""
-    return np.stack([
-        mesh[list(RIGHT_EYE_CONTOUR), :2].mean(0),
-        mesh[list(LEFT_EYE_CONTOUR), :2].mean(0),
-        mesh[NOSE_TIP, :2],
-        mesh[MOUTH_RIGHT_CORNER, :2],
-        mesh[MOUTH_LEFT_CORNER, :2],
-    ]).astype(np.float32)  # fmt: skip
+    return np.stack(
+        [
+            mesh[list(RIGHT_EYE_CONTOUR), :2].mean(0),
+            mesh[list(LEFT_EYE_CONTOUR), :2].mean(0),
+            mesh[NOSE_TIP, :2],
+            mesh[MOUTH_RIGHT_CORNER, :2],
+            mesh[MOUTH_LEFT_CORNER, :2],
+        ]
+    ).astype(np.float32)
 
 
 class BlazeFaceDetector:
     """BlazeFace short range (128×128, close-up faces) or full range (192×192, smaller faces)."""
 
-    def __init__(self, model_dir: Path, full_range: bool = False, score_threshold: float = 0.5,
-                 threads: int = 1):  # fmt: skip
+    def __init__(
+        self,
+        model_dir: Path,
+        full_range: bool = False,
+        score_threshold: float = 0.5,
+        threads: int = 1,
+    ):
         name = FULL_RANGE_MODEL if full_range else SHORT_RANGE_MODEL
         self._interpreter = _interpreter(Path(model_dir) / name, threads)
         inp = self._interpreter.get_input_details()[0]
         self._input, self.input_size = inp["index"], int(inp["shape"][1])
         # Two outputs: regressors (1, N, 16) and classificators (1, N, 1).
-        regressors, scores = sorted(self._interpreter.get_output_details(),
-                                    key=lambda d: -d["shape"][-1])  # fmt: skip
+        regressors, scores = sorted(
+            self._interpreter.get_output_details(), key=lambda d: -d["shape"][-1]
+        )
         self._regressors, self._scores = regressors["index"], scores["index"]
         if full_range:
             self.anchors = ssd_anchors(self.input_size, (4,), interpolated_scale=False)
@@ -197,8 +205,9 @@ class FaceMesh:
         inp = self._interpreter.get_input_details()[0]
         self._input, self.input_size = inp["index"], int(inp["shape"][1])
         # Two outputs: landmarks (1, 1, 1, 1404) and the face-presence logit (1, 1, 1, 1).
-        landmarks, presence = sorted(self._interpreter.get_output_details(),
-                                     key=lambda d: -d["shape"][-1])  # fmt: skip
+        landmarks, presence = sorted(
+            self._interpreter.get_output_details(), key=lambda d: -d["shape"][-1]
+        )
         self._landmarks, self._presence = landmarks["index"], presence["index"]
 
     def landmarks(self, image_bgr: np.ndarray, detection: Detection) -> np.ndarray:
@@ -214,8 +223,13 @@ class FaceMesh:
         sampling = to_image.copy()
         sampling[:, 2] += to_image[:, :2].sum(1) / 2
         size = self.input_size
-        crop = cv2.warpAffine(image_bgr, sampling, (size, size), borderMode=cv2.BORDER_REPLICATE,
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)  # fmt: skip
+        crop = cv2.warpAffine(
+            image_bgr,
+            sampling,
+            (size, size),
+            borderMode=cv2.BORDER_REPLICATE,
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        )
         tensor = crop[..., ::-1].astype(np.float32) / 255.0
         self._interpreter.set_tensor(self._input, tensor[None])
         self._interpreter.invoke()
@@ -245,8 +259,15 @@ class MediaPipeFaces:
     mesh rejects (presence below ``min_presence``, as MediaPipe's graph gates them) are dropped.
     """
 
-    def __init__(self, blazeface_dir: Path, facemesh_dir: Path, full_range: bool = True,
-                 score_threshold: float = 0.5, min_presence: float = 0.5, threads: int = 1):  # fmt: skip
+    def __init__(
+        self,
+        blazeface_dir: Path,
+        facemesh_dir: Path,
+        full_range: bool = True,
+        score_threshold: float = 0.5,
+        min_presence: float = 0.5,
+        threads: int = 1,
+    ):
         self.detector = BlazeFaceDetector(blazeface_dir, full_range, score_threshold, threads)
         self.mesh = FaceMesh(facemesh_dir, threads)
         self.min_presence = min_presence

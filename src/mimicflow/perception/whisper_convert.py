@@ -60,8 +60,9 @@ def read_ct2_model(path: Path) -> tuple[str, dict[str, np.ndarray]]:
             shape = [take("I") for _ in range(rank)]
             type_id, size = take("B"), take("I")
             if (type_id not in _DTYPES and type_id != _BFLOAT16) or offset + size > len(data):
-                raise NotACT2WhisperModel(f"{path}: variable {name!r} has a bad type id "
-                                          f"({type_id}) or size ({size})")  # fmt: skip
+                raise NotACT2WhisperModel(
+                    f"{path}: variable {name!r} has a bad type id ({type_id}) or size ({size})"
+                )
             raw = data[offset : offset + size]
             offset += size
             if type_id == _BFLOAT16:  # the upper half of a float32

@@ -48,8 +48,9 @@ def _section(data: dict, field: tuple[str, ...]) -> dict:
     return data
 
 
-def write_bundle(ensemble: Ensemble, ensemble_dir: Path, params: Params, serving: ServingParams,
-                 folder: Path) -> None:  # fmt: skip
+def write_bundle(
+    ensemble: Ensemble, ensemble_dir: Path, params: Params, serving: ServingParams, folder: Path
+) -> None:
     """Fill ``folder`` (a fresh model-store entry) from the ensemble and the models it was
     trained with, resolved through ``params`` (the catalogue as configured now)."""
     folder = Path(folder)
@@ -61,8 +62,12 @@ def write_bundle(ensemble: Ensemble, ensemble_dir: Path, params: Params, serving
         section = _section(data, field)
         source = Path(resolve_model(params, section[field[-1]]))
         if not source.exists():
-            log.warning("%s = %r is not a local model: the serving machine must be able to load "
-                        "it by that name", ".".join(field), section[field[-1]])  # fmt: skip
+            log.warning(
+                "%s = %r is not a local model: the serving machine must be able to load "
+                "it by that name",
+                ".".join(field),
+                section[field[-1]],
+            )
             continue
         source = source.resolve()
         if source not in copied:

@@ -33,9 +33,17 @@ class Refused(Exception):
 
 async def _json_error(send: Send, status: int, message: str, headers: list | None = None) -> None:
     body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *(headers or [])]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -50,8 +58,11 @@ class UploadForm:
         # BentoML picks its multipart parser by this exact string, else reads the body as JSON
         # (and fetches it when it is a URL): nothing else gets through.
         if content_type.decode("latin-1").split(";")[0].strip() != "multipart/form-data":
-            raise Refused(415, f"upload the clip as multipart/form-data, field {field!r} "
-                               f"(curl -F {field}=@clip.mp4)")  # fmt: skip
+            raise Refused(
+                415,
+                f"upload the clip as multipart/form-data, field {field!r} "
+                f"(curl -F {field}=@clip.mp4)",
+            )
         _, options = parse_options_header(content_type)
         if not options.get(b"boundary"):
             raise Refused(400, "multipart/form-data without a boundary")
@@ -61,11 +72,16 @@ class UploadForm:
             self.charset = "latin-1"
         self.files = 0
         self.header, self.value, self.disposition = b"", b"", b""
-        self.parser = MultipartParser(options[b"boundary"], {
-            "on_part_begin": self._part_begin, "on_header_field": self._header_field,
-            "on_header_value": self._header_value, "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-        })  # fmt: skip
+        self.parser = MultipartParser(
+            options[b"boundary"],
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field,
+                "on_header_value": self._header_value,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+            },
+        )
 
     def feed(self, chunk: bytes, last: bool) -> None:
         try:
@@ -75,8 +91,9 @@ class UploadForm:
         except FormParserError as exc:
             raise Refused(400, f"invalid multipart body ({exc})") from exc
         if last and not self.files:
-            raise Refused(400, f"no {self.field!r} part: upload the clip as multipart field "
-                               f"{self.field!r}")  # fmt: skip
+            raise Refused(
+                400, f"no {self.field!r} part: upload the clip as multipart field {self.field!r}"
+            )
 
     def _part_begin(self) -> None:
         self.disposition = b""
@@ -101,11 +118,17 @@ class UploadForm:
         except UnicodeDecodeError:
             name = options[b"name"].decode("latin-1")
         if name != self.field:
-            raise Refused(400, f"unexpected field {name!r}: the only field is {self.field!r}, "
-                               "the clip as a file upload")  # fmt: skip
+            raise Refused(
+                400,
+                f"unexpected field {name!r}: the only field is {self.field!r}, "
+                "the clip as a file upload",
+            )
         if b"filename" not in options:
-            raise Refused(400, f"field {self.field!r} is text, not a file: upload the clip's "
-                               f"bytes (curl -F {self.field}=@clip.mp4); URLs are not fetched")  # fmt: skip
+            raise Refused(
+                400,
+                f"field {self.field!r} is text, not a file: upload the clip's "
+                f"bytes (curl -F {self.field}=@clip.mp4); URLs are not fetched",
+            )
         self.files += 1
         if self.files > 1:
             raise Refused(400, f"more than one {self.field!r} part: one clip per request")
@@ -146,8 +169,12 @@ class RequestGuard:
     max_bytes: int | None = None
     guard_metrics: bool = True
 
-    def __init__(self, app, paths: tuple[str, ...] = ("/predict", "/predict_features"),
-                 uploads: dict[str, str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        app,
+        paths: tuple[str, ...] = ("/predict", "/predict_features"),
+        uploads: dict[str, str] | None = None,
+    ):
         self.app = app
         self.paths = paths
         self.uploads = {"/predict": "file"} if uploads is None else uploads
@@ -171,8 +198,9 @@ class RequestGuard:
             given = headers.get(b"authorization", b"").decode("latin-1")
             scheme, _, value = given.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), self.token):
-                return await _json_error(send, 401, "missing or wrong bearer token",
-                                         [(b"www-authenticate", b"Bearer")])  # fmt: skip
+                return await _json_error(
+                    send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")]
+                )
         if not guarded:
             return await self.app(scope, receive, send)
         form, limit = None, None

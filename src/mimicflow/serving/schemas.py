@@ -12,10 +12,14 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504: features are stored and 
 
 class ModalityInfo(BaseModel):
     present: bool = Field(description="the clip has this modality (else it was masked out)")
-    change: float = Field(description="mean absolute change of the six intensities when this "
-                                      "modality is removed (0 when absent)")  # fmt: skip
-    share: float = Field(description="its share of the clip's changes: sums to 1 over the "
-                                     "present modalities, 0 when absent")  # fmt: skip
+    change: float = Field(
+        description="mean absolute change of the six intensities when this "
+        "modality is removed (0 when absent)"
+    )
+    share: float = Field(
+        description="its share of the clip's changes: sums to 1 over the "
+        "present modalities, 0 when absent"
+    )
 
 
 class FeaturesPrediction(BaseModel):
@@ -31,8 +35,9 @@ class ClipPrediction(FeaturesPrediction):
 
 class ModalityFeatures(BaseModel):
     values: list[list[float]] = Field(description="T × d feature rows (T may be 0: missing)")
-    mask: list[bool] | None = Field(None, description="(T,) rows that hold the modality; "
-                                                      "default: all")  # fmt: skip
+    mask: list[bool] | None = Field(
+        None, description="(T,) rows that hold the modality; default: all"
+    )
 
     @model_validator(mode="after")
     def _rectangular(self) -> ModalityFeatures:
@@ -52,16 +57,21 @@ class ClipFeatures(BaseModel):
     def _matches_model(self) -> ClipFeatures:
         for name, given in self.features.items():
             if name not in FEATURE_DIMS:
-                raise ValueError(f"unknown modality {name!r}; the model takes "
-                                 f"{', '.join(sorted(FEATURE_DIMS))}")  # fmt: skip
+                raise ValueError(
+                    f"unknown modality {name!r}; the model takes {', '.join(sorted(FEATURE_DIMS))}"
+                )
             if given.values and len(given.values[0]) != FEATURE_DIMS[name]:
-                raise ValueError(f"{name}: rows have {len(given.values[0])} values, the model "
-                                 f"takes {FEATURE_DIMS[name]}")  # fmt: skip
+                raise ValueError(
+                    f"{name}: rows have {len(given.values[0])} values, the model "
+                    f"takes {FEATURE_DIMS[name]}"
+                )
             values = np.asarray(given.values, np.float64)
             bad = ~(np.abs(values) <= FLOAT16_MAX)  # NaN compares False: caught here too
             if bad.any():
                 row, column = map(int, np.argwhere(bad)[0])
-                raise ValueError(f"{name}: row {row} holds {values[row, column]} (column "
-                                 f"{column}); features must be finite numbers within "
-                                 f"float16's range, |x| <= {FLOAT16_MAX:g}")  # fmt: skip
+                raise ValueError(
+                    f"{name}: row {row} holds {values[row, column]} (column "
+                    f"{column}); features must be finite numbers within "
+                    f"float16's range, |x| <= {FLOAT16_MAX:g}"
+                )
         return self

@@ -64,18 +64,26 @@ class EMIService:
         bundle = read_bundle(Path(self.model_ref.path))
         self.ensemble, self.params = bundle.ensemble, bundle.params
         serving = bundle.serving
-        self.limits = Limits(int(serving.max_upload_mb * 2**20), serving.max_duration_s,
-                             self.params.validate_)  # the validate stage's policy, as trained
+        self.limits = Limits(
+            int(serving.max_upload_mb * 2**20), serving.max_duration_s, self.params.validate_
+        )  # the validate stage's policy, as trained
         token = os.environ.get(serving.token_env)
         RequestGuard.configure(token, self.limits.max_bytes, serving.guard_metrics)
         FEATURE_DIMS.update(self.ensemble.dims)
         made = self._warm_up()
         if made != {m: self.ensemble.dims[m] for m in made}:
-            raise RuntimeError(f"the packaged encoders make features of widths {made}, the "
-                               f"ensemble was trained on {self.ensemble.dims}")  # fmt: skip
-        log.info("worker %d ready: model %s (%s), modalities %s, token %s", os.getpid(),
-                 self.model_ref.tag, self.ensemble.version, FEATURE_DIMS,
-                 f"required ({serving.token_env})" if token else "not required")  # fmt: skip
+            raise RuntimeError(
+                f"the packaged encoders make features of widths {made}, the "
+                f"ensemble was trained on {self.ensemble.dims}"
+            )
+        log.info(
+            "worker %d ready: model %s (%s), modalities %s, token %s",
+            os.getpid(),
+            self.model_ref.tag,
+            self.ensemble.version,
+            FEATURE_DIMS,
+            f"required ({serving.token_env})" if token else "not required",
+        )
 
     def _warm_up(self) -> dict[str, int]:
         """One synthetic second through the whole chain: every model loads now, not on the
@@ -103,8 +111,13 @@ class EMIService:
             shutil.move(file, clip)
             try:
                 info = check_clip(clip, self.limits)
-                inputs = extract_clip(self.params, clip, Path(work),
-                                      tuple(self.ensemble.modalities), info.video_decoded_s)  # fmt: skip
+                inputs = extract_clip(
+                    self.params,
+                    clip,
+                    Path(work),
+                    tuple(self.ensemble.modalities),
+                    info.video_decoded_s,
+                )
                 answer = clip_prediction(self.ensemble, inputs)
             except ClipRejected as exc:
                 return JSONResponse({"error": str(exc)}, status_code=exc.status)

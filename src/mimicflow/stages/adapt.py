@@ -32,7 +32,11 @@ def adapt_data(params: Params) -> AdaptData:
     labelled = manifest[list(EMOTIONS)].notna().all(axis=1).to_numpy()
     refs = [ref for ref, keep in zip(manifest_clip_refs(params), labelled) if keep]
     rows = manifest[labelled]
-    folders, faces, asr = artefact_folders(params), FaceSettings.from_params(params), AsrSettings.from_params(params)
+    folders, faces, asr = (
+        artefact_folders(params),
+        FaceSettings.from_params(params),
+        AsrSettings.from_params(params),
+    )
 
     def crops(i: int) -> list:
         path = folders.face_track(refs[i], faces)
@@ -43,10 +47,14 @@ def adapt_data(params: Params) -> AdaptData:
 
     split = rows["split"].to_numpy()
     return AdaptData(
-        clip_ids=[r.clip_id for r in refs], labels=rows[list(EMOTIONS)].to_numpy("float32"),
-        train=split == "train", valid=split == "valid", audio=lambda i: speech.audio(refs[i], folders),
-        crops=crops, transcript=lambda i: speech.transcript_text(refs[i], asr, folders),
-    )  # fmt: skip
+        clip_ids=[r.clip_id for r in refs],
+        labels=rows[list(EMOTIONS)].to_numpy("float32"),
+        train=split == "train",
+        valid=split == "valid",
+        audio=lambda i: speech.audio(refs[i], folders),
+        crops=crops,
+        transcript=lambda i: speech.transcript_text(refs[i], asr, folders),
+    )
 
 
 def _resolved(params: Params, spec):
@@ -63,8 +71,10 @@ def _resolved(params: Params, spec):
 
 def affectnet_pairs(root: Path) -> list[Pair]:
     """An AffectNet-layout folder's images as visual (crop, prompt) pairs, weight 1."""
-    return [Pair(lambda image=image: [image.read()[..., ::-1]], affectnet_prompt(image))
-            for image in read_affectnet(root)]  # fmt: skip
+    return [
+        Pair(lambda image=image: [image.read()[..., ::-1]], affectnet_prompt(image))
+        for image in read_affectnet(root)
+    ]
 
 
 def run_adapt(params: Params, progress: bool = True) -> dict:
@@ -81,7 +91,12 @@ def run_adapt(params: Params, progress: bool = True) -> dict:
         data = adapt_data(params)
         device = torch_device(params.adapt.device, "adapt.device")
         for name, spec in encoders.items():
-            extra = {"external": affectnet_pairs(spec.external)} if getattr(spec, "external", None) else {}
-            metrics[name] = METHODS[spec.method](_resolved(params, spec), data, out / name, device,
-                                                 progress, **extra)  # fmt: skip
+            extra = (
+                {"external": affectnet_pairs(spec.external)}
+                if getattr(spec, "external", None)
+                else {}
+            )
+            metrics[name] = METHODS[spec.method](
+                _resolved(params, spec), data, out / name, device, progress, **extra
+            )
     return write_metrics(out.with_name(out.name + ".json"), metrics)

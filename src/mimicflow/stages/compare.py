@@ -31,8 +31,12 @@ def cross_validate(params: Params, system: str, inputs=None, progress: bool = Tr
     on the demo data also the fold models' mean on the hidden test labels."""
     config = params.train
     manifest = StagePaths(params).read_manifest()
-    test_idx = np.flatnonzero(assign_folds(manifest, config.protocol, config.n_folds, config.seed) == UNLABELLED)
-    truth = demo.hidden_labels(params.data.root)  # demo data only: real test clips have no labels to score
+    test_idx = np.flatnonzero(
+        assign_folds(manifest, config.protocol, config.n_folds, config.seed) == UNLABELLED
+    )
+    truth = demo.hidden_labels(
+        params.data.root
+    )  # demo data only: real test clips have no labels to score
     score_test = truth is not None and len(test_idx) > 0
     oof_pred, oof_true, base_pred, test_pred = [], [], [], []
     for fold in config.folds:
@@ -48,16 +52,25 @@ def cross_validate(params: Params, system: str, inputs=None, progress: bool = Tr
             test_pred.append(predict(result.model, dataset, test_idx, trainer.sampling[1]))
     pred, true, base = (np.concatenate(x) for x in (oof_pred, oof_true, base_pred))
     scores = emotion_scores(pred, true, f"{system} out-of-fold")
-    row = {"mean_pearson": scores["mean_pearson"], "mse": float(((pred - true) ** 2).mean()),
-           "baseline_mean_pearson": emotion_scores(base, true, "baseline")["mean_pearson"],
-           "baseline_mse": float(((base - true) ** 2).mean()),
-           "inputs": list(model_inputs(params, system, inputs))}  # fmt: skip
+    row = {
+        "mean_pearson": scores["mean_pearson"],
+        "mse": float(((pred - true) ** 2).mean()),
+        "baseline_mean_pearson": emotion_scores(base, true, "baseline")["mean_pearson"],
+        "baseline_mse": float(((base - true) ** 2).mean()),
+        "inputs": list(model_inputs(params, system, inputs)),
+    }
     if score_test:
         test_true = truth.loc[manifest["clip_id"].iloc[test_idx]].to_numpy()
-        row["demo_hidden_test_mean_pearson"] = emotion_scores(np.mean(test_pred, 0), test_true,
-                                                              f"{system} demo test")["mean_pearson"]  # fmt: skip
-    log.info("%s: out-of-fold ρ %.3f, MSE %.3f, demo test ρ %s", system, row["mean_pearson"] or float("nan"),
-             row["mse"], row.get("demo_hidden_test_mean_pearson"))  # fmt: skip
+        row["demo_hidden_test_mean_pearson"] = emotion_scores(
+            np.mean(test_pred, 0), test_true, f"{system} demo test"
+        )["mean_pearson"]
+    log.info(
+        "%s: out-of-fold ρ %.3f, MSE %.3f, demo test ρ %s",
+        system,
+        row["mean_pearson"] or float("nan"),
+        row["mse"],
+        row.get("demo_hidden_test_mean_pearson"),
+    )
     return row
 
 
@@ -71,19 +84,38 @@ def recipe_params(params: Params, name: str) -> Params:
 
     recipes = load_recipes(params.ensemble.recipes_dir)
     if name not in recipes:
-        raise ValueError(f"no recipe {name!r} in {params.ensemble.recipes_dir} (it has {', '.join(recipes)})")
+        raise ValueError(
+            f"no recipe {name!r} in {params.ensemble.recipes_dir} (it has {', '.join(recipes)})"
+        )
     base = params.model_dump(mode="json", by_alias=True)
     applied = validate_overlay(base, recipe_overlay(recipes[name], demo=True))
-    train = applied.train.model_copy(update={
-        "protocol": "merged", "folds": params.train.folds, "seed": params.train.seed,
-        "epochs": min(applied.train.epochs, params.ensemble.compare_epochs)})  # fmt: skip
+    train = applied.train.model_copy(
+        update={
+            "protocol": "merged",
+            "folds": params.train.folds,
+            "seed": params.train.seed,
+            "epochs": min(applied.train.epochs, params.ensemble.compare_epochs),
+        }
+    )
     adapt = applied.adapt.model_copy(update={"out": params.ensemble.compare_out / name / "adapted"})
-    sets = {key: spec.model_copy(update={"model": str(adapt.out / Path(spec.model).name)})
-            if Path(spec.model).parent == applied.adapt.out else spec
-            for key, spec in applied.features.sets.items()}  # fmt: skip
-    features = applied.features.model_copy(update={"out": params.ensemble.compare_out / name, "sets": sets})
-    return applied.model_copy(update={"train": train, "features": features, "adapt": adapt,
-                                      "faces": params.faces, "asr": params.asr})  # one perception for every row
+    sets = {
+        key: spec.model_copy(update={"model": str(adapt.out / Path(spec.model).name)})
+        if Path(spec.model).parent == applied.adapt.out
+        else spec
+        for key, spec in applied.features.sets.items()
+    }
+    features = applied.features.model_copy(
+        update={"out": params.ensemble.compare_out / name, "sets": sets}
+    )
+    return applied.model_copy(
+        update={
+            "train": train,
+            "features": features,
+            "adapt": adapt,
+            "faces": params.faces,
+            "asr": params.asr,
+        }
+    )  # one perception for every row
 
 
 def _recipe_features(params: Params, recipe: Params, progress: bool) -> None:
@@ -123,8 +155,10 @@ def run_compare(params: Params, progress: bool = True) -> dict:
     default system on each single input — all on the same folds, with the same epoch budget."""
     budget = min(params.train.epochs, params.ensemble.compare_epochs)
     params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": budget})})
-    runs = {f"recipe {name} (demo)": (recipe_params(params, name), None, None)
-            for name in params.ensemble.compare_recipes}  # fmt: skip
+    runs = {
+        f"recipe {name} (demo)": (recipe_params(params, name), None, None)
+        for name in params.ensemble.compare_recipes
+    }
     runs |= {name: (params, name, None) for name in params.ensemble.compare_systems}
     default = params.train.system
     if default != "augsburg":
@@ -134,8 +168,14 @@ def run_compare(params: Params, progress: bool = True) -> dict:
         if system is None:
             _recipe_features(params, run_params, progress)
         log.info("cross-validating %s", label)
-        table[label] = cross_validate(run_params, system or run_params.train.system, inputs, progress)
-    table = {"default_system": default, "oracle_mean_pearson": demo.oracle_mean_pearson(params.data.root), "runs": table}
+        table[label] = cross_validate(
+            run_params, system or run_params.train.system, inputs, progress
+        )
+    table = {
+        "default_system": default,
+        "oracle_mean_pearson": demo.oracle_mean_pearson(params.data.root),
+        "runs": table,
+    }
     reports = StagePaths(params).reports
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "compare.json").write_text(json.dumps(table, indent=2))

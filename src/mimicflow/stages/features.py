@@ -29,21 +29,32 @@ def run_features(params: Params, name: str, progress: bool = True) -> dict:
     paths = StagePaths(params)
     clips = manifest_clip_refs(params)
     settings = EncoderSettings.from_params(params, name)
-    organisers = (load_dataset(params.data.root).features.get(settings.modality, {})
-                  if settings.modality in DATASET_MODALITIES else None)  # fmt: skip
+    organisers = (
+        load_dataset(params.data.root).features.get(settings.modality, {})
+        if settings.modality in DATASET_MODALITIES
+        else None
+    )
     read = inputs(settings, artefact_folders(params), organisers)
     try:
-        files, meta = encode(clips, settings, Runtime.from_params(params), read,
-                             paths.features(name), progress)  # fmt: skip
+        files, meta = encode(
+            clips, settings, Runtime.from_params(params), read, paths.features(name), progress
+        )
     except ModelUnavailable as exc:
         raise exc.for_set(name) from exc
-    packed = pack(paths.features(name), files, meta | {"modality": settings.modality, "settings": settings.key()})
+    packed = pack(
+        paths.features(name),
+        files,
+        meta | {"modality": settings.modality, "settings": settings.key()},
+    )
     present = json.loads((packed / "meta.json").read_text())["present"]
     lengths = np.diff(np.load(packed / "offsets.npy"))
-    return write_metrics(paths.features_metrics(name), {
-        "clips": len(files),
-        "clips_present": int(sum(present.values())),
-        "dim": meta["dim"],
-        "mean_frames": round(float(lengths.mean()), 2) if len(lengths) else 0.0,
-        "model": meta["model"],
-    })  # fmt: skip
+    return write_metrics(
+        paths.features_metrics(name),
+        {
+            "clips": len(files),
+            "clips_present": int(sum(present.values())),
+            "dim": meta["dim"],
+            "mean_frames": round(float(lengths.mean()), 2) if len(lengths) else 0.0,
+            "model": meta["model"],
+        },
+    )

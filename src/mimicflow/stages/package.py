@@ -29,8 +29,9 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # CPU torch: no CUDA s
 def serving_requirements(pyproject: Path) -> list[str]:
     """The ``serving`` extra of the project's ``pyproject.toml``: what the service imports."""
     if not pyproject.is_file():
-        raise MissingStageInput(f"no {pyproject}: the bento is built from the repository's "
-                                "source tree")  # fmt: skip
+        raise MissingStageInput(
+            f"no {pyproject}: the bento is built from the repository's source tree"
+        )
     project = tomllib.loads(pyproject.read_text())["project"]
     return list(project["optional-dependencies"]["serving"])
 
@@ -46,8 +47,9 @@ def run_package(params: Params) -> dict:
     try:
         ensemble = load_ensemble(paths.ensemble)
     except FileNotFoundError as exc:
-        raise MissingStageInput(f"{exc} (run the 'ensemble' stage first: `dvc repro ensemble`)"
-                                ) from exc  # fmt: skip
+        raise MissingStageInput(
+            f"{exc} (run the 'ensemble' stage first: `dvc repro ensemble`)"
+        ) from exc
     labels = {"model_version": ensemble.version}
     metadata = {"modalities": list(ensemble.modalities), "emotions": list(mimicflow.EMOTIONS)}
     with bentoml.models.create(MODEL_NAME, labels=labels, metadata=metadata) as model:
@@ -68,8 +70,11 @@ def run_package(params: Params) -> dict:
     out = paths.bento.resolve()  # BentoML's export reads a relative path from /
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    archive = Path(bentoml.bentos.export_bento(  # plain tar: gzip of the weights costs minutes
-        bento.tag, str(out / f"{MODEL_NAME}.bento.tar"), output_format="tar"))  # fmt: skip
+    archive = Path(
+        bentoml.bentos.export_bento(  # plain tar: gzip of the weights costs minutes
+            bento.tag, str(out / f"{MODEL_NAME}.bento.tar"), output_format="tar"
+        )
+    )
     summary = {
         "bento": str(bento.tag),
         "model": str(model.tag),

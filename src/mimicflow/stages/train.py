@@ -49,8 +49,14 @@ def check_fold(params: Params, fold: int) -> None:
         raise ValueError(f"fold {fold} is not one of train.folds {list(params.train.folds)}")
 
 
-def train_fold(params: Params, fold: int, system: str | None = None, inputs=None,
-               progress: bool = True, on_epoch=None):  # fmt: skip
+def train_fold(
+    params: Params,
+    fold: int,
+    system: str | None = None,
+    inputs=None,
+    progress: bool = True,
+    on_epoch=None,
+):
     """Train one fold; returns (FoldResult, dataset, validation indices, the trainer).
 
     Protocol ``final``: the fold's validation picks the epochs, then the model is trained anew
@@ -67,8 +73,12 @@ def train_fold(params: Params, fold: int, system: str | None = None, inputs=None
         task = bar.add_task(f"{system} fold {fold}", total=None)
 
         def step(row):
-            bar.update(task, advance=1, description=f"{system} fold {fold} {row['stage']} "
-                                                   f"val ρ {row['val_mean_pearson']:.3f}")  # fmt: skip
+            bar.update(
+                task,
+                advance=1,
+                description=f"{system} fold {fold} {row['stage']} "
+                f"val ρ {row['val_mean_pearson']:.3f}",
+            )
             if on_epoch:
                 on_epoch(row)
 
@@ -94,23 +104,38 @@ def run_train(params: Params, fold: int, progress: bool = True) -> dict:
                 live.log_metric("val_mean_pearson", row["val_mean_pearson"])
                 live.next_step()
 
-        result, dataset, val_idx, trainer = train_fold(params, fold, progress=progress,
-                                                       on_epoch=log_epoch)  # fmt: skip
+        result, dataset, val_idx, trainer = train_fold(
+            params, fold, progress=progress, on_epoch=log_epoch
+        )
     system = params.train.system
     description = {
-        "system": system, "fold": fold, "hyper": model_hyper(system, trainer.hyper),
-        "dims": dataset.dims(), "kinds": dataset.kinds(), "modalities": list(dataset.tables),
-        "frames": dataset.frames, "protocol": params.train.protocol,
-        "sampling": trainer.sampling[1], "best_epoch": result.best_epoch,
+        "system": system,
+        "fold": fold,
+        "hyper": model_hyper(system, trainer.hyper),
+        "dims": dataset.dims(),
+        "kinds": dataset.kinds(),
+        "modalities": list(dataset.tables),
+        "frames": dataset.frames,
+        "protocol": params.train.protocol,
+        "sampling": trainer.sampling[1],
+        "best_epoch": result.best_epoch,
         "val_scores": result.val_scores,
-    }  # fmt: skip
+    }
     save_fold(out, result.state, description)
-    predictions = pd.DataFrame({"clip_id": [dataset.clip_ids[i] for i in val_idx],
-                                **dict(zip(EMOTIONS, result.val_pred.T))})  # fmt: skip
+    predictions = pd.DataFrame(
+        {
+            "clip_id": [dataset.clip_ids[i] for i in val_idx],
+            **dict(zip(EMOTIONS, result.val_pred.T)),
+        }
+    )
     predictions.to_csv(out / "val_predictions.csv", index=False)
     pd.DataFrame(result.history).to_csv(out / "history.csv", index=False)
-    log.info("fold %d: validation mean Pearson %.3f (best epoch %d)", fold,
-             result.val_scores["mean_pearson"] or float("nan"), result.best_epoch)  # fmt: skip
+    log.info(
+        "fold %d: validation mean Pearson %.3f (best epoch %d)",
+        fold,
+        result.val_scores["mean_pearson"] or float("nan"),
+        result.best_epoch,
+    )
     return description
 
 
@@ -126,13 +151,18 @@ def run_ensemble(params: Params) -> dict:
     manifest = StagePaths(params).read_manifest()
     labels = manifest.set_index("clip_id")[list(EMOTIONS)]
 
-    oof = pd.concat([pd.read_csv(d / "val_predictions.csv", dtype={"clip_id": str}) for d in fold_dirs])
+    oof = pd.concat(
+        [pd.read_csv(d / "val_predictions.csv", dtype={"clip_id": str}) for d in fold_dirs]
+    )
     metrics = {
-        "system": config.system, "protocol": config.protocol, "version": ensemble.version,
+        "system": config.system,
+        "protocol": config.protocol,
+        "version": ensemble.version,
         "folds": [json.loads((d / "fold.json").read_text())["val_scores"] for d in fold_dirs],
-        "out_of_fold": emotion_scores(oof[list(EMOTIONS)].to_numpy(),
-                                      labels.loc[oof["clip_id"]].to_numpy(), "out-of-fold"),
-    }  # fmt: skip
+        "out_of_fold": emotion_scores(
+            oof[list(EMOTIONS)].to_numpy(), labels.loc[oof["clip_id"]].to_numpy(), "out-of-fold"
+        ),
+    }
     assignment = assign_folds(manifest, config.protocol, config.n_folds, config.seed)
     predictions = ensemble.predict_store(params.features.out, list(manifest["clip_id"]))
     predictions["fold"] = assignment
@@ -140,7 +170,8 @@ def run_ensemble(params: Params) -> dict:
     truth = demo.hidden_labels(params.data.root)
     if truth is not None and len(test):
         metrics["demo_hidden_test"] = emotion_scores(
-            test[list(EMOTIONS)].to_numpy(), truth.loc[test["clip_id"]].to_numpy(), "demo test")
+            test[list(EMOTIONS)].to_numpy(), truth.loc[test["clip_id"]].to_numpy(), "demo test"
+        )
     oracle = demo.oracle_mean_pearson(params.data.root)
     if oracle is not None:
         metrics["demo_oracle_mean_pearson"] = oracle
@@ -150,9 +181,9 @@ def run_ensemble(params: Params) -> dict:
 
     submission = test.rename(columns={"clip_id": "Filename"})[["Filename", *EMOTIONS]]
     submission.to_csv(reports / "submission.csv", index=False, float_format="%.6f")
-    pd.DataFrame({"emotion": EMOTIONS, "pearson": [metrics["out_of_fold"]["pearson"][e]
-                                                   for e in EMOTIONS]}).to_csv(
-        reports / "per_emotion.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {"emotion": EMOTIONS, "pearson": [metrics["out_of_fold"]["pearson"][e] for e in EMOTIONS]}
+    ).to_csv(reports / "per_emotion.csv", index=False)
     scatter = oof.melt(id_vars="clip_id", var_name="emotion", value_name="predicted")
     scatter["true"] = [labels.at[c, e] for c, e in zip(scatter["clip_id"], scatter["emotion"])]
     scatter.to_csv(reports / "oof_scatter.csv", index=False)

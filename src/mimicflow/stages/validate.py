@@ -23,8 +23,9 @@ def run(params: Params, root: Path | None = None, out: Path | None = None, progr
     ``validate.out``); returns the summary. Raises :class:`DataQualityError` when the manifest
     fails its suite and ``validate.on_failure`` is ``stop``."""
     out = Path(out or params.validate_.out)
-    summary = validate_folder(Path(root or params.data.root), out, params.validate_,
-                              params.compute.workers, progress)  # fmt: skip
+    summary = validate_folder(
+        Path(root or params.data.root), out, params.validate_, params.compute.workers, progress
+    )
     if not summary["gx_manifest_success"] and params.validate_.on_failure == "stop":
         raise DataQualityError(
             f"the manifest ({summary['clips_usable']} usable of {summary['clips_found']} clips) "

@@ -46,8 +46,11 @@ def emi_prompt(intensities: Sequence[float], bins: tuple[float, float] = (1 / 3,
     """The emotions at medium or high intensity, strongest first, e.g. ``"Amusement
     (intensity: high), Joy (intensity: medium)"``; all low gives :data:`NO_EMOTION`."""
     order = np.argsort(-np.asarray(intensities, float), kind="stable")
-    parts = [f"{EMOTIONS[k]} (intensity: {word})" for k in order
-             if (word := intensity_word(intensities[k], bins)) != "low"]  # fmt: skip
+    parts = [
+        f"{EMOTIONS[k]} (intensity: {word})"
+        for k in order
+        if (word := intensity_word(intensities[k], bins)) != "low"
+    ]
     return ", ".join(parts) or NO_EMOTION
 
 
@@ -61,8 +64,9 @@ def spread_weights(labels: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + spread / mean) if mean > 0 else np.ones(len(spread))
 
 
-def weighted_info_nce(embedded, prompts, weights, same, temperature: float = 0.07,
-                      symmetric: bool = False):  # fmt: skip
+def weighted_info_nce(
+    embedded, prompts, weights, same, temperature: float = 0.07, symmetric: bool = False
+):
     """Eq. 2: ``-1/N Σ w_i log softmax_j(f_i · s_j / τ)[i]`` over unit vectors. Pairs whose
     prompts are the same text (``same``: N × N bool) share the target's mass rather than push
     each other apart. ``symmetric`` adds CLIP's text → modality term (eq. 2 has one direction)."""
@@ -101,8 +105,9 @@ class TextTower:
         _trainable(self.net, layers)
 
     def embed(self, texts: list[str]):
-        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=128,
-                                return_tensors="pt").to(self.device)  # fmt: skip
+        tokens = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=128, return_tensors="pt"
+        ).to(self.device)
         return masked_mean(self.net(**tokens).last_hidden_state, tokens["attention_mask"])
 
 
@@ -120,8 +125,14 @@ class VisualTower:
         )
 
         if model == SCRATCH_VIT:
-            config = ViTConfig(image_size=64, patch_size=8, hidden_size=128, num_hidden_layers=4,
-                               num_attention_heads=4, intermediate_size=256)  # fmt: skip
+            config = ViTConfig(
+                image_size=64,
+                patch_size=8,
+                hidden_size=128,
+                num_hidden_layers=4,
+                num_attention_heads=4,
+                intermediate_size=256,
+            )
             self.full = ViTModel(config)
             self.processor = ViTImageProcessor(size={"height": 64, "width": 64})
         else:
@@ -198,8 +209,9 @@ class SpeechTower:
     def embed(self, audios: list[np.ndarray]):
         import torch
 
-        values = self.extractor(audios, sampling_rate=SAMPLE_RATE, padding=True,
-                                return_tensors="pt")["input_values"].to(self.device)  # fmt: skip
+        values = self.extractor(
+            audios, sampling_rate=SAMPLE_RATE, padding=True, return_tensors="pt"
+        )["input_values"].to(self.device)
         mask = torch.zeros(values.shape, dtype=torch.long, device=self.device)
         for row, audio in enumerate(audios):
             mask[row, : len(audio)] = 1
@@ -262,8 +274,9 @@ class Aligner:
         self.spec, self.device = spec, device
         self.tower = modality_tower(spec.modality, spec.model, spec.layers, device)
         self.text = TextTower(spec.text_model, spec.text_layers, device)
-        self.heads = torch.nn.ModuleList([torch.nn.Linear(self.tower.dim, spec.dim),
-                                          torch.nn.Linear(self.text.dim, spec.dim)]).to(device)  # fmt: skip
+        self.heads = torch.nn.ModuleList(
+            [torch.nn.Linear(self.tower.dim, spec.dim), torch.nn.Linear(self.text.dim, spec.dim)]
+        ).to(device)
 
     def parameters(self) -> list:
         nets = (self.tower.net, self.text.net, self.heads)
@@ -291,8 +304,14 @@ class Aligner:
         prompts = [p.prompt for p in pairs]
         same = torch.tensor([[a == b for b in prompts] for a in prompts], device=self.device)
         weights = torch.tensor([p.weight for p in pairs], dtype=torch.float32, device=self.device)
-        return weighted_info_nce(self.embed(inputs), self.embed_text(prompts), weights, same,
-                                 self.spec.temperature, self.spec.symmetric)  # fmt: skip
+        return weighted_info_nce(
+            self.embed(inputs),
+            self.embed_text(prompts),
+            weights,
+            same,
+            self.spec.temperature,
+            self.spec.symmetric,
+        )
 
 
 def _present(pairs: list[Pair]) -> tuple[list, list[Pair]]:
@@ -324,13 +343,22 @@ def evaluate(aligner: Aligner, pairs: list[Pair], batch_size: int) -> dict:
         scores = torch.cat(embedded) @ aligner.embed_text(prompts).T
     own = np.array([prompts.index(p.prompt) for p in kept])
     top1 = float((scores.argmax(1).cpu().numpy() == own).mean())
-    return {"loss": sum(losses) / len(kept) if losses else None, "top1": top1,
-            "chance": 1 / len(prompts), "majority": float(np.bincount(own).max() / len(own)),
-            "prompts": len(prompts)}  # fmt: skip
+    return {
+        "loss": sum(losses) / len(kept) if losses else None,
+        "top1": top1,
+        "chance": 1 / len(prompts),
+        "majority": float(np.bincount(own).max() / len(own)),
+        "prompts": len(prompts),
+    }
 
 
-def fit(aligner: Aligner, train: list[Pair], valid: list[Pair], progress: bool = True,
-        on_epoch: Callable[[dict], None] | None = None) -> list[dict]:  # fmt: skip
+def fit(
+    aligner: Aligner,
+    train: list[Pair],
+    valid: list[Pair],
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """SGDR-scheduled AdamW on the trainable weights; one row of metrics per epoch."""
     import torch
 
@@ -339,7 +367,8 @@ def fit(aligner: Aligner, train: list[Pair], valid: list[Pair], progress: bool =
     steps = max(1, math.ceil(len(train) / spec.batch_size))
     optimiser = torch.optim.AdamW(aligner.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimiser, T_0=spec.restart_epochs * steps, eta_min=spec.min_lr)
+        optimiser, T_0=spec.restart_epochs * steps, eta_min=spec.min_lr
+    )
     history = []
     with Progress(disable=not progress) as bar:
         task = bar.add_task(f"align {spec.modality}", total=spec.epochs * steps)
@@ -357,8 +386,11 @@ def fit(aligner: Aligner, train: list[Pair], valid: list[Pair], progress: bool =
                     losses.append(float(loss.detach()))
                 schedule.step()
                 bar.advance(task)
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
-                   "lr": schedule.get_last_lr()[0]}  # fmt: skip
+            row = {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)) if losses else None,
+                "lr": schedule.get_last_lr()[0],
+            }
             row |= {f"valid_{k}": v for k, v in evaluate(aligner, valid, spec.batch_size).items()}
             history.append(row)
             if on_epoch:
@@ -366,8 +398,14 @@ def fit(aligner: Aligner, train: list[Pair], valid: list[Pair], progress: bool =
     return history
 
 
-def align_encoder(spec, data: AdaptData, out: Path, device: str = "cpu", progress: bool = True,
-                  external: Sequence[Pair] = ()) -> dict:  # fmt: skip
+def align_encoder(
+    spec,
+    data: AdaptData,
+    out: Path,
+    device: str = "cpu",
+    progress: bool = True,
+    external: Sequence[Pair] = (),
+) -> dict:
     """Stage I for one encoder (``spec``: :class:`~mimicflow.config.AlignParams`, its models
     resolved to loadable paths): fit on the train clips (and ``external`` pairs), report on the
     valid clips, save the aligned encoder into ``out`` with ``adapted.json`` (its version: the
@@ -384,9 +422,21 @@ def align_encoder(spec, data: AdaptData, out: Path, device: str = "cpu", progres
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     aligner.tower.save(out)
-    last = history[-1] if history else {f"valid_{k}": v for k, v in evaluate(aligner, valid, spec.batch_size).items()}
-    metrics = {"method": "align", "modality": spec.modality, "model": spec.model,
-               "train_pairs": len(train), "external_pairs": len(external), "valid_pairs": len(valid),
-               "valid_top1": last.get("valid_top1"), "valid_chance": last.get("valid_chance"),
-               "valid_majority": last.get("valid_majority"), "epochs": history}  # fmt: skip
+    last = (
+        history[-1]
+        if history
+        else {f"valid_{k}": v for k, v in evaluate(aligner, valid, spec.batch_size).items()}
+    )
+    metrics = {
+        "method": "align",
+        "modality": spec.modality,
+        "model": spec.model,
+        "train_pairs": len(train),
+        "external_pairs": len(external),
+        "valid_pairs": len(valid),
+        "valid_top1": last.get("valid_top1"),
+        "valid_chance": last.get("valid_chance"),
+        "valid_majority": last.get("valid_majority"),
+        "epochs": history,
+    }
     return record_adapted(out, metrics)

@@ -22,7 +22,9 @@ from mimicflow import EMOTIONS
 from mimicflow.features.store import FeatureTable
 
 
-def segment_pool(values: np.ndarray, mask: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
+def segment_pool(
+    values: np.ndarray, mask: np.ndarray, frames: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(T × d) with mask (T,) → (frames × d) float32 and mask (frames,)."""
     out = np.zeros((frames, values.shape[1]), np.float32)
     out_mask = np.zeros(frames, bool)
@@ -43,7 +45,9 @@ def segment_pool(values: np.ndarray, mask: np.ndarray, frames: int) -> tuple[np.
     return out, out_mask
 
 
-def segment_centre(values: np.ndarray, mask: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
+def segment_centre(
+    values: np.ndarray, mask: np.ndarray, frames: int
+) -> tuple[np.ndarray, np.ndarray]:
     """One valid frame per segment, the one nearest the segment's centre. Clips no longer than
     ``frames`` are padded as in :func:`segment_pool`."""
     if len(values) <= frames:
@@ -79,8 +83,11 @@ class SegmentFrames:
         for i, clip_id in enumerate(clip_ids):
             row = table.row(clip_id)
             offset, length = table.offsets[row], table.offsets[row + 1] - table.offsets[row]
-            edges = offset + (np.arange(length + 1) if length <= frames
-                              else np.linspace(0, length, frames + 1).astype(int))  # fmt: skip
+            edges = offset + (
+                np.arange(length + 1)
+                if length <= frames
+                else np.linspace(0, length, frames + 1).astype(int)
+            )
             segments = len(edges) - 1
             self.start[i, :segments] = before[edges[:-1]]
             self.count[i, :segments] = before[edges[1:]] - before[edges[:-1]]
@@ -92,7 +99,9 @@ class SegmentFrames:
         mask = count > 0
         if not len(self.rows):
             return np.zeros(count.shape, np.int64), mask
-        pick = self.start[indices] + np.minimum((uniform * count).astype(np.int64), np.maximum(count - 1, 0))
+        pick = self.start[indices] + np.minimum(
+            (uniform * count).astype(np.int64), np.maximum(count - 1, 0)
+        )
         return self.rows[np.where(mask, pick, 0)], mask
 
 
@@ -101,7 +110,9 @@ class ClipFeatures:
     """Everything a model sees for a set of clips (a batch, or a whole fold)."""
 
     clip_ids: list[str]
-    inputs: dict[str, tuple[np.ndarray, np.ndarray]]  # modality → (clips × frames × d, clips × frames)
+    inputs: dict[
+        str, tuple[np.ndarray, np.ndarray]
+    ]  # modality → (clips × frames × d, clips × frames)
     labels: np.ndarray  # clips × 6 (NaN where unlabelled)
 
     def present(self, modality: str) -> np.ndarray:
@@ -121,7 +132,9 @@ class FeatureDataset:
         self.labels = manifest[list(EMOTIONS)].to_numpy(np.float32)
         missing = {m: [c for c in self.clip_ids if c not in t] for m, t in self.tables.items()}
         if any(missing.values()):
-            raise KeyError(f"clips without features: { {m: c[:5] for m, c in missing.items() if c} }")
+            raise KeyError(
+                f"clips without features: { {m: c[:5] for m, c in missing.items() if c} }"
+            )
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -133,8 +146,13 @@ class FeatureDataset:
         """Each input's modality, as its store records it."""
         return {m: t.modality for m, t in self.tables.items()}
 
-    def batch(self, indices, sampling: str = "mean", rng: np.random.Generator | None = None,
-              modalities: tuple[str, ...] | None = None) -> ClipFeatures:
+    def batch(
+        self,
+        indices,
+        sampling: str = "mean",
+        rng: np.random.Generator | None = None,
+        modalities: tuple[str, ...] | None = None,
+    ) -> ClipFeatures:
         """Clips ``indices`` as fixed-size arrays. ``sampling``: "mean", "centre", or "random"
         (its frames drawn from ``rng``: one uniform number per segment, input by input)."""
         indices = np.asarray(indices, np.int64)
@@ -143,7 +161,9 @@ class FeatureDataset:
             if sampling == "random":
                 uniform = rng.random((len(indices), self.frames[modality]))
                 rows, mask = self.segments(modality).draw(indices, uniform)
-                values = np.asarray(self.tables[modality].values[rows], np.float32) * mask[..., None]
+                values = (
+                    np.asarray(self.tables[modality].values[rows], np.float32) * mask[..., None]
+                )
                 inputs[modality] = (values, mask)
             else:
                 values, mask = self.pooled(modality, sampling)
@@ -165,7 +185,9 @@ class FeatureDataset:
     def segments(self, modality: str) -> SegmentFrames:
         """Where every clip's segments of input ``modality`` lie among its valid frames."""
         if modality not in self._segments:
-            self._segments[modality] = SegmentFrames(self.tables[modality], self.clip_ids, self.frames[modality])
+            self._segments[modality] = SegmentFrames(
+                self.tables[modality], self.clip_ids, self.frames[modality]
+            )
         return self._segments[modality]
 
     def clip_mean(self, indices, name: str) -> np.ndarray:
@@ -175,11 +197,14 @@ class FeatureDataset:
             if (name, index) not in self._means:
                 values, mask = self.tables[name].get(self.clip_ids[index])
                 valid = np.asarray(values, np.float32)[np.asarray(mask, bool)]
-                self._means[name, index] = valid.mean(0) if len(valid) else np.zeros(self.tables[name].dim, np.float32)
+                self._means[name, index] = (
+                    valid.mean(0) if len(valid) else np.zeros(self.tables[name].dim, np.float32)
+                )
         return np.stack([self._means[name, index] for index in indices])
 
-    def feature_stats(self, indices, sampling: str = "mean",
-                      chunk: int = 256) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    def feature_stats(
+        self, indices, sampling: str = "mean", chunk: int = 256
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per modality, each feature's mean and standard deviation over the valid segments of
         clips ``indices`` as a model sees them (``sampling`` "mean" or "centre"), in chunks."""
         stats = {}
@@ -187,9 +212,15 @@ class FeatureDataset:
             total, squares, count = np.zeros(table.dim), np.zeros(table.dim), 0
             for start in range(0, len(indices), chunk):
                 chunk_idx = indices[start : start + chunk]
-                values, mask = self.batch(chunk_idx, sampling, modalities=(modality,)).inputs[modality]
+                values, mask = self.batch(chunk_idx, sampling, modalities=(modality,)).inputs[
+                    modality
+                ]
                 valid = values[mask].astype(np.float64)
-                total, squares, count = total + valid.sum(0), squares + (valid**2).sum(0), count + len(valid)
+                total, squares, count = (
+                    total + valid.sum(0),
+                    squares + (valid**2).sum(0),
+                    count + len(valid),
+                )
             mean = total / max(count, 1)
             std = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0.0))
             stats[modality] = (mean.astype(np.float32), std.astype(np.float32))

@@ -46,15 +46,20 @@ def build_ensemble(fold_dirs: list[Path], out: Path, params: Params) -> Path:
         shutil.copy2(folder / "model.safetensors", out / f"fold_{k}.safetensors")
         digest.update((folder / "model.safetensors").read_bytes())
     first = descriptions[0]
-    description = {key: first[key] for key in ("system", "hyper", "dims", "kinds", "modalities",
-                                                "frames", "sampling")}  # fmt: skip
+    description = {
+        key: first[key]
+        for key in ("system", "hyper", "dims", "kinds", "modalities", "frames", "sampling")
+    }
     description |= {
         "version": f"{first['system']}-{digest.hexdigest()[:12]}",
         "folds": len(fold_dirs),
         "fold_scores": [d["val_scores"]["mean_pearson"] for d in descriptions],
-        "params": params.model_dump(mode="json", by_alias=True,
-                                    include={"validate", "faces", "asr", "features", "models", "train"}),
-    }  # fmt: skip
+        "params": params.model_dump(
+            mode="json",
+            by_alias=True,
+            include={"validate", "faces", "asr", "features", "models", "train"},
+        ),
+    }
     (out / "ensemble.json").write_text(json.dumps(description, indent=2))
     return out
 
@@ -76,11 +81,20 @@ class Ensemble:
         for modality in self.modalities:
             pooled = []
             for clip in clips:
-                values, mask = clip.get(modality, (np.zeros((0, self.dims[modality])), np.zeros(0, bool)))
-                pooled.append(POOLINGS[self.sampling](np.asarray(values, np.float32), np.asarray(mask, bool),
-                                                      self.frames[modality]))  # fmt: skip
-            inputs[modality] = (torch.from_numpy(np.stack([v for v, _ in pooled])),
-                                torch.from_numpy(np.stack([m for _, m in pooled])))  # fmt: skip
+                values, mask = clip.get(
+                    modality, (np.zeros((0, self.dims[modality])), np.zeros(0, bool))
+                )
+                pooled.append(
+                    POOLINGS[self.sampling](
+                        np.asarray(values, np.float32),
+                        np.asarray(mask, bool),
+                        self.frames[modality],
+                    )
+                )
+            inputs[modality] = (
+                torch.from_numpy(np.stack([v for v, _ in pooled])),
+                torch.from_numpy(np.stack([m for _, m in pooled])),
+            )
         with torch.inference_mode():
             return [model(inputs) for model in self.models]
 
@@ -112,10 +126,14 @@ class Ensemble:
         """Per clip, each modality's share of the ablation changes: sums to 1 over the
         modalities the clip has, 0 for the others."""
         present = [{m: bool(np.asarray(mask).any()) for m, (_, mask) in c.items()} for c in clips]
-        return [contribution_shares(changes, here)
-                for changes, here in zip(self.ablation_changes(clips), present)]  # fmt: skip
+        return [
+            contribution_shares(changes, here)
+            for changes, here in zip(self.ablation_changes(clips), present)
+        ]
 
-    def predict_store(self, features_dir: Path, clip_ids: list[str], batch_size: int = 64) -> pd.DataFrame:
+    def predict_store(
+        self, features_dir: Path, clip_ids: list[str], batch_size: int = 64
+    ) -> pd.DataFrame:
         """Predictions for clips of a feature store (``features_dir/<modality>/packed``)."""
         tables = {m: FeatureTable.open(Path(features_dir) / m) for m in self.modalities}
         rows = []
@@ -132,8 +150,10 @@ def contribution_shares(changes: dict[str, float], present: dict[str, bool]) -> 
     equal shares when removing any one changes nothing."""
     here = [m for m in changes if present.get(m, False)]
     total = sum(changes[m] for m in here)
-    return {m: (changes[m] / total if total > 0 else 1 / len(here)) if m in here else 0.0
-            for m in changes}  # fmt: skip
+    return {
+        m: (changes[m] / total if total > 0 else 1 / len(here)) if m in here else 0.0
+        for m in changes
+    }
 
 
 def load_ensemble(folder: Path | str) -> Ensemble:
@@ -141,17 +161,26 @@ def load_ensemble(folder: Path | str) -> Ensemble:
     folder = Path(folder)
     description_file = folder / "ensemble.json"
     if not description_file.is_file():
-        raise FileNotFoundError(f"no ensemble in {folder}: run `dvc repro ensemble` (or "
-                                "`mimicflow stage ensemble`) first")  # fmt: skip
+        raise FileNotFoundError(
+            f"no ensemble in {folder}: run `dvc repro ensemble` (or "
+            "`mimicflow stage ensemble`) first"
+        )
     description = json.loads(description_file.read_text())
     models = []
     for k in range(description["folds"]):
-        model = build_model(description["system"], description["dims"], description["kinds"],
-                            **description["hyper"])  # fmt: skip
+        model = build_model(
+            description["system"], description["dims"], description["kinds"], **description["hyper"]
+        )
         # Folds trained before input standardisation saw raw features: identity scalers.
         identity = {n: t for n, t in model.state_dict().items() if n.startswith("scalers.")}
         model.load_state_dict(identity | load_file(folder / f"fold_{k}.safetensors"))
         models.append(model.eval())
-    return Ensemble(models, description["modalities"], description["frames"],
-                    description["sampling"], description["version"],
-                    Params.model_validate(description["params"]), description["dims"])  # fmt: skip
+    return Ensemble(
+        models,
+        description["modalities"],
+        description["frames"],
+        description["sampling"],
+        description["version"],
+        Params.model_validate(description["params"]),
+        description["dims"],
+    )

@@ -83,8 +83,10 @@ def trained_modules(encoder, spec: FinetuneParams) -> list[tuple[int, nn.Module]
 
 def _groups(modules: list[tuple[int, nn.Module]], spec: FinetuneParams) -> list[dict]:
     """Parameter groups at layer-wise learning rates: ``lr`` × ``layer_lr_decay``^depth."""
-    return [{"params": list(module.parameters()), "lr": spec.lr * spec.layer_lr_decay**depth}
-            for depth, module in modules]  # fmt: skip
+    return [
+        {"params": list(module.parameters()), "lr": spec.lr * spec.layer_lr_decay**depth}
+        for depth, module in modules
+    ]
 
 
 @contextmanager
@@ -114,15 +116,19 @@ def frames(encoder, audios: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tenso
     return x, torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]
 
 
-def segment_means(x: torch.Tensor, mask: torch.Tensor, segments: int) -> tuple[torch.Tensor, torch.Tensor]:
+def segment_means(
+    x: torch.Tensor, mask: torch.Tensor, segments: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A clip of more than ``segments`` frames as that many segment means, a shorter one as it
     is (TSN, as the fusion stage's ``train.frames``): (B × T × d) → (B × ≤segments × d)."""
     if x.shape[1] <= segments:
         return x, mask
     pooled, pooled_mask = segment_average(x, mask, segments)
     short = mask.sum(1) <= segments
-    return (torch.where(short[:, None, None], x[:, :segments], pooled),
-            torch.where(short[:, None], mask[:, :segments], pooled_mask))  # fmt: skip
+    return (
+        torch.where(short[:, None, None], x[:, :segments], pooled),
+        torch.where(short[:, None], mask[:, :segments], pooled_mask),
+    )
 
 
 class FinetuneModel(nn.Module):
@@ -137,8 +143,14 @@ class FinetuneModel(nn.Module):
         self.trained = nn.ModuleList(module for _, module in modules)
         self.net.requires_grad_(False)
         self.trained.requires_grad_(True)
-        self.head = Augsburg({"audio": encoder.info.dim}, {"audio": "audio"}, spec.hidden,
-                             spec.dropout, spec.lstm_layers, spec.lstm_dropout)  # fmt: skip
+        self.head = Augsburg(
+            {"audio": encoder.info.dim},
+            {"audio": "audio"},
+            spec.hidden,
+            spec.dropout,
+            spec.lstm_layers,
+            spec.lstm_dropout,
+        )
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -168,8 +180,13 @@ def _with_audio(data: AdaptData, indices: np.ndarray, cut: float | None):
 
 
 @torch.inference_mode()
-def predict(model: FinetuneModel, data: AdaptData, indices: np.ndarray, spec: FinetuneParams,
-            device: torch.device) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def predict(
+    model: FinetuneModel,
+    data: AdaptData,
+    indices: np.ndarray,
+    spec: FinetuneParams,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
     """Predictions for the clips of ``indices`` with audio: (their indices, clips × 6)."""
     model.eval()
     kept, chunks = [], []
@@ -193,8 +210,9 @@ def _score(model, data: AdaptData, valid: np.ndarray, spec, device) -> float | N
         return emotion_scores(pred, np.nan_to_num(data.labels[rows]))["mean_pearson"]
 
 
-def finetune_encoder(spec: FinetuneParams, data: AdaptData, out: Path, device: str = "cpu",
-                     progress: bool = True) -> dict:  # fmt: skip
+def finetune_encoder(
+    spec: FinetuneParams, data: AdaptData, out: Path, device: str = "cpu", progress: bool = True
+) -> dict:
     """Fine-tune ``spec.model`` (:func:`finetune`) and save the encoder into ``out`` as a model
     folder the audio feature set loads (``features.sets.<name>.model: <out>``), with
     ``adapted.json`` (its version and the metrics). Returns the metrics: the learning curve,
@@ -206,8 +224,9 @@ def finetune_encoder(spec: FinetuneParams, data: AdaptData, out: Path, device: s
     return record_adapted(out, metrics)
 
 
-def finetune(spec: FinetuneParams, data: AdaptData, device: str = "cpu",
-             progress: bool = True) -> tuple[FinetuneModel, dict]:  # fmt: skip
+def finetune(
+    spec: FinetuneParams, data: AdaptData, device: str = "cpu", progress: bool = True
+) -> tuple[FinetuneModel, dict]:
     """Train the encoder's upper layers and Augsburg's head on the train clips (MSE on the six
     intensities); the model at the epoch with the best valid mean Pearson, and the metrics."""
     torch.manual_seed(spec.seed)
@@ -217,10 +236,14 @@ def finetune(spec: FinetuneParams, data: AdaptData, device: str = "cpu",
     groups = _groups(list(zip(model.depths, model.trained, strict=True)), spec)
     train, valid = np.flatnonzero(data.train), np.flatnonzero(data.valid)
     start_at_training_mean(model.head, data.labels[train])
-    optimizer = torch.optim.AdamW([*groups, {"params": list(model.head.parameters()), "lr": spec.head_lr}],
-                                  weight_decay=spec.weight_decay)  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        [*groups, {"params": list(model.head.parameters()), "lr": spec.head_lr}],
+        weight_decay=spec.weight_decay,
+    )
     steps = spec.epochs * math.ceil(len(train) / spec.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
     trained = [p for g in optimizer.param_groups for p in g["params"]]
     rng = np.random.default_rng(spec.seed)
     history, best, best_rho = [], None, -math.inf
@@ -234,11 +257,15 @@ def finetune(spec: FinetuneParams, data: AdaptData, device: str = "cpu",
             task = bar.add_task(f"fine-tuning, epoch {epoch}/{spec.epochs}", total=len(order))
             losses = []
             for start in range(0, len(order), spec.batch_size):
-                rows, audios = _with_audio(data, order[start : start + spec.batch_size], spec.audio_cut_s)
+                rows, audios = _with_audio(
+                    data, order[start : start + spec.batch_size], spec.audio_cut_s
+                )
                 bar.advance(task, min(spec.batch_size, len(order) - start))
                 if not len(rows):
                     continue
-                target = torch.from_numpy(np.nan_to_num(data.labels[rows]).astype(np.float32)).to(dev)
+                target = torch.from_numpy(np.nan_to_num(data.labels[rows]).astype(np.float32)).to(
+                    dev
+                )
                 with autocast(dev, spec.amp):
                     pred = model(audios)["unclipped"]
                 loss = nn.functional.mse_loss(pred.float(), target)
@@ -250,27 +277,46 @@ def finetune(spec: FinetuneParams, data: AdaptData, device: str = "cpu",
                 losses.append(loss.item())
             bar.remove_task(task)
             rho = _score(model, data, valid, spec, dev)
-            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
-                            "valid_pearson": rho})  # fmt: skip
-            log.info("fine-tuning epoch %d: train loss %s, valid ρ %s", epoch, history[-1]["train_loss"], rho)
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": float(np.mean(losses)) if losses else None,
+                    "valid_pearson": rho,
+                }
+            )
+            log.info(
+                "fine-tuning epoch %d: train loss %s, valid ρ %s",
+                epoch,
+                history[-1]["train_loss"],
+                rho,
+            )
             score = -math.inf if rho is None else rho
             if best is None or score > best_rho:
                 best_rho, best = score, (epoch, _trained_state(model))
     model.load_state_dict(best[1], strict=False)
     model.eval()
-    metrics = {"method": "finetune", "modality": spec.modality, "model": spec.model,
-               "best_epoch": best[0], "best_valid_pearson": history[best[0] - 1]["valid_pearson"],
-               "trained_parameters": sum(p.numel() for p in model.trained.parameters()),
-               "head_parameters": sum(p.numel() for p in model.head.parameters()),
-               "clips": {"train": len(train), "valid": len(valid)}, "epochs": history}  # fmt: skip
+    metrics = {
+        "method": "finetune",
+        "modality": spec.modality,
+        "model": spec.model,
+        "best_epoch": best[0],
+        "best_valid_pearson": history[best[0] - 1]["valid_pearson"],
+        "trained_parameters": sum(p.numel() for p in model.trained.parameters()),
+        "head_parameters": sum(p.numel() for p in model.head.parameters()),
+        "clips": {"train": len(train), "valid": len(valid)},
+        "epochs": history,
+    }
     return model, metrics
 
 
 def _trained_state(model: FinetuneModel) -> dict[str, torch.Tensor]:
     """A copy of what trains: the head and the encoder's unfrozen parameters."""
     names = {n for n, p in model.named_parameters() if p.requires_grad}
-    return {n: t.detach().clone() for n, t in model.state_dict().items()
-            if n in names or n.startswith("head.")}  # fmt: skip
+    return {
+        n: t.detach().clone()
+        for n, t in model.state_dict().items()
+        if n in names or n.startswith("head.")
+    }
 
 
 def save_encoder(encoder, spec: FinetuneParams, out: Path) -> None:
@@ -283,5 +329,7 @@ def save_encoder(encoder, spec: FinetuneParams, out: Path) -> None:
         encoder.extractor.save_pretrained(out)
         return
     whisper = load_openai_whisper(spec.model, "cpu")
-    whisper.encoder.load_state_dict({k: v.float().cpu() for k, v in encoder.encoder.state_dict().items()})
+    whisper.encoder.load_state_dict(
+        {k: v.float().cpu() for k, v in encoder.encoder.state_dict().items()}
+    )
     save_openai_whisper(whisper, out)

@@ -23,8 +23,10 @@ def assign_folds(manifest: pd.DataFrame, protocol: str, folds: int, seed: int) -
     if protocol != "merged":
         valid = labelled & (manifest["split"].to_numpy() == "valid")
         if not valid.any() or valid.sum() == labelled.sum():
-            raise ValueError(f"protocol {protocol} needs labelled clips in both the train and the "
-                             "valid split (use protocol merged otherwise)")  # fmt: skip
+            raise ValueError(
+                f"protocol {protocol} needs labelled clips in both the train and the "
+                "valid split (use protocol merged otherwise)"
+            )
         assignment[valid] = 0
         return assignment
     members = np.flatnonzero(labelled)

@@ -26,8 +26,10 @@ from mimicflow.training.data import ClipFeatures, FeatureDataset
 
 log = logging.getLogger(__name__)
 REGRESSION_LOSSES: dict[str, Callable] = {
-    "mse": nn.functional.mse_loss, "ccc": ccc_loss, "mimicmetrics": mimicmetrics_loss,
-}  # fmt: skip
+    "mse": nn.functional.mse_loss,
+    "ccc": ccc_loss,
+    "mimicmetrics": mimicmetrics_loss,
+}
 
 
 @dataclass
@@ -51,12 +53,14 @@ def system_inputs(system: str, kinds: dict[str, str]) -> tuple[str, ...]:
 
 def model_hyper(system: str, params: SystemParams) -> dict:
     """The constructor arguments of a system's module, from its params section."""
-    names = {"fuxi": ("hidden", "embed", "dropout"),
-             "ustc": ("hidden", "heads", "layers", "segments", "dropout"),
-             "augsburg": ("hidden", "dropout", "lstm_layers", "lstm_dropout"),
-             "abaw8": ("hidden", "dropout", "audio_hidden", "visual_hidden", "lstm_layers"),
-             "mimicmetrics": ("hidden", "dropout", "modality_dropout", "queries", "missing_text"),
-             "taemi": ("hidden", "heads", "layers", "dropout", "modality_dropout")}[system]  # fmt: skip
+    names = {
+        "fuxi": ("hidden", "embed", "dropout"),
+        "ustc": ("hidden", "heads", "layers", "segments", "dropout"),
+        "augsburg": ("hidden", "dropout", "lstm_layers", "lstm_dropout"),
+        "abaw8": ("hidden", "dropout", "audio_hidden", "visual_hidden", "lstm_layers"),
+        "mimicmetrics": ("hidden", "dropout", "modality_dropout", "queries", "missing_text"),
+        "taemi": ("hidden", "heads", "layers", "dropout", "modality_dropout"),
+    }[system]
     return {name: getattr(params, name) for name in names}
 
 
@@ -68,7 +72,10 @@ def to_tensors(batch: ClipFeatures):
 def to_device(tensors, device: torch.device):
     """Inputs and targets onto ``device`` (asynchronously from pinned memory)."""
     inputs, target = tensors
-    move = lambda t: t.to(device, non_blocking=True)
+
+    def move(t):
+        return t.to(device, non_blocking=True)
+
     return {m: (move(v), move(k)) for m, (v, k) in inputs.items()}, move(target)
 
 
@@ -78,14 +85,22 @@ def autocast(device: torch.device, amp: bool):
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, dataset: FeatureDataset, indices, sampling: str, batch_size: int = 64,
-            amp: bool = False):  # fmt: skip
+def predict(
+    model: nn.Module,
+    dataset: FeatureDataset,
+    indices,
+    sampling: str,
+    batch_size: int = 64,
+    amp: bool = False,
+):
     """Predictions (clips × 6) of ``model`` in eval mode, on the model's device."""
     model.eval()
     device = next(model.parameters()).device
     chunks = []
     for start in range(0, len(indices), batch_size):
-        inputs, _ = to_device(to_tensors(dataset.batch(indices[start : start + batch_size], sampling)), device)
+        inputs, _ = to_device(
+            to_tensors(dataset.batch(indices[start : start + batch_size], sampling)), device
+        )
         with autocast(device, amp):
             chunks.append(model(inputs)["pred"].float().cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, 6), np.float32)
@@ -110,9 +125,13 @@ class TrainingBatches(torch.utils.data.Dataset):
 def copy_to_device(array: np.ndarray, device: torch.device, rows: int = 1 << 18) -> torch.Tensor:
     """``array`` (a memory map, say) as a tensor on ``device``, copied a slice of rows at a time
     (the host never holds more than one slice beyond the map)."""
-    out = torch.empty(array.shape, dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype, device=device)
+    out = torch.empty(
+        array.shape, dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype, device=device
+    )
     for start in range(0, len(array), rows):
-        out[start : start + rows] = torch.from_numpy(np.array(array[start : start + rows])).to(device)
+        out[start : start + rows] = torch.from_numpy(np.array(array[start : start + rows])).to(
+            device
+        )
     return out
 
 
@@ -125,9 +144,12 @@ class DeviceBatches:
     def __init__(self, dataset: FeatureDataset, sampling: str, device: torch.device):
         self.dataset, self.sampling, self.device = dataset, sampling, device
         self.labels = torch.from_numpy(np.nan_to_num(dataset.labels)).to(device)
-        self.inputs = {name: (copy_to_device(table.values, device),) if sampling == "random"
-                       else tuple(torch.from_numpy(a).to(device) for a in dataset.pooled(name, sampling))
-                       for name, table in dataset.tables.items()}  # fmt: skip
+        self.inputs = {
+            name: (copy_to_device(table.values, device),)
+            if sampling == "random"
+            else tuple(torch.from_numpy(a).to(device) for a in dataset.pooled(name, sampling))
+            for name, table in dataset.tables.items()
+        }
 
     def batch(self, indices: np.ndarray, rng: np.random.Generator | None = None):
         """(inputs, targets) of clips ``indices`` on the device (``rng``: for "random")."""
@@ -139,7 +161,10 @@ class DeviceBatches:
                 uniform = rng.random((len(indices), self.dataset.frames[name]))
                 rows, mask = self.dataset.segments(name).draw(indices, uniform)
                 mask = torch.from_numpy(mask).to(self.device)
-                inputs[name] = (held[0][torch.from_numpy(rows).to(self.device)].float() * mask.unsqueeze(-1), mask)
+                inputs[name] = (
+                    held[0][torch.from_numpy(rows).to(self.device)].float() * mask.unsqueeze(-1),
+                    mask,
+                )
             else:
                 inputs[name] = (held[0][on_device], held[1][on_device])
         return inputs, self.labels[on_device]
@@ -161,24 +186,40 @@ class Schedule:
     warm-up of ``warmup_epochs``: ``batch()`` after every optimiser step, ``epoch(score)`` after
     every validation (the plateau schedule reads the validation mean Pearson)."""
 
-    def __init__(self, optimiser: torch.optim.Optimizer, hyper: SystemParams, epochs: int,
-                 steps_per_epoch: int):  # fmt: skip
+    def __init__(
+        self,
+        optimiser: torch.optim.Optimizer,
+        hyper: SystemParams,
+        epochs: int,
+        steps_per_epoch: int,
+    ):
         lr_scheduler = torch.optim.lr_scheduler
         self.warmup = round(hyper.warmup_epochs * steps_per_epoch)
         self.steps, self.plateau = 0, None
         main = None
         if hyper.schedule == "cosine":
-            main = lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, epochs * steps_per_epoch - self.warmup),
-                                                  eta_min=hyper.min_lr)  # fmt: skip
+            main = lr_scheduler.CosineAnnealingLR(
+                optimiser,
+                T_max=max(1, epochs * steps_per_epoch - self.warmup),
+                eta_min=hyper.min_lr,
+            )
         elif hyper.schedule == "sgdr":
-            main = lr_scheduler.CosineAnnealingWarmRestarts(optimiser, T_0=hyper.restart_epochs * steps_per_epoch,
-                                                            eta_min=hyper.min_lr)  # fmt: skip
+            main = lr_scheduler.CosineAnnealingWarmRestarts(
+                optimiser, T_0=hyper.restart_epochs * steps_per_epoch, eta_min=hyper.min_lr
+            )
         elif hyper.schedule == "plateau":
-            self.plateau = lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=hyper.plateau_factor,
-                                                          patience=hyper.plateau_patience)  # fmt: skip
+            self.plateau = lr_scheduler.ReduceLROnPlateau(
+                optimiser, mode="max", factor=hyper.plateau_factor, patience=hyper.plateau_patience
+            )
         if self.warmup:
-            warm = lr_scheduler.LinearLR(optimiser, start_factor=1 / (self.warmup + 1), total_iters=self.warmup)
-            main = warm if main is None else lr_scheduler.SequentialLR(optimiser, [warm, main], [self.warmup])
+            warm = lr_scheduler.LinearLR(
+                optimiser, start_factor=1 / (self.warmup + 1), total_iters=self.warmup
+            )
+            main = (
+                warm
+                if main is None
+                else lr_scheduler.SequentialLR(optimiser, [warm, main], [self.warmup])
+            )
         self.per_batch = main
 
     def batch(self) -> None:
@@ -217,11 +258,23 @@ def _ema(model: nn.Module, decay: float) -> AveragedModel:
 class FoldTrainer:
     """Train ``system`` on ``train_idx`` of ``dataset``, early-stopped on ``val_idx``."""
 
-    def __init__(self, params: TrainParams, system: str, dataset: FeatureDataset, train_idx,
-                 val_idx, seed: int, on_epoch: Callable[[dict], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        params: TrainParams,
+        system: str,
+        dataset: FeatureDataset,
+        train_idx,
+        val_idx,
+        seed: int,
+        on_epoch: Callable[[dict], None] | None = None,
+    ):
         self.params, self.system = params, system
         self.hyper = params.system_params(system)
-        self.dataset, self.train_idx, self.val_idx = dataset, np.asarray(train_idx), np.asarray(val_idx)
+        self.dataset, self.train_idx, self.val_idx = (
+            dataset,
+            np.asarray(train_idx),
+            np.asarray(val_idx),
+        )
         self.seed, self.on_epoch = seed, on_epoch or (lambda row: None)
         self.sampling = ("random", "centre") if system == "fuxi" else ("mean", "mean")
         self.device = torch.device(torch_device(params.device, "train.device"))
@@ -236,8 +289,12 @@ class FoldTrainer:
         training clips, its output at their mean (and the batch order's generator reset)."""
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
-        model = build_model(self.system, self.dataset.dims(), self.dataset.kinds(),
-                            **model_hyper(self.system, self.hyper))  # fmt: skip
+        model = build_model(
+            self.system,
+            self.dataset.dims(),
+            self.dataset.kinds(),
+            **model_hyper(self.system, self.hyper),
+        )
         fit_input_scaling(model, self.dataset.feature_stats(self.train_idx, self.sampling[1]))
         start_at_training_mean(model, self.dataset.labels[self.train_idx])
         return model.to(self.device)
@@ -250,8 +307,9 @@ class FoldTrainer:
         model.load_state_dict(best)
         val_pred = self._predict(model, self.val_idx)
         scores = emotion_scores(val_pred, self.dataset.labels[self.val_idx], where="validation")
-        best_epoch = max((r for r in self.history if r["stage"] == "fusion"),
-                         key=lambda r: r["val_mean_pearson"])["epoch"]  # fmt: skip
+        best_epoch = max(
+            (r for r in self.history if r["stage"] == "fusion"), key=lambda r: r["val_mean_pearson"]
+        )["epoch"]
         return FoldResult(_on_cpu(best), model.eval(), val_pred, scores, best_epoch, self.history)
 
     def refit(self, indices, chosen: FoldResult) -> FoldResult:
@@ -262,17 +320,28 @@ class FoldTrainer:
         model = self.new_model()
         if self.system == "mimicmetrics":
             self._pretrain_encoders(model)
-        state = self._fit_loop(model, stage="final", epochs=epochs, keep="last", horizon=self.params.epochs)
+        state = self._fit_loop(
+            model, stage="final", epochs=epochs, keep="last", horizon=self.params.epochs
+        )
         model.load_state_dict(state)
-        return FoldResult(_on_cpu(state), model.eval(), chosen.val_pred, chosen.val_scores, chosen.best_epoch,
-                          self.history)  # fmt: skip
+        return FoldResult(
+            _on_cpu(state),
+            model.eval(),
+            chosen.val_pred,
+            chosen.val_scores,
+            chosen.best_epoch,
+            self.history,
+        )
 
     def _pretrain_encoders(self, model) -> None:
         """MimicMetrics stage 1: each encoder with its own head, alone; heads then dropped."""
         for modality in list(model.encoders):
             model.unimodal = modality
-            model.load_state_dict(self._fit_loop(model, stage=f"pretrain_{modality}",
-                                                 epochs=self.hyper.pretrain_epochs))  # fmt: skip
+            model.load_state_dict(
+                self._fit_loop(
+                    model, stage=f"pretrain_{modality}", epochs=self.hyper.pretrain_epochs
+                )
+            )
         model.unimodal = None
 
     def _batches(self):
@@ -285,11 +354,16 @@ class FoldTrainer:
         if self.device.type == "cuda" and self.params.batches_on_device:
             if self.held is None:
                 self.held = DeviceBatches(self.dataset, self.sampling[0], self.device)
-            return ((batch, self.held.batch(batch, np.random.default_rng(seed)))
-                    for batch, seed in zip(batches, seeds, strict=True))  # fmt: skip
+            return (
+                (batch, self.held.batch(batch, np.random.default_rng(seed)))
+                for batch, seed in zip(batches, seeds, strict=True)
+            )
         return torch.utils.data.DataLoader(
-            TrainingBatches(self.dataset, batches, self.sampling[0], seeds), batch_size=None,
-            num_workers=self.workers, pin_memory=self.device.type == "cuda")  # fmt: skip
+            TrainingBatches(self.dataset, batches, self.sampling[0], seeds),
+            batch_size=None,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def _predict(self, model, indices) -> np.ndarray:
         return predict(model, self.dataset, indices, self.sampling[1], amp=self.amp)
@@ -321,15 +395,26 @@ class FoldTrainer:
 
     def _loss(self, model, out, indices, target):
         loss = REGRESSION_LOSSES[self.hyper.loss](out.get("unclipped", out["pred"]).float(), target)
-        if self.system == "fuxi" and "text" in model.kinds.values() and self.hyper.triplet_weight > 0:
+        if (
+            self.system == "fuxi"
+            and "text" in model.kinds.values()
+            and self.hyper.triplet_weight > 0
+        ):
             fused = torch.stack(list(out["embeddings"].values()), 1).mean(1).float()
             fused = nn.functional.normalize(fused, dim=-1)
             loss = loss + self.hyper.triplet_weight * text_anchored_triplet_loss(
-                fused, self.text_anchor(indices), self.hyper.triplet_margin)
+                fused, self.text_anchor(indices), self.hyper.triplet_margin
+            )
         return loss
 
-    def _fit_loop(self, model, stage: str, epochs: int | None = None, keep: str = "best",
-                  horizon: int | None = None) -> dict:  # fmt: skip
+    def _fit_loop(
+        self,
+        model,
+        stage: str,
+        epochs: int | None = None,
+        keep: str = "best",
+        horizon: int | None = None,
+    ) -> dict:
         """Train until the validation mean Pearson stops improving; the best weights (of the EMA
         model when the system uses one), or with ``keep="last"`` all ``epochs`` and the last.
         The schedule spans ``horizon`` epochs (default: ``epochs``)."""
@@ -360,8 +445,12 @@ class FoldTrainer:
                 score = emotion_scores(pred, self.dataset.labels[self.val_idx])["mean_pearson"]
             score = -1.0 if score is None else score
             schedule.epoch(score)
-            row = {"stage": stage, "epoch": epoch, "train_loss": float(np.mean(losses)),
-                   "val_mean_pearson": score}  # fmt: skip
+            row = {
+                "stage": stage,
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "val_mean_pearson": score,
+            }
             self.history.append(row)
             self.on_epoch(row)
             if keep == "last":

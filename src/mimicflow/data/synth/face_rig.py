@@ -58,9 +58,11 @@ def base_faces(reference: int = 320) -> tuple[BaseFace, ...]:
         side = CROP_SCALE * eye_distance
         scale = reference / side
         matrix = np.array(
-            [[scale, 0, reference / 2 - scale * centre[0]],
-             [0, scale, reference / 2 - scale * centre[1]]]
-        )  # fmt: skip
+            [
+                [scale, 0, reference / 2 - scale * centre[0]],
+                [0, scale, reference / 2 - scale * centre[1]],
+            ]
+        )
         crop = cv2.warpAffine(photo, matrix, (reference, reference), borderMode=cv2.BORDER_REFLECT)
         faces.append(BaseFace(crop, points * scale + matrix[:, 2]))
     return tuple(faces)
@@ -148,10 +150,21 @@ class FaceAnimator:
         if openness > 0.08:  # the open mouth: a dark ellipse along the line of the lips
             left, right = self.landmarks[3], self.landmarks[4]
             angle = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
-            axes = (0.3 * float(np.linalg.norm(right - left)),
-                    max(1.0, 0.14 * self.eye_distance * openness))  # fmt: skip
-            cv2.ellipse(frame, _px((left + right) / 2), _px(axes), angle, 0, 360, (40, 25, 45), -1,
-                        cv2.LINE_AA)  # fmt: skip
+            axes = (
+                0.3 * float(np.linalg.norm(right - left)),
+                max(1.0, 0.14 * self.eye_distance * openness),
+            )
+            cv2.ellipse(
+                frame,
+                _px((left + right) / 2),
+                _px(axes),
+                angle,
+                0,
+                360,
+                (40, 25, 45),
+                -1,
+                cv2.LINE_AA,
+            )
         centre = self.landmarks[2]
         matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), roll, 1.0)
         matrix[0, 0] *= 1.0 - 0.12 * abs(yaw)
@@ -161,7 +174,7 @@ class FaceAnimator:
 
 
 def _px(point) -> tuple[int, int]:
-    return int(round(point[0])), int(round(point[1]))
+    return round(point[0]), round(point[1])
 
 
 def occlude(frame: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> None:

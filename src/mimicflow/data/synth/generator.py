@@ -44,18 +44,28 @@ def generate_dataset(out: Path | str, n: int, seed: int, workers: int = 0, progr
     for split in ("train", "valid"):
         rows = [
             {"Filename": int(p.clip_id), **dict(zip(EMOTIONS, p.label))}
-            for p in plans if p.split == split
-        ]  # fmt: skip
+            for p in plans
+            if p.split == split
+        ]
         pd.DataFrame(rows, columns=["Filename", *EMOTIONS]).to_csv(
             out / f"{split}_split.csv", index=False
         )
     truth = pd.DataFrame(
         [
-            {"clip_id": p.clip_id, "split": p.split, "identity": p.identity, "fps": p.fps,
-             "width": p.size[0], "height": p.size[1], "voice": p.voice,
-             "hard_cases": ";".join(p.hard_cases), "text": text, "annotators": p.annotators,
-             **{f"latent_{e}": v for e, v in zip(EMOTIONS, p.latent)},
-             **{f"label_{e}": v for e, v in zip(EMOTIONS, p.label)}}
+            {
+                "clip_id": p.clip_id,
+                "split": p.split,
+                "identity": p.identity,
+                "fps": p.fps,
+                "width": p.size[0],
+                "height": p.size[1],
+                "voice": p.voice,
+                "hard_cases": ";".join(p.hard_cases),
+                "text": text,
+                "annotators": p.annotators,
+                **{f"latent_{e}": v for e, v in zip(EMOTIONS, p.latent)},
+                **{f"label_{e}": v for e, v in zip(EMOTIONS, p.label)},
+            }
             for p, text in zip(plans, transcripts)
         ]
     )
@@ -84,21 +94,25 @@ def render_clip(job: tuple[ClipPlan, str, int]) -> str:
 
     n_frames = max(1, math.ceil(len(audio) / rate * plan.fps))
     speech_end_s = (lead + len(voiced)) / rate
-    frames = _frames(plan, seed, rng, n_frames, speech.frame_envelope(audio, plan.fps, n_frames),
-                     speech_end_s)  # fmt: skip
-    write_video(Path(out) / "raw" / f"{plan.clip_id}.mp4", frames, plan.fps, plan.size,
-                audio, rate)  # fmt: skip
+    frames = _frames(
+        plan, seed, rng, n_frames, speech.frame_envelope(audio, plan.fps, n_frames), speech_end_s
+    )
+    write_video(Path(out) / "raw" / f"{plan.clip_id}.mp4", frames, plan.fps, plan.size, audio, rate)
     write_audio(Path(out) / "audio" / f"{plan.clip_id}.mp3", audio, rate)
     return text
 
 
-def _frames(plan: ClipPlan, seed: int, rng, n_frames: int, loudness: np.ndarray, speech_end_s: float):
+def _frames(
+    plan: ClipPlan, seed: int, rng, n_frames: int, loudness: np.ndarray, speech_end_s: float
+):
     """Yield the clip's BGR frames: expression envelopes, talking mouth, head motion, hard cases."""
     times = np.arange(n_frames) / plan.fps
     onset = plan.lead_in_s + rng.uniform(0.0, 0.5)
-    envelope = _sigmoid((times - onset) / 0.2) * (
-        0.35 + 0.65 * _sigmoid((speech_end_s + 0.8 - times) / 0.3)
-    ) * (0.9 + 0.1 * np.sin(2 * np.pi * times / rng.uniform(1.5, 4.0)))
+    envelope = (
+        _sigmoid((times - onset) / 0.2)
+        * (0.35 + 0.65 * _sigmoid((speech_end_s + 0.8 - times) / 0.3))
+        * (0.9 + 0.1 * np.sin(2 * np.pi * times / rng.uniform(1.5, 4.0)))
+    )
     roll = rng.uniform(2, 7) * np.sin(2 * np.pi * times / rng.uniform(2, 6) + rng.uniform(0, 6))
     yaw = rng.uniform(0.1, 0.5) * np.sin(2 * np.pi * times / rng.uniform(2, 6) + rng.uniform(0, 6))
     drift = np.cumsum(rng.normal(0.0, 0.4, size=(n_frames, 2)), axis=0)
@@ -120,7 +134,9 @@ def _frames(plan: ClipPlan, seed: int, rng, n_frames: int, loudness: np.ndarray,
         activation["mouth_open"] += 0.45 * loudness[i]
         frame = animator.render(activation, float(yaw[i]), float(roll[i]), drift[i])
         if "occluded" in plan.hard_cases:
-            face_rig.occlude(frame, animator.landmarks, np.random.default_rng([seed, plan.index, 2]))
+            face_rig.occlude(
+                frame, animator.landmarks, np.random.default_rng([seed, plan.index, 2])
+            )
         if gain is not None:
             frame = face_rig.darken(frame, gain, noise_rng)
         yield frame

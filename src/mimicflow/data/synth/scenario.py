@@ -141,19 +141,20 @@ def sample_plans(n: int, seed: int, n_identities: int) -> list[ClipPlan]:
                 text_levels=levels,
                 audio_knobs=audio_knobs,
                 face_knobs=_mix(z["face"], FACE_MIX),
-                voice=SOFT_VOICE if audio_knobs["soft_voice"] > 0.6
+                voice=SOFT_VOICE
+                if audio_knobs["soft_voice"] > 0.6
                 else SPEAKER_VOICES[identity % len(SPEAKER_VOICES)],
                 lead_in_s=float(rng.uniform(0.2, 1.0)),
                 # Long-tailed durations: most clips end soon after speech, a few linger.
                 tail_s=float(min(rng.lognormal(-0.5, 1.1), 20.0)),
                 hard_cases=[c for c, rate in HARD_CASE_RATES.items() if rng.random() < rate],
             )
-        )  # fmt: skip
+        )
     return plans
 
 
 def _split_counts(n: int, fractions: list[float]) -> list[int]:
-    counts = [int(round(f * n)) for f in fractions]
+    counts = [round(f * n) for f in fractions]
     counts[0] += n - sum(counts)
     return counts
 
@@ -210,7 +211,9 @@ def signal_report(plans: list[ClipPlan]) -> dict:
         "oracle_mean_pearson": _nanmean(oracle),
         "oracle_per_emotion": oracle,
         "n_labelled": len(labelled),
-        "label_zero_fraction": {e: float((label[:, j] == 0).mean()) for j, e in enumerate(EMOTIONS)},
+        "label_zero_fraction": {
+            e: float((label[:, j] == 0).mean()) for j, e in enumerate(EMOTIONS)
+        },
         "modality_signal": modalities,
         "modality_noise_sd": MODALITY_NOISE_SD,
         "annotators_per_clip": list(ANNOTATORS),

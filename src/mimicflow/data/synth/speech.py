@@ -38,8 +38,20 @@ def synthesize(text: str, voice: str, pitch: int, rate: int, amplitude: int) -> 
     """
     if not espeak_available():
         raise SpeechError("espeak-ng is not installed (apt-get install espeak-ng)")
-    command = ["espeak-ng", "--stdout", "-v", voice, "-p", str(pitch), "-s", str(rate),
-               "-a", str(amplitude), "--", text]  # fmt: skip
+    command = [
+        "espeak-ng",
+        "--stdout",
+        "-v",
+        voice,
+        "-p",
+        str(pitch),
+        "-s",
+        str(rate),
+        "-a",
+        str(amplitude),
+        "--",
+        text,
+    ]
     result = subprocess.run(command, capture_output=True, check=False, timeout=60)
     if result.returncode != 0 or not result.stdout:
         raise SpeechError(f"espeak-ng failed for voice {voice}: {result.stderr.decode()[:200]}")
