@@ -20,7 +20,9 @@ compare: demo  ## the comparison table: each recipe's demo flavour, each system,
 	dvc repro compare
 	mimicflow report
 
-lint: setup  ## the layer rule: imports point down only (import-linter contracts in pyproject.toml)
+lint: setup  ## layout (ruff format), lint rules (ruff check) and the layer rule (import-linter contracts)
+	ruff format --check src tests bench flows scripts
+	ruff check src tests bench flows scripts
 	lint-imports --no-logo
 
 test: lint  ## the default test run (what CI runs)
