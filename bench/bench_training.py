@@ -169,11 +169,14 @@ def main() -> None:
                         "device": device,
                     }
                     rows.append(row | json.loads(out.strip().splitlines()[-1]))
+                    last = rows[-1]
                     print(
-                        f"{row['store']:>16} {system:>13} {device:>9}: {rows[-1]['seconds_per_epoch']:7.2f} "
-                        f"s/epoch, {rows[-1]['clips_per_s']:8.0f} clips/s, 5 folds × {PROJECTED_EPOCHS} "
-                        f"epochs of {FULL_CLIPS} clips ≈ {rows[-1]['projected_5fold_min']:6.1f} min, "
-                        f"peak RSS {rows[-1]['peak_rss_mb']:7.0f} MB",
+                        f"{row['store']:>16} {system:>13} {device:>9}: "
+                        f"{last['seconds_per_epoch']:7.2f} s/epoch, "
+                        f"{last['clips_per_s']:8.0f} clips/s, "
+                        f"5 folds × {PROJECTED_EPOCHS} epochs of {FULL_CLIPS} clips "
+                        f"≈ {last['projected_5fold_min']:6.1f} min, "
+                        f"peak RSS {last['peak_rss_mb']:7.0f} MB",
                         flush=True,
                     )
     RESULTS.mkdir(exist_ok=True)

@@ -1,7 +1,8 @@
-"""Drift monitoring as a Prefect flow: each step of :func:`mimicflow.monitoring.monitor.run_monitor`
-(claim, validate, faces, asr, features, profile, drift, archive, publish) is a task; the verdict is a
-markdown artifact. ``python flows/monitor.py [PROJECT]`` runs it once over ``monitor.incoming``;
-``mimicflow flows serve`` serves it hourly.
+"""Drift monitoring as a Prefect flow: each step of
+:func:`mimicflow.monitoring.monitor.run_monitor` (claim, validate, faces, asr, features, profile,
+drift, archive, publish) is a task; the verdict is a markdown artifact.
+``python flows/monitor.py [PROJECT]`` runs it once over ``monitor.incoming``; ``mimicflow flows
+serve`` serves it hourly.
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ def test_a_feature_set_naming_an_adapted_folder_needs_its_entry(tiny_models):
         "train": {"inputs": ["visual"]},
         "monitor": {"modalities": ["visual"]},
     }
-    with pytest.raises(ValueError, match="adapt.encoders needs a visual entry 'visual'"):
+    with pytest.raises(ValueError, match=r"adapt.encoders needs a visual entry 'visual'"):
         Params.model_validate(raw)
     entry = {"method": "align", "modality": "visual", "model": "vit-scratch"}
     assert Params.model_validate(raw | {"adapt": {"encoders": {"visual": entry}}})

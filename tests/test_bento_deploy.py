@@ -116,9 +116,11 @@ def test_sync_http_client_gets_six_intensities_from_the_served_bento(deployed, f
     assert list(answer["intensities"]) == list(EMOTIONS)
     assert all(0 <= v <= 1 for v in answer["intensities"].values())
     assert len(set(blocked.read_text().split())) >= 2  # the server and its worker(s)
-    with pytest.raises(bentoml.exceptions.BentoMLException, match="bearer token"):
-        with bentoml.SyncHTTPClient(url, timeout=120) as client:
-            client.predict(file=clip)
+    with (
+        pytest.raises(bentoml.exceptions.BentoMLException, match="bearer token"),
+        bentoml.SyncHTTPClient(url, timeout=120) as client,
+    ):
+        client.predict(file=clip)
 
 
 def _installed_closure(requirements: list[str]) -> set[str]:

@@ -89,6 +89,6 @@ def test_check_clip_applies_the_validate_policy(tmp_path):
 
     image = tmp_path / "still.png"
     cv2.imwrite(str(image), np.full((64, 64, 3), 128, np.uint8))
-    with pytest.raises(ClipRejected, match="too short|no decodable") as raised:
+    with pytest.raises(ClipRejected, match=r"too short|no decodable") as raised:
         check_clip(image, Limits())
     assert raised.value.status == 422

@@ -72,7 +72,7 @@ def test_plain_folder_is_unlabelled_data(tmp_path):
 def test_missing_columns_is_one_clear_error(tmp_path):
     _hume(tmp_path)
     (tmp_path / "train_split.csv").write_text("Filename,Joy\n1,0.5\n")
-    with pytest.raises(DatasetError, match="lacks the required column.*Admiration"):
+    with pytest.raises(DatasetError, match=r"lacks the required column.*Admiration"):
         load_dataset(tmp_path)
 
 

@@ -56,7 +56,7 @@ def test_user_path_entry_with_wrong_checksum_names_the_entry(tmp_path):
             "sha256": {"mine.onnx": "0" * 64},
         }
     )
-    with pytest.raises(CatalogueError, match="'my-detector'.*checksum mismatch"):
+    with pytest.raises(CatalogueError, match=r"'my-detector'.*checksum mismatch"):
         prepare(["my-detector"], tmp_path / "out", catalogue({"my-detector": entry}))
     assert not (tmp_path / "out" / "my-detector").exists()
     assert not (tmp_path / "out" / "my-detector.partial").exists()

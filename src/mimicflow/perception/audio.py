@@ -1,4 +1,5 @@
-"""Audio decoding for every audio consumer (ASR, audio encoders): any container/codec/rate → 16 kHz mono."""
+"""Audio decoding for every audio consumer (ASR, audio encoders): any container, codec or rate
+to 16 kHz mono."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ ROI_SCALE = 1.5
 # ArcFace's template puts the mouth corners 0.83 eye distances apart (29.2 px vs 35.2 px at 112).
 MOUTH_HALF_WIDTH = 0.415
 
-# FaceMesh canonical indices. "Right"/"left" are the subject's: the right eye is on the image's left.
+# FaceMesh canonical indices. "Right"/"left" are the subject's: the right eye is on the image's
+# left.
 RIGHT_EYE_CONTOUR = (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173)
 LEFT_EYE_CONTOUR = (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398)
 NOSE_TIP = 1

@@ -85,50 +85,60 @@ def _layer_count(variables: dict[str, np.ndarray], stack: str) -> int:
     return len({m.group(1) for name in variables if (m := pattern.match(name))})
 
 
-def to_openai_whisper(variables: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.ndarray]]:
-    """Map CTranslate2 WhisperSpec variables to openai-whisper (dims, state dict)."""
-    state: dict[str, np.ndarray] = {}
+class _StateMapper:
+    """Copies CTranslate2 WhisperSpec variables into an openai-whisper state dict."""
 
-    def linear(src: str, dst: str) -> None:
-        state[f"{dst}.weight"] = variables[f"{src}/weight"]
-        state[f"{dst}.bias"] = variables[f"{src}/bias"]
+    def __init__(self, variables: dict[str, np.ndarray]):
+        self.variables, self.state = variables, {}
 
-    def norm(src: str, dst: str) -> None:
-        state[f"{dst}.weight"] = variables[f"{src}/gamma"]
-        state[f"{dst}.bias"] = variables[f"{src}/beta"]
+    def linear(self, src: str, dst: str) -> None:
+        self.state[f"{dst}.weight"] = self.variables[f"{src}/weight"]
+        self.state[f"{dst}.bias"] = self.variables[f"{src}/bias"]
 
-    def fused(src: str, dst: str, parts: tuple[str, ...]) -> None:
-        weights = np.split(variables[f"{src}/weight"], len(parts))
-        biases = np.split(variables[f"{src}/bias"], len(parts))
+    def norm(self, src: str, dst: str) -> None:
+        self.state[f"{dst}.weight"] = self.variables[f"{src}/gamma"]
+        self.state[f"{dst}.bias"] = self.variables[f"{src}/beta"]
+
+    def fused(self, src: str, dst: str, parts: tuple[str, ...]) -> None:
+        weights = np.split(self.variables[f"{src}/weight"], len(parts))
+        biases = np.split(self.variables[f"{src}/bias"], len(parts))
         for part, weight, bias in zip(parts, weights, biases, strict=True):
-            state[f"{dst}.{part}.weight"] = weight
+            self.state[f"{dst}.{part}.weight"] = weight
             if part != "key":
-                state[f"{dst}.{part}.bias"] = bias
+                self.state[f"{dst}.{part}.bias"] = bias
             elif np.any(bias):  # openai-whisper's key projection has no bias
                 raise NotACT2WhisperModel(f"{src}: the key bias is not zero")
 
+    def layer(self, stack: str, i: int) -> None:
+        src, dst = f"{stack}/layer_{i}", f"{stack}.blocks.{i}"
+        self.fused(f"{src}/self_attention/linear_0", f"{dst}.attn", ("query", "key", "value"))
+        self.linear(f"{src}/self_attention/linear_1", f"{dst}.attn.out")
+        self.norm(f"{src}/self_attention/layer_norm", f"{dst}.attn_ln")
+        if stack == "decoder":
+            self.linear(f"{src}/attention/linear_0", f"{dst}.cross_attn.query")
+            self.fused(f"{src}/attention/linear_1", f"{dst}.cross_attn", ("key", "value"))
+            self.linear(f"{src}/attention/linear_2", f"{dst}.cross_attn.out")
+            self.norm(f"{src}/attention/layer_norm", f"{dst}.cross_attn_ln")
+        self.linear(f"{src}/ffn/linear_0", f"{dst}.mlp.0")
+        self.linear(f"{src}/ffn/linear_1", f"{dst}.mlp.2")
+        self.norm(f"{src}/ffn/layer_norm", f"{dst}.mlp_ln")
+
+
+def to_openai_whisper(variables: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Map CTranslate2 WhisperSpec variables to openai-whisper (dims, state dict)."""
+    mapper = _StateMapper(variables)
+    state = mapper.state
     for stack in ("encoder", "decoder"):
         for i in range(_layer_count(variables, stack)):
-            src, dst = f"{stack}/layer_{i}", f"{stack}.blocks.{i}"
-            fused(f"{src}/self_attention/linear_0", f"{dst}.attn", ("query", "key", "value"))
-            linear(f"{src}/self_attention/linear_1", f"{dst}.attn.out")
-            norm(f"{src}/self_attention/layer_norm", f"{dst}.attn_ln")
-            if stack == "decoder":
-                linear(f"{src}/attention/linear_0", f"{dst}.cross_attn.query")
-                fused(f"{src}/attention/linear_1", f"{dst}.cross_attn", ("key", "value"))
-                linear(f"{src}/attention/linear_2", f"{dst}.cross_attn.out")
-                norm(f"{src}/attention/layer_norm", f"{dst}.cross_attn_ln")
-            linear(f"{src}/ffn/linear_0", f"{dst}.mlp.0")
-            linear(f"{src}/ffn/linear_1", f"{dst}.mlp.2")
-            norm(f"{src}/ffn/layer_norm", f"{dst}.mlp_ln")
+            mapper.layer(stack, i)
     for conv in ("conv1", "conv2"):
-        linear(f"encoder/{conv}", f"encoder.{conv}")
+        mapper.linear(f"encoder/{conv}", f"encoder.{conv}")
     state["encoder.positional_embedding"] = variables["encoder/position_encodings/encodings"]
-    norm("encoder/layer_norm", "encoder.ln_post")
+    mapper.norm("encoder/layer_norm", "encoder.ln_post")
     embedding = variables["decoder/embeddings/weight"]
     state["decoder.token_embedding.weight"] = embedding
     state["decoder.positional_embedding"] = variables["decoder/position_encodings/encodings"]
-    norm("decoder/layer_norm", "decoder.ln")
+    mapper.norm("decoder/layer_norm", "decoder.ln")
     if not np.array_equal(variables.get("decoder/projection/weight", embedding), embedding):
         raise NotACT2WhisperModel("the output projection is not tied to the token embedding")
 
