@@ -6,11 +6,19 @@ Every stage reads its own section of :class:`Params`; nothing else in the code b
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mimicflow.models.catalogue import ModelEntry
 
@@ -162,7 +170,8 @@ class FeaturesParams(_Section):
 
 class AlignParams(_Section):
     """USTC's Stage I (ABAW8 §3.3): one encoder contrastively aligned with a text encoder on
-    prompts built from each clip's intensities (docs/fidelity.md, :mod:`~mimicflow.training.alignment`).
+    prompts built from each clip's intensities (docs/fidelity.md,
+    :mod:`~mimicflow.training.alignment`).
 
     ``model``: audio: a Whisper model (catalogue name, CTranslate2 folder, ``.pt``) or a
     transformers speech model; visual: a transformers image model, or ``vit-scratch`` (a small
@@ -289,20 +298,26 @@ class MonitorParams(_Section):
     settle_s: float = Field(30.0, ge=0)  # clips modified more recently are left for the next run
 
 
+Loss = Literal["mse", "ccc", "mimicmetrics"]  # the regression losses (fusion.losses)
+LrSchedule = Literal["none", "cosine", "sgdr", "plateau"]
+ClipMode = Literal["norm", "value"]
+
+
 class SystemParams(_Section):
-    """Optimisation shared by the systems; each system's section sets its paper's defaults."""
+    """Optimisation shared by the systems: the base of each system's section (``train.<name>``,
+    defined in the system's module under ``fusion/``, which sets its paper's defaults)."""
 
     hidden: int = Field(128, ge=8)
     dropout: float = Field(0.2, ge=0, lt=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    loss: Literal["mse", "ccc", "mimicmetrics"] = "mse"
+    loss: Loss = "mse"
     ema: float | None = Field(None, gt=0, lt=1)  # decay of an exponential moving average
     grad_clip: float = Field(5.0, gt=0)  # gradient clip: the norm's bound, or each value's
-    grad_clip_mode: Literal["norm", "value"] = "norm"  # the gradients' global norm | each value
+    grad_clip_mode: ClipMode = "norm"  # the gradients' global norm | each value
     # none | cosine (to min_lr over the epochs, per batch) | sgdr (warm restarts every
     # restart_epochs) | plateau (×plateau_factor after plateau_patience epochs without gain)
-    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "none"
+    schedule: LrSchedule = "none"
     warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up before the schedule
     min_lr: float = Field(0.0, ge=0)
     restart_epochs: int = Field(5, ge=1)  # sgdr
@@ -310,87 +325,30 @@ class SystemParams(_Section):
     plateau_factor: float = Field(0.5, gt=0, lt=1)
 
 
-class FuxiParams(SystemParams):
-    """Fuxi (ABAW6): TSN sampling, BiGRU branches, average fusion, text-anchored triplet, EMA."""
-
-    hidden: int = 64
-    dropout: float = 0.3
-    embed: int = Field(256, ge=8)
-    ema: float | None = 0.999
-    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "sgdr"
-    min_lr: float = 1e-8
-    # Per-module learning rates: a branch's by its modality (audio, visual, text); the fusion
-    # head's is ``lr``. A modality not named here trains at ``lr``.
-    branch_lr: dict[str, float] = {}
-    triplet_margin: float = 0.1
-    triplet_weight: float = Field(0.1, ge=0)  # beside the regression loss; on unit-norm features
+# The fusion systems' params sections by name (``train.<name>``), registered by the systems'
+# modules (:mod:`mimicflow.fusion.systems`); ``train.system`` names one of them.
+SYSTEM_PARAMS: dict[str, type[SystemParams]] = {}
+_DEFAULT_SYSTEM: list[str] = []
+SYSTEMS_PACKAGE = "mimicflow.fusion"
 
 
-class UstcParams(SystemParams):
-    """USTC (ABAW8): TCN vision, gated BiLSTM audio, segment pooling, MLP mapping, per-step
-    quality-aware weights, a Transformer over the modalities' steps in temporal order."""
-
-    heads: int = Field(4, ge=1)
-    layers: int = Field(2, ge=1)  # Transformer encoder layers
-    segments: int = Field(8, ge=1)  # segment average pooling after each branch
-    ema: float | None = 0.999
+def register_system_params(name: str, section: type[SystemParams], default: bool = False) -> None:
+    """Make ``section`` the params of system ``name`` (``default``: when ``train.system`` is
+    left out)."""
+    SYSTEM_PARAMS[name] = section
+    if default:
+        _DEFAULT_SYSTEM[:] = [name]
 
 
-class AugsburgParams(SystemParams):
-    """Augsburg (ABAW6): audio only, global mean ⊕ LSTM last state → dense + tanh."""
-
-    lstm_layers: int = Field(2, ge=1)
-    lstm_dropout: float = Field(0.1, ge=0, lt=1)
-
-
-class Abaw8Params(SystemParams):
-    """Augsburg (ABAW8): an LSTM per audio and visual input (last valid step), the text vector,
-    concatenated → dense + tanh → linear 6 (clipped to [0, 1] after the loss)."""
-
-    hidden: int = Field(1027, ge=8)  # the fusion head's dense layer
-    dropout: float = Field(0.0, ge=0, lt=1)  # on the concatenated branch outputs (the code: none)
-    audio_hidden: int | None = Field(None, ge=8)  # audio LSTM width (None: its input's width)
-    visual_hidden: int = Field(768, ge=8)  # visual LSTM width
-    lstm_layers: int = Field(2, ge=1)
-    lr: float = 1e-4
-    grad_clip: float = 100.0
-    grad_clip_mode: Literal["norm", "value"] = "value"
-    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "cosine"
-    warmup_epochs: float = 1.0
+def system_sections() -> dict[str, type[SystemParams]]:
+    """The registered systems' params sections. The first call imports the systems' package,
+    whose modules register themselves: the plug-in lookup, the one import by name up the layers
+    (docs/architecture.md)."""
+    if not SYSTEM_PARAMS:
+        importlib.import_module(SYSTEMS_PACKAGE)
+    return SYSTEM_PARAMS
 
 
-class MimicMetricsParams(SystemParams):
-    """MimicMetrics (ABAW10): unimodal pre-training, then MLP fusion with modality dropout."""
-
-    loss: Literal["mse", "ccc", "mimicmetrics"] = "mimicmetrics"
-    weight_decay: float = 1e-4
-    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "plateau"  # every stage
-    modality_dropout: float = Field(0.3, ge=0, lt=1)
-    queries: int = Field(
-        6, ge=1
-    )  # attention-pooling queries per encoder: one per emotion (paper: 1)
-    encoder_lr_scale: float = Field(0.05, gt=0)  # encoders fine-tuned at 0.05 × lr
-    pretrain_epochs: int = Field(20, ge=1)
-    # A clip without a transcript: "mask" leaves text out of its fusion; "zeros" feeds the
-    # text encoder's output for an all-zero input as if present (the authors' fallback).
-    missing_text: Literal["mask", "zeros"] = "mask"
-
-
-class TaemiParams(SystemParams):
-    """TAEMI (ABAW10 winner), after its abstract: the transcript queries a cross-attention
-    branch over the visual and one over the acoustic frames; learnable tokens for a missing
-    stream; modality dropout. Every value below is ours (docs/fidelity.md)."""
-
-    heads: int = Field(4, ge=1)
-    layers: int = Field(2, ge=1)  # decoder layers per branch (self-attn, cross-attn, feed-forward)
-    modality_dropout: float = Field(0.2, ge=0, lt=1)  # per stream; the text anchor is always kept
-    loss: Literal["mse", "ccc", "mimicmetrics"] = "mimicmetrics"
-    ema: float | None = 0.999
-    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "cosine"
-    warmup_epochs: float = 1.0
-
-
-SYSTEM_NAMES = ("fuxi", "ustc", "augsburg", "abaw8", "mimicmetrics", "taemi")
 PROTOCOLS = ("merged", "official", "final")
 
 
@@ -403,7 +361,11 @@ class TrainParams(_Section):
       train+valid for that many epochs; it is the served model.
     """
 
-    system: Literal["fuxi", "ustc", "augsburg", "abaw8", "mimicmetrics", "taemi"] = "mimicmetrics"
+    # extra keys: the systems' sections, one per registered system (train.<name>, validated
+    # by its own model); any other unknown key is an error, as everywhere else
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    system: str = ""  # a registered system ("": the registry's default)
     inputs: tuple[str, ...] = (
         "audio",
         "visual",
@@ -427,12 +389,39 @@ class TrainParams(_Section):
     batch_size: int = Field(16, ge=2)
     frames: dict[str, int] = {"audio": 32, "visual": 16, "text": 8}  # TSN segments per input
     out: Path = Path("models/folds")
-    fuxi: FuxiParams = FuxiParams()
-    ustc: UstcParams = UstcParams()
-    augsburg: AugsburgParams = AugsburgParams()
-    abaw8: Abaw8Params = Abaw8Params()
-    mimicmetrics: MimicMetricsParams = MimicMetricsParams()
-    taemi: TaemiParams = TaemiParams()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _system_sections(cls, data, handler):
+        """``system`` resolved to a registered one, every registered system's section validated
+        by its own model (its defaults when absent), any other unknown key an error; all the
+        errors reported together."""
+        if not isinstance(data, dict):
+            return handler(data)
+        sections, data, errors = system_sections(), dict(data), []
+        data["system"] = data.get("system") or _DEFAULT_SYSTEM[0]
+        if data["system"] not in sections:
+            choices = {"expected": ", ".join(sections)}
+            errors.append(_error("literal_error", ("system",), data["system"], choices))
+        for key in [k for k in data if k not in cls.model_fields and k not in sections]:
+            errors.append(_error("extra_forbidden", (key,), data.pop(key)))
+        for name, section in sections.items():
+            try:
+                data[name] = section.model_validate(data.get(name) or {})
+            except ValidationError as error:
+                errors += [
+                    _error(e["type"], (name, *e["loc"]), e["input"], e.get("ctx"))
+                    for e in error.errors()
+                ]
+        try:
+            validated = handler(data)
+        except ValidationError as error:
+            errors += [
+                _error(e["type"], e["loc"], e["input"], e.get("ctx")) for e in error.errors()
+            ]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return validated
 
     @field_validator("folds", mode="before")
     @classmethod
@@ -458,7 +447,13 @@ class TrainParams(_Section):
         return len(self.folds)
 
     def system_params(self, system: str | None = None) -> SystemParams:
+        """A system's section (default: ``system``'s)."""
         return getattr(self, system or self.system)
+
+
+def _error(kind: str, loc: tuple, value, ctx=None) -> dict:
+    """One error of a :class:`ValidationError`, for ``from_exception_data``."""
+    return {"type": kind, "loc": loc, "input": value, **({"ctx": ctx} if ctx else {})}
 
 
 class EnsembleParams(_Section):
@@ -468,17 +463,10 @@ class EnsembleParams(_Section):
     reports: Path = Path("reports/training")
     # `mimicflow stage compare` (`make compare`): each recipe's demo flavour, each system on the
     # feature sets of train.inputs, and the default system on one input at a time.
-    compare_recipes: tuple[str, ...] = (
-        "fuxi",
-        "ustc",
-        "augsburg",
-        "augsburg-abaw8",
-        "mimicmetrics",
-        "taemi",
-    )
+    compare_recipes: tuple[str, ...] | None = None  # None: every recipe in recipes_dir
     recipes_dir: Path = Path("recipes")
     compare_out: Path = Path("data/compare")  # the recipes' own feature sets (a working folder)
-    compare_systems: tuple[str, ...] = SYSTEM_NAMES
+    compare_systems: tuple[str, ...] | None = None  # None: every registered system
     compare_epochs: int = Field(20, ge=1)  # every run of the table gets the same budget and folds
 
 
@@ -504,7 +492,7 @@ class Params(_Section):
     compute: ComputeParams = ComputeParams()
     flows: FlowsParams = FlowsParams()
     monitor: MonitorParams = MonitorParams()
-    train: TrainParams = TrainParams()
+    train: TrainParams = Field(default_factory=TrainParams)
     ensemble: EnsembleParams = EnsembleParams()
     serving: ServingParams = ServingParams()
 

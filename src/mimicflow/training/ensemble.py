@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from mimicflow import EMOTIONS
 from mimicflow.config import Params
 from mimicflow.features.store import FeatureTable
-from mimicflow.fusion.models import build_model
+from mimicflow.fusion.systems import build_model
 from mimicflow.training.data import POOLINGS
 
 ClipInputs = dict[str, tuple[np.ndarray, np.ndarray]]
