@@ -108,18 +108,28 @@ FeatureModality = Literal["audio", "visual", "text", "egemaps", "vit", "wav2vec2
 
 
 class FeatureSetParams(_Section):
-    """One named feature set: a modality's encoder and how its outputs become frame vectors.
+    """One named feature set: which encoder kind makes it, from which model, and how.
 
-    ``model``: a catalogue name, a folder or a hub id. Audio: a Whisper model (its encoder's
-    hidden states) or any transformers speech model (wav2vec2, HuBERT, WavLM, audEERING's
-    dimensional model …). Visual: ``default`` (FaceMesh facial measures + FER2013 expression
-    probabilities), ``motion`` (the facial measures and head pose alone: the stand-in for
-    OpenFace action units + pose) or any transformers image model over the aligned crops (ViT,
-    DINOv2, MAE, CLIP). Text: any transformers text model over the transcript. ``egemaps``,
-    ``vit`` and ``wav2vec2`` take no model (openSMILE; the organisers' pre-extracted features).
+    ``kind`` (the registry of :mod:`mimicflow.clip.encoders`): ``whisper`` (a Whisper model's
+    encoder states), ``audio-transformers`` (any transformers speech model: wav2vec2, HuBERT,
+    WavLM, audEERING's dimensional model …), ``face-measures`` (the default visual chain:
+    FaceMesh facial measures + ``fer_model``'s expression probabilities per face frame),
+    ``motion`` (the facial measures and head pose alone: the stand-in for OpenFace action units
+    + pose), ``visual-transformers`` (any transformers image model over the aligned crops: ViT,
+    DINOv2, MAE, CLIP), ``text-transformers`` (any transformers text model over the
+    transcript), ``egemaps`` (openSMILE) and ``organisers`` (the organisers' pre-extracted
+    ``vit``/``wav2vec2`` features). Left empty, the kind is read from ``modality`` and ``model``
+    as params written before kinds had a name said it (``model: default``/``motion`` for the
+    visual chains; a Whisper folder or name for ``whisper``).
+
+    ``modality``: what the features are, which decides the fusion branch (audio, visual, text;
+    ``egemaps``, ``vit``, ``wav2vec2`` for those features). ``model``: a catalogue name, a
+    folder or a hub id (none for ``face-measures``, ``motion``, ``egemaps``, ``organisers``).
+    ``pooling`` only pools: a visual model's per-crop vector, a text model's tokens.
     """
 
     modality: FeatureModality
+    kind: str = ""  # the encoder kind ("": implied by modality and model, as before kinds)
     model: str = ""
     layers: int | tuple[int, ...] = -1  # hidden layer(s); several are merged per frame
     layer_merge: Literal["concat", "mean"] = "concat"
@@ -127,7 +137,7 @@ class FeatureSetParams(_Section):
     normalize: bool = False  # text: L2-normalise pooled vectors
     max_tokens: int = Field(256, ge=1)  # text: longer transcripts are truncated
     transcript: Literal["full", "first_segment"] = "full"  # text: all | Whisper's first segment
-    fer_model: str = "fer2013"  # visual "default": the expression classifier
+    fer_model: str = "fer2013"  # face-measures: the expression classifier
     audio_cut_s: float | None = Field(None, gt=0)  # audio: only the first seconds are encoded
     head_outputs: bool = False  # audio: append the model's regression head per frame (VAD)
     trust_remote_code: bool = False  # run the model repository's own code (e.g. ChatGLM3)
@@ -143,10 +153,14 @@ class FeatureSetParams(_Section):
 
 
 DEFAULT_FEATURE_SETS = {
-    "audio": FeatureSetParams(modality="audio", model="whisper-tiny.en"),
-    "visual": FeatureSetParams(modality="visual", model="default", pooling="cls"),
+    "audio": FeatureSetParams(modality="audio", kind="whisper", model="whisper-tiny.en"),
+    "visual": FeatureSetParams(modality="visual", kind="face-measures"),
     "text": FeatureSetParams(
-        modality="text", model="all-minilm-l6-v2", pooling="sentences", normalize=True
+        modality="text",
+        kind="text-transformers",
+        model="all-minilm-l6-v2",
+        pooling="sentences",
+        normalize=True,
     ),
 }
 

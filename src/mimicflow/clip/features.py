@@ -15,7 +15,7 @@ from rich.progress import Progress
 from mimicflow.clip import speech
 from mimicflow.clip.encoders import Encoded, clip_encoder
 from mimicflow.clip.folders import ArtefactFolders, feature_file
-from mimicflow.clip.settings import EncoderSettings, Runtime
+from mimicflow.clip.settings import KINDS, EncoderSettings, Runtime
 from mimicflow.data.layout import ClipRef
 from mimicflow.features.store import save_clip_features
 from mimicflow.store import prune
@@ -27,15 +27,15 @@ def inputs(
     settings: EncoderSettings, folders: ArtefactFolders, organisers: dict[str, Path] | None = None
 ) -> Callable[[list[ClipRef]], list]:
     """A reader of what the encoder takes, per clip, from the batch's artefacts (``organisers``:
-    the dataset's pickles by clip id, for ``vit``/``wav2vec2``)."""
-    modality = settings.modality
-    if modality in ("audio", "egemaps"):
+    the dataset's pickles by clip id, for the ``organisers`` kind)."""
+    reads = KINDS[settings.kind].reads
+    if reads == "audio":
         return lambda clips: [speech.audio(c, folders) for c in clips]
-    if modality == "visual":
+    if reads == "faces":
         from mimicflow.perception.faces import load_face_track
 
         return lambda clips: [load_face_track(folders.face_track(c, settings.faces)) for c in clips]
-    if modality == "text":
+    if reads == "transcript":
         first = settings.transcript == "first_segment"
         return lambda clips: [
             speech.transcript_text(c, settings.asr, folders, first) for c in clips
@@ -73,7 +73,7 @@ def encode(
             for clip, (values, mask) in zip(chunk, encoder.encode(read(chunk))):
                 save_clip_features(files[clip.clip_id], values, mask)
             bar.advance(task, len(chunk))
-    if settings.modality in ("egemaps", "vit", "wav2vec2") and clips and not todo:
+    if getattr(encoder, "learns_width", False) and clips and not todo:
         encoder.encode(read(clips[:1]))  # these learn their width/columns from a clip
     prune(folder, {p.name for p in files.values()}, ".npz")
     return files, encoder.meta()

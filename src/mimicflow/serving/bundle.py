@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mimicflow.clip.settings import resolve_model
+from mimicflow.clip.settings import model_field, resolve_model
 from mimicflow.config import Params, ServingParams
 
 if TYPE_CHECKING:
@@ -34,11 +34,9 @@ def model_fields(params: Params, inputs: list[str]) -> list[tuple[str, ...]]:
     if params.faces.backend == "blazeface":
         fields.append(("faces", "mesh_model"))
     for name in inputs:
-        spec = params.features.sets[name]
-        if spec.modality == "visual" and spec.model == "default":
-            fields.append(("features", "sets", name, "fer_model"))
-        elif spec.modality in ("audio", "visual", "text") and spec.model != "motion":
-            fields.append(("features", "sets", name, "model"))
+        field = model_field(params.features.sets[name])
+        if field is not None:
+            fields.append(("features", "sets", name, field))
     return fields
 
 
