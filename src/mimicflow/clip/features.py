@@ -1,6 +1,7 @@
-"""A batch of clips through one modality's encoder: ``inputs`` reads what the encoder takes
+"""A batch of clips through one feature set's encoder: ``inputs`` reads what the encoder takes
 back from the batch's artefacts, ``encode`` keeps each clip's features as a content-keyed file
-(resumable), ready to be packed into the modality's store."""
+(resumable), ``encode_set`` does both and packs the set's store (what the ``features`` stage and
+the monitor run)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from mimicflow.clip.encoders import Encoded, clip_encoder
 from mimicflow.clip.folders import ArtefactFolders, feature_file
 from mimicflow.clip.settings import KINDS, EncoderSettings, Runtime
 from mimicflow.data.layout import ClipRef
-from mimicflow.features.store import save_clip_features
+from mimicflow.features.store import pack, save_clip_features
 from mimicflow.store import prune
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,24 @@ def encode(
     return files, encoder.meta()
 
 
+def encode_set(
+    clips: list[ClipRef],
+    settings: EncoderSettings,
+    runtime: Runtime,
+    folders: ArtefactFolders,
+    out: Path,
+    organisers: dict[str, Path] | None = None,
+    progress: bool = True,
+) -> tuple[Path, dict]:
+    """A batch of clips into feature set ``out``: each clip encoded (resumable), then packed
+    into ``out/packed`` with the encoder's description, its modality and its settings' key;
+    returns the packed folder and the description."""
+    read = inputs(settings, folders, organisers)
+    files, meta = encode(clips, settings, runtime, read, out, progress)
+    packed = pack(out, files, meta | {"modality": settings.modality, "settings": settings.key()})
+    return packed, meta
+
+
 @dataclass
 class ClipFeatures:
     """A clip's features per modality, as the feature store holds them (float16), and what
@@ -90,10 +109,10 @@ class ClipFeatures:
     face_rate: float
 
     @property
-    def present(self) -> dict[str, bool]:
-        return present(self.features)
+    def present_inputs(self) -> dict[str, bool]:
+        return present_inputs(self.features)
 
 
-def present(features: dict[str, Encoded]) -> dict[str, bool]:
+def present_inputs(features: dict[str, Encoded]) -> dict[str, bool]:
     """Which modalities a clip has: any frame in the mask (a missing one: absent or all False)."""
     return {m: bool(np.asarray(mask).any()) for m, (_, mask) in features.items()}

@@ -20,8 +20,8 @@ from mimicflow.fusion.models import (
     NUM_EMOTIONS,
     EmiModel,
     Inputs,
+    has_frames,
     masked_mean,
-    present,
     run_packed,
 )
 from mimicflow.fusion.systems import SystemSpec, register
@@ -95,7 +95,7 @@ class Abaw8(EmiModel):
         )
 
     def predict(self, inputs: Inputs) -> dict:
-        here = torch.stack([present(inputs[m][1]) for m in self.branches], 1)  # B × inputs
+        here = torch.stack([has_frames(inputs[m][1]) for m in self.branches], 1)  # B × inputs
         parts = [
             branch(*inputs[m]) * here[:, k : k + 1]
             for k, (m, branch) in enumerate(self.branches.items())

@@ -9,7 +9,14 @@ from pydantic import Field
 from torch import nn
 
 from mimicflow.config import SystemParams
-from mimicflow.fusion.models import NUM_EMOTIONS, EmiModel, Inputs, masked_mean, present, run_packed
+from mimicflow.fusion.models import (
+    NUM_EMOTIONS,
+    EmiModel,
+    Inputs,
+    has_frames,
+    masked_mean,
+    run_packed,
+)
 from mimicflow.fusion.systems import SystemSpec, register
 
 
@@ -58,9 +65,9 @@ class Augsburg(EmiModel):
     def predict(self, inputs: Inputs) -> dict:
         x, mask = inputs[self.audio]
         _, last = run_packed(self.lstm, x, mask)
-        features = torch.cat([masked_mean(x, mask), last * present(mask).unsqueeze(-1)], -1)
+        features = torch.cat([masked_mean(x, mask), last * has_frames(mask).unsqueeze(-1)], -1)
         raw = self.out(self.dense(features))
-        weights = present(mask).float().unsqueeze(-1)
+        weights = has_frames(mask).float().unsqueeze(-1)
         return {"pred": raw.clamp(0.0, 1.0), "unclipped": raw, "weights": weights}
 
 

@@ -19,7 +19,7 @@ from mimicflow.fusion.models import (
     EmiModel,
     Inputs,
     drop_modalities,
-    present,
+    has_frames,
 )
 from mimicflow.fusion.systems import Pretraining, SystemSpec, register
 
@@ -110,7 +110,7 @@ class MimicMetrics(EmiModel):
             encoder = self.encoders[self.unimodal]
             return {"pred": torch.sigmoid(encoder.head(encoder(*inputs[self.unimodal])))}
         names = list(self.encoders)
-        here = torch.stack([present(inputs[m][1]) for m in names], 1)
+        here = torch.stack([has_frames(inputs[m][1]) for m in names], 1)
         if self.training and self.modality_dropout > 0:
             here = drop_modalities(here, self.modality_dropout)
         parts = []

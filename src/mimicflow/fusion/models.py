@@ -42,14 +42,14 @@ def run_packed(rnn: nn.RNNBase, x: torch.Tensor, mask: torch.Tensor):
     return outputs, hidden[-directions:].transpose(0, 1).reshape(x.shape[0], -1)
 
 
-def present(mask: torch.Tensor) -> torch.Tensor:
+def has_frames(mask: torch.Tensor) -> torch.Tensor:
     return mask.any(1)
 
 
 def fuse_mean(embeddings: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]):
     """Average of the present modalities' embeddings, and each modality's weight in it."""
     stacked = torch.stack([embeddings[m] for m in embeddings], 1)  # B × M × h
-    here = torch.stack([present(masks[m]) for m in embeddings], 1).float()  # B × M
+    here = torch.stack([has_frames(masks[m]) for m in embeddings], 1).float()  # B × M
     weights = here / here.sum(1, keepdim=True).clamp_min(1.0)
     return (stacked * weights.unsqueeze(-1)).sum(1), weights
 

@@ -34,7 +34,7 @@ from mimicflow.fusion.models import (
     EmiModel,
     Inputs,
     drop_modalities,
-    present,
+    has_frames,
 )
 from mimicflow.fusion.systems import SystemSpec, register
 
@@ -144,7 +144,7 @@ class Taemi(EmiModel):
         first = next(iter(inputs.values()))[1]
         here = torch.stack(
             [
-                torch.stack([present(inputs[n][1]) for n in names[p]]).any(0)
+                torch.stack([has_frames(inputs[n][1]) for n in names[p]]).any(0)
                 if names[p]
                 else torch.zeros_like(first[:, 0])
                 for p in parts
@@ -161,7 +161,7 @@ class Taemi(EmiModel):
                 query, keys, tgt_key_padding_mask=~query_valid, memory_key_padding_mask=~keys_valid
             )
             pooled.append(self.pools[kind](out, query_valid))
-        inputs_here = torch.stack([present(inputs[n][1]) for n in self.project], 1).float()
+        inputs_here = torch.stack([has_frames(inputs[n][1]) for n in self.project], 1).float()
         weights = inputs_here / inputs_here.sum(1, keepdim=True).clamp_min(1.0)
         return {"pred": torch.sigmoid(self.head(torch.cat(pooled, -1))), "weights": weights}
 

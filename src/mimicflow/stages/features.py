@@ -13,11 +13,10 @@ import json
 
 import numpy as np
 
-from mimicflow.clip.features import encode, inputs
+from mimicflow.clip.features import encode_set
 from mimicflow.clip.settings import KINDS, EncoderSettings, Runtime
 from mimicflow.config import Params
 from mimicflow.data.layout import load_dataset
-from mimicflow.features.store import pack
 from mimicflow.paths import StagePaths
 from mimicflow.perception.encoders import ModelUnavailable
 from mimicflow.stages.clips import artefact_folders, manifest_clip_refs, write_metrics
@@ -33,24 +32,24 @@ def run_features(params: Params, name: str, progress: bool = True) -> dict:
         if KINDS[settings.kind].reads == "organisers"
         else None
     )
-    read = inputs(settings, artefact_folders(params), organisers)
     try:
-        files, meta = encode(
-            clips, settings, Runtime.from_params(params), read, paths.features(name), progress
+        packed, meta = encode_set(
+            clips,
+            settings,
+            Runtime.from_params(params),
+            artefact_folders(params),
+            paths.features(name),
+            organisers,
+            progress,
         )
     except ModelUnavailable as exc:
         raise exc.for_set(name) from exc
-    packed = pack(
-        paths.features(name),
-        files,
-        meta | {"modality": settings.modality, "settings": settings.key()},
-    )
     present = json.loads((packed / "meta.json").read_text())["present"]
     lengths = np.diff(np.load(packed / "offsets.npy"))
     return write_metrics(
         paths.features_metrics(name),
         {
-            "clips": len(files),
+            "clips": len(clips),
             "clips_present": int(sum(present.values())),
             "dim": meta["dim"],
             "mean_frames": round(float(lengths.mean()), 2) if len(lengths) else 0.0,

@@ -23,7 +23,7 @@ from mimicflow.fusion.losses import REGRESSION_LOSSES
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
 from mimicflow.fusion.models import branch_kind, fit_input_scaling
 from mimicflow.fusion.systems import system as system_spec
-from mimicflow.training.data import ClipFeatures, FeatureDataset
+from mimicflow.training.data import FeatureBatch, FeatureDataset
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class FoldResult:
     history: list[dict] = field(default_factory=list)  # per epoch: stage, loss, val Pearson
 
 
-def to_tensors(batch: ClipFeatures):
+def to_tensors(batch: FeatureBatch):
     inputs = {m: (torch.from_numpy(v), torch.from_numpy(k)) for m, (v, k) in batch.inputs.items()}
     return inputs, torch.from_numpy(np.nan_to_num(batch.labels))
 
