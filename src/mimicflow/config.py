@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -492,6 +492,71 @@ class ServingParams(_Section):
     max_duration_s: float = Field(60.0, gt=0)  # longer clips: 422
     token_env: str = "MIMICFLOW_API_TOKEN"  # when this variable is set, predict endpoints need it
     guard_metrics: bool = True  # with a token set, /metrics needs it too (false: open to scrapers)
+
+
+CHAIN_SCHEMA = 1
+
+
+class ChainParams(BaseModel):
+    """What a trained ensemble keeps of the params it was trained with (``ensemble.json``, the
+    bento's ``params.json``): the clip chain's sections, the upload limits and where the folds
+    lie, on a versioned schema of its own, so that an ensemble or a bento keeps loading when
+    other params keys change. On reading, keys it does not know are dropped (the other
+    sections; a file written before the schema, version 0, is a whole params dump); a key
+    renamed within these sections needs a new version and its migration here."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    schema_version: int = CHAIN_SCHEMA
+    validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
+    models: ModelsParams = Field(default_factory=ModelsParams)
+    faces: FacesParams = Field(default_factory=FacesParams)
+    asr: AsrParams = Field(default_factory=AsrParams)
+    features: FeaturesParams = Field(default_factory=FeaturesParams)
+    serving: ServingParams = Field(default_factory=ServingParams)
+    train_out: Path = Path("models/folds")  # the folds' own folders (validation predictions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read(cls, data):
+        if not isinstance(data, dict):
+            return data
+        version = data.get("schema_version", 0)
+        if version > CHAIN_SCHEMA:
+            raise ValueError(
+                f"written by a newer mimicflow (schema {version}; this one reads up to "
+                f"{CHAIN_SCHEMA})"
+            )
+        train = data.get("train")
+        if version == 0 and isinstance(train, dict) and "out" in train:
+            data = {**data, "train_out": train["out"]}
+        return _known_keys(cls, data) | {"schema_version": CHAIN_SCHEMA}
+
+    @classmethod
+    def from_params(cls, params: Params) -> ChainParams:
+        return cls.model_validate(
+            params.model_dump(mode="json", by_alias=True) | {"train_out": str(params.train.out)}
+        )
+
+
+def _known_keys(model: type[BaseModel], raw: dict) -> dict:
+    """``raw`` without the keys ``model`` does not know, at every depth of its sections."""
+    out = {}
+    for name, field in model.model_fields.items():
+        key = next((k for k in (field.alias, name) if k and k in raw), None)
+        if key is None:
+            continue
+        value, annotation = raw[key], field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            value = _known_keys(annotation, value) if isinstance(value, dict) else value
+        elif get_origin(annotation) is dict and isinstance(value, dict):
+            inner = get_args(annotation)[1]
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                value = {
+                    k: _known_keys(inner, v) if isinstance(v, dict) else v for k, v in value.items()
+                }
+        out[key] = value
+    return out
 
 
 class Params(_Section):

@@ -22,7 +22,7 @@ from mimicflow.clip.chain import clip_features
 from mimicflow.clip.features import ClipFeatures, present_inputs
 from mimicflow.clip.folders import ArtefactFolders
 from mimicflow.clip.settings import ClipSettings
-from mimicflow.config import Params, ValidateParams
+from mimicflow.config import ChainParams, Params, ValidateParams
 from mimicflow.data.layout import ClipRef
 from mimicflow.data.media import MediaError, MediaInfo, probe_media
 from mimicflow.data.validation import clip_problem
@@ -49,7 +49,7 @@ class Limits:
     policy: ValidateParams = field(default_factory=ValidateParams)
 
     @classmethod
-    def from_params(cls, params: Params) -> Limits:
+    def from_params(cls, params: Params | ChainParams) -> Limits:
         serving = params.serving
         return cls(
             int(serving.max_upload_mb * 1024 * 1024), serving.max_duration_s, params.validate_
@@ -97,7 +97,7 @@ def check_clip(path: Path, limits: Limits = Limits()) -> MediaInfo:
 
 
 def extract_clip(
-    params: Params,
+    params: Params | ChainParams,
     video: Path,
     work_dir: Path,
     modalities: tuple[str, ...] = ("audio", "visual", "text"),
@@ -118,7 +118,7 @@ def extract_clip(
 @cache
 def _settings(params_json: str, modalities: tuple[str, ...]) -> ClipSettings:
     """The clip chain's settings (model names resolved once per process)."""
-    return ClipSettings.from_params(Params.model_validate_json(params_json), modalities)
+    return ClipSettings.from_params(ChainParams.model_validate_json(params_json), modalities)
 
 
 def prediction(

@@ -12,12 +12,12 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mimicflow.config import FeatureSetParams, Params
+from mimicflow.config import ChainParams, FeatureSetParams, Params
 from mimicflow.devices import ctranslate2_device, torch_device
 from mimicflow.store import settings_hash
 
 
-def resolve_model(params: Params, name: str) -> str:
+def resolve_model(params: Params | ChainParams, name: str) -> str:
     """A catalogue name becomes its prepared folder (fetched once); a path or hub id passes."""
     from mimicflow.models.catalogue import catalogue, resolve
 
@@ -56,7 +56,7 @@ class FaceSettings(_Keyed):
     later_options = (("alignment", "arcface"),)
 
     @classmethod
-    def from_params(cls, params: Params) -> FaceSettings:
+    def from_params(cls, params: Params | ChainParams) -> FaceSettings:
         faces = params.faces
         mesh = resolve_model(params, faces.mesh_model) if faces.backend == "blazeface" else ""
         return cls(
@@ -86,7 +86,7 @@ class AsrSettings(_Keyed):
     runtime_fields = ("device", "batch_size")
 
     @classmethod
-    def from_params(cls, params: Params) -> AsrSettings:
+    def from_params(cls, params: Params | ChainParams) -> AsrSettings:
         asr = params.asr
         resolve = ctranslate2_device if asr.backend == "faster-whisper" else torch_device
         device = resolve(asr.device, "asr.device")
@@ -189,7 +189,7 @@ def model_field(spec: FeatureSetParams) -> str | None:
     return kind.model if kind else None
 
 
-def encoder_kind(params: Params, name: str) -> EncoderKind:
+def encoder_kind(params: Params | ChainParams, name: str) -> EncoderKind:
     """Feature set ``name``'s encoder kind (a one-line error for an unknown one)."""
     spec = params.features.sets[name]
     kind_name = implied_kind(spec, resolve_model(params, spec.model) if spec.model else "")
@@ -241,7 +241,7 @@ class EncoderSettings(_Keyed):
         return settings_hash(fields | extra)
 
     @classmethod
-    def from_params(cls, params: Params, name: str) -> EncoderSettings:
+    def from_params(cls, params: Params | ChainParams, name: str) -> EncoderSettings:
         """The encoder of feature set ``name`` (``features.sets``)."""
         sets = params.features.sets
         if name not in sets:
@@ -275,7 +275,7 @@ class Runtime:
     batch_size: int = 16
 
     @classmethod
-    def from_params(cls, params: Params) -> Runtime:
+    def from_params(cls, params: Params | ChainParams) -> Runtime:
         return cls(params.features.device, params.features.batch_size)
 
 
@@ -289,7 +289,9 @@ class ClipSettings:
     runtime: Runtime
 
     @classmethod
-    def from_params(cls, params: Params, sets: tuple[str, ...] | list[str]) -> ClipSettings:
+    def from_params(
+        cls, params: Params | ChainParams, sets: tuple[str, ...] | list[str]
+    ) -> ClipSettings:
         """The chain to the features of ``sets`` (names in ``features.sets``)."""
         encoders = tuple(EncoderSettings.from_params(params, name) for name in sets)
         unknown = [

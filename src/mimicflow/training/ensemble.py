@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mimicflow import EMOTIONS
-from mimicflow.config import Params
+from mimicflow.config import ChainParams, Params
 from mimicflow.features.store import FeatureTable
 from mimicflow.fusion.systems import build_model
 from mimicflow.training.data import POOLINGS
@@ -54,11 +54,7 @@ def build_ensemble(fold_dirs: list[Path], out: Path, params: Params) -> Path:
         "version": f"{first['system']}-{digest.hexdigest()[:12]}",
         "folds": len(fold_dirs),
         "fold_scores": [d["val_scores"]["mean_pearson"] for d in descriptions],
-        "params": params.model_dump(
-            mode="json",
-            by_alias=True,
-            include={"validate", "faces", "asr", "features", "models", "train"},
-        ),
+        "params": ChainParams.from_params(params).model_dump(mode="json", by_alias=True),
     }
     (out / "ensemble.json").write_text(json.dumps(description, indent=2))
     return out
@@ -73,7 +69,7 @@ class Ensemble:
     frames: dict[str, int]
     sampling: str
     version: str
-    params: Params
+    params: ChainParams  # the clip chain it was trained with (its own versioned schema)
     dims: dict[str, int]
 
     def _forward(self, clips: list[ModelInputs]) -> list[dict]:
@@ -181,6 +177,6 @@ def load_ensemble(folder: Path | str) -> Ensemble:
         description["frames"],
         description["sampling"],
         description["version"],
-        Params.model_validate(description["params"]),
+        ChainParams.model_validate(description["params"]),
         description["dims"],
     )
