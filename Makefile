@@ -7,10 +7,13 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup demo compare test test-fast test-all lint bench clean
+.PHONY: setup setup-test demo compare test test-fast test-all lint bench clean
 
 setup:  ## system packages + .venv + the project (idempotent)
 	@bash scripts/setup.sh
+
+setup-test:  ## setup, plus what only the tests need (chromium, npm, the reports' offline scripts)
+	@bash scripts/setup.sh --test
 
 demo: setup  ## generate the demo data, run the DVC pipeline to the bento and the drift reference, print the results
 	dvc repro package reference
@@ -25,13 +28,13 @@ lint: setup  ## layout (ruff format), lint rules (ruff check) and the layer rule
 	ruff check src tests bench flows scripts
 	lint-imports --no-logo
 
-test: lint  ## the default test run (what CI runs)
+test: setup-test lint  ## the default test run (what CI runs)
 	pytest -m "not slow" -q
 
-test-fast: lint  ## pure library tests: no pipeline fixtures, no servers (under 2 minutes)
+test-fast: setup-test lint  ## pure library tests: no pipeline fixtures, no servers (under 2 minutes)
 	pytest -m "not slow and not pipeline" -q
 
-test-all: lint  ## every test, slow ones included
+test-all: setup-test lint  ## every test, slow ones included
 	pytest -q
 
 bench: setup  ## speed figures (printed as tables)

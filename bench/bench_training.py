@@ -40,9 +40,10 @@ def _one_run(args) -> None:
     import numpy as np
 
     from mimicflow.config import TrainParams, load_params
+    from mimicflow.fusion.systems import SYSTEMS
     from mimicflow.training.data import FeatureDataset
     from mimicflow.training.folds import assign_folds
-    from mimicflow.training.trainer import FoldTrainer, system_inputs
+    from mimicflow.training.trainer import FoldTrainer
 
     if args.store == "demo":
         import pandas as pd
@@ -72,7 +73,7 @@ def _one_run(args) -> None:
     dataset = FeatureDataset(
         folder,
         manifest,
-        {m: train.frames[m] for m in system_inputs(args.system, {m: m for m in train.inputs})},
+        {m: train.frames[m] for m in SYSTEMS[args.system].inputs({m: m for m in train.inputs})},
     )
     assignment = assign_folds(manifest, "merged", 5, 0)
     trainer = FoldTrainer(
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument(
         "--systems",
         nargs="+",
-        default=["mimicmetrics", "fuxi", "ustc", "augsburg", "abaw8", "taemi"],
+        default=None,  # every registered system
     )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--devices", nargs="+")
@@ -120,6 +121,11 @@ def main() -> None:
     parser.add_argument("--clips", type=int)
     parser.add_argument("--system")
     args = parser.parse_args()
+    if args.systems is None:
+        from mimicflow.fusion.systems import SYSTEMS
+
+        args.systems = list(SYSTEMS)
+    systems = args.systems
     if args.child:
         _one_run(args)
         return
@@ -145,7 +151,7 @@ def main() -> None:
                     ],
                     check=True,
                 )
-            for system in args.systems:
+            for system in systems:
                 for device in devices:
                     command = [
                         sys.executable,
@@ -169,14 +175,13 @@ def main() -> None:
                         "device": device,
                     }
                     rows.append(row | json.loads(out.strip().splitlines()[-1]))
-                    last = rows[-1]
+                    got = rows[-1]
                     print(
                         f"{row['store']:>16} {system:>13} {device:>9}: "
-                        f"{last['seconds_per_epoch']:7.2f} s/epoch, "
-                        f"{last['clips_per_s']:8.0f} clips/s, "
-                        f"5 folds × {PROJECTED_EPOCHS} epochs of {FULL_CLIPS} clips "
-                        f"≈ {last['projected_5fold_min']:6.1f} min, "
-                        f"peak RSS {last['peak_rss_mb']:7.0f} MB",
+                        f"{got['seconds_per_epoch']:7.2f} s/epoch, {got['clips_per_s']:8.0f} "
+                        f"clips/s, 5 folds × {PROJECTED_EPOCHS} epochs of {FULL_CLIPS} clips ≈ "
+                        f"{got['projected_5fold_min']:6.1f} min, "
+                        f"peak RSS {got['peak_rss_mb']:7.0f} MB",
                         flush=True,
                     )
     RESULTS.mkdir(exist_ok=True)

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Idempotent set-up: system packages (apt, when missing), .venv at the repo root, the project.
+# --test (make test): also what only the tests need, chromium and npm, and the reports' offline
+# scripts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tests=false
+[ "${1:-}" = "--test" ] && tests=true
 
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
-command -v chromium >/dev/null || missing+=(chromium)  # renders reports/index.html in the tests
-command -v npm >/dev/null || missing+=(npm)  # fetches the reports' scripts (scripts/web_assets.py)
+if $tests; then
+  command -v chromium >/dev/null || missing+=(chromium)  # renders reports/index.html in the tests
+  command -v npm >/dev/null || missing+=(npm)  # fetches the reports' scripts (scripts/web_assets.py)
+fi
 if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "mimicflow needs: ${missing[*]} — install them (sudo apt-get install ${missing[*]})" >&2
@@ -34,4 +40,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 # The scripts and stylesheets the reports load (npm packages), so that they render offline.
-.venv/bin/python scripts/web_assets.py
+if $tests; then
+  .venv/bin/python scripts/web_assets.py
+fi

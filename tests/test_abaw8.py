@@ -15,9 +15,10 @@ from torch import nn
 from mimicflow.clip.folders import ArtefactFolders
 from mimicflow.clip.settings import AsrSettings, EncoderSettings, FaceSettings
 from mimicflow.clip.speech import transcript_text
-from mimicflow.config import Abaw8Params, Params
+from mimicflow.config import Params
 from mimicflow.data.layout import ClipRef
-from mimicflow.fusion.models import build_model
+from mimicflow.fusion.abaw8 import Abaw8Params
+from mimicflow.fusion.systems import build_model
 from mimicflow.perception.faces import align_face, ffhq_square
 from mimicflow.store import settings_hash
 from mimicflow.training.trainer import clip_gradients

@@ -55,3 +55,18 @@ def test_a_typo_in_params_is_one_error_line_on_the_command_line(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert "train.patience" in result.output and "train.batchsize" in result.output
+
+
+def test_systems_and_their_sections_come_from_the_registry():
+    from mimicflow.fusion.systems import SYSTEMS
+
+    train = Params().train
+    assert train.system in SYSTEMS
+    for name, spec in SYSTEMS.items():
+        assert type(train.system_params(name)) is spec.params
+    with pytest.raises(ValidationError) as error:
+        Params.model_validate(
+            {"train": {"system": "casia", "fuxi": {"embedd": 3}, "nosuch": {}, "patience": 0}}
+        )
+    wrong = {".".join(map(str, e["loc"])) for e in error.value.errors()}
+    assert wrong == {"train.system", "train.fuxi.embedd", "train.nosuch", "train.patience"}

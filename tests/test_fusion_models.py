@@ -1,17 +1,12 @@
-"""The four systems' modules: shapes, masks (padding and missing modalities never leak in)."""
+"""The systems' modules: shapes, masks (padding and missing modalities never leak in)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mimicflow.fusion.models import (
-    SYSTEMS,
-    build_model,
-    drop_modalities,
-    fit_input_scaling,
-    segment_average,
-)
+from mimicflow.fusion.models import drop_modalities, fit_input_scaling, segment_average
+from mimicflow.fusion.systems import SYSTEMS, build_model
 
 DIMS = {"audio": 12, "visual": 6, "text": 10}
 # Every system with its defaults, and variants of their options.

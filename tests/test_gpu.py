@@ -58,9 +58,10 @@ def test_audio_and_visual_features_on_cuda_match_the_cpu(tmp_path):
 def test_training_on_cuda_matches_the_cpu(tmp_path, system):
     from mimicflow.config import TrainParams
     from mimicflow.features.synthetic import write_synthetic_store
+    from mimicflow.fusion.systems import SYSTEMS
     from mimicflow.training.data import FeatureDataset
     from mimicflow.training.folds import assign_folds, fold_indices
-    from mimicflow.training.trainer import FoldTrainer, system_inputs
+    from mimicflow.training.trainer import FoldTrainer
 
     manifest = write_synthetic_store(tmp_path, 240, {"audio": 16, "visual": 8, "text": 12}, seed=3)
     small = {"hidden": 32}
@@ -78,7 +79,7 @@ def test_training_on_cuda_matches_the_cpu(tmp_path, system):
             taemi=small,
             mimicmetrics=small | {"pretrain_epochs": 4},
         )
-        inputs = system_inputs(system, {m: m for m in params.inputs})
+        inputs = SYSTEMS[system].inputs({m: m for m in params.inputs})
         dataset = FeatureDataset(tmp_path, manifest, {m: params.frames[m] for m in inputs})
         train_idx, val_idx = fold_indices(assign_folds(manifest, "merged", 4, seed=0), 0)
         result = FoldTrainer(params, system, dataset, train_idx, val_idx, seed=0).fit()

@@ -322,7 +322,7 @@ def test_reports_index_links_data_docs_and_drift_reports_and_renders_in_chromium
 def _chromium(args: list[str]) -> str:
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("Debian's chromium is not installed (scripts/setup.sh installs it)")
+        pytest.fail("Debian's chromium is not installed (scripts/setup.sh --test installs it)")
     result = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", *args],
         capture_output=True,

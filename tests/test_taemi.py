@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from mimicflow.fusion.models import build_model
+from mimicflow.fusion.systems import build_model
 
 DIMS = {"audio": 12, "visual": 6, "text": 10, "motion": 4}
 KINDS = {"audio": "audio", "visual": "visual", "text": "text", "motion": "visual"}

@@ -15,14 +15,15 @@ import yaml
 from safetensors.numpy import load_file, save_file
 
 from mimicflow import EMOTIONS
-from mimicflow.config import SYSTEM_NAMES, TrainParams
+from mimicflow.config import TrainParams
 from mimicflow.features.store import FeatureTable
 from mimicflow.features.synthetic import write_synthetic_store
 from mimicflow.fusion.metrics import UndefinedMetricWarning
+from mimicflow.fusion.systems import SYSTEMS
 from mimicflow.training.data import FeatureDataset, SegmentFrames, segment_pool
 from mimicflow.training.ensemble import load_ensemble
 from mimicflow.training.folds import TRAIN_ONLY, UNLABELLED, assign_folds, fold_indices
-from mimicflow.training.trainer import DeviceBatches, FoldTrainer, system_inputs
+from mimicflow.training.trainer import DeviceBatches, FoldTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 DIMS = {"audio": 16, "visual": 8, "text": 12}
@@ -52,7 +53,7 @@ def _trainer(store, system, params=FAST, manifest=None, seed=0):
     dataset = FeatureDataset(
         folder,
         manifest,
-        {m: params.frames[m] for m in system_inputs(system, {m: m for m in params.inputs})},
+        {m: params.frames[m] for m in SYSTEMS[system].inputs({m: m for m in params.inputs})},
     )
     assignment = assign_folds(manifest, "merged", 4, seed=0)
     train_idx = np.flatnonzero((assignment >= 0) & (assignment != 0))
@@ -85,7 +86,7 @@ def test_feature_stats_are_the_training_clips_segment_statistics(store):
         np.testing.assert_allclose(std, values[mask].std(0), rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("system", SYSTEM_NAMES)
+@pytest.mark.parametrize("system", SYSTEMS)
 def test_each_system_learns_and_beats_the_training_mean(store, system):
     # Fuxi's BiGRUs on single random TSN frames learn slowest at this size: twice the epochs
     # (over seeds 0–3 its validation MSE is then 0.976–0.994 of the baseline's; at 10, up to 1.005)
@@ -319,7 +320,7 @@ def test_cosine_schedule_warms_up_then_decays_to_min_lr_over_the_run(store):
         _with(FAST, "augsburg", schedule="cosine", lr=1e-3, min_lr=1e-5, warmup_epochs=1),
     )
     steps = trainer.steps_per_epoch()
-    optimiser, schedule = trainer.optimiser(trainer.new_model(), "fusion", epochs=4)
+    optimiser, schedule = trainer.optimiser(trainer.new_model(), epochs=4)
     seen = []
     for _ in range(4 * steps):
         seen.append(_lrs(optimiser)[0])
@@ -334,7 +335,7 @@ def test_sgdr_schedule_restarts_every_restart_epochs(store):
         store, "ustc", _with(FAST, "ustc", schedule="sgdr", lr=1e-3, min_lr=0.0, restart_epochs=2)
     )
     steps = trainer.steps_per_epoch()
-    optimiser, schedule = trainer.optimiser(trainer.new_model(), "fusion", epochs=6)
+    optimiser, schedule = trainer.optimiser(trainer.new_model(), epochs=6)
     for _ in range(steps):
         _step(optimiser, schedule)
     assert _lrs(optimiser)[0] == pytest.approx(5e-4)  # half-way through the first cycle
@@ -349,8 +350,9 @@ def test_plateau_schedule_applies_in_unimodal_pretraining_too(store):
     )
     trainer = _trainer(store, "mimicmetrics", params)
     model = trainer.new_model()
-    for stage in ("pretrain_text", "fusion"):
-        optimiser, schedule = trainer.optimiser(model, stage, epochs=10)
+    text_stage = next(s for s in trainer.spec.pretraining(model, trainer.hyper) if "text" in s.name)
+    for groups in (text_stage.parameters, None):  # the text encoder's pre-training, then fusion
+        optimiser, schedule = trainer.optimiser(model, epochs=10, groups=groups)
         start = _lrs(optimiser)
         for score in (0.5, 0.4, 0.4):
             _step(optimiser, schedule)
@@ -365,7 +367,7 @@ def test_fuxi_branch_learning_rates_are_the_optimisers_groups(store):
         FAST, "fuxi", schedule="none", lr=1e-3, branch_lr={"visual": 1e-6, "audio": 1e-4}
     )
     trainer = _trainer(store, "fuxi", params)
-    optimiser, schedule = trainer.optimiser(trainer.new_model(), "fusion", epochs=3)
+    optimiser, schedule = trainer.optimiser(trainer.new_model(), epochs=3)
     expected = {"audio": 1e-4, "visual": 1e-6, "text": 1e-3, "fusion": 1e-3}
     assert {group["name"]: group["lr"] for group in optimiser.param_groups} == expected
     _step(optimiser, schedule)
@@ -397,7 +399,7 @@ def test_a_fuxi_branch_at_a_near_zero_learning_rate_barely_moves(store):
 
 
 def test_fuxi_triplets_are_ordered_by_the_whole_clips_text(store, monkeypatch):
-    from mimicflow.training import trainer as trainer_module
+    from mimicflow.fusion import fuxi
 
     params = FAST.model_copy(update={"epochs": 1, "frames": {"audio": 8, "visual": 4, "text": 2}})
     trainer = _trainer(store, "fuxi", params)
@@ -414,9 +416,9 @@ def test_fuxi_triplets_are_ordered_by_the_whole_clips_text(store, monkeypatch):
         anchors.append(text)
         return triplet(fused, text, margin)
 
-    triplet = trainer_module.text_anchored_triplet_loss
+    triplet = fuxi.text_anchored_triplet_loss
     monkeypatch.setattr(trainer.dataset, "batch", recorded_batch)
-    monkeypatch.setattr(trainer_module, "text_anchored_triplet_loss", recorded_loss)
+    monkeypatch.setattr(fuxi, "text_anchored_triplet_loss", recorded_loss)
     trainer.fit()
     assert len(anchors) == len(batches) > 0
     table, differs = trainer.dataset.tables["text"], False

@@ -39,8 +39,8 @@ def test_batches_have_fixed_shapes_masks_and_labels(dataset):
     row = batch.clip_ids.index(
         FAULTS["no_audio"]
     )  # no audio: the modality is absent, not zeros-as-data
-    assert not batch.present("audio")[row]
-    assert batch.present("audio").sum() == len(dataset) - 1
+    assert not batch.has_frames("audio")[row]
+    assert batch.has_frames("audio").sum() == len(dataset) - 1
 
 
 def test_test_clips_have_no_labels(dataset, featured):

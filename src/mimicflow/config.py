@@ -6,11 +6,19 @@ Every stage reads its own section of :class:`Params`; nothing else in the code b
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mimicflow.models.catalogue import ModelEntry
 
@@ -100,18 +108,28 @@ FeatureModality = Literal["audio", "visual", "text", "egemaps", "vit", "wav2vec2
 
 
 class FeatureSetParams(_Section):
-    """One named feature set: a modality's encoder and how its outputs become frame vectors.
+    """One named feature set: which encoder kind makes it, from which model, and how.
 
-    ``model``: a catalogue name, a folder or a hub id. Audio: a Whisper model (its encoder's
-    hidden states) or any transformers speech model (wav2vec2, HuBERT, WavLM, audEERING's
-    dimensional model …). Visual: ``default`` (FaceMesh facial measures + FER2013 expression
-    probabilities), ``motion`` (the facial measures and head pose alone: the stand-in for
-    OpenFace action units + pose) or any transformers image model over the aligned crops (ViT,
-    DINOv2, MAE, CLIP). Text: any transformers text model over the transcript. ``egemaps``,
-    ``vit`` and ``wav2vec2`` take no model (openSMILE; the organisers' pre-extracted features).
+    ``kind`` (the registry of :mod:`mimicflow.clip.encoders`): ``whisper`` (a Whisper model's
+    encoder states), ``audio-transformers`` (any transformers speech model: wav2vec2, HuBERT,
+    WavLM, audEERING's dimensional model …), ``face-measures`` (the default visual chain:
+    FaceMesh facial measures + ``fer_model``'s expression probabilities per face frame),
+    ``motion`` (the facial measures and head pose alone: the stand-in for OpenFace action units
+    + pose), ``visual-transformers`` (any transformers image model over the aligned crops: ViT,
+    DINOv2, MAE, CLIP), ``text-transformers`` (any transformers text model over the
+    transcript), ``egemaps`` (openSMILE) and ``organisers`` (the organisers' pre-extracted
+    ``vit``/``wav2vec2`` features). Left empty, the kind is read from ``modality`` and ``model``
+    as params written before kinds had a name said it (``model: default``/``motion`` for the
+    visual chains; a Whisper folder or name for ``whisper``).
+
+    ``modality``: what the features are, which decides the fusion branch (audio, visual, text;
+    ``egemaps``, ``vit``, ``wav2vec2`` for those features). ``model``: a catalogue name, a
+    folder or a hub id (none for ``face-measures``, ``motion``, ``egemaps``, ``organisers``).
+    ``pooling`` only pools: a visual model's per-crop vector, a text model's tokens.
     """
 
     modality: FeatureModality
+    kind: str = ""  # the encoder kind ("": implied by modality and model, as before kinds)
     model: str = ""
     layers: int | tuple[int, ...] = -1  # hidden layer(s); several are merged per frame
     layer_merge: Literal["concat", "mean"] = "concat"
@@ -119,7 +137,7 @@ class FeatureSetParams(_Section):
     normalize: bool = False  # text: L2-normalise pooled vectors
     max_tokens: int = Field(256, ge=1)  # text: longer transcripts are truncated
     transcript: Literal["full", "first_segment"] = "full"  # text: all | Whisper's first segment
-    fer_model: str = "fer2013"  # visual "default": the expression classifier
+    fer_model: str = "fer2013"  # face-measures: the expression classifier
     audio_cut_s: float | None = Field(None, gt=0)  # audio: only the first seconds are encoded
     head_outputs: bool = False  # audio: append the model's regression head per frame (VAD)
     trust_remote_code: bool = False  # run the model repository's own code (e.g. ChatGLM3)
@@ -135,10 +153,14 @@ class FeatureSetParams(_Section):
 
 
 DEFAULT_FEATURE_SETS = {
-    "audio": FeatureSetParams(modality="audio", model="whisper-tiny.en"),
-    "visual": FeatureSetParams(modality="visual", model="default", pooling="cls"),
+    "audio": FeatureSetParams(modality="audio", kind="whisper", model="whisper-tiny.en"),
+    "visual": FeatureSetParams(modality="visual", kind="face-measures"),
     "text": FeatureSetParams(
-        modality="text", model="all-minilm-l6-v2", pooling="sentences", normalize=True
+        modality="text",
+        kind="text-transformers",
+        model="all-minilm-l6-v2",
+        pooling="sentences",
+        normalize=True,
     ),
 }
 
@@ -162,7 +184,8 @@ class FeaturesParams(_Section):
 
 class AlignParams(_Section):
     """USTC's Stage I (ABAW8 §3.3): one encoder contrastively aligned with a text encoder on
-    prompts built from each clip's intensities (docs/fidelity.md, :mod:`~mimicflow.training.alignment`).
+    prompts built from each clip's intensities (docs/fidelity.md,
+    :mod:`~mimicflow.training.alignment`).
 
     ``model``: audio: a Whisper model (catalogue name, CTranslate2 folder, ``.pt``) or a
     transformers speech model; visual: a transformers image model, or ``vit-scratch`` (a small
@@ -289,20 +312,26 @@ class MonitorParams(_Section):
     settle_s: float = Field(30.0, ge=0)  # clips modified more recently are left for the next run
 
 
+Loss = Literal["mse", "ccc", "mimicmetrics"]  # the regression losses (fusion.losses)
+LrSchedule = Literal["none", "cosine", "sgdr", "plateau"]
+ClipMode = Literal["norm", "value"]
+
+
 class SystemParams(_Section):
-    """Optimisation shared by the systems; each system's section sets its paper's defaults."""
+    """Optimisation shared by the systems: the base of each system's section (``train.<name>``,
+    defined in the system's module under ``fusion/``, which sets its paper's defaults)."""
 
     hidden: int = Field(128, ge=8)
     dropout: float = Field(0.2, ge=0, lt=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    loss: Literal["mse", "ccc", "mimicmetrics"] = "mse"
+    loss: Loss = "mse"
     ema: float | None = Field(None, gt=0, lt=1)  # decay of an exponential moving average
     grad_clip: float = Field(5.0, gt=0)  # gradient clip: the norm's bound, or each value's
-    grad_clip_mode: Literal["norm", "value"] = "norm"  # the gradients' global norm | each value
+    grad_clip_mode: ClipMode = "norm"  # the gradients' global norm | each value
     # none | cosine (to min_lr over the epochs, per batch) | sgdr (warm restarts every
     # restart_epochs) | plateau (×plateau_factor after plateau_patience epochs without gain)
-    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "none"
+    schedule: LrSchedule = "none"
     warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up before the schedule
     min_lr: float = Field(0.0, ge=0)
     restart_epochs: int = Field(5, ge=1)  # sgdr
@@ -310,87 +339,30 @@ class SystemParams(_Section):
     plateau_factor: float = Field(0.5, gt=0, lt=1)
 
 
-class FuxiParams(SystemParams):
-    """Fuxi (ABAW6): TSN sampling, BiGRU branches, average fusion, text-anchored triplet, EMA."""
-
-    hidden: int = 64
-    dropout: float = 0.3
-    embed: int = Field(256, ge=8)
-    ema: float | None = 0.999
-    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "sgdr"
-    min_lr: float = 1e-8
-    # Per-module learning rates: a branch's by its modality (audio, visual, text); the fusion
-    # head's is ``lr``. A modality not named here trains at ``lr``.
-    branch_lr: dict[str, float] = {}
-    triplet_margin: float = 0.1
-    triplet_weight: float = Field(0.1, ge=0)  # beside the regression loss; on unit-norm features
+# The fusion systems' params sections by name (``train.<name>``), registered by the systems'
+# modules (:mod:`mimicflow.fusion.systems`); ``train.system`` names one of them.
+SYSTEM_PARAMS: dict[str, type[SystemParams]] = {}
+_DEFAULT_SYSTEM: list[str] = []
+SYSTEMS_PACKAGE = "mimicflow.fusion"
 
 
-class UstcParams(SystemParams):
-    """USTC (ABAW8): TCN vision, gated BiLSTM audio, segment pooling, MLP mapping, per-step
-    quality-aware weights, a Transformer over the modalities' steps in temporal order."""
-
-    heads: int = Field(4, ge=1)
-    layers: int = Field(2, ge=1)  # Transformer encoder layers
-    segments: int = Field(8, ge=1)  # segment average pooling after each branch
-    ema: float | None = 0.999
+def register_system_params(name: str, section: type[SystemParams], default: bool = False) -> None:
+    """Make ``section`` the params of system ``name`` (``default``: when ``train.system`` is
+    left out)."""
+    SYSTEM_PARAMS[name] = section
+    if default:
+        _DEFAULT_SYSTEM[:] = [name]
 
 
-class AugsburgParams(SystemParams):
-    """Augsburg (ABAW6): audio only, global mean ⊕ LSTM last state → dense + tanh."""
-
-    lstm_layers: int = Field(2, ge=1)
-    lstm_dropout: float = Field(0.1, ge=0, lt=1)
-
-
-class Abaw8Params(SystemParams):
-    """Augsburg (ABAW8): an LSTM per audio and visual input (last valid step), the text vector,
-    concatenated → dense + tanh → linear 6 (clipped to [0, 1] after the loss)."""
-
-    hidden: int = Field(1027, ge=8)  # the fusion head's dense layer
-    dropout: float = Field(0.0, ge=0, lt=1)  # on the concatenated branch outputs (the code: none)
-    audio_hidden: int | None = Field(None, ge=8)  # audio LSTM width (None: its input's width)
-    visual_hidden: int = Field(768, ge=8)  # visual LSTM width
-    lstm_layers: int = Field(2, ge=1)
-    lr: float = 1e-4
-    grad_clip: float = 100.0
-    grad_clip_mode: Literal["norm", "value"] = "value"
-    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "cosine"
-    warmup_epochs: float = 1.0
+def system_sections() -> dict[str, type[SystemParams]]:
+    """The registered systems' params sections. The first call imports the systems' package,
+    whose modules register themselves: the plug-in lookup, the one import by name up the layers
+    (docs/architecture.md)."""
+    if not SYSTEM_PARAMS:
+        importlib.import_module(SYSTEMS_PACKAGE)
+    return SYSTEM_PARAMS
 
 
-class MimicMetricsParams(SystemParams):
-    """MimicMetrics (ABAW10): unimodal pre-training, then MLP fusion with modality dropout."""
-
-    loss: Literal["mse", "ccc", "mimicmetrics"] = "mimicmetrics"
-    weight_decay: float = 1e-4
-    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "plateau"  # every stage
-    modality_dropout: float = Field(0.3, ge=0, lt=1)
-    queries: int = Field(
-        6, ge=1
-    )  # attention-pooling queries per encoder: one per emotion (paper: 1)
-    encoder_lr_scale: float = Field(0.05, gt=0)  # encoders fine-tuned at 0.05 × lr
-    pretrain_epochs: int = Field(20, ge=1)
-    # A clip without a transcript: "mask" leaves text out of its fusion; "zeros" feeds the
-    # text encoder's output for an all-zero input as if present (the authors' fallback).
-    missing_text: Literal["mask", "zeros"] = "mask"
-
-
-class TaemiParams(SystemParams):
-    """TAEMI (ABAW10 winner), after its abstract: the transcript queries a cross-attention
-    branch over the visual and one over the acoustic frames; learnable tokens for a missing
-    stream; modality dropout. Every value below is ours (docs/fidelity.md)."""
-
-    heads: int = Field(4, ge=1)
-    layers: int = Field(2, ge=1)  # decoder layers per branch (self-attn, cross-attn, feed-forward)
-    modality_dropout: float = Field(0.2, ge=0, lt=1)  # per stream; the text anchor is always kept
-    loss: Literal["mse", "ccc", "mimicmetrics"] = "mimicmetrics"
-    ema: float | None = 0.999
-    schedule: Literal["none", "cosine", "sgdr", "plateau"] = "cosine"
-    warmup_epochs: float = 1.0
-
-
-SYSTEM_NAMES = ("fuxi", "ustc", "augsburg", "abaw8", "mimicmetrics", "taemi")
 PROTOCOLS = ("merged", "official", "final")
 
 
@@ -403,7 +375,11 @@ class TrainParams(_Section):
       train+valid for that many epochs; it is the served model.
     """
 
-    system: Literal["fuxi", "ustc", "augsburg", "abaw8", "mimicmetrics", "taemi"] = "mimicmetrics"
+    # extra keys: the systems' sections, one per registered system (train.<name>, validated
+    # by its own model); any other unknown key is an error, as everywhere else
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    system: str = ""  # a registered system ("": the registry's default)
     inputs: tuple[str, ...] = (
         "audio",
         "visual",
@@ -427,12 +403,39 @@ class TrainParams(_Section):
     batch_size: int = Field(16, ge=2)
     frames: dict[str, int] = {"audio": 32, "visual": 16, "text": 8}  # TSN segments per input
     out: Path = Path("models/folds")
-    fuxi: FuxiParams = FuxiParams()
-    ustc: UstcParams = UstcParams()
-    augsburg: AugsburgParams = AugsburgParams()
-    abaw8: Abaw8Params = Abaw8Params()
-    mimicmetrics: MimicMetricsParams = MimicMetricsParams()
-    taemi: TaemiParams = TaemiParams()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _system_sections(cls, data, handler):
+        """``system`` resolved to a registered one, every registered system's section validated
+        by its own model (its defaults when absent), any other unknown key an error; all the
+        errors reported together."""
+        if not isinstance(data, dict):
+            return handler(data)
+        sections, data, errors = system_sections(), dict(data), []
+        data["system"] = data.get("system") or _DEFAULT_SYSTEM[0]
+        if data["system"] not in sections:
+            choices = {"expected": ", ".join(sections)}
+            errors.append(_error("literal_error", ("system",), data["system"], choices))
+        for key in [k for k in data if k not in cls.model_fields and k not in sections]:
+            errors.append(_error("extra_forbidden", (key,), data.pop(key)))
+        for name, section in sections.items():
+            try:
+                data[name] = section.model_validate(data.get(name) or {})
+            except ValidationError as error:
+                errors += [
+                    _error(e["type"], (name, *e["loc"]), e["input"], e.get("ctx"))
+                    for e in error.errors()
+                ]
+        try:
+            validated = handler(data)
+        except ValidationError as error:
+            errors += [
+                _error(e["type"], e["loc"], e["input"], e.get("ctx")) for e in error.errors()
+            ]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return validated
 
     @field_validator("folds", mode="before")
     @classmethod
@@ -458,7 +461,13 @@ class TrainParams(_Section):
         return len(self.folds)
 
     def system_params(self, system: str | None = None) -> SystemParams:
+        """A system's section (default: ``system``'s)."""
         return getattr(self, system or self.system)
+
+
+def _error(kind: str, loc: tuple, value, ctx=None) -> dict:
+    """One error of a :class:`ValidationError`, for ``from_exception_data``."""
+    return {"type": kind, "loc": loc, "input": value, **({"ctx": ctx} if ctx else {})}
 
 
 class EnsembleParams(_Section):
@@ -468,17 +477,10 @@ class EnsembleParams(_Section):
     reports: Path = Path("reports/training")
     # `mimicflow stage compare` (`make compare`): each recipe's demo flavour, each system on the
     # feature sets of train.inputs, and the default system on one input at a time.
-    compare_recipes: tuple[str, ...] = (
-        "fuxi",
-        "ustc",
-        "augsburg",
-        "augsburg-abaw8",
-        "mimicmetrics",
-        "taemi",
-    )
+    compare_recipes: tuple[str, ...] | None = None  # None: every recipe in recipes_dir
     recipes_dir: Path = Path("recipes")
     compare_out: Path = Path("data/compare")  # the recipes' own feature sets (a working folder)
-    compare_systems: tuple[str, ...] = SYSTEM_NAMES
+    compare_systems: tuple[str, ...] | None = None  # None: every registered system
     compare_epochs: int = Field(20, ge=1)  # every run of the table gets the same budget and folds
 
 
@@ -490,6 +492,71 @@ class ServingParams(_Section):
     max_duration_s: float = Field(60.0, gt=0)  # longer clips: 422
     token_env: str = "MIMICFLOW_API_TOKEN"  # when this variable is set, predict endpoints need it
     guard_metrics: bool = True  # with a token set, /metrics needs it too (false: open to scrapers)
+
+
+CHAIN_SCHEMA = 1
+
+
+class ChainParams(BaseModel):
+    """What a trained ensemble keeps of the params it was trained with (``ensemble.json``, the
+    bento's ``params.json``): the clip chain's sections, the upload limits and where the folds
+    lie, on a versioned schema of its own, so that an ensemble or a bento keeps loading when
+    other params keys change. On reading, keys it does not know are dropped (the other
+    sections; a file written before the schema, version 0, is a whole params dump); a key
+    renamed within these sections needs a new version and its migration here."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    schema_version: int = CHAIN_SCHEMA
+    validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
+    models: ModelsParams = Field(default_factory=ModelsParams)
+    faces: FacesParams = Field(default_factory=FacesParams)
+    asr: AsrParams = Field(default_factory=AsrParams)
+    features: FeaturesParams = Field(default_factory=FeaturesParams)
+    serving: ServingParams = Field(default_factory=ServingParams)
+    train_out: Path = Path("models/folds")  # the folds' own folders (validation predictions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read(cls, data):
+        if not isinstance(data, dict):
+            return data
+        version = data.get("schema_version", 0)
+        if version > CHAIN_SCHEMA:
+            raise ValueError(
+                f"written by a newer mimicflow (schema {version}; this one reads up to "
+                f"{CHAIN_SCHEMA})"
+            )
+        train = data.get("train")
+        if version == 0 and isinstance(train, dict) and "out" in train:
+            data = {**data, "train_out": train["out"]}
+        return _known_keys(cls, data) | {"schema_version": CHAIN_SCHEMA}
+
+    @classmethod
+    def from_params(cls, params: Params) -> ChainParams:
+        return cls.model_validate(
+            params.model_dump(mode="json", by_alias=True) | {"train_out": str(params.train.out)}
+        )
+
+
+def _known_keys(model: type[BaseModel], raw: dict) -> dict:
+    """``raw`` without the keys ``model`` does not know, at every depth of its sections."""
+    out = {}
+    for name, field in model.model_fields.items():
+        key = next((k for k in (field.alias, name) if k and k in raw), None)
+        if key is None:
+            continue
+        value, annotation = raw[key], field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            value = _known_keys(annotation, value) if isinstance(value, dict) else value
+        elif get_origin(annotation) is dict and isinstance(value, dict):
+            inner = get_args(annotation)[1]
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                value = {
+                    k: _known_keys(inner, v) if isinstance(v, dict) else v for k, v in value.items()
+                }
+        out[key] = value
+    return out
 
 
 class Params(_Section):
@@ -504,7 +571,7 @@ class Params(_Section):
     compute: ComputeParams = ComputeParams()
     flows: FlowsParams = FlowsParams()
     monitor: MonitorParams = MonitorParams()
-    train: TrainParams = TrainParams()
+    train: TrainParams = Field(default_factory=TrainParams)
     ensemble: EnsembleParams = EnsembleParams()
     serving: ServingParams = ServingParams()
 

@@ -1,6 +1,6 @@
 """One clip, from a raw video file to six intensities, through the pipeline's own code.
 
-A clip takes the same road as a dataset clip in the stages: :func:`mimicflow.clip.batch.
+A clip takes the same road as a dataset clip in the stages: :func:`mimicflow.clip.chain.
 clip_features` makes its face track, decoded audio and transcript as artefact files (in a work
 folder) and encodes them with the same encoders, so what is served is what was evaluated.
 Before that, :func:`check_clip` applies the validate stage's own policy (``clip_problem``) to
@@ -10,7 +10,7 @@ an upload. Models are built once per process (``mimicflow predict`` and every Be
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -19,10 +19,10 @@ import numpy as np
 
 from mimicflow import EMOTIONS
 from mimicflow.clip.chain import clip_features
-from mimicflow.clip.features import ClipFeatures, present
+from mimicflow.clip.features import ClipFeatures, present_inputs
 from mimicflow.clip.folders import ArtefactFolders
 from mimicflow.clip.settings import ClipSettings
-from mimicflow.config import Params, ValidateParams
+from mimicflow.config import ChainParams, Params, ValidateParams
 from mimicflow.data.layout import ClipRef
 from mimicflow.data.media import MediaError, MediaInfo, probe_media
 from mimicflow.data.validation import clip_problem
@@ -46,10 +46,10 @@ class Limits:
 
     max_bytes: int | None = None
     max_duration_s: float | None = None
-    policy: ValidateParams = ValidateParams()
+    policy: ValidateParams = field(default_factory=ValidateParams)
 
     @classmethod
-    def from_params(cls, params: Params) -> Limits:
+    def from_params(cls, params: Params | ChainParams) -> Limits:
         serving = params.serving
         return cls(
             int(serving.max_upload_mb * 1024 * 1024), serving.max_duration_s, params.validate_
@@ -57,7 +57,7 @@ class Limits:
 
 
 @dataclass
-class ClipInputs(ClipFeatures):
+class ExtractedClip(ClipFeatures):
     """A clip's features (as the feature store holds them) and its duration."""
 
     duration_s: float = 0.0
@@ -97,12 +97,12 @@ def check_clip(path: Path, limits: Limits = Limits()) -> MediaInfo:
 
 
 def extract_clip(
-    params: Params,
+    params: Params | ChainParams,
     video: Path,
     work_dir: Path,
     modalities: tuple[str, ...] = ("audio", "visual", "text"),
     duration_s: float | None = None,
-) -> ClipInputs:
+) -> ExtractedClip:
     """The clip's features per modality, its artefacts written into ``work_dir``
     (``duration_s``: what :func:`check_clip` measured, else measured here)."""
     folders = ArtefactFolders(Path(work_dir), Path(work_dir), Path(work_dir))
@@ -110,7 +110,7 @@ def extract_clip(
     found = clip_features(clip, _settings(params.model_dump_json(), tuple(modalities)), folders)
     if duration_s is None:
         duration_s = probe_media(video, decode=True).video_decoded_s
-    return ClipInputs(
+    return ExtractedClip(
         found.features, found.transcript, found.has_audio, found.face_rate, duration_s
     )
 
@@ -118,7 +118,7 @@ def extract_clip(
 @cache
 def _settings(params_json: str, modalities: tuple[str, ...]) -> ClipSettings:
     """The clip chain's settings (model names resolved once per process)."""
-    return ClipSettings.from_params(Params.model_validate_json(params_json), modalities)
+    return ClipSettings.from_params(ChainParams.model_validate_json(params_json), modalities)
 
 
 def prediction(
@@ -132,7 +132,7 @@ def prediction(
     scores = np.asarray(ensemble.predict(features), np.float64)
     answers = []
     for clip, row, changes in zip(features, scores, ensemble.ablation_changes(features)):
-        here = present(clip)
+        here = present_inputs(clip)
         shares = contribution_shares(changes, here)
         modalities = {
             m: {
@@ -152,10 +152,10 @@ def prediction(
     return answers
 
 
-def clip_prediction(ensemble: Ensemble, clip: ClipInputs) -> dict:
+def clip_prediction(ensemble: Ensemble, clip: ExtractedClip) -> dict:
     """One clip's full answer: ``prediction`` plus its transcript and duration. A clip in which
     no modality was found is rejected (the answer would be the model's prior, about nothing)."""
-    if not any(clip.present.get(m, False) for m in ensemble.modalities):
+    if not any(clip.present_inputs.get(m, False) for m in ensemble.modalities):
         raise ClipRejected(
             f"nothing to predict from: none of {', '.join(ensemble.modalities)} "
             "was found in the clip (no face in any sampled frame, no audio, "

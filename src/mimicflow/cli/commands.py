@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -158,23 +159,30 @@ def faces(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
-    """Detect, track and align the main face of one clip; write its crops."""
+    """Detect, track and align the main face of one clip (the clip library, as every stage
+    does); write its crops."""
     import av
     import cv2
 
-    from mimicflow.clip.faces import face_detector
+    from mimicflow.clip.faces import FacesJob, faces
+    from mimicflow.clip.folders import ArtefactFolders
     from mimicflow.clip.settings import FaceSettings
-    from mimicflow.perception.faces import process_clip, save_face_track
+    from mimicflow.data.layout import ClipRef
+    from mimicflow.perception.faces import load_face_track, save_face_track
 
     settings = read_params(params)
     config = settings.faces
     if not video.is_file():
         raise fail(f"{video} does not exist")
-    detector = face_detector(run_stage(FaceSettings.from_params, settings))
-    try:
-        track = process_clip(video, detector, config.fps, config.crop_size, config.alignment)
-    except av.error.FFmpegError as exc:
-        raise fail(f"{video} is not a readable media file ({exc})") from exc
+    face_settings = run_stage(FaceSettings.from_params, settings)
+    with tempfile.TemporaryDirectory() as work:
+        folders = ArtefactFolders(Path(work), Path(work), Path(work))
+        job = FacesJob(ClipRef("clip", video, "one-clip"), face_settings, folders)
+        try:
+            faces(job)
+        except av.error.FFmpegError as exc:
+            raise fail(f"{video} is not a readable media file ({exc})") from exc
+        track = load_face_track(folders.face_track(job.clip, face_settings))
     out.mkdir(parents=True, exist_ok=True)
     for index, crop in enumerate(track.crops):
         if track.has_face[index]:
@@ -232,25 +240,30 @@ def transcribe(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
-    """Transcribe one clip with the configured ASR backend."""
+    """Transcribe one clip with the configured ASR backend, through the clip library: its
+    audio as the pipeline caches it (16 kHz, float16), then the recogniser."""
     import av
 
+    from mimicflow.clip.folders import ArtefactFolders
     from mimicflow.clip.settings import AsrSettings
-    from mimicflow.clip.speech import speech_recogniser
-    from mimicflow.perception.audio import decode_audio
+    from mimicflow.clip.speech import SpeechJob, transcript
+    from mimicflow.data.layout import ClipRef
 
     if not video.is_file():
         raise fail(f"{video} does not exist")
     settings = run_stage(AsrSettings.from_params, read_params(params))
-    try:
-        audio = decode_audio(video)
-    except av.error.FFmpegError as exc:
-        raise fail(f"{video} is not a readable media file ({exc})") from exc
-    transcript = speech_recogniser(settings).transcribe(audio)
+    with tempfile.TemporaryDirectory() as work:
+        folders = ArtefactFolders(Path(work), Path(work), Path(work))
+        job = SpeechJob(ClipRef("clip", video, "one-clip"), settings, folders)
+        try:
+            transcript(job)
+        except av.error.FFmpegError as exc:
+            raise fail(f"{video} is not a readable media file ({exc})") from exc
+        result = json.loads(folders.transcript(job.clip, settings).read_text())
     if as_json:
-        print(json.dumps(transcript.as_dict()))
+        print(json.dumps(result))
     else:
-        console.print(transcript.text or "[dim](no speech)[/]")
+        console.print(result["text"] or "[dim](no speech)[/]")
 
 
 @stage_app.command("package")

@@ -1,11 +1,13 @@
-"""Each modality's encoder over a batch of clips' inputs: ``encode(inputs)`` → per clip
-``(values T × d float32, mask (T,) bool)``.
+"""The encoder kinds (``features.sets.<set>.kind``), each registered beside its class: the
+encoder over a batch of clips' inputs, ``encode(inputs)`` → per clip ``(values T × d float32,
+mask (T,) bool)``.
 
-Inputs per modality: ``audio``/``egemaps`` a clip's 16 kHz audio (None without a track);
-``visual`` its face track; ``text`` its transcript; ``vit``/``wav2vec2`` the organisers' pickle
-(None where absent). Every encoder is batch-independent: a clip's features are the same alone
-or in any batch, so the features a stage stores are the features serving computes. Encoders
-are built once per process (:func:`clip_encoder`); their networks load on first use.
+Inputs per kind's ``reads``: ``audio`` a clip's 16 kHz audio (None without a track); ``faces``
+its face track; ``transcript`` its transcript; ``organisers`` the organisers' pickle (None where
+absent). A new kind is a class with ``encode`` and ``meta`` and its :class:`EncoderKind`. Every
+encoder is batch-independent: a clip's features are the same alone or in any batch, so the
+features a stage stores are the features serving computes. Encoders are built once per process
+(:func:`clip_encoder`); their networks load on first use.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mimicflow.clip.settings import EncoderSettings, Runtime
+from mimicflow.clip.settings import (
+    KINDS,
+    EncoderKind,
+    EncoderSettings,
+    Runtime,
+    is_whisper,
+    register_kind,
+)
 
 Encoded = tuple[np.ndarray, np.ndarray]
 EGEMAPS_DIM = 25
@@ -54,36 +63,31 @@ def _cut(audio: np.ndarray | None, seconds: float | None) -> np.ndarray | None:
 
 
 class AudioEncoder(_Encoder):
-    """Whisper encoder states (a CTranslate2 folder, ``.pt`` or adapted folder) or any
-    transformers speech model."""
+    """``whisper``: a Whisper model's encoder states (a CTranslate2 folder, ``.pt`` or adapted
+    folder); ``audio-transformers``: any transformers speech model's hidden states (and its
+    regression head's outputs). Settings made without a kind go by the model's files."""
 
     def _load(self):
         from mimicflow.perception import encoders
-        from mimicflow.perception.asr import ALIGNED_WHISPER
 
         s, runtime = self.settings, self.runtime
-        folder = Path(s.model)
-        if (
-            (folder / "model.bin").exists()
-            or (folder / ALIGNED_WHISPER).exists()
-            or s.model.endswith(".pt")
-        ):
-            if s.head_outputs:
-                raise encoders.ModelUnavailable(
-                    f"{s.model} is a Whisper model: {{setting}}.head_outputs needs a "
-                    "transformers model with a regression head"
-                )
-            return encoders.WhisperAudioEncoder(
-                s.model, s.layers, s.layer_merge, runtime.device, runtime.batch_size
+        if s.kind != "whisper" and (s.kind or not is_whisper(s.model)):
+            return encoders.HFAudioEncoder(
+                s.model,
+                s.layers,
+                s.layer_merge,
+                runtime.device,
+                runtime.batch_size,
+                head_outputs=s.head_outputs,
+                trust_remote_code=s.trust_remote_code,
             )
-        return encoders.HFAudioEncoder(
-            s.model,
-            s.layers,
-            s.layer_merge,
-            runtime.device,
-            runtime.batch_size,
-            head_outputs=s.head_outputs,
-            trust_remote_code=s.trust_remote_code,
+        if s.head_outputs:
+            raise encoders.ModelUnavailable(
+                f"{s.model} is a Whisper model: {{setting}}.head_outputs needs a "
+                "transformers model with a regression head"
+            )
+        return encoders.WhisperAudioEncoder(
+            s.model, s.layers, s.layer_merge, runtime.device, runtime.batch_size
         )
 
     def encode(self, audios: list[np.ndarray | None]) -> list[Encoded]:
@@ -106,25 +110,43 @@ class AudioEncoder(_Encoder):
         }
 
 
-class VisualEncoder(_Encoder):
-    """FaceMesh features over the face track — ``default``: facial measures + FER2013
-    expression probabilities per frame; ``motion``: the measures and head pose alone — or any
-    transformers image model over the aligned crops."""
-
-    def __init__(self, settings: EncoderSettings, runtime: Runtime):
-        super().__init__(settings, runtime)
-        self.facemesh = settings.pooling in ("default", "motion")
+class FaceMeasures(_Encoder):
+    """FaceMesh features over the face track: facial measures + the FER model's expression
+    probabilities per frame (``face-measures``), or the measures and head pose alone
+    (``motion``, no model)."""
 
     def _load(self):
-        s = self.settings
-        if s.pooling == "motion":
+        if not self.settings.model:
             return None
-        if s.pooling == "default":
-            from mimicflow.perception.visual_default import ExpressionClassifier
+        from mimicflow.perception.visual_default import ExpressionClassifier
 
-            return ExpressionClassifier(Path(s.model))
+        return ExpressionClassifier(Path(self.settings.model))
+
+    def encode(self, tracks: list) -> list[Encoded]:
+        from mimicflow.perception.visual_default import visual_default_features
+
+        return [visual_default_features(track, self.net)[:2] for track in tracks]
+
+    def meta(self) -> dict:
+        from mimicflow.perception.visual_default import EXPRESSION_NAMES, FACIAL_MEASURE_NAMES
+
+        columns = [*FACIAL_MEASURE_NAMES, *(EXPRESSION_NAMES if self.settings.model else ())]
+        return {
+            "model": self.settings.model or self.settings.kind,
+            "layers": list(self.settings.layers),
+            "dim": len(columns),
+            "rate_hz": self.settings.faces.fps,
+            "columns": columns,
+        }
+
+
+class VisualEncoder(_Encoder):
+    """Any transformers image model over the aligned crops, one vector per crop (``pooling``)."""
+
+    def _load(self):
         from mimicflow.perception.encoders import HFVisualEncoder
 
+        s = self.settings
         return HFVisualEncoder(
             s.model,
             s.layers,
@@ -136,10 +158,6 @@ class VisualEncoder(_Encoder):
         )
 
     def encode(self, tracks: list) -> list[Encoded]:
-        if self.facemesh:
-            from mimicflow.perception.visual_default import visual_default_features
-
-            return [visual_default_features(track, self.net)[:2] for track in tracks]
         crops = [[c[..., ::-1] for c, f in zip(t.crops, t.has_face) if f] for t in tracks]
         results = []
         for track, vectors in zip(tracks, self.net.encode(crops)):
@@ -149,20 +167,12 @@ class VisualEncoder(_Encoder):
         return results
 
     def meta(self) -> dict:
-        if self.facemesh:
-            from mimicflow.perception.visual_default import EXPRESSION_NAMES, FACIAL_MEASURE_NAMES
-
-            expressions = EXPRESSION_NAMES if self.settings.pooling == "default" else ()
-            columns = [*FACIAL_MEASURE_NAMES, *expressions]
-            dim = len(columns)
-        else:
-            columns, dim = None, self.net.info.dim
         return {
-            "model": self.settings.model or self.settings.pooling,
+            "model": self.settings.model,
             "layers": list(self.settings.layers),
-            "dim": dim,
+            "dim": self.net.info.dim,
             "rate_hz": self.settings.faces.fps,
-            "columns": columns,
+            "columns": None,
         }
 
 
@@ -200,6 +210,8 @@ class TextEncoder(_Encoder):
 
 class EgemapsEncoder(_Encoder):
     """eGeMAPS low-level descriptors (openSMILE, optional: research-only licence), 100 frames/s."""
+
+    learns_width = True  # its columns come from a clip
 
     def __init__(self, settings: EncoderSettings, runtime: Runtime):
         super().__init__(settings, runtime)
@@ -244,6 +256,8 @@ class EgemapsEncoder(_Encoder):
 class OrganisersFeatures(_Encoder):
     """The organisers' pre-extracted ``vit``/``wav2vec2`` pickles (their dataset's clips only)."""
 
+    learns_width = True  # its width comes from a clip
+
     def __init__(self, settings: EncoderSettings, runtime: Runtime):
         super().__init__(settings, runtime)
         self._dim = 0
@@ -265,17 +279,79 @@ class OrganisersFeatures(_Encoder):
         return {"model": self.settings.model, "layers": None, "dim": self._dim, "rate_hz": None}
 
 
-ENCODERS = {
-    "audio": AudioEncoder,
-    "visual": VisualEncoder,
-    "text": TextEncoder,
-    "egemaps": EgemapsEncoder,
-    "vit": OrganisersFeatures,
-    "wav2vec2": OrganisersFeatures,
-}
+_TRANSFORMERS = ("layers", "layer_merge", "trust_remote_code")
+_AUDIO = (*_TRANSFORMERS, "audio_cut_s", "head_outputs")
+for _kind in (
+    EncoderKind(
+        "whisper", ("audio",), "audio", AudioEncoder, _AUDIO, adaptable=True, legacy_key=()
+    ),
+    EncoderKind(
+        "audio-transformers",
+        ("audio",),
+        "audio",
+        AudioEncoder,
+        _AUDIO,
+        adaptable=True,
+        legacy_key=(),
+    ),
+    EncoderKind(
+        "face-measures",
+        ("visual",),
+        "faces",
+        FaceMeasures,
+        model="fer_model",
+        legacy_key=(("pooling", "default"),),
+    ),
+    EncoderKind(
+        "motion",
+        ("visual",),
+        "faces",
+        FaceMeasures,
+        model=None,
+        legacy_key=(("pooling", "motion"),),
+    ),
+    EncoderKind(
+        "visual-transformers",
+        ("visual",),
+        "faces",
+        VisualEncoder,
+        (*_TRANSFORMERS, "pooling"),
+        adaptable=True,
+        legacy_key=(),
+    ),
+    EncoderKind(
+        "text-transformers",
+        ("text",),
+        "transcript",
+        TextEncoder,
+        (*_TRANSFORMERS, "pooling", "normalize", "max_tokens", "transcript"),
+        adaptable=True,
+        legacy_key=(),
+    ),
+    EncoderKind(
+        "egemaps",
+        ("egemaps",),
+        "audio",
+        EgemapsEncoder,
+        ("audio_cut_s",),
+        model=None,
+        fixed_model="eGeMAPSv02",
+        legacy_key=(),
+    ),
+    EncoderKind(
+        "organisers",
+        ("vit", "wav2vec2"),
+        "organisers",
+        OrganisersFeatures,
+        model=None,
+        fixed_model="organisers' {modality}",
+        legacy_key=(),
+    ),
+):
+    register_kind(_kind)
 
 
 @cache
 def clip_encoder(settings: EncoderSettings, runtime: Runtime):
-    """The modality's encoder for these settings, built once per process."""
-    return ENCODERS[settings.modality](settings, runtime)
+    """The kind's encoder for these settings, built once per process."""
+    return KINDS[settings.kind].encoder(settings, runtime)

@@ -1,6 +1,7 @@
-"""A batch of clips through one modality's encoder: ``inputs`` reads what the encoder takes
+"""A batch of clips through one feature set's encoder: ``inputs`` reads what the encoder takes
 back from the batch's artefacts, ``encode`` keeps each clip's features as a content-keyed file
-(resumable), ready to be packed into the modality's store."""
+(resumable), ``encode_set`` does both and packs the set's store (what the ``features`` stage and
+the monitor run)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from rich.progress import Progress
 from mimicflow.clip import speech
 from mimicflow.clip.encoders import Encoded, clip_encoder
 from mimicflow.clip.folders import ArtefactFolders, feature_file
-from mimicflow.clip.settings import EncoderSettings, Runtime
+from mimicflow.clip.settings import KINDS, EncoderSettings, Runtime
 from mimicflow.data.layout import ClipRef
-from mimicflow.features.store import save_clip_features
+from mimicflow.features.store import pack, save_clip_features
 from mimicflow.store import prune
 
 log = logging.getLogger(__name__)
@@ -27,15 +28,15 @@ def inputs(
     settings: EncoderSettings, folders: ArtefactFolders, organisers: dict[str, Path] | None = None
 ) -> Callable[[list[ClipRef]], list]:
     """A reader of what the encoder takes, per clip, from the batch's artefacts (``organisers``:
-    the dataset's pickles by clip id, for ``vit``/``wav2vec2``)."""
-    modality = settings.modality
-    if modality in ("audio", "egemaps"):
+    the dataset's pickles by clip id, for the ``organisers`` kind)."""
+    reads = KINDS[settings.kind].reads
+    if reads == "audio":
         return lambda clips: [speech.audio(c, folders) for c in clips]
-    if modality == "visual":
+    if reads == "faces":
         from mimicflow.perception.faces import load_face_track
 
         return lambda clips: [load_face_track(folders.face_track(c, settings.faces)) for c in clips]
-    if modality == "text":
+    if reads == "transcript":
         first = settings.transcript == "first_segment"
         return lambda clips: [
             speech.transcript_text(c, settings.asr, folders, first) for c in clips
@@ -73,10 +74,28 @@ def encode(
             for clip, (values, mask) in zip(chunk, encoder.encode(read(chunk))):
                 save_clip_features(files[clip.clip_id], values, mask)
             bar.advance(task, len(chunk))
-    if settings.modality in ("egemaps", "vit", "wav2vec2") and clips and not todo:
+    if getattr(encoder, "learns_width", False) and clips and not todo:
         encoder.encode(read(clips[:1]))  # these learn their width/columns from a clip
     prune(folder, {p.name for p in files.values()}, ".npz")
     return files, encoder.meta()
+
+
+def encode_set(
+    clips: list[ClipRef],
+    settings: EncoderSettings,
+    runtime: Runtime,
+    folders: ArtefactFolders,
+    out: Path,
+    organisers: dict[str, Path] | None = None,
+    progress: bool = True,
+) -> tuple[Path, dict]:
+    """A batch of clips into feature set ``out``: each clip encoded (resumable), then packed
+    into ``out/packed`` with the encoder's description, its modality and its settings' key;
+    returns the packed folder and the description."""
+    read = inputs(settings, folders, organisers)
+    files, meta = encode(clips, settings, runtime, read, out, progress)
+    packed = pack(out, files, meta | {"modality": settings.modality, "settings": settings.key()})
+    return packed, meta
 
 
 @dataclass
@@ -90,10 +109,10 @@ class ClipFeatures:
     face_rate: float
 
     @property
-    def present(self) -> dict[str, bool]:
-        return present(self.features)
+    def present_inputs(self) -> dict[str, bool]:
+        return present_inputs(self.features)
 
 
-def present(features: dict[str, Encoded]) -> dict[str, bool]:
+def present_inputs(features: dict[str, Encoded]) -> dict[str, bool]:
     """Which modalities a clip has: any frame in the mask (a missing one: absent or all False)."""
     return {m: bool(np.asarray(mask).any()) for m, (_, mask) in features.items()}

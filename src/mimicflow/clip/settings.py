@@ -7,19 +7,17 @@ the hash that names the artefacts it makes: change a setting and the clips are m
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mimicflow.config import Params
+from mimicflow.config import ChainParams, FeatureSetParams, Params
 from mimicflow.devices import ctranslate2_device, torch_device
 from mimicflow.store import settings_hash
 
-CLIP_MODALITIES = ("audio", "visual", "text", "egemaps")  # computed from a clip's own media
-DATASET_MODALITIES = ("vit", "wav2vec2")  # the organisers' pre-extracted features
 
-
-def resolve_model(params: Params, name: str) -> str:
+def resolve_model(params: Params | ChainParams, name: str) -> str:
     """A catalogue name becomes its prepared folder (fetched once); a path or hub id passes."""
     from mimicflow.models.catalogue import catalogue, resolve
 
@@ -58,7 +56,7 @@ class FaceSettings(_Keyed):
     later_options = (("alignment", "arcface"),)
 
     @classmethod
-    def from_params(cls, params: Params) -> FaceSettings:
+    def from_params(cls, params: Params | ChainParams) -> FaceSettings:
         faces = params.faces
         mesh = resolve_model(params, faces.mesh_model) if faces.backend == "blazeface" else ""
         return cls(
@@ -88,7 +86,7 @@ class AsrSettings(_Keyed):
     runtime_fields = ("device", "batch_size")
 
     @classmethod
-    def from_params(cls, params: Params) -> AsrSettings:
+    def from_params(cls, params: Params | ChainParams) -> AsrSettings:
         asr = params.asr
         resolve = ctranslate2_device if asr.backend == "faster-whisper" else torch_device
         device = resolve(asr.device, "asr.device")
@@ -114,14 +112,110 @@ def adapted_version(model: str) -> str:
 
 
 @dataclass(frozen=True)
+class EncoderKind:
+    """One kind of encoder (``features.sets.<set>.kind``), registered by its module.
+
+    ``modalities``: the feature sets' modalities it makes; ``reads``: what it takes from a clip
+    (``audio``, ``faces``: the face track, ``transcript``, ``organisers``: the dataset's
+    pre-extracted file, so never from a clip's own media); ``options``: the set's fields it
+    uses; ``model``: the set's field naming its model (None: ``fixed_model`` names it, where
+    ``{modality}`` stands for the set's);
+    ``adaptable``: its model may be an ``adapt`` stage's folder; ``legacy_key``: for a kind
+    older than kind names, the fields that named its artefacts instead of its name (so they
+    keep their names; a new kind leaves it None and its name is in the key);
+    ``encoder``: the class that encodes a batch (:mod:`mimicflow.clip.encoders`)."""
+
+    name: str
+    modalities: tuple[str, ...]
+    reads: str
+    encoder: type
+    options: tuple[str, ...] = ()
+    model: str | None = "model"
+    fixed_model: str = ""
+    adaptable: bool = False
+    legacy_key: tuple[tuple[str, object], ...] | None = None
+
+
+KINDS: dict[str, EncoderKind] = {}
+KINDS_MODULE = "mimicflow.clip.encoders"  # registers the kinds when imported
+
+
+def encoder_kinds() -> dict[str, EncoderKind]:
+    """The registered kinds; the first call imports the module that registers them (by name:
+    it imports this one)."""
+    if not KINDS:
+        importlib.import_module(KINDS_MODULE)
+    return KINDS
+
+
+def register_kind(kind: EncoderKind) -> EncoderKind:
+    if kind.name in KINDS:
+        raise ValueError(f"encoder kind {kind.name!r} is registered twice")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def is_whisper(model: str) -> bool:
+    """A Whisper model: a CTranslate2 or adapted folder, or an openai-whisper ``.pt``."""
+    from mimicflow.models.catalogue import ALIGNED_WHISPER
+
+    folder = Path(model)
+    return (
+        (folder / "model.bin").exists()
+        or (folder / ALIGNED_WHISPER).exists()
+        or model.endswith(".pt")
+    )
+
+
+def implied_kind(spec: FeatureSetParams, model: str = "") -> str:
+    """The kind a set names, or the one its modality and model implied before kinds had names
+    (``model``: the resolved model, which tells Whisper from other speech models)."""
+    if spec.kind:
+        return spec.kind
+    if spec.modality == "audio":
+        return "whisper" if is_whisper(model) else "audio-transformers"
+    if spec.modality == "visual":
+        legacy = {"default": "face-measures", "motion": "motion"}
+        return legacy.get(spec.model, "visual-transformers")
+    if spec.modality == "text":
+        return "text-transformers"
+    return "egemaps" if spec.modality == "egemaps" else "organisers"
+
+
+def model_field(spec: FeatureSetParams) -> str | None:
+    """The set's field naming the model its encoder loads (None: it loads none). Whisper and
+    other speech models both name theirs in ``model``, so the model need not be resolved."""
+    kind = encoder_kinds().get(implied_kind(spec, spec.model))
+    return kind.model if kind else None
+
+
+def encoder_kind(params: Params | ChainParams, name: str) -> EncoderKind:
+    """Feature set ``name``'s encoder kind (a one-line error for an unknown one)."""
+    spec = params.features.sets[name]
+    kind_name = implied_kind(spec, resolve_model(params, spec.model) if spec.model else "")
+    kinds = encoder_kinds()
+    if kind_name not in kinds:
+        raise ValueError(
+            f"features.sets.{name}.kind {kind_name!r} is not an encoder kind ({', '.join(kinds)})"
+        )
+    kind = kinds[kind_name]
+    if spec.modality not in kind.modalities:
+        raise ValueError(
+            f"features.sets.{name}: kind {kind.name} makes {', '.join(kind.modalities)} "
+            f"features, not {spec.modality}"
+        )
+    return kind
+
+
+@dataclass(frozen=True)
 class EncoderSettings(_Keyed):
     """One feature set's encoder, and the artefacts it reads (faces or transcripts)."""
 
     modality: str
-    model: str  # resolved; for the default visual features, the FER model
+    model: str  # resolved; for the face-measures chain, the FER model
     layers: tuple[int, ...] = (-1,)
     layer_merge: str = "concat"
-    pooling: str = ""  # visual: "default" / "motion" for the FaceMesh features
+    pooling: str = ""
     normalize: bool = False
     max_tokens: int = 256
     audio_cut_s: float | None = None
@@ -131,61 +225,46 @@ class EncoderSettings(_Keyed):
     asr: AsrSettings | None = None  # text: the transcripts it encodes
     transcript: str = "full"  # text: the whole transcript or its first segment
     model_version: str = ""  # an adapted encoder folder's version: retrained, clips re-encode
+    kind: str = ""  # the encoder kind (KINDS)
 
     later_options = (("transcript", "full"), ("model_version", ""))
 
+    def key(self) -> str:
+        """As :meth:`_Keyed.key`, with the kind's name; a kind older than kind names is keyed
+        as its artefacts were named then (its ``key_fields``), so they keep their names."""
+        kind = encoder_kinds()[self.kind]
+        fields = {k: v for k, v in asdict(self).items() if k != "kind"}
+        for name, implied in self.later_options:
+            if fields.get(name) == implied:
+                del fields[name]
+        extra = {"kind": self.kind} if kind.legacy_key is None else dict(kind.legacy_key)
+        return settings_hash(fields | extra)
+
     @classmethod
-    def from_params(cls, params: Params, name: str) -> EncoderSettings:
+    def from_params(cls, params: Params | ChainParams, name: str) -> EncoderSettings:
         """The encoder of feature set ``name`` (``features.sets``)."""
         sets = params.features.sets
         if name not in sets:
             raise ValueError(f"unknown feature set {name!r}; features.sets has {', '.join(sets)}")
-        spec = sets[name]
-        modality = spec.modality
-        common = {
-            "layers": spec.layer_ids,
-            "layer_merge": spec.layer_merge,
-            "trust_remote_code": spec.trust_remote_code,
-        }
-        common["model_version"] = adapted_version(spec.model)
-        if modality == "audio":
-            return cls(
-                "audio",
-                resolve_model(params, spec.model),
-                **common,
-                audio_cut_s=spec.audio_cut_s,
-                head_outputs=spec.head_outputs,
-            )
-        if modality == "visual":
-            facemesh = spec.model in ("default", "motion")
-            if facemesh:
-                return cls(
-                    "visual",
-                    resolve_model(params, spec.fer_model) if spec.model == "default" else "",
-                    pooling=spec.model,
-                    faces=FaceSettings.from_params(params),
-                )
-            return cls(
-                "visual",
-                resolve_model(params, spec.model),
-                **common,
-                pooling=spec.pooling,
-                faces=FaceSettings.from_params(params),
-            )
-        if modality == "text":
-            return cls(
-                "text",
-                resolve_model(params, spec.model),
-                **common,
-                pooling=spec.pooling,
-                normalize=spec.normalize,
-                max_tokens=spec.max_tokens,
-                asr=AsrSettings.from_params(params),
-                transcript=spec.transcript,
-            )
-        if modality == "egemaps":
-            return cls("egemaps", "eGeMAPSv02", audio_cut_s=spec.audio_cut_s)
-        return cls(modality, f"organisers' {modality}")
+        spec, kind = sets[name], encoder_kind(params, name)
+        options = {field: getattr(spec, field) for field in kind.options}
+        if "layers" in options:
+            options["layers"] = spec.layer_ids
+        if kind.adaptable:
+            options["model_version"] = adapted_version(spec.model)
+        if kind.model is not None:
+            model = getattr(spec, kind.model)
+            model = resolve_model(params, model) if model else ""
+        else:
+            model = kind.fixed_model.format(modality=spec.modality)
+        return cls(
+            spec.modality,
+            model,
+            **options,
+            faces=FaceSettings.from_params(params) if kind.reads == "faces" else None,
+            asr=AsrSettings.from_params(params) if kind.reads == "transcript" else None,
+            kind=kind.name,
+        )
 
 
 @dataclass(frozen=True)
@@ -196,7 +275,7 @@ class Runtime:
     batch_size: int = 16
 
     @classmethod
-    def from_params(cls, params: Params) -> Runtime:
+    def from_params(cls, params: Params | ChainParams) -> Runtime:
         return cls(params.features.device, params.features.batch_size)
 
 
@@ -210,14 +289,18 @@ class ClipSettings:
     runtime: Runtime
 
     @classmethod
-    def from_params(cls, params: Params, sets: tuple[str, ...] | list[str]) -> ClipSettings:
+    def from_params(
+        cls, params: Params | ChainParams, sets: tuple[str, ...] | list[str]
+    ) -> ClipSettings:
         """The chain to the features of ``sets`` (names in ``features.sets``)."""
         encoders = tuple(EncoderSettings.from_params(params, name) for name in sets)
-        unknown = [n for n, e in zip(sets, encoders) if e.modality not in CLIP_MODALITIES]
+        unknown = [
+            n for n, e in zip(sets, encoders) if encoder_kinds()[e.kind].reads == "organisers"
+        ]
         if unknown:
             raise ValueError(
-                f"feature sets {unknown} cannot be computed from a clip (only "
-                f"{', '.join(CLIP_MODALITIES)} sets can)"
+                f"feature sets {unknown} cannot be computed from a clip (the organisers' "
+                "features exist for their dataset's clips only)"
             )
         return cls(
             FaceSettings.from_params(params),

@@ -1,4 +1,9 @@
-"""Fusion systems, their losses and metrics. Systems in modules of their own register with
-:func:`mimicflow.fusion.models.build_model` when the package is imported (here)."""
+"""Fusion systems, their losses and metrics. Every module of this package is imported here, so
+each system's module registers its spec (:mod:`mimicflow.fusion.systems`): a new system is one
+new module."""
 
-from mimicflow.fusion import abaw8, taemi  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

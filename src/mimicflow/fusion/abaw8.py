@@ -12,17 +12,35 @@ linear 6. The output is linear (``unclipped``, what the loss sees); ``pred`` is 
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from mimicflow.config import ClipMode, LrSchedule, SystemParams
 from mimicflow.fusion.models import (
     NUM_EMOTIONS,
     EmiModel,
     Inputs,
+    has_frames,
     masked_mean,
-    present,
-    register,
     run_packed,
 )
+from mimicflow.fusion.systems import SystemSpec, register
+
+
+class Abaw8Params(SystemParams):
+    """Augsburg (ABAW8): an LSTM per audio and visual input (last valid step), the text vector,
+    concatenated → dense + tanh → linear 6 (clipped to [0, 1] after the loss)."""
+
+    hidden: int = Field(1027, ge=8)  # the fusion head's dense layer
+    dropout: float = Field(0.0, ge=0, lt=1)  # on the concatenated branch outputs (the code: none)
+    audio_hidden: int | None = Field(None, ge=8)  # audio LSTM width (None: its input's width)
+    visual_hidden: int = Field(768, ge=8)  # visual LSTM width
+    lstm_layers: int = Field(2, ge=1)
+    lr: float = 1e-4
+    grad_clip: float = 100.0
+    grad_clip_mode: ClipMode = "value"
+    schedule: LrSchedule = "cosine"
+    warmup_epochs: float = 1.0
 
 
 class LastStepLSTM(nn.Module):
@@ -48,7 +66,6 @@ class PooledVector(nn.Module):
         return masked_mean(x, mask)
 
 
-@register("abaw8")
 class Abaw8(EmiModel):
     linear_output = True
 
@@ -78,7 +95,7 @@ class Abaw8(EmiModel):
         )
 
     def predict(self, inputs: Inputs) -> dict:
-        here = torch.stack([present(inputs[m][1]) for m in self.branches], 1)  # B × inputs
+        here = torch.stack([has_frames(inputs[m][1]) for m in self.branches], 1)  # B × inputs
         parts = [
             branch(*inputs[m]) * here[:, k : k + 1]
             for k, (m, branch) in enumerate(self.branches.items())
@@ -86,3 +103,13 @@ class Abaw8(EmiModel):
         raw = self.head(torch.cat(parts, -1))
         weights = here.float() / here.float().sum(1, keepdim=True).clamp_min(1.0)
         return {"pred": raw.clamp(0.0, 1.0), "unclipped": raw, "weights": weights}
+
+
+register(
+    SystemSpec(
+        name="abaw8",
+        params=Abaw8Params,
+        model=Abaw8,
+        hyper=("hidden", "dropout", "audio_hidden", "visual_hidden", "lstm_layers"),
+    )
+)

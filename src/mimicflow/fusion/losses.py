@@ -3,6 +3,8 @@ Fuxi's text-anchored triplet loss."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -61,3 +63,11 @@ def text_anchored_triplet_loss(
         F.relu(d_ap - (anc - neg).pow(2).sum(-1) + margin)
         + F.relu(d_ap - (pos - neg).pow(2).sum(-1) + margin)
     ).mean()
+
+
+# ``loss`` in a system's params section: the regression loss on the six intensities.
+REGRESSION_LOSSES: dict[str, Callable] = {
+    "mse": F.mse_loss,
+    "ccc": ccc_loss,
+    "mimicmetrics": mimicmetrics_loss,
+}

@@ -24,17 +24,19 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from mimicflow.config import Loss, LrSchedule, SystemParams
 from mimicflow.fusion.models import (
     NUM_EMOTIONS,
     AttentionPool,
     EmiModel,
     Inputs,
     drop_modalities,
-    present,
-    register,
+    has_frames,
 )
+from mimicflow.fusion.systems import SystemSpec, register
 
 STREAMS = ("visual", "audio")
 
@@ -51,7 +53,20 @@ def sinusoid(steps: int, dim: int, device) -> torch.Tensor:
     return table
 
 
-@register("taemi")
+class TaemiParams(SystemParams):
+    """TAEMI (ABAW10 winner), after its abstract: the transcript queries a cross-attention
+    branch over the visual and one over the acoustic frames; learnable tokens for a missing
+    stream; modality dropout. Every value below is ours (docs/fidelity.md)."""
+
+    heads: int = Field(4, ge=1)
+    layers: int = Field(2, ge=1)  # decoder layers per branch (self-attn, cross-attn, feed-forward)
+    modality_dropout: float = Field(0.2, ge=0, lt=1)  # per stream; the text anchor is always kept
+    loss: Loss = "mimicmetrics"
+    ema: float | None = 0.999
+    schedule: LrSchedule = "cosine"
+    warmup_epochs: float = 1.0
+
+
 class Taemi(EmiModel):
     """Text-anchored dual cross-attention with learnable tokens for missing streams.
 
@@ -129,7 +144,7 @@ class Taemi(EmiModel):
         first = next(iter(inputs.values()))[1]
         here = torch.stack(
             [
-                torch.stack([present(inputs[n][1]) for n in names[p]]).any(0)
+                torch.stack([has_frames(inputs[n][1]) for n in names[p]]).any(0)
                 if names[p]
                 else torch.zeros_like(first[:, 0])
                 for p in parts
@@ -146,6 +161,16 @@ class Taemi(EmiModel):
                 query, keys, tgt_key_padding_mask=~query_valid, memory_key_padding_mask=~keys_valid
             )
             pooled.append(self.pools[kind](out, query_valid))
-        inputs_here = torch.stack([present(inputs[n][1]) for n in self.project], 1).float()
+        inputs_here = torch.stack([has_frames(inputs[n][1]) for n in self.project], 1).float()
         weights = inputs_here / inputs_here.sum(1, keepdim=True).clamp_min(1.0)
         return {"pred": torch.sigmoid(self.head(torch.cat(pooled, -1))), "weights": weights}
+
+
+register(
+    SystemSpec(
+        name="taemi",
+        params=TaemiParams,
+        model=Taemi,
+        hyper=("hidden", "heads", "layers", "dropout", "modality_dropout"),
+    )
+)

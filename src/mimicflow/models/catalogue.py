@@ -27,6 +27,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, model_validator
 
+ALIGNED_WHISPER = "whisper.pt"  # an adapted Whisper folder's checkpoint (training.alignment)
+
 SOURCE_FILE = "SOURCE.json"
 
 

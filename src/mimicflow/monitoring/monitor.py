@@ -19,14 +19,13 @@ from pathlib import Path
 
 from mimicflow.clip.compute import Compute
 from mimicflow.clip.faces import faces_batch
-from mimicflow.clip.features import encode, inputs
+from mimicflow.clip.features import encode_set
 from mimicflow.clip.folders import ArtefactFolders
 from mimicflow.clip.settings import AsrSettings, EncoderSettings, FaceSettings, Runtime
 from mimicflow.clip.speech import speech_batch
 from mimicflow.config import Params
 from mimicflow.data.layout import manifest_clips
 from mimicflow.data.validation import validate_folder
-from mimicflow.features.store import pack
 from mimicflow.monitoring import inbox
 from mimicflow.monitoring.drift import drift_report
 from mimicflow.monitoring.profile import load_reference, profile
@@ -110,7 +109,8 @@ def run_monitor(params: Params, incoming: Path | None = None, step: Step = call)
 
 def perceive(local: Params, step: Step = call) -> None:
     """The batch's clips through the clip library into ``local``'s output folders: face tracks,
-    audio and transcripts (with their indexes), then each monitored modality's feature store."""
+    audio and transcripts (with their indexes), then each monitored feature set's store: the
+    batch functions the stages run."""
     paths = StagePaths(local)
     clips = manifest_clips(paths.read_manifest(), Path(local.data.root))
     folders = ArtefactFolders(paths.faces, paths.transcripts, paths.audio)
@@ -119,19 +119,10 @@ def perceive(local: Params, step: Step = call) -> None:
     faces.to_parquet(paths.index(paths.faces), index=False)
     speech = step("asr", speech_batch, clips, AsrSettings.from_params(local), folders, compute)
     speech.to_parquet(paths.index(paths.transcripts), index=False)
-    for modality in local.monitor.modalities:
-        settings = EncoderSettings.from_params(local, modality)
-        files, meta = step(
-            f"features-{modality}",
-            encode,
-            clips,
-            settings,
-            Runtime.from_params(local),
-            inputs(settings, folders),
-            paths.features(modality),
-            False,
-        )
-        pack(paths.features(modality), files, meta)
+    for name in local.monitor.modalities:
+        settings = EncoderSettings.from_params(local, name)
+        runtime, out = Runtime.from_params(local), paths.features(name)
+        step(f"features-{name}", encode_set, clips, settings, runtime, folders, out, None, False)
 
 
 def _keep_validation(local: Params, run: inbox.Run) -> None:

@@ -118,7 +118,7 @@ def predictions(params: Params, clip_ids: list[str], out_of_fold: bool) -> pd.Da
     ensemble = load_ensemble(StagePaths(params).ensemble)
     frame = ensemble.predict_store(Path(params.features.out), clip_ids).set_index("clip_id")
     frame = frame.loc[clip_ids, list(EMOTIONS)].astype(float)
-    folds = sorted(Path(ensemble.params.train.out).glob("*/val_predictions.csv"))
+    folds = sorted(Path(ensemble.params.train_out).glob("*/val_predictions.csv"))
     if out_of_fold and folds:
         oof = (
             pd.concat(pd.read_csv(f, dtype={"clip_id": str}) for f in folds)

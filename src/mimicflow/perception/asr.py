@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mimicflow.models.catalogue import ALIGNED_WHISPER
 from mimicflow.perception.audio import SAMPLE_RATE
 
 SILENCE_RMS = 1e-3  # below this the clip is silent: Whisper is not asked (it would hallucinate)
@@ -186,9 +187,6 @@ def converted_checkpoint(ct2_dir: Path) -> Path:
     digest = hashlib.sha256((ct2_dir / "model.bin").read_bytes()).hexdigest()[:16]
     cache = Path(os.environ.get("MIMICFLOW_CACHE", Path.home() / ".cache" / "mimicflow"))
     return cache / "openai-whisper" / f"{ct2_dir.name}-{digest}.pt"
-
-
-ALIGNED_WHISPER = "whisper.pt"  # an adapted Whisper folder's checkpoint (training.alignment)
 
 
 def whisper_checkpoint(model: str | Path) -> Path | None:

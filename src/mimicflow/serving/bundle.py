@@ -4,8 +4,9 @@ One folder, self-contained (the bento carries it; nothing is fetched at serve ti
 
     ensemble/      the fold ensemble, as training wrote it
     pretrained/    every model the clip chain uses (face detector and mesh, Whisper, encoders)
-    params.json    the training-time perception and feature params, model references pointing
-                   into pretrained/ (relative, made absolute where the bundle lands)
+    params.json    the training-time clip chain (:class:`~mimicflow.config.ChainParams`, its own
+                   versioned schema), model references pointing into pretrained/ (relative,
+                   made absolute where the bundle lands)
     serving.json   the limits on uploads and the token variable's name
 """
 
@@ -18,27 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mimicflow.clip.settings import resolve_model
-from mimicflow.config import Params, ServingParams
+from mimicflow.clip.settings import model_field, resolve_model
+from mimicflow.config import ChainParams, Params, ServingParams
 
 if TYPE_CHECKING:
     from mimicflow.training.ensemble import Ensemble
 
 log = logging.getLogger(__name__)
 PRETRAINED = "pretrained"
+MODEL_NAME = "mimicflow-emi"  # the model-store entry the package stage writes, the service reads
 
 
-def model_fields(params: Params, inputs: list[str]) -> list[tuple[str, ...]]:
+def model_fields(params: Params | ChainParams, inputs: list[str]) -> list[tuple[str, ...]]:
     """The params fields (paths into the params dict) that name a model the chain loads."""
     fields = [("faces", "detector_model"), ("asr", "model")]
     if params.faces.backend == "blazeface":
         fields.append(("faces", "mesh_model"))
     for name in inputs:
-        spec = params.features.sets[name]
-        if spec.modality == "visual" and spec.model == "default":
-            fields.append(("features", "sets", name, "fer_model"))
-        elif spec.modality in ("audio", "visual", "text") and spec.model != "motion":
-            fields.append(("features", "sets", name, "model"))
+        field = model_field(params.features.sets[name])
+        if field is not None:
+            fields.append(("features", "sets", name, field))
     return fields
 
 
@@ -87,7 +87,7 @@ def write_bundle(
 @dataclass
 class Bundle:
     ensemble: Ensemble
-    params: Params  # the clip chain's params, model references absolute
+    params: ChainParams  # the clip chain's params, model references absolute
     serving: ServingParams
 
 
@@ -98,10 +98,10 @@ def read_bundle(folder: Path) -> Bundle:
     folder = Path(folder).resolve()
     data = json.loads((folder / "params.json").read_text())
     ensemble = load_ensemble(folder / "ensemble")
-    for field in model_fields(Params.model_validate(data), ensemble.modalities):
+    for field in model_fields(ChainParams.model_validate(data), ensemble.modalities):
         section = _section(data, field)
         if section[field[-1]].startswith(f"{PRETRAINED}/"):
             section[field[-1]] = str(folder / section[field[-1]])
     data["models"]["dir"] = str(folder / PRETRAINED)  # nothing is fetched beside the bundle
     serving = ServingParams.model_validate_json((folder / "serving.json").read_text())
-    return Bundle(ensemble, Params.model_validate(data), serving)
+    return Bundle(ensemble, ChainParams.model_validate(data), serving)

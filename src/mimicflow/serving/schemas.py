@@ -48,13 +48,13 @@ class ModalityFeatures(BaseModel):
         return self
 
 
-class ClipFeatures(BaseModel):
+class PrecomputedFeatures(BaseModel):
     """One clip's precomputed features, per modality (as ``mimicflow`` encodes them)."""
 
     features: dict[str, ModalityFeatures]
 
     @model_validator(mode="after")
-    def _matches_model(self) -> ClipFeatures:
+    def _matches_model(self) -> PrecomputedFeatures:
         for name, given in self.features.items():
             if name not in FEATURE_DIMS:
                 raise ValueError(

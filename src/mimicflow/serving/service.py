@@ -28,15 +28,15 @@ import bentoml
 import numpy as np
 from starlette.responses import JSONResponse
 
+from mimicflow.serving.bundle import MODEL_NAME
 from mimicflow.serving.guard import RequestGuard
 from mimicflow.serving.schemas import (
     FEATURE_DIMS,
-    ClipFeatures,
     ClipPrediction,
     FeaturesPrediction,
+    PrecomputedFeatures,
 )
 
-MODEL_NAME = "mimicflow-emi"  # the model-store entry the package stage writes
 log = logging.getLogger("bentoml.mimicflow")  # BentoML's handlers and format
 # OpenCV's X11/GL libraries: the only shared libraries the service's wheels link against that
 # Debian's python:3.11-slim lacks (PyAV, CTranslate2, torch and ONNX Runtime bundle theirs).
@@ -126,7 +126,7 @@ class EMIService:
         return ClipPrediction(**answer)
 
     @bentoml.api(route="/predict_features", batchable=True, max_batch_size=64, max_latency_ms=100)
-    def predict_features(self, clips: list[ClipFeatures]) -> list[FeaturesPrediction]:
+    def predict_features(self, clips: list[PrecomputedFeatures]) -> list[FeaturesPrediction]:
         """Six intensities per clip from precomputed features; requests are batched together."""
         from mimicflow.inference import prediction
 

@@ -18,6 +18,7 @@ import numpy as np
 from mimicflow.config import Params
 from mimicflow.data.synth import truth as demo
 from mimicflow.fusion.metrics import emotion_scores
+from mimicflow.fusion.systems import SYSTEMS
 from mimicflow.paths import StagePaths
 from mimicflow.stages.train import model_inputs, train_fold
 from mimicflow.training.folds import UNLABELLED, assign_folds
@@ -150,6 +151,14 @@ def _recipe_features(params: Params, recipe: Params, progress: bool) -> None:
             run_features(recipe, name, progress)
 
 
+def _compare_recipes(params: Params) -> tuple[str, ...]:
+    """``ensemble.compare_recipes``, or every recipe in ``recipes_dir`` when it is None."""
+    from mimicflow.recipes import load_recipes
+
+    names = params.ensemble.compare_recipes
+    return tuple(load_recipes(params.ensemble.recipes_dir)) if names is None else names
+
+
 def run_compare(params: Params, progress: bool = True) -> dict:
     """Stage ``compare``: each recipe's demo flavour, every system on ``train.inputs``, and the
     default system on each single input — all on the same folds, with the same epoch budget."""
@@ -157,12 +166,14 @@ def run_compare(params: Params, progress: bool = True) -> dict:
     params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": budget})})
     runs = {
         f"recipe {name} (demo)": (recipe_params(params, name), None, None)
-        for name in params.ensemble.compare_recipes
+        for name in _compare_recipes(params)
     }
-    runs |= {name: (params, name, None) for name in params.ensemble.compare_systems}
+    systems = params.ensemble.compare_systems
+    runs |= {name: (params, name, None) for name in (SYSTEMS if systems is None else systems)}
     default = params.train.system
-    if default != "augsburg":
-        runs |= {f"{default} ({m} only)": (params, default, (m,)) for m in params.train.inputs}
+    taken = model_inputs(params, default)
+    if len(taken) > 1:  # a system that takes one of the inputs has no single-input rows
+        runs |= {f"{default} ({m} only)": (params, default, (m,)) for m in taken}
     table = {}
     for label, (run_params, system, inputs) in runs.items():
         if system is None:

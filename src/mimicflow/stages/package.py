@@ -39,8 +39,7 @@ def serving_requirements(pyproject: Path) -> list[str]:
 def run_package(params: Params) -> dict:
     import bentoml
 
-    from mimicflow.serving.bundle import write_bundle
-    from mimicflow.serving.service import MODEL_NAME
+    from mimicflow.serving.bundle import MODEL_NAME, write_bundle
     from mimicflow.training.ensemble import load_ensemble
 
     paths = StagePaths(params)

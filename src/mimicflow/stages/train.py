@@ -20,11 +20,12 @@ from mimicflow.config import Params
 from mimicflow.data.synth import truth as demo
 from mimicflow.devices import torch_device
 from mimicflow.fusion.metrics import emotion_scores
+from mimicflow.fusion.systems import system as system_spec
 from mimicflow.paths import StagePaths, require
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
 from mimicflow.training.folds import UNLABELLED, assign_folds, fold_indices
-from mimicflow.training.trainer import FoldTrainer, model_hyper, system_inputs
+from mimicflow.training.trainer import FoldTrainer
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 def model_inputs(params: Params, system: str, inputs=None) -> tuple[str, ...]:
     """The feature sets ``system`` sees: ``inputs`` (default ``train.inputs``) that it takes."""
     names = inputs or params.train.inputs
-    return system_inputs(system, {n: params.features.sets[n].modality for n in names})
+    return system_spec(system).inputs({n: params.features.sets[n].modality for n in names})
 
 
 def _dataset(params: Params, manifest: pd.DataFrame, system: str, inputs=None) -> FeatureDataset:
@@ -111,7 +112,7 @@ def run_train(params: Params, fold: int, progress: bool = True) -> dict:
     description = {
         "system": system,
         "fold": fold,
-        "hyper": model_hyper(system, trainer.hyper),
+        "hyper": trainer.spec.hyper_of(trainer.hyper),
         "dims": dataset.dims(),
         "kinds": dataset.kinds(),
         "modalities": list(dataset.tables),

@@ -106,7 +106,7 @@ class SegmentFrames:
 
 
 @dataclass
-class ClipFeatures:
+class FeatureBatch:
     """Everything a model sees for a set of clips (a batch, or a whole fold)."""
 
     clip_ids: list[str]
@@ -115,8 +115,8 @@ class ClipFeatures:
     ]  # modality → (clips × frames × d, clips × frames)
     labels: np.ndarray  # clips × 6 (NaN where unlabelled)
 
-    def present(self, modality: str) -> np.ndarray:
-        return self.inputs[modality][1].any(axis=1)
+    def has_frames(self, name: str) -> np.ndarray:
+        return self.inputs[name][1].any(axis=1)
 
 
 class FeatureDataset:
@@ -152,7 +152,7 @@ class FeatureDataset:
         sampling: str = "mean",
         rng: np.random.Generator | None = None,
         modalities: tuple[str, ...] | None = None,
-    ) -> ClipFeatures:
+    ) -> FeatureBatch:
         """Clips ``indices`` as fixed-size arrays. ``sampling``: "mean", "centre", or "random"
         (its frames drawn from ``rng``: one uniform number per segment, input by input)."""
         indices = np.asarray(indices, np.int64)
@@ -168,7 +168,7 @@ class FeatureDataset:
             else:
                 values, mask = self.pooled(modality, sampling)
                 inputs[modality] = (values[indices], mask[indices])
-        return ClipFeatures([self.clip_ids[i] for i in indices], inputs, self.labels[indices])
+        return FeatureBatch([self.clip_ids[i] for i in indices], inputs, self.labels[indices])
 
     def pooled(self, modality: str, sampling: str) -> tuple[np.ndarray, np.ndarray]:
         """Every clip's input ``modality`` pooled by ``sampling`` ("mean" or "centre"): (clips ×

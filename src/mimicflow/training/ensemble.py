@@ -21,12 +21,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mimicflow import EMOTIONS
-from mimicflow.config import Params
+from mimicflow.config import ChainParams, Params
 from mimicflow.features.store import FeatureTable
-from mimicflow.fusion.models import build_model
+from mimicflow.fusion.systems import build_model
 from mimicflow.training.data import POOLINGS
 
-ClipInputs = dict[str, tuple[np.ndarray, np.ndarray]]
+ModelInputs = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def save_fold(folder: Path, state: dict[str, torch.Tensor], description: dict) -> None:
@@ -54,11 +54,7 @@ def build_ensemble(fold_dirs: list[Path], out: Path, params: Params) -> Path:
         "version": f"{first['system']}-{digest.hexdigest()[:12]}",
         "folds": len(fold_dirs),
         "fold_scores": [d["val_scores"]["mean_pearson"] for d in descriptions],
-        "params": params.model_dump(
-            mode="json",
-            by_alias=True,
-            include={"validate", "faces", "asr", "features", "models", "train"},
-        ),
+        "params": ChainParams.from_params(params).model_dump(mode="json", by_alias=True),
     }
     (out / "ensemble.json").write_text(json.dumps(description, indent=2))
     return out
@@ -73,10 +69,10 @@ class Ensemble:
     frames: dict[str, int]
     sampling: str
     version: str
-    params: Params
+    params: ChainParams  # the clip chain it was trained with (its own versioned schema)
     dims: dict[str, int]
 
-    def _forward(self, clips: list[ClipInputs]) -> list[dict]:
+    def _forward(self, clips: list[ModelInputs]) -> list[dict]:
         inputs = {}
         for modality in self.modalities:
             pooled = []
@@ -98,14 +94,14 @@ class Ensemble:
         with torch.inference_mode():
             return [model(inputs) for model in self.models]
 
-    def predict(self, clips: list[ClipInputs]) -> np.ndarray:
+    def predict(self, clips: list[ModelInputs]) -> np.ndarray:
         """(clips × 6) intensities in [0, 1]: the mean of the fold models' predictions."""
         if not clips:
             return np.zeros((0, len(EMOTIONS)), np.float32)
         outputs = self._forward(clips)
         return np.clip(np.mean([o["pred"].numpy() for o in outputs], 0), 0.0, 1.0)
 
-    def ablation_changes(self, clips: list[ClipInputs]) -> list[dict[str, float]]:
+    def ablation_changes(self, clips: list[ModelInputs]) -> list[dict[str, float]]:
         """Per clip and modality, what the prediction loses without it: the mean absolute change
         of the six intensities when the modality's mask is set all False (the models are
         trained with missing modalities); 0 where the clip lacks the modality."""
@@ -122,7 +118,7 @@ class Ensemble:
             changes[k][modality] = float(np.abs(scores[k] - row).mean())
         return changes
 
-    def contributions(self, clips: list[ClipInputs]) -> list[dict[str, float]]:
+    def contributions(self, clips: list[ModelInputs]) -> list[dict[str, float]]:
         """Per clip, each modality's share of the ablation changes: sums to 1 over the
         modalities the clip has, 0 for the others."""
         present = [{m: bool(np.asarray(mask).any()) for m, (_, mask) in c.items()} for c in clips]
@@ -181,6 +177,6 @@ def load_ensemble(folder: Path | str) -> Ensemble:
         description["frames"],
         description["sampling"],
         description["version"],
-        Params.model_validate(description["params"]),
+        ChainParams.model_validate(description["params"]),
         description["dims"],
     )

@@ -29,8 +29,9 @@ from torch.utils.checkpoint import checkpoint
 
 from mimicflow.config import FinetuneParams
 from mimicflow.devices import torch_device
+from mimicflow.fusion.augsburg import Augsburg
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
-from mimicflow.fusion.models import Augsburg, segment_average
+from mimicflow.fusion.models import segment_average
 from mimicflow.perception.asr import load_openai_whisper, save_openai_whisper, whisper_checkpoint
 from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.perception.encoders import HFAudioEncoder, WhisperAudioEncoder, window_batches

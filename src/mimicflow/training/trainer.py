@@ -19,17 +19,13 @@ from torch.optim.swa_utils import AveragedModel
 
 from mimicflow.config import SystemParams, TrainParams
 from mimicflow.devices import torch_device
-from mimicflow.fusion.losses import ccc_loss, mimicmetrics_loss, text_anchored_triplet_loss
+from mimicflow.fusion.losses import REGRESSION_LOSSES
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
-from mimicflow.fusion.models import branch_kind, build_model, fit_input_scaling
-from mimicflow.training.data import ClipFeatures, FeatureDataset
+from mimicflow.fusion.models import branch_kind, fit_input_scaling
+from mimicflow.fusion.systems import system as system_spec
+from mimicflow.training.data import FeatureBatch, FeatureDataset
 
 log = logging.getLogger(__name__)
-REGRESSION_LOSSES: dict[str, Callable] = {
-    "mse": nn.functional.mse_loss,
-    "ccc": ccc_loss,
-    "mimicmetrics": mimicmetrics_loss,
-}
 
 
 @dataclass
@@ -44,27 +40,7 @@ class FoldResult:
     history: list[dict] = field(default_factory=list)  # per epoch: stage, loss, val Pearson
 
 
-def system_inputs(system: str, kinds: dict[str, str]) -> tuple[str, ...]:
-    """The inputs (name → modality) a system uses: Augsburg the audio ones, the others all."""
-    if system == "augsburg":
-        return tuple(name for name, kind in kinds.items() if branch_kind(kind) == "audio")
-    return tuple(kinds)
-
-
-def model_hyper(system: str, params: SystemParams) -> dict:
-    """The constructor arguments of a system's module, from its params section."""
-    names = {
-        "fuxi": ("hidden", "embed", "dropout"),
-        "ustc": ("hidden", "heads", "layers", "segments", "dropout"),
-        "augsburg": ("hidden", "dropout", "lstm_layers", "lstm_dropout"),
-        "abaw8": ("hidden", "dropout", "audio_hidden", "visual_hidden", "lstm_layers"),
-        "mimicmetrics": ("hidden", "dropout", "modality_dropout", "queries", "missing_text"),
-        "taemi": ("hidden", "heads", "layers", "dropout", "modality_dropout"),
-    }[system]
-    return {name: getattr(params, name) for name in names}
-
-
-def to_tensors(batch: ClipFeatures):
+def to_tensors(batch: FeatureBatch):
     inputs = {m: (torch.from_numpy(v), torch.from_numpy(k)) for m, (v, k) in batch.inputs.items()}
     return inputs, torch.from_numpy(np.nan_to_num(batch.labels))
 
@@ -108,8 +84,8 @@ def predict(
 
 class TrainingBatches(torch.utils.data.Dataset):
     """One epoch's training batches, assembled on the host from the store — in ``DataLoader``
-    worker processes where there are any. Batch k draws its random segments (Fuxi) from its own
-    seed, so the batches are the same however many workers assemble them."""
+    worker processes where there are any. Batch k draws its random segments ("random" sampling)
+    from its own seed, so the batches are the same however many workers assemble them."""
 
     def __init__(self, dataset: FeatureDataset, batches: list[np.ndarray], sampling: str, seeds):
         self.dataset, self.batches, self.sampling, self.seeds = dataset, batches, sampling, seeds
@@ -233,7 +209,8 @@ class Schedule:
 
 
 def clip_gradients(model: nn.Module, hyper: SystemParams) -> None:
-    """Clip the gradients to ``grad_clip``: their global norm, or each value (``grad_clip_mode``)."""
+    """Clip the gradients to ``grad_clip``: their global norm, or each value
+    (``grad_clip_mode``)."""
     if hyper.grad_clip_mode == "value":
         nn.utils.clip_grad_value_(model.parameters(), hyper.grad_clip)
     else:
@@ -256,7 +233,9 @@ def _ema(model: nn.Module, decay: float) -> AveragedModel:
 
 
 class FoldTrainer:
-    """Train ``system`` on ``train_idx`` of ``dataset``, early-stopped on ``val_idx``."""
+    """Train ``system`` on ``train_idx`` of ``dataset``, early-stopped on ``val_idx``. What is
+    particular to a system (sampling, optimiser groups, extra losses, pre-training) comes from
+    its spec (:mod:`mimicflow.fusion.systems`)."""
 
     def __init__(
         self,
@@ -268,7 +247,7 @@ class FoldTrainer:
         seed: int,
         on_epoch: Callable[[dict], None] | None = None,
     ):
-        self.params, self.system = params, system
+        self.params, self.system, self.spec = params, system, system_spec(system)
         self.hyper = params.system_params(system)
         self.dataset, self.train_idx, self.val_idx = (
             dataset,
@@ -276,7 +255,7 @@ class FoldTrainer:
             np.asarray(val_idx),
         )
         self.seed, self.on_epoch = seed, on_epoch or (lambda row: None)
-        self.sampling = ("random", "centre") if system == "fuxi" else ("mean", "mean")
+        self.sampling = self.spec.sampling
         self.device = torch.device(torch_device(params.device, "train.device"))
         cuda = self.device.type == "cuda"
         self.amp = params.amp and cuda
@@ -289,11 +268,8 @@ class FoldTrainer:
         training clips, its output at their mean (and the batch order's generator reset)."""
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
-        model = build_model(
-            self.system,
-            self.dataset.dims(),
-            self.dataset.kinds(),
-            **model_hyper(self.system, self.hyper),
+        model = self.spec.build(
+            self.dataset.dims(), self.dataset.kinds(), **self.spec.hyper_of(self.hyper)
         )
         fit_input_scaling(model, self.dataset.feature_stats(self.train_idx, self.sampling[1]))
         start_at_training_mean(model, self.dataset.labels[self.train_idx])
@@ -301,8 +277,7 @@ class FoldTrainer:
 
     def fit(self) -> FoldResult:
         model = self.new_model()
-        if self.system == "mimicmetrics":
-            self._pretrain_encoders(model)
+        self._pretrain(model)
         best = self._fit_loop(model, stage="fusion")
         model.load_state_dict(best)
         val_pred = self._predict(model, self.val_idx)
@@ -318,8 +293,7 @@ class FoldTrainer:
         schedule (over ``epochs``). Validation predictions and scores stay ``chosen``'s."""
         self.train_idx, epochs = np.asarray(indices), chosen.best_epoch + 1
         model = self.new_model()
-        if self.system == "mimicmetrics":
-            self._pretrain_encoders(model)
+        self._pretrain(model)
         state = self._fit_loop(
             model, stage="final", epochs=epochs, keep="last", horizon=self.params.epochs
         )
@@ -333,16 +307,13 @@ class FoldTrainer:
             self.history,
         )
 
-    def _pretrain_encoders(self, model) -> None:
-        """MimicMetrics stage 1: each encoder with its own head, alone; heads then dropped."""
-        for modality in list(model.encoders):
-            model.unimodal = modality
-            model.load_state_dict(
-                self._fit_loop(
-                    model, stage=f"pretrain_{modality}", epochs=self.hyper.pretrain_epochs
-                )
-            )
-        model.unimodal = None
+    def _pretrain(self, model) -> None:
+        """The system's pre-training stages, if any, each one's best weights kept."""
+        if self.spec.pretraining is None:
+            return
+        for stage in self.spec.pretraining(model, self.hyper):
+            state = self._fit_loop(model, stage.name, stage.epochs, groups=stage.parameters)
+            model.load_state_dict(state)
 
     def _batches(self):
         """One epoch of (clip indices, tensors) in a new random order: gathered on the GPU from
@@ -372,39 +343,30 @@ class FoldTrainer:
         """Optimiser steps per epoch (a last batch of one clip is left out)."""
         return len(range(0, len(self.train_idx) - 1, self.params.batch_size))
 
-    def optimiser(self, model, stage: str, epochs: int) -> tuple[torch.optim.Optimizer, Schedule]:
-        """AdamW over the stage's parameter groups, with the system's schedule for ``epochs``."""
+    def optimiser(self, model, epochs: int, groups=None) -> tuple[torch.optim.Optimizer, Schedule]:
+        """AdamW over ``groups`` (default: the system's parameter groups), with the system's
+        schedule for ``epochs``."""
         hyper = self.hyper
-        if stage.startswith("pretrain_"):
-            groups = model.encoders[stage.removeprefix("pretrain_")].parameters()
-        elif self.system == "fuxi":
-            groups = model.param_groups(hyper.lr, hyper.branch_lr)
-        elif self.system == "mimicmetrics":
-            groups = model.param_groups(hyper.lr, hyper.encoder_lr_scale)
-        else:
-            groups = model.parameters()
+        if groups is None:
+            groups = self.spec.param_groups(model, hyper)
         optimiser = torch.optim.AdamW(groups, lr=hyper.lr, weight_decay=hyper.weight_decay)
         return optimiser, Schedule(optimiser, hyper, epochs, self.steps_per_epoch())
 
-    def text_anchor(self, indices) -> torch.Tensor:
-        """Fuxi's triplet ordering: each clip's text features averaged over the whole clip
-        (every text input's, side by side), not over the segments sampled for the batch."""
-        names = [name for name, kind in self.dataset.kinds().items() if branch_kind(kind) == "text"]
+    def clip_mean(self, indices, branch: str) -> torch.Tensor:
+        """Clips ``indices``' features averaged over the whole clip (not over the segments
+        sampled for the batch), of every input of the ``branch`` family, side by side."""
+        names = [n for n, kind in self.dataset.kinds().items() if branch_kind(kind) == branch]
         means = np.concatenate([self.dataset.clip_mean(indices, n) for n in names], 1)
         return torch.from_numpy(means).to(self.device)
 
     def _loss(self, model, out, indices, target):
         loss = REGRESSION_LOSSES[self.hyper.loss](out.get("unclipped", out["pred"]).float(), target)
-        if (
-            self.system == "fuxi"
-            and "text" in model.kinds.values()
-            and self.hyper.triplet_weight > 0
-        ):
-            fused = torch.stack(list(out["embeddings"].values()), 1).mean(1).float()
-            fused = nn.functional.normalize(fused, dim=-1)
-            loss = loss + self.hyper.triplet_weight * text_anchored_triplet_loss(
-                fused, self.text_anchor(indices), self.hyper.triplet_margin
+        if self.spec.extra_loss is not None:
+            extra = self.spec.extra_loss(
+                model, out, self.hyper, lambda branch: self.clip_mean(indices, branch)
             )
+            if extra is not None:
+                loss = loss + extra
         return loss
 
     def _fit_loop(
@@ -414,12 +376,14 @@ class FoldTrainer:
         epochs: int | None = None,
         keep: str = "best",
         horizon: int | None = None,
+        groups=None,
     ) -> dict:
         """Train until the validation mean Pearson stops improving; the best weights (of the EMA
         model when the system uses one), or with ``keep="last"`` all ``epochs`` and the last.
-        The schedule spans ``horizon`` epochs (default: ``epochs``)."""
+        The schedule spans ``horizon`` epochs (default: ``epochs``); the optimiser steps
+        ``groups`` (default: the system's)."""
         epochs = epochs or self.params.epochs
-        optimiser, schedule = self.optimiser(model, stage, horizon or epochs)
+        optimiser, schedule = self.optimiser(model, horizon or epochs, groups)
         ema = _ema(model, self.hyper.ema) if self.hyper.ema else None
         evaluated = ema.module if ema else model
         best_score, best_state, waited = -np.inf, copy.deepcopy(evaluated.state_dict()), 0

@@ -1,0 +1,85 @@
+"""An ensemble or a bento keeps loading when params keys change: it keeps the clip chain's
+params on a versioned schema of its own (``ChainParams``), never the whole params object."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from safetensors.torch import save_file
+
+from mimicflow.config import CHAIN_SCHEMA, ChainParams, Params
+from mimicflow.fusion.systems import SYSTEMS, build_model
+from mimicflow.serving.bundle import read_bundle
+from mimicflow.training.ensemble import load_ensemble
+
+
+def _old_params_dump() -> dict:
+    """What ``ensemble.json`` held before the schema (version 0: a whole params dump), with
+    keys this version no longer has: a removed system's section, a renamed train key, a faces
+    key since renamed, a section since removed."""
+    dump = Params().model_dump(mode="json", by_alias=True)
+    dump["train"] |= {"casia": {"hidden": 64}, "n_epochs": 3, "out": "elsewhere/folds"}
+    dump["faces"] |= {"old_threshold": 0.4, "fps": 5.0}
+    dump["retired"] = {"anything": 1}
+    return dump
+
+
+def _ensemble_folder(folder, params: dict):
+    spec = SYSTEMS["augsburg"]
+    hyper = spec.hyper_of(spec.params(hidden=8))
+    model = build_model("augsburg", {"audio": 4}, {"audio": "audio"}, **hyper)
+    folder.mkdir(parents=True)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, folder / "fold_0.safetensors"
+    )
+    description = {
+        "system": "augsburg",
+        "hyper": hyper,
+        "dims": {"audio": 4},
+        "kinds": {"audio": "audio"},
+        "modalities": ["audio"],
+        "frames": {"audio": 4},
+        "sampling": "mean",
+        "version": "augsburg-test",
+        "folds": 1,
+        "fold_scores": [0.5],
+        "params": params,
+    }
+    (folder / "ensemble.json").write_text(json.dumps(description))
+    return folder
+
+
+def test_the_whole_params_object_refuses_the_old_dump_and_the_chain_schema_reads_it():
+    old = _old_params_dump()
+    with pytest.raises(ValidationError):
+        Params.model_validate(old)
+    chain = ChainParams.model_validate(old)
+    assert chain.schema_version == CHAIN_SCHEMA
+    assert chain.faces.fps == 5.0 and str(chain.train_out) == "elsewhere/folds"
+
+
+def test_an_ensemble_written_before_a_key_was_renamed_keeps_loading(tmp_path):
+    ensemble = load_ensemble(_ensemble_folder(tmp_path / "ensemble", _old_params_dump()))
+    assert ensemble.params.faces.fps == 5.0
+    clip = {"audio": (np.ones((3, 4), np.float32), np.ones(3, bool))}
+    assert ensemble.predict([clip]).shape == (1, 6)
+
+
+def test_a_bento_bundle_written_before_a_key_was_renamed_keeps_loading(tmp_path):
+    bundle = tmp_path / "bundle"
+    _ensemble_folder(bundle / "ensemble", ChainParams().model_dump(mode="json", by_alias=True))
+    chain = _old_params_dump()
+    chain["models"]["dir"] = "pretrained"
+    (bundle / "params.json").write_text(json.dumps(chain))
+    (bundle / "serving.json").write_text(json.dumps({"max_upload_mb": 10}))
+    loaded = read_bundle(bundle)
+    assert loaded.params.faces.fps == 5.0 and loaded.serving.max_upload_mb == 10
+    assert loaded.params.models.dir == bundle / "pretrained"
+
+
+def test_a_file_of_a_newer_schema_is_one_clear_error():
+    with pytest.raises(ValidationError, match="newer mimicflow"):
+        ChainParams.model_validate({"schema_version": CHAIN_SCHEMA + 1})
