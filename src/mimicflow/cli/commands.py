@@ -191,6 +191,14 @@ def faces(
         console.print(summary)
 
 
+@stage_app.command("inputs")
+def stage_inputs(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """Digest the feature sets the system reads (what train@k and ensemble depend on)."""
+    from mimicflow.stages import train
+
+    console.print_json(json.dumps(run_stage(train.run_inputs, read_params(params))))
+
+
 @stage_app.command("train")
 def stage_train(
     fold: Annotated[int, typer.Option("--fold", help="the fold to validate on (0 … folds−1)")],

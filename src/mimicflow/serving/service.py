@@ -36,7 +36,7 @@ from mimicflow.serving.schemas import (
     FeaturesPrediction,
 )
 
-MODEL_NAME = "mimicflow-emi"  # the model-store entry the package stage writes
+MODEL_NAME = "mimicflow-ensemble"  # the model-store entry the package stage writes
 log = logging.getLogger("bentoml.mimicflow")  # BentoML's handlers and format
 # OpenCV's X11/GL libraries: the only shared libraries the service's wheels link against that
 # Debian's python:3.11-slim lacks (PyAV, CTranslate2, torch and ONNX Runtime bundle theirs).

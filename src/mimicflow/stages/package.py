@@ -6,13 +6,18 @@ packages it needs) with the ``serving`` extra of ``pyproject.toml`` as its Pytho
 from PyTorch's CPU index), listed, not locked against an index: the stage builds offline.
 Serve it with ``bentoml serve mimicflow-emi:latest``, build its container with ``bentoml
 containerize mimicflow-emi:latest``; on another machine ``bentoml import`` the exported
-``<serving.out>/mimicflow-emi.bento.tar`` first.
+``<serving.out>/<bento>.bento.tar`` first.
+
+Inside a DVC experiment (``dvc exp run``, which sets ``DVC_EXP_NAME``) the bento is
+``mimicflow-emi-exp``, labelled with the experiment's name: ``mimicflow-emi:latest``, the bento
+served, moves only when the stage runs outside an experiment (``make demo``, ``make promote``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tomllib
 from pathlib import Path
@@ -24,6 +29,18 @@ from mimicflow.paths import MissingStageInput, StagePaths
 log = logging.getLogger(__name__)
 SERVICE = "mimicflow.serving.service:EMIService"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # CPU torch: no CUDA stack in the image
+
+
+BENTO_NAME = "mimicflow-emi"  # the bento served; its model is serving.service.MODEL_NAME
+
+
+def bento_identity(env=os.environ) -> tuple[str, dict[str, str]]:
+    """The bento's name and extra labels: ``mimicflow-emi``, or in a DVC experiment
+    ``mimicflow-emi-exp`` labelled ``experiment=<name>`` (the served bento stays as it was)."""
+    experiment = env.get("DVC_EXP_NAME")
+    if experiment:
+        return f"{BENTO_NAME}-exp", {"experiment": experiment}
+    return BENTO_NAME, {}
 
 
 def serving_requirements(pyproject: Path) -> list[str]:
@@ -57,10 +74,11 @@ def run_package(params: Params) -> dict:
     log.info("saved %s", model.tag)
     src = Path(mimicflow.__file__).resolve().parent.parent
     packages = serving_requirements(src.parent / "pyproject.toml")
+    name, extra_labels = bento_identity()
     bento = bentoml.bentos.build(
         SERVICE,
-        name=MODEL_NAME,
-        labels=labels,
+        name=name,
+        labels=labels | extra_labels,
         include=["mimicflow/**/*.py", "mimicflow/**/*.yaml"],
         exclude=["**/__pycache__"],
         python={"packages": packages, "extra_index_url": [TORCH_CPU_INDEX]},
@@ -72,7 +90,7 @@ def run_package(params: Params) -> dict:
     out.mkdir(parents=True)
     archive = Path(
         bentoml.bentos.export_bento(  # plain tar: gzip of the weights costs minutes
-            bento.tag, str(out / f"{MODEL_NAME}.bento.tar"), output_format="tar"
+            bento.tag, str(out / f"{name}.bento.tar"), output_format="tar"
         )
     )
     summary = {
