@@ -70,6 +70,13 @@ class Project:
     def dvc(self, *args: str) -> str:
         return self.run(sys.executable, "-m", "dvc", *args)
 
+    def dvc_stderr(self, *args: str) -> str:
+        command = [sys.executable, "-m", "dvc", *args]
+        result = subprocess.run(
+            command, cwd=self.path, env=self.env, capture_output=True, text=True, check=True
+        )
+        return result.stderr
+
     def map_stages(self) -> dict[str, str]:
         """Write the stand-in's command → outputs map; returns command → stage name."""
         from dvc.repo import Repo
@@ -129,6 +136,9 @@ def test_the_baseline_commits_the_lock_and_metrics_and_leaves_nothing_behind(bas
     committed = set(project.run("git", "show", "--name-only", "--format=", "HEAD").split())
     assert {"dvc.lock", "reports/training/metrics.json", "reports/training/curves.tsv"} <= committed
     assert "models/ensemble" not in committed  # cached by DVC, not git
+    # Every declared metric is there: no "DVC failed to load some metrics" (compare.json is
+    # not a metric: the comparison may never run).
+    assert project.dvc_stderr("metrics", "show") == ""
     # Up to date, but for the comparison, which `dvc repro` leaves out.
     assert set(json.loads(project.dvc("status", "--json"))) == {COMPARE}
 
