@@ -84,6 +84,7 @@ def run_monitor(params: Params, incoming: Path | None = None, step: Step = call)
             local.validate_,
             local.compute.workers,
             False,
+            f"incoming-{run.id}",  # the batch's GX runs, named by the monitoring run
         )
         summary = {"drift": False, "drifted_columns": [], "report": None, "clips": 0}
         if checked["clips_usable"]:
