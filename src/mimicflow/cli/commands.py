@@ -59,7 +59,8 @@ def validate(
     ] = None,
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
-    """Probe and decode every clip, check the labels, write manifest/quarantine/data docs."""
+    """Probe and decode every clip, check the labels, write manifest/quarantine/data docs
+    (with --out, everything goes there; without, the reports index is refreshed too)."""
     from mimicflow.data.layout import DatasetError
     from mimicflow.monitoring.reports import write_index
     from mimicflow.stages import validate as stage
@@ -69,7 +70,8 @@ def validate(
         summary = stage.run(settings, dataset, out)
     except (DatasetError, stage.DataQualityError) as exc:
         raise fail(str(exc)) from exc
-    write_index(settings)
+    if out is None:  # the params' paths: the reports index links validate.out's data docs
+        write_index(settings)
     console.print_json(json.dumps(summary))
 
 
