@@ -105,7 +105,14 @@ class Project:
 def baseline(tmp_path_factory):
     """The project after `dvc repro` and `make baseline`, and its command → stage map."""
     path = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "params.yaml", "pyproject.toml", "Makefile", ".gitignore"):
+    for name in (
+        "dvc.yaml",
+        "params.yaml",
+        "pyproject.toml",
+        "bentofile.yaml",
+        "Makefile",
+        ".gitignore",
+    ):
         shutil.copy(ROOT / name, path)
     shutil.copytree(ROOT / "pipelines", path / "pipelines")
     shutil.copytree(
