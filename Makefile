@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup setup-test demo compare test test-fast test-all lint bench clean
+.PHONY: setup setup-test demo baseline promote compare test test-fast test-all lint bench clean
 
 setup:  ## system packages + .venv + the project (idempotent)
 	@bash scripts/setup.sh
@@ -19,8 +19,15 @@ demo: setup  ## generate the demo data, run the DVC pipeline to the bento and th
 	dvc repro package reference
 	mimicflow report
 
+baseline:  ## commit the run as the DVC baseline: dvc.lock and the metrics and plots files
+	git add dvc.lock pipelines $$(mimicflow outputs --versioned | while read -r p; do [ -e "$$p" ] && echo "$$p"; done)
+	git diff --cached --quiet || git commit -m "DVC baseline: dvc.lock, metrics and plots"
+
+promote:  ## rebuild the bento outside any experiment: mimicflow-emi:latest (the served bento)
+	dvc repro --force --single-item package
+
 compare: demo  ## the comparison table: each recipe's demo flavour, each system, each single input
-	dvc repro compare
+	dvc repro pipelines/compare/dvc.yaml
 	mimicflow report
 
 lint: setup  ## layout (ruff format), lint rules (ruff check) and the layer rule (import-linter contracts)
@@ -45,5 +52,6 @@ bench: setup  ## speed figures (printed as tables)
 	python bench/bench_adapt.py
 	python bench/bench_serving.py
 
-clean:  ## remove pipeline outputs (not the venv)
-	rm -rf data/demo data/validated models/pretrained reports
+clean:  ## remove every output the DVC pipelines declare (listed by DVC) and the reports (not the venv, not the DVC cache)
+	mimicflow outputs | xargs -r rm -rf --
+	rm -rf reports dvc_plots

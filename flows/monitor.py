@@ -1,8 +1,8 @@
 """Drift monitoring as a Prefect flow: each step of
 :func:`mimicflow.monitoring.monitor.run_monitor` (claim, validate, faces, asr, features, profile,
-drift, archive, publish) is a task; the verdict is a markdown artifact.
-``python flows/monitor.py [PROJECT]`` runs it once over ``monitor.incoming``; ``mimicflow flows
-serve`` serves it hourly.
+drift, archive, publish) is a task; the verdict is a markdown artifact and the report a link
+artifact. ``python flows/monitor.py [PROJECT]`` runs it once over ``monitor.incoming``; ``mimicflow
+flows serve`` (or ``prefect deploy``, prefect.yaml) serves it hourly.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import chdir
 from pathlib import Path
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from mimicflow.config import load_params
 from mimicflow.monitoring.monitor import run_monitor
@@ -32,12 +32,22 @@ def monitor(project: str = ".", incoming: str | None = None) -> dict:
         )
     verdict = "**drift**" if summary["drift"] else "no drift"
     columns = ", ".join(f"`{c}`" for c in summary["drifted_columns"]) or "none"
+    report = None
+    if summary["report"]:  # the report as a link (a file: URI), in the verdict and on its own
+        report = (Path(project).resolve() / summary["report"]).as_uri()
+        create_link_artifact(
+            report,
+            link_text=summary["report"],
+            key="mimicflow-drift-report",
+            description="the Evidently report of this run",
+        )
     create_markdown_artifact(
         key="mimicflow-drift",
         markdown=(
             f"# Drift monitoring\n\n{summary['clips']} clips: {verdict}\n\n"
-            f"Drifted columns: {columns}\n\nReport: `{summary['report']}`\n\n"
-            f"```json\n{json.dumps(summary, indent=2)}\n```\n"
+            f"Drifted columns: {columns}\n\n"
+            + (f"Report: [{summary['report']}]({report})\n\n" if report else "")
+            + f"```json\n{json.dumps(summary, indent=2)}\n```\n"
         ),
         description="Evidently verdict for the clips of this run",
     )

@@ -14,17 +14,18 @@ from pathlib import Path
 import bentoml
 import grimp
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from mimicflow import EMOTIONS
 from mimicflow.data.faults import FAULTS
-from mimicflow.serving.service import SYSTEM_PACKAGES
-from mimicflow.stages.package import TORCH_CPU_INDEX, serving_requirements
+from mimicflow.stages.package import serving_requirements
 
 from .helpers.bento import bento_env, package, serve
 
 REPO = Path(__file__).resolve().parents[1]
+BENTOFILE = yaml.safe_load((REPO / "bentofile.yaml").read_text())
 TOKEN = "deploy-token-81d0"
 FORBIDDEN = {
     "dvc",
@@ -88,9 +89,10 @@ def test_the_bento_requirements_are_the_serving_extra(deployed):
     extra = serving_requirements(REPO / "pyproject.toml")
     assert _names(lines) == _names(extra)
     assert not _names(lines) & FORBIDDEN
-    assert f"--extra-index-url {TORCH_CPU_INDEX}" in lines
+    (index,) = BENTOFILE["python"]["extra_index_url"]  # CPU torch
+    assert f"--extra-index-url {index}" in lines
     assert [t for t in lines if t.startswith("torch")] == [
-        t for t in extra if t.startswith("torch")
+        t for t in BENTOFILE["python"]["packages"] if t.startswith("torch")
     ]
 
 
@@ -99,7 +101,8 @@ def test_the_dockerfile_installs_the_system_packages_and_the_requirements(deploy
     dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in dockerfile
     installs = [line.split() for line in dockerfile.splitlines() if "apt-get install" in line]
-    assert any(set(SYSTEM_PACKAGES) <= set(words) for words in installs), installs
+    system = BENTOFILE["docker"]["system_packages"]
+    assert any(set(system) <= set(words) for words in installs), installs
     assert "pip install -r $BENTO_PATH/env/python/requirements.txt" in dockerfile
 
 

@@ -14,7 +14,12 @@ from mimicflow.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-COMMAND = re.compile(r"(?<![\w/.-])mimicflow((?: +[a-z][\w-]*| +--?[\w-]+)+)")
+# `mimicflow` as the command word (start of a line or code span, after a shell operator or prompt),
+# not as an argument of another command (`prefect work-pool create mimicflow`).
+COMMAND = re.compile(
+    r"(?:^|(?<=`)|(?<=&& )|(?<=\| )|(?<=; )|(?<=\$ ))mimicflow((?: +[a-z][\w-]*| +--?[\w-]+)+)",
+    re.M,
+)
 REPO_PATH = re.compile(
     r"(?<![\w/.-])((?:src/mimicflow|scripts|tests|bench|recipes|flows|docs)/[\w./-]*\w)(?![\w/{<*])"
 )

@@ -169,3 +169,32 @@ def test_a_resumed_run_replaces_its_snapshot_instead_of_adding_a_second(tmp_path
     (project,) = workspace.search_project(PROJECT)
     assert [str(i) for i in workspace.list_runs(project.id)] == [second] and second != first
     assert (report / SNAPSHOT_ID).read_text() == second
+
+
+def test_a_snapshot_carries_the_batch_clips_model_and_verdict(tmp_path):
+    """What the Evidently UI lists and filters runs by: the snapshot's metadata and tags."""
+    import numpy as np
+    import pandas as pd
+    from evidently.ui.workspace import Workspace
+
+    from mimicflow.monitoring.drift import drift_report
+    from mimicflow.monitoring.workspace import add_run
+
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame(rng.normal(size=(80, 3)), columns=list("abc"))
+    shifted = pd.DataFrame(rng.normal(3.0, 1.0, size=(15, 3)), columns=list("abc"))
+    report = tmp_path / "report"
+    labels = {"batch": "20261206T101500", "model_version": "mimicmetrics-0123456789ab"}
+    summary = drift_report(reference, shifted, report, MonitorParams(), metadata=labels)
+    add_run(tmp_path / "workspace", report / "report.json", labels["batch"])
+    workspace = Workspace(str(tmp_path / "workspace"))
+    (project,) = workspace.search_project(PROJECT)
+    (run_id,) = workspace.list_runs(project.id)
+    model = workspace.get_run(project.id, run_id)
+    assert summary["drift"] is True
+    assert model.metadata == labels | {"clips": "15", "verdict": "drift"}
+    assert set(model.tags) == {
+        "drift",
+        "batch:20261206T101500",
+        "model_version:mimicmetrics-0123456789ab",
+    }

@@ -101,3 +101,45 @@ def test_an_experiment_appears_beside_the_baseline_with_its_metric(tmp_path):
     # The workspace is the experiment's: `dvc metrics diff` compares it with the baseline.
     diff = json.loads(_dvc(repo, "metrics", "diff", "--json"))
     assert diff["metrics.json"]["score"] == {"old": 2.0, "new": 8, "diff": 6.0}
+
+
+def test_plots_show_one_chart_per_metric_with_a_line_per_fold(tmp_path):
+    """``dvc plots show`` on the project's ``dvc.yaml``: the DVCLive curves of every fold, as
+    ``ensemble`` gathers them, make one chart per metric, one line (colour) per fold."""
+    import shutil
+
+    import pandas as pd
+
+    from mimicflow.config import Params
+    from mimicflow.paths import StagePaths
+    from mimicflow.stages.train import gather_curves
+
+    shutil.copy(ROOT / "dvc.yaml", tmp_path)
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    _run(tmp_path, "git", "init", "-q")
+    _dvc(tmp_path, "init", "-q")
+    shutil.copytree(ROOT / ".dvc" / "plots", tmp_path / ".dvc" / "plots")
+    paths = StagePaths(Params())
+    folds = [0, 1, 2, 3, 4]
+    for fold in folds:  # what DVCLive writes: one TSV per metric
+        metrics = tmp_path / paths.curves(fold) / "plots" / "metrics"
+        metrics.mkdir(parents=True)
+        steps = range(3 + fold)
+        for name in ("train_loss", "val_mean_pearson"):
+            table = pd.DataFrame({"step": steps, name: [fold + s / 10 for s in steps]})
+            table.to_csv(metrics / f"{name}.tsv", sep="\t", index=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        curves = gather_curves(paths, folds)
+        curves.to_csv(paths.reports / "curves.tsv", sep="\t", index=False)
+    shown = json.loads(_dvc(tmp_path, "plots", "show", "--json"))
+    charts = {name: plots for name, plots in shown["data"].items() if "per fold" in name}
+    assert sorted(charts) == ["Training loss per fold", "Validation mean Pearson per fold"]
+    for plots in charts.values():
+        (chart,) = plots  # one chart, every fold in it
+        content = chart["content"]
+        assert content["encoding"]["color"]["field"] == "fold"
+        values = content["data"]["values"]
+        assert sorted({int(v["fold"]) for v in values}) == folds
+        assert len(values) == sum(3 + fold for fold in folds)
+    assert not [name for name in shown["data"] if "fold_" in name]  # no chart per file

@@ -4,6 +4,7 @@ makes exactly the stages it shapes stale (real DVC, in a temporary repository)."
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ ENTRY = {  # each stage's entry module (what `mimicflow ...` in its cmd runs)
     "asr": "mimicflow.stages.asr",
     "adapt": "mimicflow.stages.adapt",
     "features": "mimicflow.stages.features",
+    "inputs": "mimicflow.stages.train",
     "train": "mimicflow.stages.train",
     "ensemble": "mimicflow.stages.train",
     "compare": "mimicflow.stages.compare",
@@ -30,8 +32,16 @@ ENTRY = {  # each stage's entry module (what `mimicflow ...` in its cmd runs)
 }
 
 
+PIPELINES = ("dvc.yaml", "pipelines/compare/dvc.yaml")
+COMPARE = "pipelines/compare/dvc.yaml:compare"
+
+
 def _stages() -> dict:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {
+        name: stage
+        for path in PIPELINES
+        for name, stage in yaml.safe_load((ROOT / path).read_text())["stages"].items()
+    }
 
 
 @pytest.mark.parametrize("stage", sorted(ENTRY))
@@ -67,6 +77,7 @@ def locked_repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("dvcrepo")
     shutil.copy(ROOT / "dvc.yaml", repo)
     shutil.copy(ROOT / "params.yaml", repo)
+    shutil.copytree(ROOT / "pipelines", repo / "pipelines")
     shutil.copytree(
         ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
     )
@@ -94,11 +105,16 @@ def locked_repo(tmp_path_factory):
     [
         ("features.batch_size", 3, set()),  # every encoder is batch-independent
         ("compute.workers", 1, set()),
-        ("train.fuxi.lr", 0.01, {"compare"}),  # not the default system
-        ("train.taemi.heads", 2, {"compare"}),
-        ("train.mimicmetrics.lr", 0.01, {f"train@{k}" for k in range(5)} | {"ensemble", "compare"}),
+        ("train.fuxi.lr", 0.01, {COMPARE}),  # not the default system
+        ("train.taemi.heads", 2, {COMPARE}),
+        ("train.mimicmetrics.lr", 0.01, {f"train@{k}" for k in range(5)} | {"ensemble", COMPARE}),
+        (
+            "train.inputs",
+            ["audio", "text"],
+            {"inputs", *(f"train@{k}" for k in range(5))} | {"ensemble", COMPARE},
+        ),
         ("faces.fps", 5, {"faces"}),
-        ("features.sets.text.layers", -2, {"features@text", "compare"}),
+        ("features.sets.text.layers", -2, {"features@text", COMPARE}),
         ("monitor.components", 4, {"reference"}),
         ("demo.seed", 8, {"demo_data"}),
     ],
@@ -137,3 +153,54 @@ def test_train_folds_make_one_train_stage_each(tmp_path):
     shown = json.loads(_dvc(tmp_path, "metrics", "show", "--json"))[""]["data"]
     folds = {p: m["data"]["val_mean_pearson"] for p, m in shown.items() if "curves" in p}
     assert folds == {f"reports/training/curves/fold_{k}/metrics.json": k / 10 for k in range(3)}
+
+
+def test_the_pipeline_flow_orders_the_real_stages_as_dvc_does():
+    """The Prefect pipeline flow's task order (``dvc_stages``: DVC's own stage graph) on the
+    project's ``dvc.yaml``: validate → faces/asr → adapt → features@* → inputs → train@* →
+    ensemble → package/reference; the comparison (its own pipeline file) is not in it."""
+    from mimicflow.orchestration import dvc_stages
+
+    order = dvc_stages(ROOT)  # less compare and the two foreach definitions, plus their items
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    at = {stage: i for i, stage in enumerate(order)}
+    features = [at[f"features@{name}"] for name in params["features"]["sets"]]
+    folds = [at[f"train@{k}"] for k in params["train"]["folds"]]
+    assert len(order) == len(set(order)) == len(_stages()) - 3 + len(features) + len(folds)
+    assert at["validate"] < min(at["faces"], at["asr"])
+    assert max(at["faces"], at["asr"]) < at["adapt"] < min(features)
+    assert max(features) < at["inputs"] < min(folds)
+    assert max(folds) < at["ensemble"] < min(at["package"], at["reference"])
+    assert not [stage for stage in order if "compare" in stage]
+
+
+def test_make_clean_removes_every_declared_output(tmp_path):
+    """``make clean`` removes what DVC lists as the pipelines' outputs, nothing else."""
+    from mimicflow.orchestration import dvc_outputs
+
+    for name in ("dvc.yaml", "params.yaml", "Makefile"):
+        shutil.copy(ROOT / name, tmp_path)
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    _dvc(tmp_path, "init", "-q")
+    outputs = dvc_outputs(tmp_path)
+    assert "models/ensemble" in outputs and "reports/training/compare.json" in outputs
+    for path in (tmp_path / p for p in outputs):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix:
+            path.write_text("stand-in")
+        else:
+            path.mkdir(exist_ok=True)
+            (path / "stand-in").write_text("stand-in")
+    bin_dir = str(Path(sys.executable).parent)
+    result = subprocess.run(
+        ["make", "clean"],
+        cwd=tmp_path,
+        env=os.environ | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [p for p in outputs if (tmp_path / p).exists()] == []
+    assert (tmp_path / "params.yaml").is_file() and (tmp_path / "pipelines").is_dir()

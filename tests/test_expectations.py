@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -108,3 +110,16 @@ def test_empty_labels_are_skipped(tmp_path):
 
     assert summary["suites"]["labels"] == {"skipped": True}
     assert summary["success"] is summary["suites"]["manifest"]["success"] is True
+
+
+def test_runs_are_named_by_dataset_and_time_and_batches_by_dataset(tmp_path):
+    """Two datasets validated into one site: the Data Docs list tells them apart."""
+    for dataset in ("demo", "hume-vidmimic2"):
+        run_data_quality_suites(_manifest(), _labels(), tmp_path, **LIMITS, dataset=dataset)
+    results = sorted((tmp_path / "gx").rglob("validations/manifest/*/*/*.json"))
+    runs = {p.parts[-3] for p in results}  # validations/<suite>/<run name>/<run time>/<batch>
+    assert sorted(r.split(" ")[0] for r in runs) == ["demo", "hume-vidmimic2"]
+    assert all(re.fullmatch(r"\S+ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r) for r in runs), runs
+    assert {p.stem.split("-manifest")[0] for p in results} == {"demo", "hume-vidmimic2"}
+    html = (tmp_path / "data_docs" / "index.html").read_text(encoding="utf-8")
+    assert all(run in html for run in runs)

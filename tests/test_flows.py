@@ -6,6 +6,7 @@ project with a stage that hangs shows the task timeout and the deployment's conc
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -264,3 +265,49 @@ def test_a_hung_stage_times_out_and_a_run_due_meanwhile_is_cancelled(prefect_api
             time.sleep(0.2)
     finally:
         stop(serve)
+
+
+def test_prefect_deploy_registers_both_deployments_from_prefect_yaml(prefect_api, tmp_path):
+    """``prefect deploy --all`` (prefect.yaml) on a real server, to a process work pool: both
+    deployments, with params.yaml's schedules, one run at a time and the checkout to run in."""
+    url, home = prefect_api
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO / "flows", checkout / "flows")
+    shutil.copy(REPO / "prefect.yaml", checkout)
+    env = prefect_env(home, url) | {"PWD": str(checkout)}  # a shell in the checkout sets it
+
+    def prefect(*args: str) -> str:
+        result = subprocess.run(
+            [str(BIN / "prefect"), "--no-prompt", *args],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout
+
+    prefect("work-pool", "create", "mimicflow", "--type", "process", "--overwrite")
+    prefect("deploy", "--all")
+    listed = prefect("deployment", "ls")
+    names = ["mimicflow-pipeline/nightly", "mimicflow-monitor/hourly"]
+    assert all(name in listed for name in names), listed
+    flows = yaml.safe_load((REPO / "params.yaml").read_text())["flows"]
+    crons = [flows["pipeline_cron"], flows["monitor_cron"]]
+    with _client() as client:
+        for name, cron in zip(names, crons):
+            deployment = client.read_deployment_by_name(name)
+            (schedule,) = deployment.schedules
+            assert (schedule.schedule.cron, schedule.schedule.timezone) == (
+                cron,
+                flows["timezone"],
+            )
+            assert deployment.work_pool_name == "mimicflow"
+            assert deployment.parameters == {"project": "."}
+            assert deployment.global_concurrency_limit.limit == 1
+            assert deployment.concurrency_options.collision_strategy == "CANCEL_NEW"
+            assert deployment.pull_steps == [
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(checkout)}}
+            ]

@@ -16,6 +16,9 @@ import pytest
 import yaml
 
 from mimicflow import EMOTIONS
+from mimicflow.config import Params
+from mimicflow.paths import StagePaths
+from mimicflow.stages.train import gather_curves
 
 from .test_expectations import LIMITS, _labels, _manifest
 
@@ -70,6 +73,11 @@ def _plot_data(repo: Path, folds: list[int]) -> None:
         for metric in ("train_loss", "val_mean_pearson"):
             rows = "".join(f"{step}\t{0.1 * step + fold / 100:.3f}\n" for step in range(5))
             (curves / f"{metric}.tsv").write_text(f"step\t{metric}\n{rows}")
+    with pytest.MonkeyPatch.context() as patch:  # what ensemble gathers for the fold charts
+        patch.chdir(repo)
+        gather_curves(StagePaths(Params()), folds).to_csv(
+            reports / "curves.tsv", sep="\t", index=False
+        )
 
 
 @pytest.mark.pipeline
@@ -77,9 +85,10 @@ def test_dvc_plots_show_draws_every_chart_offline(tmp_path):
     template = ROOT / ".dvc" / "offline_plots.html"
     assert template.is_file(), "no .dvc/offline_plots.html: run `make setup`"
     repo = tmp_path / "repo"
-    (repo / ".dvc").mkdir(parents=True)
+    (repo / ".dvc" / "plots").mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml", ".dvc/config", ".dvc/offline_plots.html"):
         shutil.copy(ROOT / name, repo / name)
+    shutil.copy(ROOT / ".dvc" / "plots" / "folds.json", repo / ".dvc" / "plots")
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     folds = list(yaml.safe_load((repo / "params.yaml").read_text())["train"]["folds"])
     _plot_data(repo, folds)
@@ -92,7 +101,7 @@ def test_dvc_plots_show_draws_every_chart_offline(tmp_path):
         check=True,
     )
     expected = len(json.loads(shown.stdout)["data"])  # one chart per plot DVC found
-    assert expected == 2 + 2 * len(folds)
+    assert expected == 4  # per emotion, scatter, and one per curve with a line per fold
     result = subprocess.run(
         [sys.executable, "-m", "dvc", "plots", "show"],
         cwd=repo,

@@ -48,6 +48,7 @@ def test_dvc_repro_runs_the_pipeline_and_a_second_run_does_nothing(tmp_path):
         "features@audio",
         "features@visual",
         "features@text",
+        "inputs",
         "train@0",
         "train@4",
         "ensemble",
@@ -58,6 +59,11 @@ def test_dvc_repro_runs_the_pipeline_and_a_second_run_does_nothing(tmp_path):
     assert len(manifest) == 16
     assert (project / "data/validated/data_docs/index.html").exists()
     assert (project / "models/ensemble/ensemble.json").exists()
+    inputs = json.loads((project / "models/folds/inputs.json").read_text())
+    assert sorted(inputs) == ["audio", "text", "visual"]  # what mimicmetrics reads
+    curves = pd.read_csv(project / "reports/training/curves.tsv", sep="\t")
+    assert sorted(curves["fold"].unique()) == params["train"]["folds"]
+    assert {"step", "train_loss", "val_mean_pearson"} <= set(curves.columns)
 
     second = _run(["dvc", "repro", "ensemble"], project)
     assert "Running stage" not in second.stdout

@@ -161,6 +161,9 @@ def test_health_readiness_and_openapi_need_no_token(server):
     assert {"/predict", "/predict_features"} <= set(spec["paths"])
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert "file" in json.dumps(body["multipart/form-data"])
+    from mimicflow.serving.service import DESCRIPTION
+
+    assert spec["info"]["description"] == DESCRIPTION  # not BentoML's boilerplate README
 
 
 def test_good_clip(server, clips):

@@ -139,3 +139,38 @@ def test_stages_before_validate_say_what_to_run(tmp_path):
         result = CliRunner().invoke(app, [*command, "--params", str(params)])
         assert result.exit_code == 2, result.output
         assert "run the 'validate' stage first" in result.output
+
+
+def test_validate_with_out_writes_nothing_outside_it(tmp_path):
+    """``mimicflow validate DATASET --out DIR`` in an empty folder: every file it writes is
+    under DIR (no reports/index.html in the current folder)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from mimicflow import EMOTIONS
+    from mimicflow.data.media import write_video
+
+    dataset, work = tmp_path / "dataset", tmp_path / "work"
+    (dataset / "raw").mkdir(parents=True)
+    work.mkdir()
+    frames = [np.full((64, 64, 3), 20 * i, np.uint8) for i in range(12)]
+    for clip in ("00001", "00002"):
+        write_video(dataset / "raw" / f"{clip}.mp4", frames, 12, (64, 64))
+    pd.DataFrame(
+        [{"Filename": f"{c}.mp4", **dict.fromkeys(EMOTIONS, 0.5)} for c in ("00001", "00002")]
+    ).to_csv(dataset / "train_split.csv", index=False)
+    before = {p for p in tmp_path.rglob("*")}
+    result = subprocess.run(
+        [sys.executable, "-m", "mimicflow.cli", "validate", str(dataset), "--out", "checked"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    written = {p for p in tmp_path.rglob("*") if p.is_file()} - before
+    assert written and all(p.is_relative_to(work / "checked") for p in written), sorted(
+        str(p.relative_to(tmp_path)) for p in written if not p.is_relative_to(work / "checked")
+    )

@@ -10,16 +10,12 @@ from __future__ import annotations
 import graphlib
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from pathlib import Path
-
-_NODE = re.compile(r'^"(?P<node>[^"]+)";$')
-_EDGE = re.compile(r'^"(?P<source>[^"]+)" -> "(?P<target>[^"]+)";$')
 
 
 class DvcError(RuntimeError):
@@ -72,27 +68,19 @@ def run_dvc(args: list[str], project: Path, log: logging.Logger | logging.Logger
 
 
 def dvc_stages(project: Path) -> list[str]:
-    """Every stage of ``dvc.yaml`` (``foreach`` items expanded, e.g. ``features@audio``), in an
-    order where each stage comes after the stages it depends on (from ``dvc dag --dot``)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", "dag", "--dot"],
-        cwd=project,
-        env=dvc_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode:
-        raise DvcError(f"`dvc dag` failed in {project}: {result.stderr.strip()[-800:]}")
-    nodes: list[str] = []
-    upstream: dict[str, set[str]] = {}
-    for line in result.stdout.splitlines():
-        line = line.strip()
-        if match := _EDGE.match(line):
-            upstream.setdefault(match["target"], set()).add(match["source"])
-        elif match := _NODE.match(line):
-            nodes.append(match["node"])
-    sorter = graphlib.TopologicalSorter({node: upstream.get(node, set()) for node in nodes})
+    """Every stage of the project's ``dvc.yaml`` (``foreach`` items expanded, e.g.
+    ``features@audio``; other pipeline files such as ``pipelines/compare/dvc.yaml`` left out), in
+    an order where each stage comes after those it depends on: DVC's own stage graph, read
+    through its Python API (``dvc.yaml`` + ``dvc.lock``), ties broken by ``dvc.yaml`` order."""
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        root_file = Path(repo.root_dir, "dvc.yaml")
+        graph = repo.index.graph  # an edge runs from a stage to a stage it depends on
+        stages = [s for s in repo.index.stages if s.cmd and Path(s.dvcfile.path) == root_file]
+        upstream = {s.name: {u.name for u in graph.successors(s) if u in stages} for s in stages}
+    nodes = list(upstream)
+    sorter = graphlib.TopologicalSorter(upstream)
     sorter.prepare()
     order = []
     while sorter.is_active():  # ready stages in dvc.yaml order, so the order is stable
@@ -100,6 +88,24 @@ def dvc_stages(project: Path) -> list[str]:
         order += ready
         sorter.done(*ready)
     return order
+
+
+def dvc_outputs(project: Path, versioned: bool | None = None) -> list[str]:
+    """Every output path (relative) that the project's pipeline files declare, from DVC's index:
+    all of them, or only the ``cache: false`` ones git versions (``versioned=True``) or the ones
+    DVC caches (``False``)."""
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        root = Path(repo.root_dir)
+        outs = [o for s in repo.index.stages if s.cmd for o in s.outs]
+        return sorted(
+            {
+                Path(o.fs_path).relative_to(root).as_posix()
+                for o in outs
+                if versioned is None or o.use_cache != versioned
+            }
+        )
 
 
 def publish_run(project: Path, stages: dict[str, dict], reports: Path) -> None:

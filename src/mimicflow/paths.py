@@ -99,6 +99,11 @@ class StagePaths:
         return Path(self.params.features.out) / f"{name}.json"
 
     # training
+    @property
+    def inputs(self) -> Path:
+        """The ``inputs`` stage's digest of the feature sets training reads."""
+        return Path(self.params.train.out) / "inputs.json"
+
     def fold(self, fold: int) -> Path:
         return Path(self.params.train.out) / str(fold)
 

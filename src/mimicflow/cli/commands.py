@@ -60,7 +60,8 @@ def validate(
     ] = None,
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
-    """Probe and decode every clip, check the labels, write manifest/quarantine/data docs."""
+    """Probe and decode every clip, check the labels, write manifest/quarantine/data docs
+    (with --out, everything goes there; without, the reports index is refreshed too)."""
     from mimicflow.data.layout import DatasetError
     from mimicflow.monitoring.reports import write_index
     from mimicflow.stages import validate as stage
@@ -70,7 +71,8 @@ def validate(
         summary = stage.run(settings, dataset, out)
     except (DatasetError, stage.DataQualityError) as exc:
         raise fail(str(exc)) from exc
-    write_index(settings)
+    if out is None:  # the params' paths: the reports index links validate.out's data docs
+        write_index(settings)
     console.print_json(json.dumps(summary))
 
 
@@ -197,6 +199,14 @@ def faces(
         print(json.dumps(summary))
     else:
         console.print(summary)
+
+
+@stage_app.command("inputs")
+def stage_inputs(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """Digest the feature sets the system reads (what train@k and ensemble depend on)."""
+    from mimicflow.stages import train
+
+    console.print_json(json.dumps(run_stage(train.run_inputs, read_params(params))))
 
 
 @stage_app.command("train")

@@ -1,4 +1,5 @@
-"""``mimicflow flows serve``, ``mimicflow monitor`` and ``mimicflow stage reference``."""
+"""``mimicflow flows serve``, ``mimicflow outputs``, ``mimicflow monitor`` and ``mimicflow stage
+reference``."""
 
 from __future__ import annotations
 
@@ -64,6 +65,21 @@ def serve(
         )
         console.print(f"{name}: {deployment} at '{cron}' ({settings.timezone}), project {root}")
     prefect_serve(*deployments)
+
+
+@app.command()
+def outputs(
+    versioned: Annotated[
+        bool, typer.Option("--versioned", help="only the metrics and plots files git keeps")
+    ] = False,
+    project: Annotated[Path, typer.Option("--project", help="the DVC project")] = Path("."),
+) -> None:
+    """Print every output path of the project's DVC pipelines, one a line (what `make clean`
+    removes; with --versioned, what `make baseline` commits beside dvc.lock)."""
+    from mimicflow.orchestration import dvc_outputs
+
+    for path in dvc_outputs(project, versioned=True if versioned else None):
+        print(path)
 
 
 @app.command()

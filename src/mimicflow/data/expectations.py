@@ -196,9 +196,12 @@ def run_data_quality_suites(
     max_duration_s: float,
     min_fps: float,
     max_fps: float,
+    dataset: str = "dataset",
 ) -> dict:
     """Validate ``manifest`` and ``labels`` through their checkpoints in the context under
-    ``out_dir/gx`` and add the run to the Data Docs under ``out_dir/data_docs``.
+    ``out_dir/gx`` and add the run to the Data Docs under ``out_dir/data_docs``. The run is
+    named by ``dataset`` and its time (``demo 2026-01-31 02:00:05``) and its batches by the
+    dataset (``demo-manifest``), so the Data Docs list tells datasets and runs apart.
 
     An empty manifest fails its suite; an empty ``labels`` table (unlabelled data) is
     not validated and is reported as ``{"skipped": True}``. Returns::
@@ -216,8 +219,9 @@ def run_data_quality_suites(
     index = out_dir / DOCS_DIR / "index.html"
     rebuild = not index.is_file()  # e.g. DVC removed the site before the stage: build every run
     context = _context(out_dir)
-    source = context.data_sources.add_or_update_pandas("mimicflow")  # assets: this run's tables
-    run_id = RunIdentifier(run_name="validate", run_time=datetime.now(UTC))
+    source = context.data_sources.add_or_update_pandas(dataset)  # batch ids: <dataset>-<table>
+    now = datetime.now(UTC)
+    run_id = RunIdentifier(run_name=f"{dataset} {now:%Y-%m-%d %H:%M:%S}", run_time=now)
     tables = {
         "manifest": (
             manifest,

@@ -243,10 +243,16 @@ def _manifest_record(dataset: Dataset, clip: ProbedClip, label: LabelRow | None)
 
 
 def validate_folder(
-    root: Path, out: Path, params: ValidateParams, workers: int = 0, progress: bool = True
+    root: Path,
+    out: Path,
+    params: ValidateParams,
+    workers: int = 0,
+    progress: bool = True,
+    name: str | None = None,
 ) -> dict:
     """Validate the dataset at ``root`` into ``out`` (``manifest.parquet``, ``quarantine.csv``,
-    ``data_docs/``, ``summary.json``); returns the summary.
+    ``data_docs/``, ``summary.json``); returns the summary. ``name`` (default: the folder's
+    name) names the dataset's Great Expectations runs and batches.
 
     Raises :class:`~mimicflow.data.layout.DatasetError` only when the dataset as a whole is
     unusable; bad clips and label rows are quarantined.
@@ -268,6 +274,7 @@ def validate_folder(
         max_duration_s=params.max_duration_s,
         min_fps=params.min_fps,
         max_fps=params.max_fps,
+        dataset=name or Path(root).resolve().name,
     )
     if not quality["suites"]["manifest"]["success"]:
         log.warning("the manifest fails its own expectations: see %s", quality["data_docs"])

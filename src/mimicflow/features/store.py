@@ -13,6 +13,7 @@ memory maps in milliseconds::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,16 @@ def pack(folder: Path, files: dict[str, Path], meta: dict) -> Path:
     np.save(out / "clip_ids.npy", np.asarray(list(files), dtype=str))
     (out / "meta.json").write_text(json.dumps(meta | {"present": present}, indent=2))
     return out
+
+
+def packed_digest(packed: Path) -> str:
+    """SHA-256 of a packed store (each file's name and bytes): what training reads of a set."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(packed).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(packed).as_posix().encode())
+        with open(path, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
 
 
 @dataclass

@@ -25,16 +25,35 @@ from mimicflow.config import MonitorParams
 log = logging.getLogger(__name__)
 
 
+def _stamped(snapshot: dict, metadata: dict[str, str], clips: int, verdict: str) -> dict:
+    """The serialised snapshot with the run's metadata and tags (public SnapshotModel fields)."""
+    items = {key: str(value) for key, value in metadata.items()}
+    snapshot["metadata"] = (
+        snapshot.get("metadata", {})
+        | items
+        | {
+            "clips": str(clips),
+            "verdict": verdict,
+        }
+    )
+    snapshot["tags"] = [*snapshot.get("tags", []), verdict, *(f"{k}:{v}" for k, v in items.items())]
+    return snapshot
+
+
 def drift_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     out: Path,
     settings: MonitorParams,
     timestamp: datetime | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> dict:
     """Compare ``current`` with ``reference``; write ``report.html``, ``report.json`` (the
     Evidently snapshot, stamped ``timestamp``: what the workspace takes), ``profile.parquet``
-    (``current``) and ``summary.json`` into ``out``; return the summary::
+    (``current``) and ``summary.json`` into ``out``. The snapshot's metadata are ``metadata``
+    (e.g. the batch and the model version) plus the clip count and the verdict, its tags the
+    verdict and each ``metadata`` item as ``key:value`` (what the Evidently UI filters by).
+    Returns the summary::
 
         {"drift": bool, "drifted_columns": [...], "report": "<out>/report.html", "clips": n,
          "reference_clips": n, "share": float, "columns": [...], "not_compared": [...],
@@ -80,7 +99,10 @@ def drift_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(out / "report.html"))
-    (out / "report.json").write_text(snapshot.dumps())  # Snapshot.load reads it back
+    verdict = "drift" if bool(columns) and _failed(count) else "no drift"
+    (out / "report.json").write_text(  # Snapshot.load reads it back
+        json.dumps(_stamped(json.loads(snapshot.dumps()), metadata or {}, len(current), verdict))
+    )
     current.reset_index().to_parquet(out / "profile.parquet", index=False)
     summary = {
         "drift": bool(columns) and _failed(count),

@@ -60,6 +60,8 @@ def run_params(params: Params, run: inbox.Run) -> Params:
 def run_monitor(params: Params, incoming: Path | None = None, step: Step = call) -> dict:
     """Process what is in ``incoming`` (default ``monitor.incoming``); returns the summary
     ``{"drift", "drifted_columns", "report", "clips", ...}`` (``report`` None when no clip came)."""
+    from mimicflow.training.ensemble import ensemble_version
+
     settings = params.monitor
     incoming = Path(incoming or settings.incoming)
     if not incoming.is_dir():
@@ -81,13 +83,22 @@ def run_monitor(params: Params, incoming: Path | None = None, step: Step = call)
             local.validate_,
             local.compute.workers,
             False,
+            f"incoming-{run.id}",  # the batch's GX runs, named by the monitoring run
         )
         summary = {"drift": False, "drifted_columns": [], "report": None, "clips": 0}
         if checked["clips_usable"]:
             perceive(local, step)
             current, _ = step("profile", profile, local, projections)
+            labels = {"batch": run.id, "model_version": ensemble_version(local.ensemble.out)}
             summary = step(
-                "drift", drift_report, reference, current, run.report, settings, run.started
+                "drift",
+                drift_report,
+                reference,
+                current,
+                run.report,
+                settings,
+                run.started,
+                labels,
             )
             step("workspace", add_run, settings.workspace, run.report / "report.json", run.id)
         _keep_validation(local, run)

@@ -38,19 +38,23 @@ from mimicflow.serving.schemas import (
 )
 
 log = logging.getLogger("bentoml.mimicflow")  # BentoML's handlers and format
-# OpenCV's X11/GL libraries: the only shared libraries the service's wheels link against that
-# Debian's python:3.11-slim lacks (PyAV, CTranslate2, torch and ONNX Runtime bundle theirs).
-SYSTEM_PACKAGES = ("libgl1", "libglib2.0-0", "libsm6", "libxext6")
-# The container `bentoml containerize` builds; the package stage adds the Python packages (the
-# `serving` extra), unlocked: it builds offline.
-IMAGE = bentoml.images.Image(python_version="3.11", lock_python_packages=False).system_packages(
-    *SYSTEM_PACKAGES
-)
+DESCRIPTION = """\
+Emotional Mimicry Intensity: six intensities in [0, 1] (Admiration, Amusement, Determination,
+Empathic Pain, Excitement, Joy) for a webcam clip of someone imitating a seed video.
+
+- `POST /predict`: multipart field `file`, a clip in any container/codec ffmpeg decodes.
+- `POST /predict_features`: `{"clips": [...]}` precomputed features, batched across requests.
+- `GET /readyz`: 200 once a worker has loaded the models; `GET /metrics`: Prometheus.
+
+With the token variable set on the server, both predict endpoints and `/metrics` need
+`Authorization: Bearer <token>`. Model: the packaged fold ensemble (`mimicflow-ensemble`); the
+image and its packages: the repository's `bentofile.yaml`.
+"""
 
 
 @bentoml.service(
     name="mimicflow",
-    image=IMAGE,
+    description=DESCRIPTION,  # the bento's README and the OpenAPI (/docs.json) description
     workers="cpu_count",  # one single-threaded worker per core; override in BentoML's config
     traffic={"timeout": 300},
 )

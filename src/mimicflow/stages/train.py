@@ -1,5 +1,7 @@
-"""DVC stages ``train@<fold>`` and ``ensemble``.
+"""DVC stages ``inputs``, ``train@<fold>`` and ``ensemble``.
 
+``inputs`` digests the feature sets the system reads, so that the training stages depend on
+those sets alone.
 ``train@k`` trains the configured system on every fold but k and early-stops on fold k; it saves
 the best weights (safetensors), the fold's validation predictions and its learning curve
 (DVCLive). ``ensemble`` gathers the folds into the model serving loads, scores the out-of-fold
@@ -19,6 +21,7 @@ from mimicflow import EMOTIONS
 from mimicflow.config import Params
 from mimicflow.data.synth import truth as demo
 from mimicflow.devices import torch_device
+from mimicflow.features.store import packed_digest
 from mimicflow.fusion.metrics import emotion_scores
 from mimicflow.fusion.systems import system as system_spec
 from mimicflow.paths import StagePaths, require
@@ -41,6 +44,40 @@ def _dataset(params: Params, manifest: pd.DataFrame, system: str, inputs=None) -
     for name in names:
         require(StagePaths(params).packed(name) / "meta.json", f"features@{name}")
     return FeatureDataset(params.features.out, manifest, {n: params.train.frames[n] for n in names})
+
+
+def run_inputs(params: Params) -> dict[str, str]:
+    """Stage ``inputs``: ``train.out/inputs.json``, each feature set the system reads (of
+    ``train.inputs``) → the SHA-256 of its packed store. ``train@k`` and ``ensemble`` depend on
+    this file, not on the features folder: encoding another set leaves it unchanged."""
+    paths = StagePaths(params)
+    digests = {
+        name: packed_digest(require(paths.packed(name), f"features@{name}"))
+        for name in model_inputs(params, params.train.system)
+    }
+    paths.inputs.parent.mkdir(parents=True, exist_ok=True)
+    paths.inputs.write_text(json.dumps(digests, indent=2))
+    return digests
+
+
+def gather_curves(paths: StagePaths, folds) -> pd.DataFrame:
+    """Every fold's DVCLive curves as one table (fold, step, one column per metric): the data of
+    ``dvc plots show``'s charts, one per metric with a line per fold."""
+    tables = []
+    for fold in folds:
+        curves = [
+            pd.read_csv(path, sep="\t")
+            for path in sorted((paths.curves(fold) / "plots" / "metrics").glob("*.tsv"))
+        ]
+        if curves:
+            table = curves[0]
+            for other in curves[1:]:
+                table = table.merge(other, on="step", how="outer")
+            tables.append(table.assign(fold=fold))
+    if not tables:
+        return pd.DataFrame(columns=["fold", "step"])
+    table = pd.concat(tables, ignore_index=True)
+    return table[["fold", "step", *[c for c in table.columns if c not in ("fold", "step")]]]
 
 
 def check_fold(params: Params, fold: int) -> None:
@@ -188,4 +225,5 @@ def run_ensemble(params: Params) -> dict:
     scatter = oof.melt(id_vars="clip_id", var_name="emotion", value_name="predicted")
     scatter["true"] = [labels.at[c, e] for c, e in zip(scatter["clip_id"], scatter["emotion"])]
     scatter.to_csv(reports / "oof_scatter.csv", index=False)
+    gather_curves(paths, config.folds).to_csv(reports / "curves.tsv", sep="\t", index=False)
     return metrics

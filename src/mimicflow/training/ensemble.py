@@ -152,6 +152,12 @@ def contribution_shares(changes: dict[str, float], present: dict[str, bool]) -> 
     }
 
 
+def ensemble_version(folder: Path | str) -> str:
+    """The content version of the ensemble in ``folder`` ("none" when there is none)."""
+    description = Path(folder) / "ensemble.json"
+    return json.loads(description.read_text())["version"] if description.is_file() else "none"
+
+
 def load_ensemble(folder: Path | str) -> Ensemble:
     """Load an ensemble folder written by the ``ensemble`` stage."""
     folder = Path(folder)
