@@ -27,10 +27,12 @@ from mimicflow.data.media import write_audio, write_video
 from mimicflow.data.synth import face_rig, speech
 
 from .helpers.bento import bento_env, package, serve
+from .helpers.lying import lying_clip
 
 TOKEN = "test-token-5f2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LIMIT_MB, LIMIT_S = 1, 5  # small limits, so the oversize and too-long uploads stay cheap
+LIMIT_PIXELS = 200 * 200  # the test clips are 192x192 or smaller; wide.mp4 is 320x240
 
 
 def _mkv(path: Path, frames: list[np.ndarray], audio: np.ndarray) -> None:
@@ -74,6 +76,10 @@ def clips(tmp_path_factory) -> dict[str, Path]:
             "subtitles.mp4",
             "still.png",
             "blank.mp4",
+            "lying.mp4",
+            "lying.mkv",
+            "long_audio.mp4",
+            "wide.mp4",
         )
     }
     write_video(files["good.mp4"], frames, 25, (192, 192), audio=voice)
@@ -90,6 +96,10 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     cv2.imwrite(str(files["still.png"]), frames[0])  # one frame: what validate calls too short
     write_video(files["blank.mp4"], [np.full((144, 192, 3), 90, np.uint8)] * 50, 25, (192, 192))
     files["big.mp4"].write_bytes(rng.bytes(int(LIMIT_MB * 2**20 * 1.3)))
+    for name, run_s, audio_s in (("lying.mp4", 40, None), ("lying.mkv", 40, None)):
+        lying_clip(files[name], run_s, 2.0, audio_s)  # the header says 2 s
+    lying_clip(files["long_audio.mp4"], 3.0, 2.0, audio_s=120.0)  # 3 s video, 120 s audio
+    write_video(files["wide.mp4"], [np.full((240, 320, 3), 90, np.uint8)] * 25, 25, (320, 240))
     return files
 
 
@@ -126,7 +136,13 @@ def server(ensemble_dir, models_dir, fetch_trap, tmp_path_factory):
     (root / "tmp").mkdir()
     env = bento_env(root, MIMICFLOW_API_TOKEN=TOKEN)
     summary = package(
-        root, models_dir, ensemble_dir, env, max_upload_mb=LIMIT_MB, max_duration_s=LIMIT_S
+        root,
+        models_dir,
+        ensemble_dir,
+        env,
+        max_upload_mb=LIMIT_MB,
+        max_duration_s=LIMIT_S,
+        max_frame_pixels=LIMIT_PIXELS,
     )
     env |= {
         "TMPDIR": str(root / "tmp"),
@@ -209,6 +225,11 @@ def test_clip_without_face_in_another_container_and_name(server, clips):
         ("still.png", 422, "not a usable clip"),  # the validate stage's own policy
         ("blank.mp4", 422, "nothing to predict from"),  # no face, no audio: no answer about nothing
         ("big.mp4", 413, "too large"),
+        # headers that say 2 s: decoding stops once a stream passes the limit
+        ("lying.mp4", 422, "clip too long: more than 5 s decodes"),
+        ("lying.mkv", 422, "clip too long: more than 5 s decodes"),
+        ("long_audio.mp4", 422, "clip too long: more than 5 s decodes"),
+        ("wide.mp4", 422, "frames too large: 320x240"),
     ],
 )
 def test_bad_upload_gets_a_clear_4xx(server, clips, name, status, words):

@@ -139,3 +139,20 @@ def test_stages_before_validate_say_what_to_run(tmp_path):
         result = CliRunner().invoke(app, [*command, "--params", str(params)])
         assert result.exit_code == 2, result.output
         assert "run the 'validate' stage first" in result.output
+
+
+def test_a_header_that_understates_the_duration_is_quarantined_too_long(tmp_path):
+    """The monitor's and the validate stage's check: decoding stops at validate.max_duration_s
+    (5 s here), whichever stream runs past it, and the clip is quarantined as too long."""
+    from .helpers.lying import lying_clip
+
+    lying_clip(tmp_path / "video.mkv", 30.0, 2.0)
+    lying_clip(tmp_path / "audio.mp4", 4.5, 2.0, audio_s=60.0)
+    lying_clip(tmp_path / "fine.mp4", 3.0, 3.0)
+    result = validate_dataset(
+        load_dataset(tmp_path), ValidateParams(max_duration_s=5.0), progress=False
+    )
+    reasons = dict(zip(result.quarantine["Filename"], result.quarantine["reason"]))
+    assert set(reasons) == {"video", "audio"}, reasons
+    assert all(r.startswith("too long: more than 5 s decodes") for r in reasons.values())
+    assert result.manifest["clip_id"].tolist() == ["fine"]

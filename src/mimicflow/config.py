@@ -162,7 +162,8 @@ class FeaturesParams(_Section):
 
 class AlignParams(_Section):
     """USTC's Stage I (ABAW8 §3.3): one encoder contrastively aligned with a text encoder on
-    prompts built from each clip's intensities (docs/fidelity.md, :mod:`~mimicflow.training.alignment`).
+    prompts built from each clip's intensities (docs/fidelity.md,
+    :mod:`~mimicflow.training.alignment`).
 
     ``model``: audio: a Whisper model (catalogue name, CTranslate2 folder, ``.pt``) or a
     transformers speech model; visual: a transformers image model, or ``vit-scratch`` (a small
@@ -487,7 +488,8 @@ class ServingParams(_Section):
 
     out: Path = Path("models/bento")  # the exported bento + bento.json (tags)
     max_upload_mb: float = Field(50.0, gt=0)  # larger uploads: 413
-    max_duration_s: float = Field(60.0, gt=0)  # longer clips: 422
+    max_duration_s: float = Field(60.0, gt=0)  # longer clips: 422 (enforced while decoding)
+    max_frame_pixels: int = Field(3840 * 2160, ge=1)  # larger frames (width x height): 422
     token_env: str = "MIMICFLOW_API_TOKEN"  # when this variable is set, predict endpoints need it
     guard_metrics: bool = True  # with a token set, /metrics needs it too (false: open to scrapers)
 

@@ -64,9 +64,7 @@ class EMIService:
         bundle = read_bundle(Path(self.model_ref.path))
         self.ensemble, self.params = bundle.ensemble, bundle.params
         serving = bundle.serving
-        self.limits = Limits(
-            int(serving.max_upload_mb * 2**20), serving.max_duration_s, self.params.validate_
-        )  # the validate stage's policy, as trained
+        self.limits = Limits.of(serving, self.params.validate_)  # validate's policy, as trained
         token = os.environ.get(serving.token_env)
         RequestGuard.configure(token, self.limits.max_bytes, serving.guard_metrics)
         FEATURE_DIMS.update(self.ensemble.dims)
