@@ -1,7 +1,8 @@
-"""Drift monitoring as a Prefect flow: each step of :func:`mimicflow.monitoring.monitor.run_monitor`
-(claim, validate, faces, asr, features, profile, drift, archive, publish) is a task; the verdict is a
-markdown artifact. ``python flows/monitor.py [PROJECT]`` runs it once over ``monitor.incoming``;
-``mimicflow flows serve`` serves it hourly.
+"""Drift monitoring as a Prefect flow: each step of
+:func:`mimicflow.monitoring.monitor.run_monitor` (claim, validate, faces, asr, features, profile,
+drift, archive, publish) is a task; the verdict is a markdown artifact. ``python
+flows/monitor.py [PROJECT]`` runs it once over ``monitor.incoming``; ``mimicflow flows serve``
+serves it hourly.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def monitor(project: str = ".", incoming: str | None = None) -> dict:
             Path(incoming) if incoming else None,
             step=prefect_steps(params.flows.task_timeout_s),
         )
-    verdict = "**drift**" if summary["drift"] else "no drift"
+    verdict = {True: "**drift**", False: "no drift", None: "no verdict"}[summary["drift"]]
     columns = ", ".join(f"`{c}`" for c in summary["drifted_columns"]) or "none"
     create_markdown_artifact(
         key="mimicflow-drift",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -128,6 +129,31 @@ class _Tally:
                 self.samples += frame.samples
 
 
+def decode_packets(container, *streams, damage: list | None = None) -> Iterator[tuple]:
+    """``(stream, frames)`` per demuxed packet of ``streams``, with validate's tolerance, which
+    every stage that decodes shares: a packet that does not decode is skipped, and demuxing
+    stops quietly at damage (a truncated file): what decoded so far is what the clip holds.
+    Each skipped packet or stop appends its error to ``damage``."""
+    try:
+        for packet in container.demux(*streams):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError as exc:
+                if damage is not None:
+                    damage.append(exc)
+                continue
+            yield packet.stream, frames
+    except av.error.FFmpegError as exc:
+        if damage is not None:
+            damage.append(exc)
+
+
+def decode_frames(container, stream, damage: list | None = None) -> Iterator:
+    """The frames of one stream, decoded as :func:`decode_packets` does."""
+    for _, frames in decode_packets(container, stream, damage=damage):
+        yield from frames
+
+
 def _decode_all(container, video, audio, info: MediaInfo, stop_after_s: float | None) -> None:
     streams = [s for s in (video, audio) if s is not None]
     if video is not None:
@@ -139,19 +165,13 @@ def _decode_all(container, video, audio, info: MediaInfo, stop_after_s: float | 
         audio.codec_context.sample_rate or 0 if audio is not None else 0,
         first,
     )
-    try:
-        for packet in container.demux(*streams):
-            try:
-                tally.add(packet.decode(), packet.stream is video, info)
-            except av.error.InvalidDataError:
-                info.decode_errors += 1
-                continue
-            if stop_after_s is not None and max(tally.video_s, tally.audio_s) > stop_after_s:
-                info.stopped_at_s = stop_after_s
-                break
-    except av.error.FFmpegError:
-        # Demuxing stops at the damage; what decoded so far is what the clip holds.
-        info.decode_errors += 1
+    damage: list = []
+    for stream, frames in decode_packets(container, *streams, damage=damage):
+        tally.add(frames, stream is video, info)
+        if stop_after_s is not None and max(tally.video_s, tally.audio_s) > stop_after_s:
+            info.stopped_at_s = stop_after_s
+            break
+    info.decode_errors = len(damage)
     if video is not None and info.n_frames:
         info.video_decoded_s = tally.video_s
     info.audio_decoded_s = tally.audio_s

@@ -53,9 +53,11 @@ def write_index(params: Params) -> Path:
         if not summary_file.is_file():
             continue
         s = json.loads(summary_file.read_text())
-        verdict = (
-            '<span class="drift">drift</span>' if s["drift"] else '<span class="ok">no drift</span>'
-        )
+        verdict = {
+            True: '<span class="drift">drift</span>',
+            False: '<span class="ok">no drift</span>',
+            None: '<span class="muted">no verdict (no usable clip)</span>',
+        }[s["drift"]]
         if s.get("warning"):
             verdict += f'<br><span class="muted small-batch">{escape(s["warning"])}</span>'
         columns = ", ".join(s["drifted_columns"]) or "—"
@@ -67,7 +69,8 @@ def write_index(params: Params) -> Path:
             )
         if (folder / "data_docs" / "index.html").is_file():
             links.append(
-                f'<a class="batch-data-docs" href="{_href(folder / "data_docs" / "index.html", reports)}">'
+                '<a class="batch-data-docs" '
+                f'href="{_href(folder / "data_docs" / "index.html", reports)}">'
                 "data docs</a>"
             )
         rows.append(
