@@ -33,6 +33,7 @@ TOKEN = "test-token-5f2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LIMIT_MB, LIMIT_S = 1, 5  # small limits, so the oversize and too-long uploads stay cheap
 LIMIT_PIXELS = 200 * 200  # the test clips are 192x192 or smaller; wide.mp4 is 320x240
+FEATURES_MB = 4  # /predict_features body cap
 
 
 def _mkv(path: Path, frames: list[np.ndarray], audio: np.ndarray) -> None:
@@ -143,6 +144,7 @@ def server(ensemble_dir, models_dir, fetch_trap, tmp_path_factory):
         max_upload_mb=LIMIT_MB,
         max_duration_s=LIMIT_S,
         max_frame_pixels=LIMIT_PIXELS,
+        max_features_mb=FEATURES_MB,
     )
     env |= {
         "TMPDIR": str(root / "tmp"),
@@ -447,16 +449,134 @@ def test_features_at_float16_limits_or_masked_out_get_finite_answers(server, ens
             for m, d in dims.items()
         }
     }
-    masked = {
-        "features": {
-            m: {"values": [[1.0] * d] * 2, "mask": [False, False]} for m, d in dims.items()
-        }
+    half = {m: {"values": [], "mask": []} for m in dims} | {
+        max(dims): {"values": [[1.0] * dims[max(dims)]] * 2, "mask": [False, True]}
     }
-    payload = {"clips": [extreme, masked]}
+    payload = {"clips": [extreme, {"features": half}]}
     response = httpx.post(f"{url}/predict_features", json=payload, headers=AUTH)
     assert response.status_code == 200, response.text
     for answer in _strict_json(response.text):
         assert all(math.isfinite(v) and 0 <= v <= 1 for v in answer["intensities"].values())
+
+
+def _rows(dims: dict[str, int], present: bool = True) -> dict:
+    return {"features": {m: {"values": [[0.5] * d], "mask": [present]} for m, d in dims.items()}}
+
+
+def _hostile_bodies(dims: dict[str, int]) -> list[tuple[str, bytes, str, int, str]]:
+    """(name, body, content type, status, words) for each way to send features wrongly."""
+    name, width = max(dims), dims[max(dims)]
+    row = [0.5] * width
+
+    def one(given) -> bytes:
+        return json.dumps({"clips": [{"features": {name: given}}]}).encode()
+
+    json_type = "application/json"
+    return [
+        (
+            "65 clips",
+            json.dumps({"clips": [_rows(dims)] * 65}).encode(),
+            json_type,
+            413,
+            "too many clips: 65 (limit 64 per request)",
+        ),
+        ("no features", b'{"clips": [{"features": {}}]}', json_type, 422, "nothing to predict"),
+        ("no rows", one({"values": []}), json_type, 422, "nothing to predict"),
+        (
+            "all masked",
+            json.dumps({"clips": [_rows(dims, False)]}).encode(),
+            json_type,
+            422,
+            "nothing to predict from: clip 0",
+        ),
+        ("no clips", b'{"clips": []}', json_type, 422, "nothing to predict"),
+        ("string value", one({"values": [["0.1", *row[1:]]]}), json_type, 400, "valid number"),
+        ("bool value", one({"values": [[True, *row[1:]]]}), json_type, 400, "valid number"),
+        ("yes mask", one({"values": [row], "mask": ["yes"]}), json_type, 400, "valid boolean"),
+        ("extra key", one({"values": [row], "weights": [1]}), json_type, 400, "Extra inputs"),
+        (
+            "extra top key",
+            json.dumps({"clips": [_rows(dims)], "x": 1}).encode(),
+            json_type,
+            400,
+            "nothing else",
+        ),
+        (
+            "text body",
+            json.dumps({"clips": [_rows(dims)]}).encode(),
+            "text/plain",
+            415,
+            "application/json",
+        ),
+        (
+            "over the cap",
+            b'{"clips": [' + b" " * (FEATURES_MB * 2**20) + b"]}",
+            json_type,
+            413,
+            f"limit {FEATURES_MB} MB",
+        ),
+    ]
+
+
+def test_predict_features_refuses_hostile_bodies_with_a_reason(server, ensemble_dir):
+    """Over-size batches, bodies about nothing, loose types, extra keys, other content types
+    and bodies over the cap: a 4xx naming the reason, before anything is batched."""
+    url, _, _ = server
+    dims = json.loads((Path(ensemble_dir) / "ensemble.json").read_text())["dims"]
+    start = _log_size(server)
+    for name, body, kind, status, words in _hostile_bodies(dims):
+        response = httpx.post(
+            f"{url}/predict_features",
+            content=body,
+            headers=AUTH | {"Content-Type": kind},
+            timeout=60,
+        )
+        assert response.status_code == status, (name, response.text)
+        assert words in response.text, (name, response.text)
+    at_limit = httpx.post(
+        f"{url}/predict_features", json={"clips": [_rows(dims)] * 64}, headers=AUTH, timeout=60
+    )
+    assert at_limit.status_code == 200 and len(at_limit.json()) == 64
+    log = _log_since(server, start)
+    assert "Traceback" not in log and "overloaded" not in log
+
+
+def _worker_rss(server) -> dict[int, int]:
+    import re
+
+    import psutil
+
+    log = (server[2].parent / "serve.log").read_text()
+    pids = {int(p) for p in re.findall(r"worker (\d+) ready", log)}
+    return {p: psutil.Process(p).memory_info().rss for p in pids if psutil.pid_exists(p)}
+
+
+def test_worker_memory_stays_flat_across_large_feature_requests(server, ensemble_dir):
+    """20 requests just under the body cap: each worker's RSS after them is within 20 % of its
+    RSS after two warm-up requests."""
+    url, _, _ = server
+    dims = json.loads((Path(ensemble_dir) / "ensemble.json").read_text())["dims"]
+    rng = np.random.default_rng(0)
+    clip = {"features": {m: {"values": rng.normal(0, 1, (1, d)).tolist()} for m, d in dims.items()}}
+    per_clip = len(json.dumps(clip))
+    rows = max(1, int(0.9 * FEATURES_MB * 2**20 / 64 / per_clip))
+    big = {
+        "features": {m: {"values": rng.normal(0, 1, (rows, d)).tolist()} for m, d in dims.items()}
+    }
+    body = json.dumps({"clips": [big] * 64}).encode()
+    assert 0.5 * FEATURES_MB * 2**20 < len(body) <= FEATURES_MB * 2**20
+
+    def send() -> httpx.Response:
+        headers = AUTH | {"Content-Type": "application/json"}
+        return httpx.post(f"{url}/predict_features", content=body, headers=headers, timeout=300)
+
+    assert [send().status_code for _ in range(2)] == [200, 200]
+    warm = _worker_rss(server)
+    with ThreadPoolExecutor(2) as pool:
+        assert {r.status_code for r in pool.map(lambda _: send(), range(20))} == {200}
+    after = _worker_rss(server)
+    print({p: (warm[p] // 2**20, after[p] // 2**20) for p in warm})  # MiB, for the report
+    assert all(after[p] <= 1.2 * warm[p] for p in warm if p in after), (warm, after)
 
 
 def test_predict_cli_matches_the_server(server, clips, ensemble_dir):

@@ -490,6 +490,7 @@ class ServingParams(_Section):
     max_upload_mb: float = Field(50.0, gt=0)  # larger uploads: 413
     max_duration_s: float = Field(60.0, gt=0)  # longer clips: 422 (enforced while decoding)
     max_frame_pixels: int = Field(3840 * 2160, ge=1)  # larger frames (width x height): 422
+    max_features_mb: float = Field(16.0, gt=0)  # larger /predict_features bodies: 413
     token_env: str = "MIMICFLOW_API_TOKEN"  # when this variable is set, predict endpoints need it
     guard_metrics: bool = True  # with a token set, /metrics needs it too (false: open to scrapers)
 

@@ -6,8 +6,9 @@ packaged ensemble and the clip chain's models once, runs one warm-up clip, then 
 
 - ``POST /predict``: one multipart file part ``file``, any container/codec ffmpeg decodes
   (uploads only: a text ``file`` part, e.g. a URL, is a 400 and nothing is fetched);
-- ``POST /predict_features``: ``{"clips": [...]}`` precomputed features, adaptively batched
-  (finite values within float16's range, else a 400 naming the modality and row);
+- ``POST /predict_features``: ``{"clips": [...]}`` precomputed features (JSON, strict types, at
+  most ``MAX_FEATURE_CLIPS`` clips and ``serving.max_features_mb``), adaptively batched (finite
+  values within float16's range, else a 400 naming the modality and row);
 - ``GET /healthz`` ``/livez`` ``/readyz`` (BentoML's), ``GET /docs.json`` (OpenAPI);
 - ``GET /metrics`` (Prometheus).
 
@@ -31,6 +32,7 @@ from starlette.responses import JSONResponse
 from mimicflow.serving.guard import RequestGuard
 from mimicflow.serving.schemas import (
     FEATURE_DIMS,
+    MAX_FEATURE_CLIPS,
     ClipFeatures,
     ClipPrediction,
     FeaturesPrediction,
@@ -66,7 +68,12 @@ class EMIService:
         serving = bundle.serving
         self.limits = Limits.of(serving, self.params.validate_)  # validate's policy, as trained
         token = os.environ.get(serving.token_env)
-        RequestGuard.configure(token, self.limits.max_bytes, serving.guard_metrics)
+        RequestGuard.configure(
+            token,
+            self.limits.max_bytes,
+            serving.guard_metrics,
+            int(serving.max_features_mb * 2**20),
+        )
         FEATURE_DIMS.update(self.ensemble.dims)
         made = self._warm_up()
         if made != {m: self.ensemble.dims[m] for m in made}:
@@ -123,7 +130,12 @@ class EMIService:
                 return JSONResponse({"error": f"the clip could not be decoded ({exc})"}, 422)
         return ClipPrediction(**answer)
 
-    @bentoml.api(route="/predict_features", batchable=True, max_batch_size=64, max_latency_ms=100)
+    @bentoml.api(
+        route="/predict_features",
+        batchable=True,
+        max_batch_size=MAX_FEATURE_CLIPS,
+        max_latency_ms=100,
+    )
     def predict_features(self, clips: list[ClipFeatures]) -> list[FeaturesPrediction]:
         """Six intensities per clip from precomputed features; requests are batched together."""
         from mimicflow.inference import prediction
