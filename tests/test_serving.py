@@ -151,6 +151,9 @@ def server(ensemble_dir, models_dir, fetch_trap, tmp_path_factory):
         "HTTP_PROXY": f"http://127.0.0.1:{fetch_trap[0]}",
         "NO_PROXY": "127.0.0.1,localhost",
     }
+    stale = root / "tmp" / "mimicflow-request-4194303-gone"  # a killed worker's (no such pid)
+    stale.mkdir()
+    (stale / "upload").write_bytes(b"x" * 1000)
     with serve(summary["bento"], root, env) as url:
         yield url, summary, root / "tmp"
 
@@ -619,6 +622,7 @@ def test_predict_cli_without_ensemble_exits_2(tmp_path):
 
 
 def test_no_upload_or_work_files_left_behind(server, clips):
+    """Nor the folder a killed worker left (planted before the server started)."""
     url, _, tmp = server
     _predict(url, clips["good.mp4"])
     _predict(url, clips["garbage.mp4"])

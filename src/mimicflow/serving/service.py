@@ -39,6 +39,7 @@ from mimicflow.serving.schemas import (
 )
 
 MODEL_NAME = "mimicflow-emi"  # the model-store entry the package stage writes
+REQUEST_PREFIX = "mimicflow-request-"  # + worker pid: each request's (and warm-up's) temp folder
 log = logging.getLogger("bentoml.mimicflow")  # BentoML's handlers and format
 # OpenCV's X11/GL libraries: the only shared libraries the service's wheels link against that
 # Debian's python:3.11-slim lacks (PyAV, CTranslate2, torch and ONNX Runtime bundle theirs).
@@ -63,6 +64,7 @@ class EMIService:
         from mimicflow.inference import Limits
         from mimicflow.serving.bundle import read_bundle
 
+        _remove_stale_work()
         bundle = read_bundle(Path(self.model_ref.path))
         self.ensemble, self.params = bundle.ensemble, bundle.params
         serving = bundle.serving
@@ -96,7 +98,7 @@ class EMIService:
         from mimicflow.data.media import write_video
         from mimicflow.inference import extract_clip
 
-        with tempfile.TemporaryDirectory(prefix="mimicflow-warmup-") as work:
+        with tempfile.TemporaryDirectory(prefix=f"{REQUEST_PREFIX}{os.getpid()}-warmup-") as work:
             clip = Path(work) / "warmup.mp4"
             tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)
             frames = [np.full((96, 128, 3), 128, np.uint8)] * 12
@@ -111,7 +113,7 @@ class EMIService:
 
         from mimicflow.inference import ClipRejected, check_clip, clip_prediction, extract_clip
 
-        with tempfile.TemporaryDirectory(prefix="mimicflow-request-") as work:
+        with tempfile.TemporaryDirectory(prefix=f"{REQUEST_PREFIX}{os.getpid()}-") as work:
             clip = Path(work) / "upload"  # no extension: the content alone decides the format
             shutil.move(file, clip)
             try:
@@ -149,6 +151,26 @@ class EMIService:
                 features[name] = (values.astype(np.float16), mask)
             batch.append(features)
         return [FeaturesPrediction(**answer) for answer in prediction(self.ensemble, batch)]
+
+
+def _remove_stale_work() -> None:
+    """Remove the request folders of workers that are gone (killed mid-request: their
+    ``TemporaryDirectory`` never ran its cleanup), and this worker's own pid's (a reused pid)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{REQUEST_PREFIX}*-*"):
+        pid = folder.name.removeprefix(REQUEST_PREFIX).split("-")[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("removed %s, left by worker %s", folder, pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 EMIService.add_asgi_middleware(RequestGuard)
