@@ -103,9 +103,8 @@ def test_a_header_that_understates_the_duration_is_refused_while_decoding(
 ):
     """The header says 2 s; a stream runs 30 or 60 s: decoding stops at the limit (5 s here)
     instead of running to the end, and the clip is too long."""
+    from mimicflow.data.faults import lying_clip
     from mimicflow.data.media import probe_media
-
-    from .helpers.lying import lying_clip
 
     clip = lying_clip(tmp_path / name, run_s, 2.0, audio_s)
     header = probe_media(clip, decode=False).claimed_duration_s

@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 
 from mimicflow import EMOTIONS
 from mimicflow.cli import app
+from mimicflow.data.faults import lying_clip
 from mimicflow.data.media import write_audio, write_video
 from mimicflow.data.synth import face_rig, speech
 
 from .helpers.bento import bento_env, package, serve
-from .helpers.lying import lying_clip
 
 TOKEN = "test-token-5f2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

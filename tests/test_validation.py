@@ -144,7 +144,7 @@ def test_stages_before_validate_say_what_to_run(tmp_path):
 def test_a_header_that_understates_the_duration_is_quarantined_too_long(tmp_path):
     """The monitor's and the validate stage's check: decoding stops at validate.max_duration_s
     (5 s here), whichever stream runs past it, and the clip is quarantined as too long."""
-    from .helpers.lying import lying_clip
+    from mimicflow.data.faults import lying_clip
 
     lying_clip(tmp_path / "video.mkv", 30.0, 2.0)
     lying_clip(tmp_path / "audio.mp4", 4.5, 2.0, audio_s=60.0)
