@@ -122,4 +122,4 @@ def _present(given) -> bool:
     values, mask = given.get("values"), given.get("mask")
     if not isinstance(values, list) or not isinstance(mask, list | None):
         return True
-    return bool(values) and (mask is None or any(m is True for m in mask))
+    return bool(values) and (mask is None or any(m is not False for m in mask))

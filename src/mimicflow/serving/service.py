@@ -39,6 +39,9 @@ from mimicflow.serving.schemas import (
 )
 
 MODEL_NAME = "mimicflow-emi"  # the model-store entry the package stage writes
+# BentoML sheds (503 "process is overloaded") a queued /predict_features request whose estimated
+# wait exceeds this: at 100 ms, two 64-clip requests at once on 2 cores were already shed.
+BATCH_QUEUE_MS = 60_000
 REQUEST_PREFIX = "mimicflow-request-"  # + worker pid: each request's (and warm-up's) temp folder
 log = logging.getLogger("bentoml.mimicflow")  # BentoML's handlers and format
 # OpenCV's X11/GL libraries: the only shared libraries the service's wheels link against that
@@ -136,7 +139,7 @@ class EMIService:
         route="/predict_features",
         batchable=True,
         max_batch_size=MAX_FEATURE_CLIPS,
-        max_latency_ms=100,
+        max_latency_ms=BATCH_QUEUE_MS,
     )
     def predict_features(self, clips: list[ClipFeatures]) -> list[FeaturesPrediction]:
         """Six intensities per clip from precomputed features; requests are batched together."""
