@@ -410,9 +410,9 @@ def test_predict_features_batched_answers_equal_single_answers(server, ensemble_
             assert together.json()[0]["intensities"][emotion] == pytest.approx(
                 single["intensities"][emotion], abs=1e-5
             )
-    missing = {"features": {m: {"values": []} for m in dims}}
-    answer = httpx.post(f"{url}/predict_features", json={"clips": [missing]}, headers=AUTH).json()
-    assert not any(i["present"] for i in answer[0]["modalities"].values())
+    missing = {"features": {m: {"values": []} for m in dims}}  # about nothing: as /predict
+    response = httpx.post(f"{url}/predict_features", json={"clips": [missing]}, headers=AUTH)
+    assert response.status_code == 422 and "nothing to predict from" in response.text
     wrong = {"features": {next(iter(dims)): {"values": [[0.0] * 3]}}}
     response = httpx.post(f"{url}/predict_features", json={"clips": [wrong]}, headers=AUTH)
     assert response.status_code == 400 and "the model takes" in response.text

@@ -73,6 +73,9 @@ class FacesParams(_Section):
     detector_model: str = "blazeface"
     mesh_model: str = "facemesh"  # used by the blazeface backend
     full_range: bool = False  # blazeface: far-face model (group shots) instead of close-up
+    # blazeface, short range: where it finds no face in a sampled frame, the full-range model
+    # looks again (a small face in a large frame: a screencast, a wide shot)
+    far_fallback: bool = True
     fps: float = Field(6.0, gt=0)
     crop_size: int = Field(224, ge=32)
     # arcface: similarity alignment of the five points to the ArcFace template | ffhq: the FFHQ

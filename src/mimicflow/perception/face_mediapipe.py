@@ -257,6 +257,8 @@ class MediaPipeFaces:
 
     Detections keep BlazeFace's box and score; their five landmarks come from the mesh. Faces the
     mesh rejects (presence below ``min_presence``, as MediaPipe's graph gates them) are dropped.
+    With ``far_fallback`` (short range only), a frame in which no face passes gets a second look
+    by the full-range model: small faces in large frames, at its cost only on those frames.
     """
 
     def __init__(
@@ -267,8 +269,14 @@ class MediaPipeFaces:
         score_threshold: float = 0.5,
         min_presence: float = 0.5,
         threads: int = 1,
+        far_fallback: bool = False,
     ):
         self.detector = BlazeFaceDetector(blazeface_dir, full_range, score_threshold, threads)
+        self.fallback = (
+            BlazeFaceDetector(blazeface_dir, True, score_threshold, threads)
+            if far_fallback and not full_range
+            else None
+        )
         self.mesh = FaceMesh(facemesh_dir, threads)
         self.min_presence = min_presence
 
@@ -278,9 +286,19 @@ class MediaPipeFaces:
 
     def detect_with_mesh(self, image: np.ndarray) -> list[tuple[Detection, np.ndarray]]:
         """Each face with its (468, 3) mesh in image pixels."""
+        faces = self._meshed(image, self.detector.detect(image))
+        if not faces and self.fallback is not None:
+            faces = self._meshed(image, self.fallback.detect(image))
+        return faces
+
+    def _meshed(
+        self, image: np.ndarray, found: list[Detection]
+    ) -> list[tuple[Detection, np.ndarray]]:
         faces = []
-        for found in self.detector.detect(image):
-            mesh, presence = self.mesh.landmarks_with_score(image, found)
+        for detection in found:
+            mesh, presence = self.mesh.landmarks_with_score(image, detection)
             if presence >= self.min_presence:
-                faces.append((Detection(found.box, found.score, five_points_from_mesh(mesh)), mesh))
+                faces.append(
+                    (Detection(detection.box, detection.score, five_points_from_mesh(mesh)), mesh)
+                )
         return faces
