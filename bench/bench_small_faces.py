@@ -34,7 +34,7 @@ from mimicflow.perception.faces import load_face_detector, process_clip
 from mimicflow.stages import validate
 from mimicflow.stages.faces import run_faces
 
-SCALES = (0.2, 0.15, 0.12, 0.1)
+SCALES = (0.2, 0.15, 0.12, 0.1, 0.08)
 MODES = {
     "short range": (False, False),
     "short + fallback": (False, True),
