@@ -41,6 +41,8 @@ bench: setup  ## speed figures (printed as tables)
 	python bench/bench_training.py
 	python bench/bench_adapt.py
 	python bench/bench_serving.py
+	python bench/soak_serving.py
+	python bench/bench_small_faces.py
 
 clean:  ## remove pipeline outputs (not the venv)
 	rm -rf data/demo data/validated models/pretrained reports
