@@ -163,10 +163,12 @@ def _keep_validation(local: Params, run: inbox.Run, validated: bool) -> list[dic
     """The batch's manifest and quarantine list (validate's, plus the files that are no clips)
     go to the archive with it, its data docs to the report; returns the quarantine list."""
     folder = Path(local.validate_.out)
-    quarantine = pd.DataFrame(run.not_clips(), columns=QUARANTINE_COLUMNS)
+    rows = run.not_clips()
     if validated:
         shutil.copy2(folder / "manifest.parquet", run.batch / "manifest.parquet")
-        quarantine = pd.concat([pd.read_csv(folder / "quarantine.csv", dtype=str), quarantine])
+        checked = pd.read_csv(folder / "quarantine.csv", dtype=str, keep_default_na=False)
+        rows = [*checked.itertuples(index=False, name=None), *rows]
+    quarantine = pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
     quarantine.to_csv(run.batch / "quarantine.csv", index=False)
     if (folder / "data_docs").is_dir():
         shutil.copytree(folder / "data_docs", run.report / "data_docs", dirs_exist_ok=True)
