@@ -51,6 +51,8 @@ bench: setup  ## speed figures (printed as tables)
 	python bench/bench_training.py
 	python bench/bench_adapt.py
 	python bench/bench_serving.py
+	python bench/soak_serving.py
+	python bench/bench_small_faces.py
 
 clean:  ## remove every output the DVC pipelines declare (listed by DVC) and the reports (not the venv, not the DVC cache)
 	mimicflow outputs | xargs -r rm -rf --

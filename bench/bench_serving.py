@@ -29,8 +29,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from mimicflow.data.media import write_video
 from mimicflow.data.synth import face_rig, speech
+from mimicflow.media import write_video
 
 CLIP_S = 7.0
 TARGET_P50_S = 1.5

@@ -30,7 +30,7 @@ def monitor(project: str = ".", incoming: str | None = None) -> dict:
             Path(incoming) if incoming else None,
             step=prefect_steps(params.flows.task_timeout_s),
         )
-    verdict = "**drift**" if summary["drift"] else "no drift"
+    verdict = {True: "**drift**", False: "no drift", None: "no verdict"}[summary["drift"]]
     columns = ", ".join(f"`{c}`" for c in summary["drifted_columns"]) or "none"
     report = None
     if summary["report"]:  # the report as a link (a file: URI), in the verdict and on its own

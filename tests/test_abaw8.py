@@ -194,9 +194,10 @@ def test_the_transcript_option_enters_the_settings_key_and_the_default_keeps_old
 def test_face_alignment_enters_the_face_settings_key_and_the_default_keeps_old_keys():
     arcface = FaceSettings("blazeface", "d", "m", 6.0, 224, 0.5, False)
     ffhq = FaceSettings("blazeface", "d", "m", 6.0, 224, 0.5, False, "ffhq")
-    assert arcface.key() != ffhq.key()
+    fallback = FaceSettings("blazeface", "d", "m", 6.0, 224, 0.5, False, far_fallback=True)
+    assert len({arcface.key(), ffhq.key(), fallback.key()}) == 3
     assert arcface.key() == settings_hash(
-        {k: v for k, v in asdict(arcface).items() if k != "alignment"}
+        {k: v for k, v in asdict(arcface).items() if k not in ("alignment", "far_fallback")}
     )
 
 

@@ -70,3 +70,30 @@ def test_systems_and_their_sections_come_from_the_registry():
         )
     wrong = {".".join(map(str, e["loc"])) for e in error.value.errors()}
     assert wrong == {"train.system", "train.fuxi.embedd", "train.nosuch", "train.patience"}
+
+
+@pytest.mark.parametrize("command", [["predict", "clip.mp4", "--json"], ["monitor", "--json"]])
+def test_a_params_file_that_does_not_exist_is_an_error_on_stderr(tmp_path, command):
+    from typer.testing import CliRunner
+
+    from mimicflow.cli import app
+
+    missing = tmp_path / "nope.yaml"
+    result = CliRunner().invoke(app, [*command, "--params", str(missing)])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""  # stdout carries the JSON alone: error lines go to stderr
+    assert result.stderr.strip() == f"error: {missing}: no such params file"
+
+
+def test_broken_yaml_is_one_line_with_file_line_and_column(tmp_path):
+    from typer.testing import CliRunner
+
+    from mimicflow.cli import app
+
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  patience: 3\nbad_indent: [unclosed\n")
+    result = CliRunner().invoke(app, ["monitor", "--json", "--params", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error: {path}:4:1: not valid YAML"), result.stderr

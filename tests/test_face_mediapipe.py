@@ -166,3 +166,28 @@ def test_dark_image_still_finds_the_face(short, full, photo):
     bright_faces = full.detect(photo)
     for dark_face in full.detect((photo * 0.25).astype(np.uint8)):
         assert max(iou(dark_face.box, b.box) for b in bright_faces) > 0.5
+
+
+def test_far_fallback_finds_a_small_face_in_a_large_frame(model_dirs, short, full):
+    """A demo face (~86 px, then ~108 px) in a 1280x720 screencast: the short-range model alone
+    finds neither; with the fallback (the default: full range, then short range on tiles) both
+    are found, and a close-up gets the short-range answer unchanged (the fallback only looks
+    where short range found no face)."""
+    from mimicflow.data.synth import face_rig
+
+    face = face_rig.FaceAnimator(face_rig.identity_face(2), (320, 240))
+    close = face.render(dict.fromkeys(face_rig.ACTION_UNITS, 0.0), 0.0, 0.0, np.zeros(2))
+    screen = np.full((720, 1280, 3), 235, np.uint8)
+    screen[300:415, 800:953] = cv2.resize(close, (153, 115), interpolation=cv2.INTER_AREA)
+    fallback = MediaPipeFaces(
+        model_dirs["blazeface"], model_dirs["facemesh"], full_range=False, far_fallback=True
+    )
+    assert short.detect(screen) == []
+    (found,) = fallback.detect(screen)  # found by the full-range pass
+    assert 800 <= found.box[0] < found.box[2] <= 953 and 300 <= found.box[1] < found.box[3] <= 415
+    screen[300:444, 800:992] = cv2.resize(close, (192, 144), interpolation=cv2.INTER_AREA)
+    assert short.detect(screen) == [] and full.detect(screen) == []  # neither whole-frame pass
+    (found,) = fallback.detect(screen)  # found by the tiled pass
+    assert 800 <= found.box[0] < found.box[2] <= 992 and 300 <= found.box[1] < found.box[3] <= 444
+    alone, both = short.detect(close), fallback.detect(close)
+    assert len(alone) == len(both) == 1 and np.allclose(alone[0].box, both[0].box)

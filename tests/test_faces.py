@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mimicflow.data.faults import FAULTS
-from mimicflow.data.media import write_video
 from mimicflow.data.synth import face_rig
+from mimicflow.media import write_video
 from mimicflow.perception.detection import Detection
 from mimicflow.perception.faces import (
     load_face_detector,

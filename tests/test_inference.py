@@ -92,3 +92,38 @@ def test_check_clip_applies_the_validate_policy(tmp_path):
     with pytest.raises(ClipRejected, match=r"too short|no decodable") as raised:
         check_clip(image, Limits())
     assert raised.value.status == 422
+
+
+@pytest.mark.parametrize(
+    "name, run_s, audio_s",
+    [("video.mp4", 30.0, None), ("video.mkv", 30.0, None), ("long_audio.mp4", 4.5, 60.0)],
+)
+def test_a_header_that_understates_the_duration_is_refused_while_decoding(
+    tmp_path, name, run_s, audio_s
+):
+    """The header says 2 s; a stream runs 30 or 60 s: decoding stops at the limit (5 s here)
+    instead of running to the end, and the clip is too long."""
+    from mimicflow.data.faults import lying_clip
+    from mimicflow.media import probe_media
+
+    clip = lying_clip(tmp_path / name, run_s, 2.0, audio_s)
+    header = probe_media(clip, decode=False).claimed_duration_s
+    assert header == pytest.approx(2.0, abs=0.1)
+    with pytest.raises(ClipRejected, match="clip too long: more than 5 s decodes") as raised:
+        check_clip(clip, Limits(max_duration_s=5.0))
+    assert raised.value.status == 422 and "header claims 2.0 s" in str(raised.value)
+    stopped = probe_media(clip, stop_after_s=5.0)
+    assert stopped.stopped_at_s == 5.0 and stopped.decoded_duration_s < 6.0
+    whole = probe_media(clip)  # without a limit, every second decodes
+    assert whole.stopped_at_s is None and whole.decoded_duration_s >= min(run_s, audio_s or run_s)
+
+
+def test_frames_above_the_pixel_limit_are_refused_from_the_header(tmp_path):
+    from mimicflow.media import write_video
+
+    clip = tmp_path / "wide.mp4"
+    write_video(clip, [np.zeros((64, 256, 3), np.uint8)] * 10, 10, (256, 64))
+    with pytest.raises(ClipRejected, match=r"frames too large: 256x64") as raised:
+        check_clip(clip, Limits(max_pixels=128 * 64))
+    assert raised.value.status == 422
+    assert check_clip(clip, Limits(max_pixels=256 * 64)).n_frames == 10

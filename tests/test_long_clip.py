@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mimicflow.data.media import write_video
 from mimicflow.data.synth import speech
+from mimicflow.media import write_video
 from mimicflow.perception.asr import load_asr
 from mimicflow.perception.audio import SAMPLE_RATE, decode_audio
 from mimicflow.perception.faces import load_face_detector, process_clip

@@ -284,12 +284,9 @@ def test_claim_takes_only_settled_clips_and_folds_leftover_runs_together(tmp_pat
         first = inbox.claim(incoming, work, reports, settle_s=60)
     assert [p.name for p in first.clips()] == ["00001.mp4"]  # 00002 is too fresh, the rest no clip
     assert (first.batch / "audio" / "00001.mp3").is_file()
-    assert sorted(p.name for p in incoming.iterdir()) == [
-        ".00003.mp4.part",
-        "00002.webm",
-        "audio",
-        "notes.txt",
-    ]
+    assert sorted(p.name for p in incoming.iterdir()) == [".00003.mp4.part", "00002.webm", "audio"]
+    assert [f for f, _ in first.not_clips()] == ["not_clips/notes.txt"]  # quarantined, not left
+    assert first.waiting_summary()["waiting"] == 1  # 00002.webm
     stray = work / "20000101T000000Z" / "batch"  # a second dead run holding another 00001.mp4
     (stray / "audio").mkdir(parents=True)
     (stray / "00001.mp4").write_bytes(b"y")

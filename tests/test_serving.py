@@ -23,14 +23,17 @@ from typer.testing import CliRunner
 
 from mimicflow import EMOTIONS
 from mimicflow.cli import app
-from mimicflow.data.media import write_audio, write_video
+from mimicflow.data.faults import lying_clip
 from mimicflow.data.synth import face_rig, speech
+from mimicflow.media import write_audio, write_video
 
 from .helpers.bento import bento_env, package, serve
 
 TOKEN = "test-token-5f2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LIMIT_MB, LIMIT_S = 1, 5  # small limits, so the oversize and too-long uploads stay cheap
+LIMIT_PIXELS = 200 * 200  # the test clips are 192x192 or smaller; wide.mp4 is 320x240
+FEATURES_MB = 4  # /predict_features body cap
 
 
 def _mkv(path: Path, frames: list[np.ndarray], audio: np.ndarray) -> None:
@@ -74,6 +77,10 @@ def clips(tmp_path_factory) -> dict[str, Path]:
             "subtitles.mp4",
             "still.png",
             "blank.mp4",
+            "lying.mp4",
+            "lying.mkv",
+            "long_audio.mp4",
+            "wide.mp4",
         )
     }
     write_video(files["good.mp4"], frames, 25, (192, 192), audio=voice)
@@ -90,6 +97,10 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     cv2.imwrite(str(files["still.png"]), frames[0])  # one frame: what validate calls too short
     write_video(files["blank.mp4"], [np.full((144, 192, 3), 90, np.uint8)] * 50, 25, (192, 192))
     files["big.mp4"].write_bytes(rng.bytes(int(LIMIT_MB * 2**20 * 1.3)))
+    for name in ("lying.mp4", "lying.mkv"):  # the header says 2 s; 12 s (under 1 MB) decode
+        lying_clip(files[name], 12.0, 2.0)
+    lying_clip(files["long_audio.mp4"], 3.0, 2.0, audio_s=120.0)  # 3 s video, 120 s audio
+    write_video(files["wide.mp4"], [np.full((240, 320, 3), 90, np.uint8)] * 25, 25, (320, 240))
     return files
 
 
@@ -126,13 +137,23 @@ def server(ensemble_dir, models_dir, fetch_trap, tmp_path_factory):
     (root / "tmp").mkdir()
     env = bento_env(root, MIMICFLOW_API_TOKEN=TOKEN)
     summary = package(
-        root, models_dir, ensemble_dir, env, max_upload_mb=LIMIT_MB, max_duration_s=LIMIT_S
+        root,
+        models_dir,
+        ensemble_dir,
+        env,
+        max_upload_mb=LIMIT_MB,
+        max_duration_s=LIMIT_S,
+        max_frame_pixels=LIMIT_PIXELS,
+        max_features_mb=FEATURES_MB,
     )
     env |= {
         "TMPDIR": str(root / "tmp"),
         "HTTP_PROXY": f"http://127.0.0.1:{fetch_trap[0]}",
         "NO_PROXY": "127.0.0.1,localhost",
     }
+    stale = root / "tmp" / "mimicflow-request-4194303-gone"  # a killed worker's (no such pid)
+    stale.mkdir()
+    (stale / "upload").write_bytes(b"x" * 1000)
     with serve(summary["bento"], root, env) as url:
         yield url, summary, root / "tmp"
 
@@ -212,6 +233,11 @@ def test_clip_without_face_in_another_container_and_name(server, clips):
         ("still.png", 422, "not a usable clip"),  # the validate stage's own policy
         ("blank.mp4", 422, "nothing to predict from"),  # no face, no audio: no answer about nothing
         ("big.mp4", 413, "too large"),
+        # headers that say 2 s: decoding stops once a stream passes the limit
+        ("lying.mp4", 422, "clip too long: more than 5 s decodes"),
+        ("lying.mkv", 422, "clip too long: more than 5 s decodes"),
+        ("long_audio.mp4", 422, "clip too long: more than 5 s decodes"),
+        ("wide.mp4", 422, "frames too large: 320x240"),
     ],
 )
 def test_bad_upload_gets_a_clear_4xx(server, clips, name, status, words):
@@ -387,9 +413,9 @@ def test_predict_features_batched_answers_equal_single_answers(server, ensemble_
             assert together.json()[0]["intensities"][emotion] == pytest.approx(
                 single["intensities"][emotion], abs=1e-5
             )
-    missing = {"features": {m: {"values": []} for m in dims}}
-    answer = httpx.post(f"{url}/predict_features", json={"clips": [missing]}, headers=AUTH).json()
-    assert not any(i["present"] for i in answer[0]["modalities"].values())
+    missing = {"features": {m: {"values": []} for m in dims}}  # about nothing: as /predict
+    response = httpx.post(f"{url}/predict_features", json={"clips": [missing]}, headers=AUTH)
+    assert response.status_code == 422 and "nothing to predict from" in response.text
     wrong = {"features": {next(iter(dims)): {"values": [[0.0] * 3]}}}
     response = httpx.post(f"{url}/predict_features", json={"clips": [wrong]}, headers=AUTH)
     assert response.status_code == 400 and "the model takes" in response.text
@@ -429,16 +455,134 @@ def test_features_at_float16_limits_or_masked_out_get_finite_answers(server, ens
             for m, d in dims.items()
         }
     }
-    masked = {
-        "features": {
-            m: {"values": [[1.0] * d] * 2, "mask": [False, False]} for m, d in dims.items()
-        }
+    half = {m: {"values": [], "mask": []} for m in dims} | {
+        max(dims): {"values": [[1.0] * dims[max(dims)]] * 2, "mask": [False, True]}
     }
-    payload = {"clips": [extreme, masked]}
+    payload = {"clips": [extreme, {"features": half}]}
     response = httpx.post(f"{url}/predict_features", json=payload, headers=AUTH)
     assert response.status_code == 200, response.text
     for answer in _strict_json(response.text):
         assert all(math.isfinite(v) and 0 <= v <= 1 for v in answer["intensities"].values())
+
+
+def _rows(dims: dict[str, int], present: bool = True) -> dict:
+    return {"features": {m: {"values": [[0.5] * d], "mask": [present]} for m, d in dims.items()}}
+
+
+def _hostile_bodies(dims: dict[str, int]) -> list[tuple[str, bytes, str, int, str]]:
+    """(name, body, content type, status, words) for each way to send features wrongly."""
+    name, width = max(dims), dims[max(dims)]
+    row = [0.5] * width
+
+    def one(given) -> bytes:
+        return json.dumps({"clips": [{"features": {name: given}}]}).encode()
+
+    json_type = "application/json"
+    return [
+        (
+            "65 clips",
+            json.dumps({"clips": [_rows(dims)] * 65}).encode(),
+            json_type,
+            413,
+            "too many clips: 65 (limit 64 per request)",
+        ),
+        ("no features", b'{"clips": [{"features": {}}]}', json_type, 422, "nothing to predict"),
+        ("no rows", one({"values": []}), json_type, 422, "nothing to predict"),
+        (
+            "all masked",
+            json.dumps({"clips": [_rows(dims, False)]}).encode(),
+            json_type,
+            422,
+            "nothing to predict from: clip 0",
+        ),
+        ("no clips", b'{"clips": []}', json_type, 422, "nothing to predict"),
+        ("string value", one({"values": [["0.1", *row[1:]]]}), json_type, 400, "valid number"),
+        ("bool value", one({"values": [[True, *row[1:]]]}), json_type, 400, "valid number"),
+        ("yes mask", one({"values": [row], "mask": ["yes"]}), json_type, 400, "valid boolean"),
+        ("extra key", one({"values": [row], "weights": [1]}), json_type, 400, "Extra inputs"),
+        (
+            "extra top key",
+            json.dumps({"clips": [_rows(dims)], "x": 1}).encode(),
+            json_type,
+            400,
+            "nothing else",
+        ),
+        (
+            "text body",
+            json.dumps({"clips": [_rows(dims)]}).encode(),
+            "text/plain",
+            415,
+            "application/json",
+        ),
+        (
+            "over the cap",
+            b'{"clips": [' + b" " * (FEATURES_MB * 2**20) + b"]}",
+            json_type,
+            413,
+            f"limit {FEATURES_MB} MB",
+        ),
+    ]
+
+
+def test_predict_features_refuses_hostile_bodies_with_a_reason(server, ensemble_dir):
+    """Over-size batches, bodies about nothing, loose types, extra keys, other content types
+    and bodies over the cap: a 4xx naming the reason, before anything is batched."""
+    url, _, _ = server
+    dims = json.loads((Path(ensemble_dir) / "ensemble.json").read_text())["dims"]
+    start = _log_size(server)
+    for name, body, kind, status, words in _hostile_bodies(dims):
+        response = httpx.post(
+            f"{url}/predict_features",
+            content=body,
+            headers=AUTH | {"Content-Type": kind},
+            timeout=60,
+        )
+        assert response.status_code == status, (name, response.text)
+        assert words in response.text, (name, response.text)
+    at_limit = httpx.post(
+        f"{url}/predict_features", json={"clips": [_rows(dims)] * 64}, headers=AUTH, timeout=60
+    )
+    assert at_limit.status_code == 200 and len(at_limit.json()) == 64
+    log = _log_since(server, start)
+    assert "Traceback" not in log and "overloaded" not in log
+
+
+def _worker_rss(server) -> dict[int, int]:
+    import re
+
+    import psutil
+
+    log = (server[2].parent / "serve.log").read_text()
+    pids = {int(p) for p in re.findall(r"worker (\d+) ready", log)}
+    return {p: psutil.Process(p).memory_info().rss for p in pids if psutil.pid_exists(p)}
+
+
+def test_worker_memory_stays_flat_across_large_feature_requests(server, ensemble_dir):
+    """20 requests just under the body cap: each worker's RSS after them is within 20 % of its
+    RSS after two warm-up requests."""
+    url, _, _ = server
+    dims = json.loads((Path(ensemble_dir) / "ensemble.json").read_text())["dims"]
+    rng = np.random.default_rng(0)
+    clip = {"features": {m: {"values": rng.normal(0, 1, (1, d)).tolist()} for m, d in dims.items()}}
+    per_clip = len(json.dumps(clip))
+    rows = max(1, int(0.9 * FEATURES_MB * 2**20 / 64 / per_clip))
+    big = {
+        "features": {m: {"values": rng.normal(0, 1, (rows, d)).tolist()} for m, d in dims.items()}
+    }
+    body = json.dumps({"clips": [big] * 64}).encode()
+    assert 0.5 * FEATURES_MB * 2**20 < len(body) <= FEATURES_MB * 2**20
+
+    def send() -> httpx.Response:
+        headers = AUTH | {"Content-Type": "application/json"}
+        return httpx.post(f"{url}/predict_features", content=body, headers=headers, timeout=300)
+
+    assert [send().status_code for _ in range(2)] == [200, 200]
+    warm = _worker_rss(server)
+    with ThreadPoolExecutor(2) as pool:
+        assert {r.status_code for r in pool.map(lambda _: send(), range(20))} == {200}
+    after = _worker_rss(server)
+    print({p: (warm[p] // 2**20, after[p] // 2**20) for p in warm})  # MiB, for the report
+    assert all(after[p] <= 1.2 * warm[p] for p in warm if p in after), (warm, after)
 
 
 def test_predict_cli_matches_the_server(server, clips, ensemble_dir):
@@ -481,6 +625,7 @@ def test_predict_cli_without_ensemble_exits_2(tmp_path):
 
 
 def test_no_upload_or_work_files_left_behind(server, clips):
+    """Nor the folder a killed worker left (planted before the server started)."""
     url, _, tmp = server
     _predict(url, clips["good.mp4"])
     _predict(url, clips["garbage.mp4"])

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from mimicflow import EMOTIONS
-from mimicflow.data.media import file_sha256, probe_media
 from mimicflow.data.synth import face_rig, scenario, speech
 from mimicflow.data.synth.generator import generate_dataset
+from mimicflow.media import file_sha256, probe_media
 
 from .conftest import SYNTH_CLIPS
 

@@ -150,7 +150,7 @@ def test_validate_with_out_writes_nothing_outside_it(tmp_path):
     import numpy as np
 
     from mimicflow import EMOTIONS
-    from mimicflow.data.media import write_video
+    from mimicflow.media import write_video
 
     dataset, work = tmp_path / "dataset", tmp_path / "work"
     (dataset / "raw").mkdir(parents=True)
@@ -174,3 +174,20 @@ def test_validate_with_out_writes_nothing_outside_it(tmp_path):
     assert written and all(p.is_relative_to(work / "checked") for p in written), sorted(
         str(p.relative_to(tmp_path)) for p in written if not p.is_relative_to(work / "checked")
     )
+
+
+def test_a_header_that_understates_the_duration_is_quarantined_too_long(tmp_path):
+    """The monitor's and the validate stage's check: decoding stops at validate.max_duration_s
+    (5 s here), whichever stream runs past it, and the clip is quarantined as too long."""
+    from mimicflow.data.faults import lying_clip
+
+    lying_clip(tmp_path / "video.mkv", 30.0, 2.0)
+    lying_clip(tmp_path / "audio.mp4", 4.5, 2.0, audio_s=60.0)
+    lying_clip(tmp_path / "fine.mp4", 3.0, 3.0)
+    result = validate_dataset(
+        load_dataset(tmp_path), ValidateParams(max_duration_s=5.0), progress=False
+    )
+    reasons = dict(zip(result.quarantine["Filename"], result.quarantine["reason"]))
+    assert set(reasons) == {"video", "audio"}, reasons
+    assert all(r.startswith("too long: more than 5 s decodes") for r in reasons.values())
+    assert result.manifest["clip_id"].tolist() == ["fine"]

@@ -81,6 +81,9 @@ class FacesParams(_Section):
     detector_model: str = "blazeface"
     mesh_model: str = "facemesh"  # used by the blazeface backend
     full_range: bool = False  # blazeface: far-face model (group shots) instead of close-up
+    # blazeface, short range: where it finds no face in a sampled frame, the full-range model
+    # looks again (a small face in a large frame: a screencast, a wide shot)
+    far_fallback: bool = True
     fps: float = Field(6.0, gt=0)
     crop_size: int = Field(224, ge=32)
     # arcface: similarity alignment of the five points to the ArcFace template | ffhq: the FFHQ
@@ -489,7 +492,9 @@ class ServingParams(_Section):
 
     out: Path = Path("models/bento")  # the exported bento + bento.json (tags)
     max_upload_mb: float = Field(50.0, gt=0)  # larger uploads: 413
-    max_duration_s: float = Field(60.0, gt=0)  # longer clips: 422
+    max_duration_s: float = Field(60.0, gt=0)  # longer clips: 422 (enforced while decoding)
+    max_frame_pixels: int = Field(3840 * 2160, ge=1)  # larger frames (width x height): 422
+    max_features_mb: float = Field(16.0, gt=0)  # larger /predict_features bodies: 413
     token_env: str = "MIMICFLOW_API_TOKEN"  # when this variable is set, predict endpoints need it
     guard_metrics: bool = True  # with a token set, /metrics needs it too (false: open to scrapers)
 

@@ -22,10 +22,10 @@ from mimicflow.clip.chain import clip_features
 from mimicflow.clip.features import ClipFeatures, present_inputs
 from mimicflow.clip.folders import ArtefactFolders
 from mimicflow.clip.settings import ClipSettings
-from mimicflow.config import ChainParams, Params, ValidateParams
+from mimicflow.config import ChainParams, Params, ServingParams, ValidateParams
 from mimicflow.data.layout import ClipRef
-from mimicflow.data.media import MediaError, MediaInfo, probe_media
 from mimicflow.data.validation import clip_problem
+from mimicflow.media import MediaError, MediaInfo, probe_media
 from mimicflow.training.ensemble import Ensemble, contribution_shares
 
 log = logging.getLogger(__name__)
@@ -41,18 +41,26 @@ class ClipRejected(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What an uploaded clip may be: bytes and seconds (None: no limit), and the validate
-    stage's policy for a usable clip (minimum duration, frame rate, size …)."""
+    """What an uploaded clip may be: bytes, seconds and pixels per frame (None: no limit), and
+    the validate stage's policy for a usable clip (minimum duration, frame rate, size …)."""
 
     max_bytes: int | None = None
     max_duration_s: float | None = None
     policy: ValidateParams = field(default_factory=ValidateParams)
+    max_pixels: int | None = None
 
     @classmethod
     def from_params(cls, params: Params | ChainParams) -> Limits:
-        serving = params.serving
+        return cls.of(params.serving, params.validate_)
+
+    @classmethod
+    def of(cls, serving: ServingParams, policy: ValidateParams) -> Limits:
+        """The limits ``serving`` sets, with ``policy`` (the validate stage's, as trained)."""
         return cls(
-            int(serving.max_upload_mb * 1024 * 1024), serving.max_duration_s, params.validate_
+            int(serving.max_upload_mb * 2**20),
+            serving.max_duration_s,
+            policy,
+            serving.max_frame_pixels,
         )
 
 
@@ -66,7 +74,9 @@ class ExtractedClip(ClipFeatures):
 def check_clip(path: Path, limits: Limits = Limits()) -> MediaInfo:
     """Sniff the content (never the name), enforce ``limits`` and the validate stage's policy
     (``clip_problem``: a still image, a too-short clip … is not a clip); returns the decoded
-    media facts; raises ClipRejected."""
+    media facts; raises ClipRejected. The header's duration and frame size are checked before
+    anything decodes, and decoding stops as soon as any stream runs past the duration limit,
+    whatever the header claims."""
     size = path.stat().st_size
     if limits.max_bytes is not None and size > limits.max_bytes:
         raise ClipRejected(
@@ -76,24 +86,43 @@ def check_clip(path: Path, limits: Limits = Limits()) -> MediaInfo:
         info = probe_media(path, decode=False)
     except MediaError as exc:
         raise ClipRejected(str(exc), 415) from exc
-    if not info.has_video and not info.has_audio:
-        raise ClipRejected("no audio or video streams in this file", 422)
-    if not info.has_video:
-        raise ClipRejected("no video stream: upload a video clip (audio-only files are not clips)")
-    try:  # the header's duration is checked first, so a long clip is refused undecoded
-        decoded = None if info.claimed_duration_s is not None else probe_media(path, decode=True)
-        duration = info.claimed_duration_s if decoded is None else decoded.decoded_duration_s
-        if limits.max_duration_s is not None and duration > limits.max_duration_s:
-            raise ClipRejected(
-                f"clip too long: {duration:.1f} s (limit {limits.max_duration_s:g} s)"
-            )
-        decoded = decoded or probe_media(path, decode=True)
+    _check_header(info, limits)
+    try:
+        decoded = probe_media(path, decode=True, stop_after_s=limits.max_duration_s)
     except MediaError as exc:
         raise ClipRejected(str(exc), 422) from exc
+    if decoded.stopped_at_s is not None:
+        claimed = info.claimed_duration_s
+        raise ClipRejected(
+            f"clip too long: more than {limits.max_duration_s:g} s decodes (limit "
+            f"{limits.max_duration_s:g} s"
+            + (f"; its header claims {claimed:.1f} s)" if claimed is not None else ")")
+        )
     problem = clip_problem(decoded, limits.policy)
     if problem is not None:
         raise ClipRejected(f"not a usable clip: {problem}")
     return decoded
+
+
+def _check_header(info: MediaInfo, limits: Limits) -> None:
+    """What the header alone refuses: no video, a claimed duration or frame size too large."""
+    if not info.has_video and not info.has_audio:
+        raise ClipRejected("no audio or video streams in this file", 422)
+    if not info.has_video:
+        raise ClipRejected("no video stream: upload a video clip (audio-only files are not clips)")
+    claimed = info.claimed_duration_s
+    if (
+        limits.max_duration_s is not None
+        and claimed is not None
+        and claimed > limits.max_duration_s
+    ):
+        raise ClipRejected(f"clip too long: {claimed:.1f} s (limit {limits.max_duration_s:g} s)")
+    pixels = (info.width or 0) * (info.height or 0)
+    if limits.max_pixels is not None and pixels > limits.max_pixels:
+        raise ClipRejected(
+            f"frames too large: {info.width}x{info.height} = {pixels / 1e6:.1f} megapixels "
+            f"(limit {limits.max_pixels / 1e6:g})"
+        )
 
 
 def extract_clip(

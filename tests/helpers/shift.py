@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from scipy.signal import resample_poly
 
-from mimicflow.data.media import write_video
 from mimicflow.data.synth import face_rig
+from mimicflow.media import write_video
 from mimicflow.perception.audio import SAMPLE_RATE, decode_audio
 
 

@@ -18,9 +18,21 @@ app = typer.Typer(
     help="mimicflow: Emotional Mimicry Intensity estimation, from raw clips to six intensities.",
 )
 console = Console()
+err_console = Console(stderr=True)  # error lines: stderr, also when stdout carries JSON
+
+
+def _params_file(ctx: typer.Context, value: Path) -> Path:
+    """A ``--params`` file named on the command line must exist (only the default
+    ``params.yaml`` may be absent: the defaults)."""
+    source = ctx.get_parameter_source("params")
+    if source is not None and source.name != "DEFAULT" and not Path(value).is_file():
+        raise fail(f"{value}: no such params file")
+    return value
+
 
 ParamsOption = Annotated[
-    Path, typer.Option("--params", help="params.yaml to read", show_default=True)
+    Path,
+    typer.Option("--params", help="params.yaml to read", show_default=True, callback=_params_file),
 ]
 
 
@@ -50,21 +62,30 @@ def run_stage(run, *args):
 
 
 def read_params(path: Path):
-    """``load_params``; a params file that does not validate (a typo, a value out of range) is
-    one clear message naming each wrong key, not a traceback."""
+    """``load_params``, each failure one clear message instead of a traceback: YAML that does
+    not parse (file, line and column), a key that does not validate (a typo, a
+    value out of range)."""
+    import yaml
     from pydantic import ValidationError
 
     from mimicflow.config import load_params
 
     try:
         return load_params(path)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise fail(f"{where}: not valid YAML: {exc.problem or exc.context}") from exc
+    except (yaml.YAMLError, OSError) as exc:
+        raise fail(f"{path}: cannot read: {exc}") from exc
     except ValidationError as exc:
         wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise fail(f"{path} is not valid: {wrong}") from exc
 
 
 def fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """One error line on stderr; exit code 2."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code=2)
 
 

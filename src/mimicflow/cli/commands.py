@@ -15,6 +15,7 @@ from mimicflow.cli._app import (
     ParamsOption,
     app,
     console,
+    err_console,
     fail,
     models_app,
     read_params,
@@ -294,13 +295,12 @@ def predict(
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
     """Six intensities per clip from the trained ensemble (exit 1 when a clip failed)."""
-    from mimicflow import EMOTIONS
     from mimicflow.inference import Limits, predict_clips
     from mimicflow.training.ensemble import load_ensemble
 
-    folder = ensemble or read_params(params).ensemble.out
+    settings = read_params(params)  # read (and checked) even when --ensemble is given
     try:
-        loaded = load_ensemble(folder)
+        loaded = load_ensemble(ensemble or settings.ensemble.out)
     except FileNotFoundError as exc:
         raise fail(str(exc)) from exc
     results = predict_clips(
@@ -309,32 +309,45 @@ def predict(
     if as_json:
         print(json.dumps(results))
     elif not sys.stdout.isatty():  # piped: full values, tab-separated, nothing cut to fit
-        print("\t".join(("file", *EMOTIONS, "error")))
-        for result in results:
-            values = (
-                [f"{result['intensities'][e]:.6f}" for e in EMOTIONS]
-                if "error" not in result
-                else [""] * len(EMOTIONS)
-            )
-            print("\t".join((result["file"], *values, result.get("error", ""))))
+        _print_tsv(results)
     else:
-        table = Table(title=f"ensemble {loaded.version}")
-        for column in ("file", *EMOTIONS, "contributions"):
-            table.add_column(column, justify="right" if column in EMOTIONS else "left")
-        for result in results:
-            if "error" not in result:
-                shares = " ".join(
-                    f"{m} {i['share']:.2f}" for m, i in result["modalities"].items() if i["present"]
-                )
-                table.add_row(
-                    result["file"], *(f"{result['intensities'][e]:.3f}" for e in EMOTIONS), shares
-                )
-        console.print(table)
-        for result in results:
-            if "error" in result:
-                console.print(f"[bold red]{result['file']}:[/] {result['error']}", soft_wrap=True)
+        _print_table(results, loaded.version)
     if any("error" in result for result in results):
         raise typer.Exit(code=1)
+
+
+def _print_tsv(results: list[dict]) -> None:
+    from mimicflow import EMOTIONS
+
+    print("\t".join(("file", *EMOTIONS, "error")))
+    for result in results:
+        values = (
+            [f"{result['intensities'][e]:.6f}" for e in EMOTIONS]
+            if "error" not in result
+            else [""] * len(EMOTIONS)
+        )
+        print("\t".join((result["file"], *values, result.get("error", ""))))
+
+
+def _print_table(results: list[dict], version: str) -> None:
+    """The answers as a table on stdout; each clip's error one line on stderr."""
+    from mimicflow import EMOTIONS
+
+    table = Table(title=f"ensemble {version}")
+    for column in ("file", *EMOTIONS, "contributions"):
+        table.add_column(column, justify="right" if column in EMOTIONS else "left")
+    for result in results:
+        if "error" not in result:
+            shares = " ".join(
+                f"{m} {i['share']:.2f}" for m, i in result["modalities"].items() if i["present"]
+            )
+            table.add_row(
+                result["file"], *(f"{result['intensities'][e]:.3f}" for e in EMOTIONS), shares
+            )
+    console.print(table)
+    for result in results:
+        if "error" in result:
+            err_console.print(f"[bold red]{result['file']}:[/] {result['error']}", soft_wrap=True)
 
 
 @app.command()

@@ -21,7 +21,9 @@ def face_detector(settings: FaceSettings):
     from mimicflow.perception.faces import load_face_detector
 
     models = {"detector": Path(settings.detector), "mesh": Path(settings.mesh)}
-    return load_face_detector(settings.backend, models, settings.threshold, settings.full_range)
+    return load_face_detector(
+        settings.backend, models, settings.threshold, settings.full_range, settings.far_fallback
+    )
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,10 @@ def faces_batch(
     clips: list[ClipRef],
     settings: FaceSettings,
     folders: ArtefactFolders,
-    compute: Compute = Compute(),
+    compute: Compute | None = None,
 ) -> pd.DataFrame:
     """Every clip's face track; returns the index (one row per clip) and drops stale tracks."""
+    compute = compute or Compute()
     done = sum(folders.face_track(c, settings).exists() for c in clips)
     index = map_jobs(faces, [FacesJob(c, settings, folders) for c in clips], "faces", compute, done)
     prune(Path(folders.faces), set(index["artefact"]) if len(index) else set(), ".npz")

@@ -52,8 +52,9 @@ class FaceSettings(_Keyed):
     threshold: float
     full_range: bool
     alignment: str = "arcface"
+    far_fallback: bool = False
 
-    later_options = (("alignment", "arcface"),)
+    later_options = (("alignment", "arcface"), ("far_fallback", False))
 
     @classmethod
     def from_params(cls, params: Params | ChainParams) -> FaceSettings:
@@ -68,6 +69,7 @@ class FaceSettings(_Keyed):
             faces.threshold,
             faces.full_range,
             faces.alignment,
+            faces.far_fallback,
         )
 
 

@@ -7,7 +7,9 @@ marked missing).
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,7 +18,7 @@ import pandas as pd
 
 from mimicflow import EMOTIONS
 from mimicflow.data.layout import SPLIT_FILES
-from mimicflow.data.media import write_video
+from mimicflow.media import write_video
 
 
 @dataclass(frozen=True)
@@ -154,3 +156,58 @@ def plant_faults(root: Path | str) -> list[PlantedFault]:
     labels = pd.read_csv(train_csv)
     pd.concat([labels, pd.DataFrame(extra_rows)], ignore_index=True).to_csv(train_csv, index=False)
     return list(PLANTED)
+
+
+# ISO BMFF boxes holding a duration (offset of the 32-bit value from the box type, version 0):
+# the movie header, each track header and each media header.
+_MP4_DURATIONS = {b"mvhd": 20, b"tkhd": 24, b"mdhd": 20}
+_MKV_DURATION = b"\x44\x89\x88"  # Matroska Segment/Info/Duration, an 8-byte float
+
+
+def understate_duration(path: Path, factor: float) -> None:
+    """Divide every duration the header of the MP4 or Matroska file at ``path`` states by
+    ``factor``, in place, the streams untouched: what a hostile upload does to slip past a
+    duration limit that reads only the header."""
+    data = bytearray(Path(path).read_bytes())
+    if data[4:8] == b"ftyp":
+        moov = data.index(b"moov")
+        end = moov - 4 + struct.unpack(">I", data[moov - 4 : moov])[0]
+        for box, offset in _MP4_DURATIONS.items():
+            at = data.find(box, moov, end)
+            while at >= 0:
+                duration = struct.unpack(">I", data[at + offset : at + offset + 4])[0]
+                struct.pack_into(">I", data, at + offset, int(duration / factor))
+                at = data.find(box, at + 4, end)
+    else:
+        at = data.index(_MKV_DURATION) + len(_MKV_DURATION)
+        struct.pack_into(">d", data, at, struct.unpack(">d", data[at : at + 8])[0] / factor)
+    Path(path).write_bytes(data)
+
+
+def lying_clip(path: Path, run_s: float, claim_s: float, audio_s: float | None = None) -> Path:
+    """A small 10 fps clip, MP4 (H.264/AAC) or, named ``.mkv``, Matroska (MPEG-4/PCM), whose
+    video runs ``run_s`` seconds (its audio ``audio_s``, default as long) but whose header
+    says ``claim_s``."""
+    audio_s = run_s if audio_s is None else audio_s
+    frames = [np.full((48, 64, 3), 90, np.uint8)] * int(run_s * 10)
+    tone = (0.1 * np.sin(2 * np.pi * 220 * np.arange(int(audio_s * 16000)) / 16000)).astype(
+        np.float32
+    )
+    if Path(path).suffix == ".mkv":
+        with av.open(str(path), "w", format="matroska") as container:
+            video = container.add_stream("mpeg4", rate=10)
+            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+            sound = container.add_stream("pcm_s16le", rate=16000, layout="mono")
+            for image in frames:
+                container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+            container.mux(video.encode())
+            chunk = av.AudioFrame.from_ndarray(
+                (tone * 32767).astype(np.int16)[None, :], format="s16", layout="mono"
+            )
+            chunk.sample_rate, chunk.pts, chunk.time_base = 16000, 0, Fraction(1, 16000)
+            container.mux(sound.encode(chunk))
+            container.mux(sound.encode())
+    else:
+        write_video(path, frames, 10, (64, 48), audio=tone)
+    understate_duration(path, max(run_s, audio_s) / claim_s)
+    return Path(path)

@@ -18,7 +18,7 @@ import pandas as pd
 from mimicflow import EMOTIONS
 from mimicflow.config import ValidateParams
 from mimicflow.data.layout import MANIFEST_COLUMNS, Dataset, LabelRow, load_dataset
-from mimicflow.data.media import MediaError, MediaInfo, file_sha256, probe_media
+from mimicflow.media import MediaError, MediaInfo, file_sha256, probe_media
 from mimicflow.parallel import map_clips
 
 log = logging.getLogger(__name__)
@@ -44,21 +44,24 @@ class ProbedClip:
     sha256: str | None
 
 
-def probe_clip(job: tuple[str, str, str | None]) -> ProbedClip:
-    """Probe and fully decode one clip and its audio file; never raises for bad media."""
-    clip_id, video_path, audio_path = job
+def probe_clip(job: tuple[str, str, str | None, float | None]) -> ProbedClip:
+    """Probe and decode one clip and its audio file, each until a stream runs past the job's
+    last item (seconds; None: to the end); never raises for bad media."""
+    clip_id, video_path, audio_path, stop_after_s = job
     video = audio = None
     video_error = audio_error = sha = None
     try:
-        video = probe_media(video_path)
+        video = probe_media(video_path, stop_after_s=stop_after_s)
         sha = file_sha256(video_path)
     except MediaError as exc:
         video_error = str(exc)
     if audio_path is not None:
         try:
-            audio = probe_media(audio_path)
+            audio = probe_media(audio_path, stop_after_s=stop_after_s)
             if not audio.has_audio or audio.audio_decoded_s <= 0:
                 audio, audio_error = None, "no decodable audio"
+            elif audio.stopped_at_s is not None:
+                audio, audio_error = None, f"longer than {stop_after_s:g} s"
         except MediaError as exc:
             audio_error = str(exc)
     return ProbedClip(clip_id, video, video_error, audio, audio_error, sha)
@@ -70,6 +73,11 @@ def clip_problem(info: MediaInfo, params: ValidateParams) -> str | None:
         return "no video stream (audio-only file)"
     if info.n_frames == 0:
         return "no decodable video frames"
+    if info.stopped_at_s is not None:  # decoding stopped there: whatever the header says
+        return (
+            f"too long: more than {info.stopped_at_s:g} s decodes (maximum "
+            f"{params.max_duration_s} s, validate.max_duration_s)"
+        )
     claimed = info.claimed_duration_s
     decoded = info.decoded_duration_s
     if claimed and decoded < claimed * (1 - params.truncation_tolerance):
@@ -167,7 +175,12 @@ def validate_dataset(
     bad_label_ids = {clip_id for clip_id, _ in quarantine} - set(labels)
 
     jobs = [
-        (clip_id, str(path), str(dataset.audio[clip_id]) if clip_id in dataset.audio else None)
+        (
+            clip_id,
+            str(path),
+            str(dataset.audio[clip_id]) if clip_id in dataset.audio else None,
+            params.max_duration_s,
+        )
         for clip_id, path in sorted(dataset.clips.items())
         if clip_id not in bad_label_ids
     ]

@@ -22,7 +22,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from mimicflow.data.layout import SPLIT_FILES, VIDEO_SUFFIXES, normalise_clip_id
 log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".flac")
 STAMP = "%Y%m%dT%H%M%SZ"  # run ids: the UTC time the run claimed its clips
+NOT_CLIPS = "not_clips"  # the batch's folder of claimed files that are no clips
 
 
 class MonitorBusy(RuntimeError):
@@ -45,10 +46,16 @@ class Run:
 
     id: str
     folder: Path
+    waiting: list[float] = field(default_factory=list)  # when each clip left unsettled settles
 
     @property
     def batch(self) -> Path:
         return self.folder / "batch"
+
+    @property
+    def rejected(self) -> Path:
+        """Files claimed from the inbox that are no clips (kept, with the batch, for a person)."""
+        return self.batch / NOT_CLIPS
 
     @property
     def report(self) -> Path:
@@ -61,6 +68,27 @@ class Run:
 
     def clips(self) -> list[Path]:
         return sorted(p for p in self.batch.glob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+
+    def not_clips(self) -> list[tuple[str, str]]:
+        """``(file, reason)`` for each file claimed that is no clip."""
+        kinds = ", ".join(VIDEO_SUFFIXES)
+        files = sorted(self.rejected.iterdir()) if self.rejected.is_dir() else []
+        return [
+            (f"{NOT_CLIPS}/{p.name}", f"not a clip: no video file suffix ({kinds})") for p in files
+        ]
+
+    def waiting_summary(self) -> dict:
+        """How many clips were left in the inbox to settle (``monitor.settle_s``), and until
+        when (UTC, ISO 8601; None when none waits)."""
+        until = max(self.waiting, default=None)
+        return {
+            "waiting": len(self.waiting),
+            "waiting_until": (
+                None
+                if until is None
+                else datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
+            ),
+        }
 
 
 @contextmanager
@@ -105,6 +133,7 @@ def claim(incoming: Path, work: Path, reports: Path, settle_s: float) -> Run:
     now = time.time()
     for clip in _incoming_clips(incoming):
         if now - clip.stat().st_mtime < settle_s:
+            run.waiting.append(clip.stat().st_mtime + settle_s)
             continue  # maybe still being written
         target = _free_name(run.batch, clip.name)
         os.replace(clip, target)
@@ -125,6 +154,7 @@ def claim(incoming: Path, work: Path, reports: Path, settle_s: float) -> Run:
         if rows:
             path = run.batch / "labels.csv"
             pd.DataFrame(rows).to_csv(path, mode="a", header=not path.exists(), index=False)
+    _claim_not_clips(incoming, run, now - settle_s)
     log.info(
         "run %s: claimed %d new clips from %s (%d in the batch)",
         run.id,
@@ -133,6 +163,25 @@ def claim(incoming: Path, work: Path, reports: Path, settle_s: float) -> Run:
         len(run.clips()),
     )
     return run
+
+
+def _claim_not_clips(incoming: Path, run: Run, settled: float) -> None:
+    """Move the settled files of ``incoming`` (and ``incoming/raw``) that are no clips, label
+    files or hidden files (being written) into ``run.rejected``: quarantined, never left to
+    sit in the inbox unmentioned."""
+    for folder in (incoming, incoming / "raw"):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if (
+                path.is_file()
+                and not path.name.startswith(".")
+                and path.suffix.lower() not in VIDEO_SUFFIXES
+                and path.name not in SPLIT_FILES.values()
+                and path.stat().st_mtime <= settled
+            ):
+                run.rejected.mkdir(parents=True, exist_ok=True)
+                os.replace(path, _free_name(run.rejected, path.name))
 
 
 def archive(run: Run, archive_root: Path) -> Path:
@@ -195,6 +244,10 @@ def _merge(source: Path, target: Path) -> None:
         os.replace(clip, new)
         for audio in _audio_files(source / "audio", clip.stem):
             os.replace(audio, target / "audio" / f"{new.stem}{audio.suffix}")
+    if (source / NOT_CLIPS).is_dir():
+        (target / NOT_CLIPS).mkdir(exist_ok=True)
+        for path in sorted((source / NOT_CLIPS).iterdir()):
+            os.replace(path, _free_name(target / NOT_CLIPS, path.name))
 
 
 def _new_id(*folders: Path) -> str:

@@ -17,6 +17,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
+
 from mimicflow.clip.compute import Compute
 from mimicflow.clip.faces import faces_batch
 from mimicflow.clip.features import encode_set
@@ -25,7 +27,7 @@ from mimicflow.clip.settings import AsrSettings, EncoderSettings, FaceSettings, 
 from mimicflow.clip.speech import speech_batch
 from mimicflow.config import Params
 from mimicflow.data.layout import manifest_clips
-from mimicflow.data.validation import validate_folder
+from mimicflow.data.validation import QUARANTINE_COLUMNS, validate_folder
 from mimicflow.monitoring import inbox
 from mimicflow.monitoring.drift import drift_report
 from mimicflow.monitoring.profile import load_reference, profile
@@ -59,9 +61,9 @@ def run_params(params: Params, run: inbox.Run) -> Params:
 
 def run_monitor(params: Params, incoming: Path | None = None, step: Step = call) -> dict:
     """Process what is in ``incoming`` (default ``monitor.incoming``); returns the summary
-    ``{"drift", "drifted_columns", "report", "clips", ...}`` (``report`` None when no clip came)."""
-    from mimicflow.training.ensemble import ensemble_version
-
+    ``{"drift", "drifted_columns", "report", "clips", "quarantine", "waiting", ...}``: ``drift``
+    is None when no clip was compared (no verdict), ``report`` None when no clip came;
+    ``waiting`` clips are left in the inbox until ``waiting_until`` (``monitor.settle_s``)."""
     settings = params.monitor
     incoming = Path(incoming or settings.incoming)
     if not incoming.is_dir():
@@ -70,11 +72,41 @@ def run_monitor(params: Params, incoming: Path | None = None, step: Step = call)
     work, reports = Path(settings.work), Path(settings.reports)
     with inbox.locked(work):
         run = step("claim", inbox.claim, incoming, work, reports, settings.settle_s)
-        if not run.clips():
+        waiting = run.waiting_summary()
+        if waiting["waiting"]:
+            log.info(
+                "%d clips wait in %s until %s (monitor.settle_s = %g s)",
+                waiting["waiting"],
+                incoming,
+                waiting["waiting_until"],
+                settings.settle_s,
+            )
+        if not run.clips() and not run.not_clips():
             inbox.publish(run, reports)
             log.info("no new clips in %s", incoming)
-            return {"drift": False, "drifted_columns": [], "report": None, "clips": 0}
-        local = run_params(params, run)
+            return NO_VERDICT | {"quarantine": []} | waiting
+        summary = _compare(params, run, reference, projections, step)
+        archived = step("archive", inbox.archive, run, Path(settings.archive))
+        published = step("publish", inbox.publish, run, reports)
+        summary |= {"run": run.id, "archive": str(archived), **waiting}
+        if published is not None:
+            html = published / "report.html"
+            summary["report"] = str(html) if html.is_file() else None
+            (published / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_index(params)
+    return summary
+
+
+NO_VERDICT = {"drift": None, "drifted_columns": [], "report": None, "clips": 0}
+
+
+def _compare(params: Params, run: inbox.Run, reference, projections, step: Step) -> dict:
+    """Validate the batch's clips, take the usable ones through perception, profile them and
+    compare with the reference; the batch's quarantine (validate's and the files that are no
+    clips) goes into the batch. Returns the summary so far."""
+    local = run_params(params, run)
+    checked = None
+    if run.clips():
         checked = step(
             "validate",
             validate_folder,
@@ -85,37 +117,30 @@ def run_monitor(params: Params, incoming: Path | None = None, step: Step = call)
             False,
             f"incoming-{run.id}",  # the batch's GX runs, named by the monitoring run
         )
-        summary = {"drift": False, "drifted_columns": [], "report": None, "clips": 0}
-        if checked["clips_usable"]:
-            perceive(local, step)
-            current, _ = step("profile", profile, local, projections)
-            labels = {"batch": run.id, "model_version": ensemble_version(local.ensemble.out)}
-            summary = step(
-                "drift",
-                drift_report,
-                reference,
-                current,
-                run.report,
-                settings,
-                run.started,
-                labels,
-            )
-            step("workspace", add_run, settings.workspace, run.report / "report.json", run.id)
-        _keep_validation(local, run)
-        archived = step("archive", inbox.archive, run, Path(settings.archive))
-        published = step("publish", inbox.publish, run, reports)
-        summary |= {
-            "quarantined": checked["quarantined_rows"],
-            "run": run.id,
-            "gx_success": checked["gx_manifest_success"],
-            "archive": str(archived),
-        }
-        if published is not None:
-            html = published / "report.html"
-            summary["report"] = str(html) if html.is_file() else None
-            (published / "summary.json").write_text(json.dumps(summary, indent=2))
-    write_index(params)
-    return summary
+    summary = dict(NO_VERDICT)
+    if checked is not None and checked["clips_usable"]:
+        from mimicflow.training.ensemble import ensemble_version
+
+        perceive(local, step)
+        current, _ = step("profile", profile, local, projections)
+        labels = {"batch": run.id, "model_version": ensemble_version(local.ensemble.out)}
+        summary = step(
+            "drift",
+            drift_report,
+            reference,
+            current,
+            run.report,
+            params.monitor,
+            run.started,
+            labels,
+        )
+        step("workspace", add_run, params.monitor.workspace, run.report / "report.json", run.id)
+    quarantine = _keep_validation(local, run, checked is not None)
+    return summary | {
+        "quarantined": len(quarantine),
+        "quarantine": quarantine,
+        "gx_success": None if checked is None else checked["gx_manifest_success"],
+    }
 
 
 def perceive(local: Params, step: Step = call) -> None:
@@ -136,11 +161,17 @@ def perceive(local: Params, step: Step = call) -> None:
         step(f"features-{name}", encode_set, clips, settings, runtime, folders, out, None, False)
 
 
-def _keep_validation(local: Params, run: inbox.Run) -> None:
-    """The batch's manifest and quarantine list go to the archive with it, its data docs to
-    the report."""
-    validated = Path(local.validate_.out)
-    for name in ("manifest.parquet", "quarantine.csv"):
-        shutil.copy2(validated / name, run.batch / name)
-    if (validated / "data_docs").is_dir():
-        shutil.copytree(validated / "data_docs", run.report / "data_docs", dirs_exist_ok=True)
+def _keep_validation(local: Params, run: inbox.Run, validated: bool) -> list[dict]:
+    """The batch's manifest and quarantine list (validate's, plus the files that are no clips)
+    go to the archive with it, its data docs to the report; returns the quarantine list."""
+    folder = Path(local.validate_.out)
+    rows = run.not_clips()
+    if validated:
+        shutil.copy2(folder / "manifest.parquet", run.batch / "manifest.parquet")
+        checked = pd.read_csv(folder / "quarantine.csv", dtype=str, keep_default_na=False)
+        rows = [*checked.itertuples(index=False, name=None), *rows]
+    quarantine = pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
+    quarantine.to_csv(run.batch / "quarantine.csv", index=False)
+    if (folder / "data_docs").is_dir():
+        shutil.copytree(folder / "data_docs", run.report / "data_docs", dirs_exist_ok=True)
+    return [{"file": f, "reason": r} for f, r in quarantine.itertuples(index=False)]

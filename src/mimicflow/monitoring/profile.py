@@ -43,11 +43,14 @@ def brightness(job: tuple[str, str]) -> tuple[float, float]:
     import av
     import cv2
 
+    from mimicflow.media import decode_frames
+
     video, faces = job
     with av.open(video, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
         stream.codec_context.skip_frame = "NONKEY"
-        levels = [frame.to_ndarray(format="gray").mean() for frame in container.decode(stream)]
+        frames = decode_frames(container, stream)  # validate's tolerance: damage ends it quietly
+        levels = [frame.to_ndarray(format="gray").mean() for frame in frames]
     with np.load(faces, allow_pickle=False) as data:
         offsets, jpeg, has_face = data["jpeg_offsets"], data["jpeg"], data["has_face"]
     frames = np.flatnonzero(has_face)

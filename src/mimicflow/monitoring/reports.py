@@ -84,9 +84,11 @@ def _runs(reports: Path) -> str:
         if not summary_file.is_file():
             continue
         s = json.loads(summary_file.read_text())
-        verdict = (
-            '<span class="drift">drift</span>' if s["drift"] else '<span class="ok">no drift</span>'
-        )
+        verdict = {
+            True: '<span class="drift">drift</span>',
+            False: '<span class="ok">no drift</span>',
+            None: '<span class="muted">no verdict (no usable clip)</span>',
+        }[s["drift"]]
         if s.get("warning"):
             verdict += f'<br><span class="muted small-batch">{escape(s["warning"])}</span>'
         columns = ", ".join(s["drifted_columns"]) or "—"

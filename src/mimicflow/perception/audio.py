@@ -8,14 +8,16 @@ from pathlib import Path
 import av
 import numpy as np
 
+from mimicflow.media import decode_frames
+
 SAMPLE_RATE = 16000
 
 
 def decode_audio(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
     """Decode the first audio stream of ``path`` to float32 mono at ``sample_rate``.
 
-    Returns None when the file has no audio stream; decoding stops quietly at damage (what
-    decoded so far is returned).
+    Returns None when the file has no audio stream; damage is met with the validate stage's
+    tolerance (:func:`~mimicflow.media.decode_packets`).
     """
     with av.open(str(path), metadata_errors="ignore") as container:
         if not container.streams.audio:
@@ -23,10 +25,7 @@ def decode_audio(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
-        try:
-            for frame in container.decode(stream):
-                chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(frame))
-        except av.error.FFmpegError:
-            pass
+        for frame in decode_frames(container, stream):
+            chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(frame))
         chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(None))
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)

@@ -30,6 +30,10 @@ SHORT_RANGE_MODEL = "face_detection_short_range.tflite"  # 128×128, faces withi
 FULL_RANGE_MODEL = "face_detection_full_range.tflite"  # 192×192, faces within ~5 m
 MESH_MODEL = "face_landmark.tflite"
 NMS_IOU = 0.3
+# far fallback's last pass: short range on 2x2 tiles of this share of each side (they overlap),
+# on frames whose longer side is at least TILED_MIN_SIDE pixels (smaller ones gain nothing).
+TILE = 0.6
+TILED_MIN_SIDE = 640
 ROI_SCALE = 1.5
 # ArcFace's template puts the mouth corners 0.83 eye distances apart (29.2 px vs 35.2 px at 112).
 MOUTH_HALF_WIDTH = 0.415
@@ -258,6 +262,9 @@ class MediaPipeFaces:
 
     Detections keep BlazeFace's box and score; their five landmarks come from the mesh. Faces the
     mesh rejects (presence below ``min_presence``, as MediaPipe's graph gates them) are dropped.
+    With ``far_fallback`` (short range only), a frame in which no face passes gets a second look
+    by the full-range model and, if still none and the frame is large, the short-range model on
+    four overlapping tiles: small faces in large frames, at that cost only on such frames.
     """
 
     def __init__(
@@ -268,8 +275,14 @@ class MediaPipeFaces:
         score_threshold: float = 0.5,
         min_presence: float = 0.5,
         threads: int = 1,
+        far_fallback: bool = False,
     ):
         self.detector = BlazeFaceDetector(blazeface_dir, full_range, score_threshold, threads)
+        self.fallback = (
+            BlazeFaceDetector(blazeface_dir, True, score_threshold, threads)
+            if far_fallback and not full_range
+            else None
+        )
         self.mesh = FaceMesh(facemesh_dir, threads)
         self.min_presence = min_presence
 
@@ -279,9 +292,40 @@ class MediaPipeFaces:
 
     def detect_with_mesh(self, image: np.ndarray) -> list[tuple[Detection, np.ndarray]]:
         """Each face with its (468, 3) mesh in image pixels."""
+        faces = self._meshed(image, self.detector.detect(image))
+        if not faces and self.fallback is not None:
+            faces = self._meshed(image, self.fallback.detect(image))
+            if not faces and max(image.shape[:2]) >= TILED_MIN_SIDE:
+                faces = self._meshed(image, self._tiled(image))
+        return faces
+
+    def _tiled(self, image: np.ndarray) -> list[Detection]:
+        """Short-range detections on four overlapping tiles (``TILE`` of each side), in image
+        pixels, best first, overlaps merged: faces too small for the whole frame's pass."""
+        height, width = image.shape[:2]
+        tile_h, tile_w = int(height * TILE), int(width * TILE)
+        found: list[Detection] = []
+        for y0 in (0, height - tile_h):
+            for x0 in (0, width - tile_w):
+                offset = np.array([x0, y0], np.float32)
+                for d in self.detector.detect(image[y0 : y0 + tile_h, x0 : x0 + tile_w]):
+                    box = d.box + np.tile(offset, 2)
+                    found.append(Detection(box, d.score, d.landmarks + offset))
+        kept: list[Detection] = []
+        for detection in sorted(found, key=lambda d: -d.score):
+            boxes = np.array([k.box for k in kept]).reshape(-1, 4)
+            if not len(kept) or _iou(detection.box, boxes).max() < NMS_IOU:
+                kept.append(detection)
+        return kept
+
+    def _meshed(
+        self, image: np.ndarray, found: list[Detection]
+    ) -> list[tuple[Detection, np.ndarray]]:
         faces = []
-        for found in self.detector.detect(image):
-            mesh, presence = self.mesh.landmarks_with_score(image, found)
+        for detection in found:
+            mesh, presence = self.mesh.landmarks_with_score(image, detection)
             if presence >= self.min_presence:
-                faces.append((Detection(found.box, found.score, five_points_from_mesh(mesh)), mesh))
+                faces.append(
+                    (Detection(detection.box, detection.score, five_points_from_mesh(mesh)), mesh)
+                )
         return faces

@@ -17,6 +17,7 @@ import av
 import cv2
 import numpy as np
 
+from mimicflow.media import decode_frames
 from mimicflow.perception.detection import Detection, FaceDetector
 
 MESH_POINTS = 468
@@ -74,18 +75,28 @@ class InsightFaceDetector:
 
 
 def load_face_detector(
-    backend: str, models: dict[str, Path], threshold: float, full_range: bool = False
+    backend: str,
+    models: dict[str, Path],
+    threshold: float,
+    full_range: bool = False,
+    far_fallback: bool = False,
 ) -> FaceDetector:
     """Build a backend by name from prepared model folders (``models`` maps role → folder).
 
     ``full_range`` picks BlazeFace's far-face model (group shots); the default short-range model
     suits webcam close-ups (on the demo clips: 100 % of faces found vs 35 % for full range).
+    ``far_fallback``: with the short-range model, the full-range one looks again at a frame in
+    which it found no face (small faces in large frames).
     """
     if backend == "blazeface":
         from mimicflow.perception.face_mediapipe import MediaPipeFaces
 
         return MediaPipeFaces(
-            models["detector"], models["mesh"], full_range=full_range, score_threshold=threshold
+            models["detector"],
+            models["mesh"],
+            full_range=full_range,
+            score_threshold=threshold,
+            far_fallback=far_fallback,
         )
     if backend == "centerface":
         return CenterFaceDetector(models["detector"], threshold)
@@ -118,18 +129,16 @@ def sample_frames(path: Path | str, fps: float) -> SampledFrames:
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         slack = 0.5 / rate  # a frame this close before the target time counts as on time
-        target = 0.0
-        try:
-            for frame in container.decode(stream):
-                if frame.time is None:
-                    continue
-                moment = frame.time - start
-                if moment + slack >= target:
-                    times.append(moment)
-                    images.append(frame.to_ndarray(format="bgr24"))
-                    target = (np.floor((moment + slack) / step) + 1) * step
-        except av.error.FFmpegError:
-            complete = False
+        target, damage = 0.0, []
+        for frame in decode_frames(container, stream, damage=damage):  # validate's tolerance
+            if frame.time is None:
+                continue
+            moment = frame.time - start
+            if moment + slack >= target:
+                times.append(moment)
+                images.append(frame.to_ndarray(format="bgr24"))
+                target = (np.floor((moment + slack) / step) + 1) * step
+        complete = not damage
         claimed = container.duration / av.time_base if container.duration else None
     if claimed and (not times or times[-1] < claimed - step - 2 * slack - 0.05):
         complete = False  # the header promises more video than decodes (a truncated file)

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PRETRAINED = "pretrained"
-MODEL_NAME = "mimicflow-ensemble"  # the model-store entry the package stage writes, the service reads
+MODEL_NAME = (
+    "mimicflow-ensemble"  # the model-store entry the package stage writes, the service reads
+)
 
 
 def model_fields(params: Params | ChainParams, inputs: list[str]) -> list[tuple[str, ...]]:

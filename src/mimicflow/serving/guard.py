@@ -134,6 +134,20 @@ class UploadForm:
             raise Refused(400, f"more than one {self.field!r} part: one clip per request")
 
 
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then defers to the client's."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
 class _OneLineClientErrors(logging.Filter):
     """BentoML logs a request whose body never fully arrived (the client went away, or the
     guard refused it) and a request that fails validation (a 400) with a full traceback; one
@@ -163,27 +177,37 @@ _ONE_LINE = _OneLineClientErrors()
 class RequestGuard:
     """Token, size and upload checks for ``paths`` (and the token for ``/metrics`` too, unless
     configured open); configured once per worker (``configure``) when the service has read its
-    bundle, before any request is served. ``uploads``: the upload endpoints and their field."""
+    bundle, before any request is served. ``uploads``: the upload endpoints and their field;
+    ``features``: the endpoint whose JSON body is read whole (up to ``features_max_bytes``)
+    and checked before BentoML sees it (:func:`~mimicflow.serving.schemas.features_problem`)."""
 
     token: str | None = None
     max_bytes: int | None = None
     guard_metrics: bool = True
+    features_max_bytes: int | None = None
 
     def __init__(
         self,
         app,
         paths: tuple[str, ...] = ("/predict", "/predict_features"),
         uploads: dict[str, str] | None = None,
+        features: str = "/predict_features",
     ):
         self.app = app
         self.paths = paths
         self.uploads = {"/predict": "file"} if uploads is None else uploads
+        self.features = features
 
     @classmethod
     def configure(
-        cls, token: str | None, max_bytes: int | None, guard_metrics: bool = True
+        cls,
+        token: str | None,
+        max_bytes: int | None,
+        guard_metrics: bool = True,
+        features_max_bytes: int | None = None,
     ) -> None:
         cls.token, cls.max_bytes, cls.guard_metrics = token or None, max_bytes, guard_metrics
+        cls.features_max_bytes = features_max_bytes
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_ONE_LINE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -194,29 +218,79 @@ class RequestGuard:
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             headers.setdefault(name, value)  # the first, as Starlette reads them
-        if self.token is not None:
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), self.token):
-                return await _json_error(
-                    send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")]
-                )
-        if not guarded:
+        if not self._authorised(headers):
+            return await _json_error(
+                send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")]
+            )
+        if not guarded or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        form, limit = None, None
         try:
-            if path in self.uploads and scope["method"] == "POST":
-                form = UploadForm(headers.get(b"content-type", b""), self.uploads[path])
-            if self.max_bytes is not None:
-                limit = self.max_bytes + MULTIPART_SLACK
-                length = headers.get(b"content-length")
-                if length is not None and length.isdigit() and int(length) > limit:
-                    raise Refused(413, self._too_large)
+            if path == self.features:
+                body = await self._whole_body(receive, headers)
+                if body is None:  # the client went away
+                    return None
+                return await self.app(scope, _replay(body, receive), send)
+            form, limit = self._upload(path, headers)
         except Refused as exc:
             return await _json_error(send, exc.status, exc.message)
         if form is None and limit is None:
             return await self.app(scope, receive, send)
         await self._checked(scope, receive, send, limit, form)
+
+    def _authorised(self, headers: dict[bytes, bytes]) -> bool:
+        if self.token is None:
+            return True
+        given = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), self.token)
+
+    def _upload(
+        self, path: str, headers: dict[bytes, bytes]
+    ) -> tuple[UploadForm | None, int | None]:
+        """The form parser (upload endpoints) and the byte limit of this request's body."""
+        form = (
+            UploadForm(headers.get(b"content-type", b""), self.uploads[path])
+            if path in self.uploads
+            else None
+        )
+        limit = None
+        if self.max_bytes is not None:
+            limit = self.max_bytes + MULTIPART_SLACK
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                raise Refused(413, self._too_large)
+        return form, limit
+
+    async def _whole_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes | None:
+        """The features endpoint's body, read whole and checked: JSON (by its content type), at
+        most ``features_max_bytes``, the shape and sense of :func:`features_problem`. Returns None
+        when the client disconnected; raises :class:`Refused`."""
+        from mimicflow.serving.schemas import features_problem
+
+        kind = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise Refused(415, "send the clips' features as application/json")
+        cap = self.features_max_bytes
+        too_large = (
+            f"body too large (limit {(cap or 0) / 2**20:g} MB): send fewer clips per request"
+        )
+        length = headers.get(b"content-length")
+        if cap is not None and length is not None and length.isdigit() and int(length) > cap:
+            raise Refused(413, too_large)
+        body = bytearray()
+        while True:
+            item = await receive()
+            if item["type"] == "http.disconnect":
+                return None
+            body += item.get("body", b"")
+            if cap is not None and len(body) > cap:
+                raise Refused(413, too_large)
+            if not item.get("more_body", False):
+                break
+        problem = features_problem(bytes(body))
+        if problem is not None:
+            raise Refused(*problem)
+        return bytes(body)
 
     @property
     def _too_large(self) -> str:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The loaded ensemble's modalities and feature widths, set once per worker at start-up.
 FEATURE_DIMS: dict[str, int] = {}
 FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504: features are stored and fed as float16
+MAX_FEATURE_CLIPS = 64  # clips per /predict_features request: BentoML's largest batch
+STRICT = ConfigDict(strict=True, extra="forbid")  # no "0.1" for 0.1, no "yes" for true, no extras
 
 
 class ModalityInfo(BaseModel):
@@ -34,6 +38,8 @@ class ClipPrediction(FeaturesPrediction):
 
 
 class ModalityFeatures(BaseModel):
+    model_config = STRICT
+
     values: list[list[float]] = Field(description="T × d feature rows (T may be 0: missing)")
     mask: list[bool] | None = Field(
         None, description="(T,) rows that hold the modality; default: all"
@@ -50,6 +56,8 @@ class ModalityFeatures(BaseModel):
 
 class PrecomputedFeatures(BaseModel):
     """One clip's precomputed features, per modality (as ``mimicflow`` encodes them)."""
+
+    model_config = STRICT
 
     features: dict[str, ModalityFeatures]
 
@@ -75,3 +83,43 @@ class PrecomputedFeatures(BaseModel):
                     f"float16's range, |x| <= {FLOAT16_MAX:g}"
                 )
         return self
+
+
+def features_problem(body: bytes) -> tuple[int, str] | None:
+    """Why a ``/predict_features`` body is refused before it is batched, as ``(status,
+    message)``, or None: not JSON or not ``{"clips": [...]}`` alone (400), more than
+    ``MAX_FEATURE_CLIPS`` clips (413), a clip with no row present in any of the model's
+    modalities (422, as ``/predict`` refuses a clip in which nothing was found). Types and
+    widths are pydantic's (strict) check after this one."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return 400, "the body is not valid JSON"
+    if not isinstance(data, dict) or set(data) != {"clips"} or not isinstance(data["clips"], list):
+        return 400, 'the body must be {"clips": [...]}, nothing else'
+    clips = data["clips"]
+    if not clips:
+        return 422, "nothing to predict from: no clips"
+    if len(clips) > MAX_FEATURE_CLIPS:
+        return 413, (
+            f"too many clips: {len(clips)} (limit {MAX_FEATURE_CLIPS} per request): split the batch"
+        )
+    for index, clip in enumerate(clips):
+        features = clip.get("features") if isinstance(clip, dict) else None
+        if isinstance(features, dict) and not any(_present(features.get(m)) for m in FEATURE_DIMS):
+            return 422, (
+                f"nothing to predict from: clip {index} has no row present in any of "
+                f"{', '.join(sorted(FEATURE_DIMS))}"
+            )
+    return None
+
+
+def _present(given) -> bool:
+    """Whether a modality's features hold a present row (malformed ones count: pydantic
+    answers them)."""
+    if not isinstance(given, dict):
+        return given is not None
+    values, mask = given.get("values"), given.get("mask")
+    if not isinstance(values, list) or not isinstance(mask, list | None):
+        return True
+    return bool(values) and (mask is None or any(m is not False for m in mask))

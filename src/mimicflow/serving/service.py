@@ -6,8 +6,9 @@ packaged ensemble and the clip chain's models once, runs one warm-up clip, then 
 
 - ``POST /predict``: one multipart file part ``file``, any container/codec ffmpeg decodes
   (uploads only: a text ``file`` part, e.g. a URL, is a 400 and nothing is fetched);
-- ``POST /predict_features``: ``{"clips": [...]}`` precomputed features, adaptively batched
-  (finite values within float16's range, else a 400 naming the modality and row);
+- ``POST /predict_features``: ``{"clips": [...]}`` precomputed features (JSON, strict types, at
+  most ``MAX_FEATURE_CLIPS`` clips and ``serving.max_features_mb``), adaptively batched (finite
+  values within float16's range, else a 400 naming the modality and row);
 - ``GET /healthz`` ``/livez`` ``/readyz`` (BentoML's), ``GET /docs.json`` (OpenAPI);
 - ``GET /metrics`` (Prometheus).
 
@@ -32,11 +33,16 @@ from mimicflow.serving.bundle import MODEL_NAME
 from mimicflow.serving.guard import RequestGuard
 from mimicflow.serving.schemas import (
     FEATURE_DIMS,
+    MAX_FEATURE_CLIPS,
     ClipPrediction,
     FeaturesPrediction,
     PrecomputedFeatures,
 )
 
+# BentoML sheds (503 "process is overloaded") a queued /predict_features request whose estimated
+# wait exceeds this: at 100 ms, two 64-clip requests at once on 2 cores were already shed.
+BATCH_QUEUE_MS = 60_000
+REQUEST_PREFIX = "mimicflow-request-"  # + worker pid: each request's (and warm-up's) temp folder
 log = logging.getLogger("bentoml.mimicflow")  # BentoML's handlers and format
 DESCRIPTION = """\
 Emotional Mimicry Intensity: six intensities in [0, 1] (Admiration, Amusement, Determination,
@@ -65,14 +71,18 @@ class EMIService:
         from mimicflow.inference import Limits
         from mimicflow.serving.bundle import read_bundle
 
+        _remove_stale_work()
         bundle = read_bundle(Path(self.model_ref.path))
         self.ensemble, self.params = bundle.ensemble, bundle.params
         serving = bundle.serving
-        self.limits = Limits(
-            int(serving.max_upload_mb * 2**20), serving.max_duration_s, self.params.validate_
-        )  # the validate stage's policy, as trained
+        self.limits = Limits.of(serving, self.params.validate_)  # validate's policy, as trained
         token = os.environ.get(serving.token_env)
-        RequestGuard.configure(token, self.limits.max_bytes, serving.guard_metrics)
+        RequestGuard.configure(
+            token,
+            self.limits.max_bytes,
+            serving.guard_metrics,
+            int(serving.max_features_mb * 2**20),
+        )
         FEATURE_DIMS.update(self.ensemble.dims)
         made = self._warm_up()
         if made != {m: self.ensemble.dims[m] for m in made}:
@@ -92,10 +102,10 @@ class EMIService:
     def _warm_up(self) -> dict[str, int]:
         """One synthetic second through the whole chain: every model loads now, not on the
         first request; returns the feature width of each modality."""
-        from mimicflow.data.media import write_video
         from mimicflow.inference import extract_clip
+        from mimicflow.media import write_video
 
-        with tempfile.TemporaryDirectory(prefix="mimicflow-warmup-") as work:
+        with tempfile.TemporaryDirectory(prefix=f"{REQUEST_PREFIX}{os.getpid()}-warmup-") as work:
             clip = Path(work) / "warmup.mp4"
             tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)
             frames = [np.full((96, 128, 3), 128, np.uint8)] * 12
@@ -110,7 +120,7 @@ class EMIService:
 
         from mimicflow.inference import ClipRejected, check_clip, clip_prediction, extract_clip
 
-        with tempfile.TemporaryDirectory(prefix="mimicflow-request-") as work:
+        with tempfile.TemporaryDirectory(prefix=f"{REQUEST_PREFIX}{os.getpid()}-") as work:
             clip = Path(work) / "upload"  # no extension: the content alone decides the format
             shutil.move(file, clip)
             try:
@@ -129,7 +139,12 @@ class EMIService:
                 return JSONResponse({"error": f"the clip could not be decoded ({exc})"}, 422)
         return ClipPrediction(**answer)
 
-    @bentoml.api(route="/predict_features", batchable=True, max_batch_size=64, max_latency_ms=100)
+    @bentoml.api(
+        route="/predict_features",
+        batchable=True,
+        max_batch_size=MAX_FEATURE_CLIPS,
+        max_latency_ms=BATCH_QUEUE_MS,
+    )
     def predict_features(self, clips: list[PrecomputedFeatures]) -> list[FeaturesPrediction]:
         """Six intensities per clip from precomputed features; requests are batched together."""
         from mimicflow.inference import prediction
@@ -143,6 +158,26 @@ class EMIService:
                 features[name] = (values.astype(np.float16), mask)
             batch.append(features)
         return [FeaturesPrediction(**answer) for answer in prediction(self.ensemble, batch)]
+
+
+def _remove_stale_work() -> None:
+    """Remove the request folders of workers that are gone (killed mid-request: their
+    ``TemporaryDirectory`` never ran its cleanup), and this worker's own pid's (a reused pid)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{REQUEST_PREFIX}*-*"):
+        pid = folder.name.removeprefix(REQUEST_PREFIX).split("-")[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("removed %s, left by worker %s", folder, pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 EMIService.add_asgi_middleware(RequestGuard)

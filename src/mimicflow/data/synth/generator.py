@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from mimicflow import EMOTIONS
-from mimicflow.data.media import write_audio, write_video
 from mimicflow.data.synth import face_rig, speech
 from mimicflow.data.synth.scenario import ClipPlan, sample_plans, signal_report
+from mimicflow.media import write_audio, write_video
 from mimicflow.parallel import map_clips
 
 NOISE_FLOOR = 0.002  # room noise, so silence is not digital zero

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +38,8 @@ class MediaInfo:
     channels: int | None = None
     audio_decoded_s: float = 0.0
     decode_errors: int = 0
+    # decoding stopped here (seconds) because a stream ran past ``probe_media``'s ``stop_after_s``
+    stopped_at_s: float | None = None
 
     @property
     def decoded_duration_s(self) -> float:
@@ -54,10 +57,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def probe_media(path: Path | str, decode: bool = True) -> MediaInfo:
+def probe_media(
+    path: Path | str, decode: bool = True, stop_after_s: float | None = None
+) -> MediaInfo:
     """Read a clip's streams and, with ``decode``, decode every packet to measure what is there.
 
-    Raises MediaError when the file is empty or not media at all.
+    With ``stop_after_s``, decoding stops as soon as any stream has decoded more than that many
+    seconds (``stopped_at_s`` says so): a header that understates the duration cannot make a
+    long stream decode to its end. Raises MediaError when the file is empty or not media at all.
     """
     path = Path(path)
     size = path.stat().st_size
@@ -89,42 +96,85 @@ def probe_media(path: Path | str, decode: bool = True) -> MediaInfo:
             info.sample_rate = audio.codec_context.sample_rate
             info.channels = audio.codec_context.channels
         if decode and (video is not None or audio is not None):
-            _decode_all(container, video, audio, info)
+            _decode_all(container, video, audio, info, stop_after_s)
     return info
 
 
-def _decode_all(container, video, audio, info: MediaInfo) -> None:
-    streams = [s for s in (video, audio) if s is not None]
-    if video is not None:
-        video.thread_type = "AUTO"
-    video_end = audio_end = 0.0
-    audio_samples = 0
+@dataclass
+class _Tally:
+    """What has decoded so far: the video's last frame time and the audio's samples."""
+
+    first: float  # the video's start time
+    frame_s: float
+    rate: int  # audio sample rate (0: no audio)
+    video_end: float = 0.0
+    samples: int = 0
+
+    @property
+    def video_s(self) -> float:
+        return max(0.0, self.video_end - self.first + self.frame_s)
+
+    @property
+    def audio_s(self) -> float:
+        return self.samples / self.rate if self.rate else 0.0
+
+    def add(self, frames, is_video: bool, info: MediaInfo) -> None:
+        for frame in frames:
+            if frame.pts is None or frame.time_base is None:
+                continue
+            if is_video:
+                info.n_frames += 1
+                self.video_end = max(self.video_end, float(frame.pts * frame.time_base))
+            else:
+                self.samples += frame.samples
+
+
+def decode_packets(container, *streams, damage: list | None = None) -> Iterator[tuple]:
+    """``(stream, frames)`` per demuxed packet of ``streams``, with validate's tolerance, which
+    every stage that decodes shares: a packet that does not decode is skipped, and demuxing
+    stops quietly at damage (a truncated file): what decoded so far is what the clip holds.
+    Each skipped packet or stop appends its error to ``damage``."""
     try:
         for packet in container.demux(*streams):
             try:
                 frames = packet.decode()
-            except av.error.InvalidDataError:
-                info.decode_errors += 1
+            except av.error.InvalidDataError as exc:
+                if damage is not None:
+                    damage.append(exc)
                 continue
-            for frame in frames:
-                if frame.pts is None or frame.time_base is None:
-                    continue
-                start = float(frame.pts * frame.time_base)
-                if packet.stream is video:
-                    info.n_frames += 1
-                    video_end = max(video_end, start)
-                else:
-                    audio_samples += frame.samples
-                    audio_end = max(audio_end, start + frame.samples / frame.sample_rate)
-    except av.error.FFmpegError:
-        # Demuxing stops at the damage; what decoded so far is what the clip holds.
-        info.decode_errors += 1
+            yield packet.stream, frames
+    except av.error.FFmpegError as exc:
+        if damage is not None:
+            damage.append(exc)
+
+
+def decode_frames(container, stream, damage: list | None = None) -> Iterator:
+    """The frames of one stream, decoded as :func:`decode_packets` does."""
+    for _, frames in decode_packets(container, stream, damage=damage):
+        yield from frames
+
+
+def _decode_all(container, video, audio, info: MediaInfo, stop_after_s: float | None) -> None:
+    streams = [s for s in (video, audio) if s is not None]
+    if video is not None:
+        video.thread_type = "AUTO"
+    first = float(video.start_time * video.time_base) if video and video.start_time else 0.0
+    tally = _Tally(
+        first,
+        1.0 / info.fps if info.fps else 0.0,
+        audio.codec_context.sample_rate or 0 if audio is not None else 0,
+        first,
+    )
+    damage: list = []
+    for stream, frames in decode_packets(container, *streams, damage=damage):
+        tally.add(frames, stream is video, info)
+        if stop_after_s is not None and max(tally.video_s, tally.audio_s) > stop_after_s:
+            info.stopped_at_s = stop_after_s
+            break
+    info.decode_errors = len(damage)
     if video is not None and info.n_frames:
-        first = float(video.start_time * video.time_base) if video.start_time else 0.0
-        frame_s = 1.0 / info.fps if info.fps else 0.0
-        info.video_decoded_s = max(0.0, video_end - first + frame_s)
-    if audio is not None and audio.codec_context.sample_rate:
-        info.audio_decoded_s = audio_samples / audio.codec_context.sample_rate
+        info.video_decoded_s = tally.video_s
+    info.audio_decoded_s = tally.audio_s
 
 
 def _ffmpeg_reason(exc: Exception) -> str:
