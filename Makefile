@@ -14,7 +14,7 @@ setup:  ## system packages + .venv + the project (idempotent)
 
 demo: setup  ## generate the demo data, run the DVC pipeline to the bento and the drift reference, print the results
 	dvc repro package reference
-	mimicflow report
+	mimicflow report --check
 
 compare: demo  ## the comparison table: each recipe's demo flavour, each system, each single input
 	dvc repro compare

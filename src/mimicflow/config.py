@@ -162,7 +162,8 @@ class FeaturesParams(_Section):
 
 class AlignParams(_Section):
     """USTC's Stage I (ABAW8 §3.3): one encoder contrastively aligned with a text encoder on
-    prompts built from each clip's intensities (docs/fidelity.md, :mod:`~mimicflow.training.alignment`).
+    prompts built from each clip's intensities (docs/fidelity.md,
+    :mod:`~mimicflow.training.alignment`).
 
     ``model``: audio: a Whisper model (catalogue name, CTranslate2 folder, ``.pt``) or a
     transformers speech model; visual: a transformers image model, or ``vit-scratch`` (a small
@@ -492,6 +493,17 @@ class ServingParams(_Section):
     guard_metrics: bool = True  # with a token set, /metrics needs it too (false: open to scrapers)
 
 
+class ChecksParams(_Section):
+    """The gates of ``mimicflow report --check`` (the end of ``make demo``): served = evaluated,
+    and the headline figures on the demo's hidden test labels."""
+
+    served_clips: int = Field(24, ge=0)  # test clips re-predicted from their videos (0: all)
+    served_tolerance: float = Field(1e-3, gt=0)  # largest |served − submission| allowed
+    min_fraction_of_oracle: float = Field(0.85, ge=0, le=1)  # ensemble demo-test ρ ÷ oracle
+    # fused demo-test ρ minus the best single input's (`make compare`'s table) is at least this
+    fused_over_single: float = 0.0
+
+
 class Params(_Section):
     data: DataParams = DataParams()
     demo: DemoParams = DemoParams()
@@ -507,6 +519,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     ensemble: EnsembleParams = EnsembleParams()
     serving: ServingParams = ServingParams()
+    checks: ChecksParams = ChecksParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
