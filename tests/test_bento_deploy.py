@@ -13,14 +13,20 @@ from pathlib import Path
 
 import bentoml
 import grimp
+import httpx
+import numpy as np
+import pandas as pd
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from mimicflow import EMOTIONS
 from mimicflow.data.faults import FAULTS
+from mimicflow.features.store import FeatureTable
+from mimicflow.inference import served_vs_stored
 from mimicflow.serving.service import SYSTEM_PACKAGES
 from mimicflow.stages.package import TORCH_CPU_INDEX, serving_requirements
+from mimicflow.training.ensemble import load_ensemble
 
 from .helpers.bento import bento_env, package, serve
 
@@ -116,9 +122,55 @@ def test_sync_http_client_gets_six_intensities_from_the_served_bento(deployed, f
     assert list(answer["intensities"]) == list(EMOTIONS)
     assert all(0 <= v <= 1 for v in answer["intensities"].values())
     assert len(set(blocked.read_text().split())) >= 2  # the server and its worker(s)
-    with pytest.raises(bentoml.exceptions.BentoMLException, match="bearer token"):
-        with bentoml.SyncHTTPClient(url, timeout=120) as client:
-            client.predict(file=clip)
+    with (
+        pytest.raises(bentoml.exceptions.BentoMLException, match="bearer token"),
+        bentoml.SyncHTTPClient(url, timeout=120) as client,
+    ):
+        client.predict(file=clip)
+
+
+def test_every_dataset_clip_served_equals_the_ensembles_stored_prediction(
+    deployed, featured, ensemble_dir
+):
+    """Served = evaluated at scale: every clip of the session's manifest POSTed to the served
+    bento, against the ensemble's prediction from the feature store (what the ensemble stage
+    scores); for the test split that prediction is the stored submission row. A refused clip
+    is one in which the stages found nothing either."""
+    url, _, _ = deployed
+    params, _ = featured
+    manifest = pd.read_parquet(params.validate_.out / "manifest.parquet").set_index("clip_id")
+    submission = pd.read_csv(
+        ensemble_dir.parent / "reports" / "submission.csv", dtype={"Filename": str}
+    )
+    ensemble = load_ensemble(ensemble_dir)
+    stored = ensemble.predict_store(params.features.out, list(manifest.index))
+    stored = stored.rename(columns={"clip_id": "Filename"})
+    test = sorted(submission["Filename"])
+    assert test == sorted(manifest.index[manifest["split"] == "test"])
+    np.testing.assert_allclose(  # the submission is the store's prediction, to its 6 decimals
+        submission.set_index("Filename").loc[test, list(EMOTIONS)],
+        stored.set_index("Filename").loc[test, list(EMOTIONS)],
+        atol=1e-6,
+    )
+    answers = {}
+    for clip_id, row in manifest.iterrows():
+        with open(Path(params.data.root) / row.video_path, "rb") as handle:
+            response = httpx.post(
+                f"{url}/predict",
+                files={"file": (f"{clip_id}.mp4", handle)},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=300,
+            )
+        assert response.status_code in (200, 422), response.text
+        answers[clip_id] = response.json()
+    summary = served_vs_stored(answers, stored, 1e-3)
+    assert summary["compared"] >= 16 and summary["passed"], summary
+    on_test = served_vs_stored({c: answers[c] for c in test}, submission, 1e-3)
+    assert on_test["passed"] and on_test["compared"] == len(test) - len(on_test["refused"])
+    tables = {m: FeatureTable.open(params.features.out / m) for m in ensemble.modalities}
+    for clip_id, error in summary["refused"].items():
+        assert "nothing to predict from" in error
+        assert not any(t.get(clip_id)[1].any() for t in tables.values() if clip_id in t)
 
 
 def _installed_closure(requirements: list[str]) -> set[str]:

@@ -404,7 +404,7 @@ def _checks_pass(settings) -> bool:
     served = check_served(settings, progress=True)
     rows.append(
         {
-            "check": f"served − submission, max |diff| over {served['clips']} test clips",
+            "check": f"served − submission, max |diff| ({served['compared']} test clips)",
             "value": served["max_abs_difference"],
             "limit": served["tolerance"],
             "passed": served["passed"],
