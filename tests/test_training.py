@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -228,12 +227,17 @@ def test_a_missing_ensemble_is_a_clear_error(tmp_path):
         load_ensemble(tmp_path)
 
 
-def test_undefined_folds_do_not_crash_the_ensemble_metrics(ensemble_dir):
-    metrics = json.loads((ensemble_dir.parent / "reports" / "metrics.json").read_text())
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        values = [f["mean_pearson"] for f in metrics["folds"]]
-    assert all(v is None or np.isfinite(v) for v in values)
+def test_undefined_scores_are_null_in_the_ensemble_metrics_never_nan(ensemble_dir):
+    """An undefined score is written as null: ``json.dumps`` would write NaN, which is no JSON."""
+    text = (ensemble_dir.parent / "reports" / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    metrics = json.loads(text)
+    values = [f["mean_pearson"] for f in metrics["folds"]] + [
+        metrics[key]["mean_pearson"]
+        for key in ("out_of_fold", "demo_hidden_test")
+        if key in metrics
+    ]
+    assert values and all(v is None or np.isfinite(v) for v in values)
 
 
 def test_compare_stage_tables_recipes_systems_single_inputs_and_the_baseline(featured, tmp_path):
