@@ -257,7 +257,7 @@ def test_a_batch_too_small_for_a_verdict_says_so(tmp_path):
     tiny = pd.DataFrame([[0.1, 0.2, 0.3, 0.4]] * 2 + [[1.0, -1.0, 0.5, 0.0]], columns=list("abcd"))
     small = drift_report(reference, tiny, tmp_path / "drift" / "small", params.monitor)
     assert small["clips"] == 3 and small["columns"] == list("abcd")
-    assert small["drift"] == (small["share"] >= params.monitor.drift_share)  # a verdict all the same
+    assert small["drift"] == (small["share"] >= params.monitor.drift_share)  # a verdict still
     assert small["warning"] == (
         "only 3 clips (monitor.min_clips = 10): too few for a reliable drift verdict"
     )
