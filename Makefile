@@ -25,11 +25,11 @@ lint: setup  ## layout (ruff format), lint rules (ruff check) and the layer rule
 	ruff check src tests bench flows scripts
 	lint-imports --no-logo
 
-test: lint  ## the default test run (what CI runs)
-	pytest -m "not slow" -q
+test: lint  ## the default test run (what CI runs), with its 15 slowest steps
+	pytest -m "not slow" -q --durations=15
 
-test-fast: lint  ## pure library tests: no pipeline fixtures, no servers (under 2 minutes)
-	pytest -m "not slow and not pipeline" -q
+test-fast: lint  ## the unit tier: offline, no DVC, servers or training runs, nothing written in the repo
+	pytest -m "not slow and not pipeline and not heavy" -q
 
 test-all: lint  ## every test, slow ones included
 	pytest -q

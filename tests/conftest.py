@@ -34,8 +34,9 @@ PIPELINE_FIXTURES = {
 }
 
 
-# The unit tier (`make test-fast`: tests not marked pipeline, slow or gpu) is offline, spawns no
-# DVC, server, package download or Dask, and writes nothing inside the repository.
+# The unit tier (tests not marked pipeline, slow or gpu; `make test-fast` also leaves out the
+# heavy ones) is offline, spawns no DVC, server, package download or Dask, and writes nothing
+# inside the repository.
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = ("127.", "::1", "localhost")
 SPAWN_REFUSED = {"dvc", "bentoml", "prefect", "pip", "evidently", "dask", "uv"}
@@ -73,12 +74,13 @@ def _unit_tier_guard(event: str, args: tuple) -> None:
 sys.addaudithook(_unit_tier_guard)
 
 
-@pytest.fixture(autouse=True)
-def _unit_tier(request):
-    if not any(request.node.get_closest_marker(m) for m in OTHER_TIERS):
-        _unit_test["running"] = request.node.nodeid
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Guard a unit-tier test's set-up (its module fixtures' too), call and teardown."""
+    if not any(item.get_closest_marker(m) for m in OTHER_TIERS):
+        _unit_test["running"] = item.nodeid
     try:
-        yield
+        return (yield)
     finally:
         _unit_test["running"] = None
 
@@ -103,7 +105,7 @@ def _repository_untouched():
     before = _repository_state()
     yield
     changed = sorted(_repository_state() ^ before)
-    assert not changed, f"the tests changed the repository: {changed}"
+    assert not changed, f"the repository changed during the tests (written by one?): {changed}"
 
 
 @contextmanager

@@ -67,6 +67,7 @@ def _spec(model: Path, **extra) -> FinetuneParams:
     return FinetuneParams(model=str(model), **settings)
 
 
+@pytest.mark.heavy
 def test_finetuning_beats_the_frozen_encoder_and_trains_only_the_upper_layers(tmp_path):
     model = _squashed_model(tmp_path / "w2v")
     data = _tones(48, 32)

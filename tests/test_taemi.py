@@ -3,6 +3,7 @@ dropout only in training, and it learns."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mimicflow.fusion.models import build_model
@@ -103,6 +104,7 @@ def test_weights_are_the_present_inputs_shares():
     torch.testing.assert_close(weights.sum(1), torch.ones(4))
 
 
+@pytest.mark.heavy
 def test_it_learns_a_toy_batch():
     model, inputs = _model(), _inputs(batch=16, lengths=tuple(range(1, 9)) * 2)
     target = torch.sigmoid(inputs["text"][0].sum(1)[:, :6] + inputs["audio"][0].mean(1)[:, :6])
