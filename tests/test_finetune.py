@@ -100,6 +100,7 @@ def test_finetuning_beats_the_frozen_encoder_and_trains_only_the_upper_layers(tm
     assert all(torch.equal(before[n], untouched[n]) for n in before)
 
 
+@pytest.mark.heavy
 def test_finetuning_is_deterministic_for_a_seed(tmp_path):
     model, data = tiny_audio_model(tmp_path / "w2v"), _tones(12, 8)
     spec = _spec(model, train_layers=1, epochs=2)

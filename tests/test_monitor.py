@@ -244,6 +244,7 @@ def test_sigkilled_monitor_leaves_no_worker_behind(monitored, tmp_path_factory):
     assert survivors == [], [" ".join(p.cmdline()) for p in survivors]
 
 
+@pytest.mark.heavy
 def test_a_batch_too_small_for_a_verdict_says_so(tmp_path):
     from mimicflow.config import Params
     from mimicflow.monitoring.drift import drift_report

@@ -53,6 +53,7 @@ def test_padding_length_and_content_never_change_a_prediction():
 
 
 @torch.no_grad()
+@pytest.mark.heavy
 def test_a_missing_stream_reads_its_learnable_token_never_the_values_under_its_mask():
     model, inputs = _model(), _inputs()
     for names in (["visual", "motion"], ["audio"], ["text"]):

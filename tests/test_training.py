@@ -444,6 +444,7 @@ def test_fuxi_triplets_are_ordered_by_the_whole_clips_text(store, monkeypatch):
     assert differs  # clips with more sentences than segments: the sampled mean is not the clip's
 
 
+@pytest.mark.heavy
 def test_protocol_final_refits_on_train_and_valid_for_the_chosen_epochs(store, monkeypatch):
     trainer = _trainer(store, "augsburg", FAST.model_copy(update={"epochs": 4}))
     first = trainer.fit()
