@@ -19,7 +19,7 @@ from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.training.adaptation import AdaptData
 from mimicflow.training.finetune import finetune, finetune_encoder, frames, save_encoder
 
-from .helpers.tiny_hf import tiny_audio_model, tiny_emotion_model
+from .helpers.tiny_hf import tiny_audio_model, tiny_emotion_model, whisper_state
 
 
 def _tones(n: int, n_train: int, seconds: float = 0.5) -> AdaptData:
@@ -156,7 +156,7 @@ def _tiny_whisper(folder: Path) -> Path:
     torch.manual_seed(0)
     folder.mkdir(parents=True)
     torch.save(
-        {"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()},
+        {"dims": dims.__dict__, "model_state_dict": whisper_state(Whisper(dims))},
         folder / ALIGNED_WHISPER,
     )
     return folder
