@@ -154,8 +154,9 @@ def test_held_out_batch_from_the_same_generator_reports_no_drift(no_drift, monit
     assert (
         Path(summary["report"]).is_file() and Path(summary["report"]).parent.parent.name == "drift"
     )
-    # the per-clip maps ran on both Dask workers
-    assert len(executed) == 2 and all(count > 0 for count in executed.values()), executed
+    # the per-clip maps ran on the Dask cluster (which worker took which clip is the scheduler's
+    # choice, by timing: results never depend on it, and neither does this check)
+    assert len(executed) == 2 and sum(executed.values()) >= BATCH, executed
     # every clip moved to the archive, with its audio and label rows; none is left behind
     assert not list((incoming / "raw").glob("*.mp4")) and not list((incoming / "audio").glob("*"))
     archived = Path(summary["archive"])
