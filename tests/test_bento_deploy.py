@@ -130,7 +130,7 @@ def test_sync_http_client_gets_six_intensities_from_the_served_bento(deployed, f
 
 
 def test_every_dataset_clip_served_equals_the_ensembles_stored_prediction(
-    deployed, featured, ensemble_dir
+    deployed, featured, ensemble_dir, record_property
 ):
     """Served = evaluated at scale: every clip of the session's manifest POSTed to the served
     bento, against the ensemble's prediction from the feature store (what the ensemble stage
@@ -164,6 +164,9 @@ def test_every_dataset_clip_served_equals_the_ensembles_stored_prediction(
         assert response.status_code in (200, 422), response.text
         answers[clip_id] = response.json()
     summary = served_vs_stored(answers, stored, 1e-3)
+    record_property(
+        "served", {k: summary[k] for k in ("compared", "refused", "max_abs_difference")}
+    )
     assert summary["compared"] >= 16 and summary["passed"], summary
     on_test = served_vs_stored({c: answers[c] for c in test}, submission, 1e-3)
     assert on_test["passed"] and on_test["compared"] == len(test) - len(on_test["refused"])

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -91,7 +92,7 @@ def _perturb_fold(folder, name: str) -> None:
     save_file(state, folder / name)
 
 
-def test_one_perturbed_fold_fails_both_checks(featured, ensemble_dir, tmp_path):
+def test_one_perturbed_fold_fails_both_checks(featured, ensemble_dir, tmp_path, record_property):
     """What ``report --check`` runs, over the session's ensemble (served = its submission),
     then with one fold's weights perturbed and the ensemble stage run again: served no longer
     equals the submission, and demo-test ρ ÷ oracle is below the floor. (The session's
@@ -107,6 +108,7 @@ def test_one_perturbed_fold_fails_both_checks(featured, ensemble_dir, tmp_path):
     )
     settings = params.model_copy(update={"checks": checks, "train": train, "ensemble": reports})
     served = check_served(settings)
+    record_property("served_max_abs_difference", served["max_abs_difference"])
     assert served["passed"] and served["compared"] >= 3, served
 
     shutil.copytree(trained / "folds", tmp_path / "folds")
@@ -123,10 +125,13 @@ def test_one_perturbed_fold_fails_both_checks(featured, ensemble_dir, tmp_path):
         )
     )
     rows = headline_checks(metrics, None, checks)
+    original = json.loads((trained / "reports" / "metrics.json").read_text())
+    record_property("fraction_of_oracle", [original["fraction_of_oracle"], rows[0]["value"]])
     assert rows[0]["passed"] is False and rows[0]["value"] < checks.min_fraction_of_oracle
     served = check_served(  # the perturbed ensemble served, against the trained one's submission
         settings.model_copy(
             update={"ensemble": settings.ensemble.model_copy(update={"out": perturbed.out})}
         )
     )
+    record_property("perturbed_served_max_abs_difference", served["max_abs_difference"])
     assert not served["passed"] and served["max_abs_difference"] > 10 * checks.served_tolerance
