@@ -135,3 +135,26 @@ def test_one_perturbed_fold_fails_both_checks(featured, ensemble_dir, tmp_path, 
     )
     record_property("perturbed_served_max_abs_difference", served["max_abs_difference"])
     assert not served["passed"] and served["max_abs_difference"] > 10 * checks.served_tolerance
+
+
+def test_report_check_prints_the_gates_and_exits_1_when_one_fails(featured, ensemble_dir, tmp_path):
+    """``mimicflow report --check`` over the session's outputs: the served check passes, the
+    session's 16-clip, 3-epoch ensemble is below the demo-test floor, so the command exits 1."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from mimicflow.cli import app
+
+    params, _ = featured
+    raw = params.model_dump(mode="json", by_alias=True)
+    raw["ensemble"] |= {"out": str(ensemble_dir), "reports": str(ensemble_dir.parent / "reports")}
+    raw["checks"] |= {"served_clips": 3}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(
+        app, ["report", "--check", "--params", str(tmp_path / "params.yaml")]
+    )
+    assert result.exit_code == 1, result.output
+    # the table: the floor fails, served = submission passes, fused vs single is not measured
+    assert "checks (params `checks`)" in result.output and "served" in result.output
+    assert result.output.count("FAIL") == 1 and result.output.count("pass") == 1
+    assert "not measured: run `make compare`" in result.output
