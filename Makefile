@@ -17,7 +17,7 @@ setup-test:  ## setup, plus what only the tests need (chromium, npm, the reports
 
 demo: setup  ## generate the demo data, run the DVC pipeline to the bento and the drift reference, print the results
 	dvc repro package reference
-	mimicflow report
+	mimicflow report --check
 
 baseline:  ## commit the run as the DVC baseline: dvc.lock and the metrics and plots files
 	git add dvc.lock pipelines $$(mimicflow outputs --versioned | while read -r p; do [ -e "$$p" ] && echo "$$p"; done)
@@ -35,11 +35,11 @@ lint: setup  ## layout (ruff format), lint rules (ruff check) and the layer rule
 	ruff check src tests bench flows scripts
 	lint-imports --no-logo
 
-test: setup-test lint  ## the default test run (what CI runs)
-	pytest -m "not slow" -q
+test: setup-test lint  ## the default test run (what CI runs), with its 15 slowest steps
+	pytest -m "not slow" -q --durations=15
 
-test-fast: setup-test lint  ## pure library tests: no pipeline fixtures, no servers (under 2 minutes)
-	pytest -m "not slow and not pipeline" -q
+test-fast: setup-test lint  ## the unit tier: offline, no DVC, servers or training runs, nothing written in the repo
+	pytest -m "not slow and not pipeline and not heavy" -q
 
 test-all: setup-test lint  ## every test, slow ones included
 	pytest -q

@@ -110,6 +110,7 @@ def _spec(models, modality="visual", **extra) -> AlignParams:
     )
 
 
+@pytest.mark.heavy
 def test_the_loss_falls_and_aligned_crops_retrieve_their_own_prompt(tiny_models, tmp_path):
     data = _toy()
     metrics = align_encoder(_spec(tiny_models), data, tmp_path / "visual", progress=False)
@@ -218,7 +219,7 @@ def test_a_feature_set_naming_an_adapted_folder_needs_its_entry(tiny_models):
         "train": {"inputs": ["visual"]},
         "monitor": {"modalities": ["visual"]},
     }
-    with pytest.raises(ValueError, match=r"adapt.encoders needs a visual entry 'visual'"):
+    with pytest.raises(ValueError, match=r"adapt\.encoders needs a visual entry 'visual'"):
         Params.model_validate(raw)
     entry = {"method": "align", "modality": "visual", "model": "vit-scratch"}
     assert Params.model_validate(raw | {"adapt": {"encoders": {"visual": entry}}})

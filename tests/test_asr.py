@@ -20,9 +20,8 @@ from mimicflow.perception.audio import SAMPLE_RATE, decode_audio
 
 
 @pytest.fixture(scope="module")
-def asr(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    model = resolve(Params().asr.model, root, catalogue())
+def asr(models_dir):
+    model = resolve(Params().asr.model, models_dir, catalogue())
     return load_asr("faster-whisper", model, threads=2)
 
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import bentoml
 import grimp
+import httpx
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -20,7 +23,10 @@ from packaging.utils import canonicalize_name
 
 from mimicflow import EMOTIONS
 from mimicflow.data.faults import FAULTS
+from mimicflow.features.store import FeatureTable
+from mimicflow.inference import served_vs_stored
 from mimicflow.stages.package import serving_requirements
+from mimicflow.training.ensemble import load_ensemble
 
 from .helpers.bento import bento_env, package, serve
 
@@ -126,6 +132,53 @@ def test_sync_http_client_gets_six_intensities_from_the_served_bento(deployed, f
         client.predict(file=clip)
 
 
+def test_every_dataset_clip_served_equals_the_ensembles_stored_prediction(
+    deployed, featured, ensemble_dir, record_property
+):
+    """Served = evaluated at scale: every clip of the session's manifest POSTed to the served
+    bento, against the ensemble's prediction from the feature store (what the ensemble stage
+    scores); for the test split that prediction is the stored submission row. A refused clip
+    is one in which the stages found nothing either."""
+    url, _, _ = deployed
+    params, _ = featured
+    manifest = pd.read_parquet(params.validate_.out / "manifest.parquet").set_index("clip_id")
+    submission = pd.read_csv(
+        ensemble_dir.parent / "reports" / "submission.csv", dtype={"Filename": str}
+    )
+    ensemble = load_ensemble(ensemble_dir)
+    stored = ensemble.predict_store(params.features.out, list(manifest.index))
+    stored = stored.rename(columns={"clip_id": "Filename"})
+    test = sorted(submission["Filename"])
+    assert test == sorted(manifest.index[manifest["split"] == "test"])
+    np.testing.assert_allclose(  # the submission is the store's prediction, to its 6 decimals
+        submission.set_index("Filename").loc[test, list(EMOTIONS)],
+        stored.set_index("Filename").loc[test, list(EMOTIONS)],
+        atol=1e-6,
+    )
+    answers = {}
+    for clip_id, row in manifest.iterrows():
+        with open(Path(params.data.root) / row.video_path, "rb") as handle:
+            response = httpx.post(
+                f"{url}/predict",
+                files={"file": (f"{clip_id}.mp4", handle)},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=300,
+            )
+        assert response.status_code in (200, 422), response.text
+        answers[clip_id] = response.json()
+    summary = served_vs_stored(answers, stored, 1e-3)
+    record_property(
+        "served", {k: summary[k] for k in ("compared", "refused", "max_abs_difference")}
+    )
+    assert summary["compared"] >= 16 and summary["passed"], summary
+    on_test = served_vs_stored({c: answers[c] for c in test}, submission, 1e-3)
+    assert on_test["passed"] and on_test["compared"] == len(test) - len(on_test["refused"])
+    tables = {m: FeatureTable.open(params.features.out / m) for m in ensemble.modalities}
+    for clip_id, error in summary["refused"].items():
+        assert "nothing to predict from" in error
+        assert not any(t.get(clip_id)[1].any() for t in tables.values() if clip_id in t)
+
+
 def _installed_closure(requirements: list[str]) -> set[str]:
     """The distributions ``requirements`` install, with everything they require."""
     todo, seen = [Requirement(r).name for r in requirements], set()
@@ -144,7 +197,10 @@ def _installed_closure(requirements: list[str]) -> set[str]:
 
 def test_the_serving_extra_covers_every_package_the_service_imports():
     graph = grimp.build_graph(
-        "mimicflow", include_external_packages=True, exclude_type_checking_imports=True
+        "mimicflow",
+        include_external_packages=True,
+        exclude_type_checking_imports=True,
+        cache_dir=None,  # no .grimp_cache written into the repository
     )
     todo, seen = ["mimicflow.serving.service"], set()
     while todo:

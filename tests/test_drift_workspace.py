@@ -138,6 +138,7 @@ def test_evidently_ui_charts_the_drift_share_per_run(two_runs):
     assert sorted(values) == pytest.approx(sorted([first["share"], second["share"]]), abs=1e-4)
 
 
+@pytest.mark.heavy
 def test_a_resumed_run_replaces_its_snapshot_instead_of_adding_a_second(tmp_path):
     """A run that died after adding its snapshot adds it again when resumed (with a report that
     may now cover more clips): the workspace keeps the newer one only."""

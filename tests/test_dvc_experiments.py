@@ -38,6 +38,7 @@ def _outputs() -> tuple[list[str], list[str]]:
     return versioned, cached
 
 
+@pytest.mark.pipeline  # DVC on this repository (it writes .dvc/tmp)
 def test_metrics_and_plots_are_versioned_and_the_rest_is_cached():
     versioned, cached = _outputs()
     assert "reports/training/metrics.json" in versioned

@@ -100,6 +100,7 @@ def locked_repo(tmp_path_factory):
     return repo
 
 
+@pytest.mark.pipeline  # runs DVC
 @pytest.mark.parametrize(
     "key, value, stale",
     [
@@ -135,6 +136,7 @@ def test_a_param_makes_exactly_its_stages_stale(locked_repo, key, value, stale):
         params_file.write_text(original)
 
 
+@pytest.mark.pipeline  # runs DVC
 def test_train_folds_make_one_train_stage_each(tmp_path):
     """``train.folds`` is the only place the fold count lives: three folds, three stages, each
     with its DVCLive metrics declared."""

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mimicflow import EMOTIONS
 from mimicflow.data.expectations import run_data_quality_suites
@@ -64,6 +65,7 @@ def _failed(summary: dict, suite: str) -> set[tuple[str, str | None]]:
     return {(f["expectation"], f["column"]) for f in summary["suites"][suite]["failed"]}
 
 
+@pytest.mark.heavy
 def test_clean_tables_pass_and_data_docs_are_built(tmp_path):
     summary = run_data_quality_suites(_manifest(), _labels(), tmp_path, **LIMITS)
 

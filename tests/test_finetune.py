@@ -19,7 +19,7 @@ from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.training.adaptation import AdaptData
 from mimicflow.training.finetune import finetune, finetune_encoder, frames, save_encoder
 
-from .helpers.tiny_hf import tiny_audio_model, tiny_emotion_model
+from .helpers.tiny_hf import tiny_audio_model, tiny_emotion_model, whisper_state
 
 
 def _tones(n: int, n_train: int, seconds: float = 0.5) -> AdaptData:
@@ -67,6 +67,7 @@ def _spec(model: Path, **extra) -> FinetuneParams:
     return FinetuneParams(model=str(model), **settings)
 
 
+@pytest.mark.heavy
 def test_finetuning_beats_the_frozen_encoder_and_trains_only_the_upper_layers(tmp_path):
     model = _squashed_model(tmp_path / "w2v")
     data = _tones(48, 32)
@@ -99,6 +100,7 @@ def test_finetuning_beats_the_frozen_encoder_and_trains_only_the_upper_layers(tm
     assert all(torch.equal(before[n], untouched[n]) for n in before)
 
 
+@pytest.mark.heavy
 def test_finetuning_is_deterministic_for_a_seed(tmp_path):
     model, data = tiny_audio_model(tmp_path / "w2v"), _tones(12, 8)
     spec = _spec(model, train_layers=1, epochs=2)
@@ -154,7 +156,7 @@ def _tiny_whisper(folder: Path) -> Path:
     torch.manual_seed(0)
     folder.mkdir(parents=True)
     torch.save(
-        {"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()},
+        {"dims": dims.__dict__, "model_state_dict": whisper_state(Whisper(dims))},
         folder / ALIGNED_WHISPER,
     )
     return folder

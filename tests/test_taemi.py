@@ -3,6 +3,7 @@ dropout only in training, and it learns."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mimicflow.fusion.systems import build_model
@@ -52,6 +53,7 @@ def test_padding_length_and_content_never_change_a_prediction():
 
 
 @torch.no_grad()
+@pytest.mark.heavy
 def test_a_missing_stream_reads_its_learnable_token_never_the_values_under_its_mask():
     model, inputs = _model(), _inputs()
     for names in (["visual", "motion"], ["audio"], ["text"]):
@@ -103,6 +105,7 @@ def test_weights_are_the_present_inputs_shares():
     torch.testing.assert_close(weights.sum(1), torch.ones(4))
 
 
+@pytest.mark.heavy
 def test_it_learns_a_toy_batch():
     model, inputs = _model(), _inputs(batch=16, lengths=tuple(range(1, 9)) * 2)
     target = torch.sigmoid(inputs["text"][0].sum(1)[:, :6] + inputs["audio"][0].mean(1)[:, :6])

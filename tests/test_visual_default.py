@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from mimicflow.config import Params
 from mimicflow.data.synth import face_rig
 from mimicflow.models.catalogue import catalogue, prepare
 from mimicflow.perception.face_mediapipe import MediaPipeFaces
@@ -23,7 +22,6 @@ from mimicflow.perception.visual_default import (
     visual_default_features,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 SIZE = (256, 256)
 CROP = 224
 NEUTRAL = dict.fromkeys(face_rig.ACTION_UNITS, 0.0)
@@ -46,8 +44,9 @@ def column(name: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def model_dirs() -> dict[str, Path]:
-    return prepare(["blazeface", "facemesh", "fer2013"], REPO / Params().models.dir, catalogue())
+def model_dirs(models_dir) -> dict[str, Path]:
+    """The session's prepared models (pipeline tier: prepared from the package registry)."""
+    return prepare(["blazeface", "facemesh", "fer2013"], models_dir, catalogue())
 
 
 @pytest.fixture(scope="module")

@@ -564,6 +564,17 @@ def _known_keys(model: type[BaseModel], raw: dict) -> dict:
     return out
 
 
+class ChecksParams(_Section):
+    """The gates of ``mimicflow report --check`` (the end of ``make demo``): served = evaluated,
+    and the headline figures on the demo's hidden test labels."""
+
+    served_clips: int = Field(24, ge=0)  # test clips re-predicted from their videos (0: all)
+    served_tolerance: float = Field(1e-3, gt=0)  # largest |served − submission| allowed
+    min_fraction_of_oracle: float = Field(0.85, ge=0, le=1)  # ensemble demo-test ρ ÷ oracle
+    # fused demo-test ρ minus the best single input's (`make compare`'s table) is at least this
+    fused_over_single: float = 0.0
+
+
 class Params(_Section):
     data: DataParams = DataParams()
     demo: DemoParams = DemoParams()
@@ -579,6 +590,7 @@ class Params(_Section):
     train: TrainParams = Field(default_factory=TrainParams)
     ensemble: EnsembleParams = EnsembleParams()
     serving: ServingParams = ServingParams()
+    checks: ChecksParams = ChecksParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

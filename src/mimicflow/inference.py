@@ -16,6 +16,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import numpy as np
+import pandas as pd
 
 from mimicflow import EMOTIONS
 from mimicflow.clip.chain import clip_features
@@ -26,7 +27,8 @@ from mimicflow.config import ChainParams, Params, ServingParams, ValidateParams
 from mimicflow.data.layout import ClipRef
 from mimicflow.data.validation import clip_problem
 from mimicflow.media import MediaError, MediaInfo, probe_media
-from mimicflow.training.ensemble import Ensemble, contribution_shares
+from mimicflow.paths import StagePaths
+from mimicflow.training.ensemble import Ensemble, contribution_shares, load_ensemble
 
 log = logging.getLogger(__name__)
 
@@ -224,3 +226,52 @@ def predict_clips(
             reason = getattr(exc, "strerror", None) if isinstance(exc, OSError) else None
             results[-1]["error"] = f"cannot read the file: {reason}" if reason else str(exc)
     return results
+
+
+def fixed_sample(clip_ids: list[str], n: int) -> list[str]:
+    """``n`` of ``clip_ids`` spread evenly over their sorted order (all of them for n = 0):
+    the same clips on every run."""
+    ordered = sorted(clip_ids)
+    if n == 0 or n >= len(ordered):
+        return ordered
+    return [ordered[i] for i in np.linspace(0, len(ordered) - 1, n).round().astype(int)]
+
+
+def served_vs_stored(answers: dict[str, dict], stored: pd.DataFrame, tolerance: float) -> dict:
+    """Served = evaluated: each clip's answer (``{"intensities": …}`` or ``{"error": …}``, by
+    clip id) against its stored row (``Filename`` and the six emotions, as in the submission).
+    ``passed``: some clips answered, and the largest absolute difference ≤ ``tolerance``. A clip
+    refused (nothing found in it: no face, no audio, no speech) is listed, not compared."""
+    rows = stored.assign(Filename=stored["Filename"].astype(str)).set_index("Filename")
+    refused = {c: a["error"] for c, a in answers.items() if "error" in a}
+    answered = [c for c in answers if c not in refused]
+    served = np.array([[answers[c]["intensities"][e] for e in EMOTIONS] for c in answered])
+    difference = np.abs(served.reshape(-1, len(EMOTIONS)) - rows.loc[answered, list(EMOTIONS)])
+    largest = float(difference.to_numpy().max()) if answered else None
+    return {
+        "clips": len(answers),
+        "compared": len(answered),
+        "refused": refused,
+        "max_abs_difference": largest,
+        "mean_abs_difference": float(difference.to_numpy().mean()) if answered else None,
+        "clips_over_tolerance": int((difference.max(axis=1) > tolerance).sum()),
+        "tolerance": tolerance,
+        "passed": largest is not None and largest <= tolerance,
+    }
+
+
+def check_served(params: Params, progress: bool = False) -> dict:
+    """``served_vs_stored`` on a fixed sample (``checks.served_clips``) of the submission's
+    clips, each predicted again from its video by the code the endpoint runs."""
+    paths = StagePaths(params)
+    submission = pd.read_csv(paths.reports / "submission.csv", dtype={"Filename": str})
+    clips = fixed_sample(list(submission["Filename"]), params.checks.served_clips)
+    videos = paths.read_manifest().set_index("clip_id").loc[clips, "video_path"]
+    ensemble = load_ensemble(paths.ensemble)
+    answers = predict_clips(
+        ensemble,
+        [Path(params.data.root) / v for v in videos],
+        Limits.from_params(ensemble.params),
+        progress,
+    )
+    return served_vs_stored(dict(zip(clips, answers)), submission, params.checks.served_tolerance)

@@ -108,8 +108,19 @@ def tiny_whisper(path: Path) -> Path:
         n_text_head=2,
         n_text_layer=1,
     )
-    torch.save({"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()}, path)
+    torch.save({"dims": dims.__dict__, "model_state_dict": whisper_state(Whisper(dims))}, path)
     return path
+
+
+def whisper_state(model) -> dict:
+    """A random openai-whisper model's state with every tensor set: its decoder's positional
+    embedding is ``torch.empty`` (whatever the memory held, NaN at times, so that the same
+    checkpoint read twice could differ from itself)."""
+    import torch
+
+    with torch.no_grad():
+        model.decoder.positional_embedding.normal_(0.0, 0.02)
+    return model.state_dict()
 
 
 def tiny_image_model(folder: Path) -> Path:

@@ -351,8 +351,18 @@ def _print_table(results: list[dict], version: str) -> None:
 
 
 @app.command()
-def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
-    """Print what the pipeline has produced so far (the end of ``make demo``)."""
+def report(
+    params: ParamsOption = DEFAULT_PARAMS_FILE,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="also gate (exit 1): a sample of test clips served = their submission rows, "
+            "and the headline figures (params `checks`)",
+        ),
+    ] = False,
+) -> None:
+    """Print what the pipeline has produced so far (``--check``: the end of ``make demo``)."""
     import pandas as pd
 
     from mimicflow.data.synth.truth import oracle
@@ -366,8 +376,26 @@ def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     summary_path = paths.validation_summary
     if not summary_path.exists():
         raise fail(f"{summary_path} not found: run `dvc repro` first")
+    _print_stages(paths)
+    quarantine = pd.read_csv(paths.quarantine, dtype=str)
+    if len(quarantine):
+        console.print(f"[bold]quarantined[/] ({len(quarantine)}):")
+        for row in quarantine.head(20).itertuples():
+            console.print(f"  {row.Filename}: {row.reason}")
+    console.print(f"data docs: {paths.data_docs / 'index.html'}")
+    reports = paths.reports
+    if (reports / "compare.json").exists():
+        _print_compare(json.loads((reports / "compare.json").read_text()))
+    if (reports / "metrics.json").exists():
+        _print_ensemble(json.loads((reports / "metrics.json").read_text()))
+    if check and not _checks_pass(settings):
+        raise typer.Exit(code=1)
+
+
+def _print_stages(paths) -> None:
+    """A table of each stage's metrics file that exists."""
     stages = [
-        ("validate", summary_path),
+        ("validate", paths.validation_summary),
         ("faces", paths.metrics(paths.faces)),
         ("asr", paths.metrics(paths.transcripts)),
     ]
@@ -384,17 +412,47 @@ def report(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
         for key, value in json.loads(path.read_text()).items():
             table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
         console.print(table)
-    quarantine = pd.read_csv(paths.quarantine, dtype=str)
-    if len(quarantine):
-        console.print(f"[bold]quarantined[/] ({len(quarantine)}):")
-        for row in quarantine.head(20).itertuples():
-            console.print(f"  {row.Filename}: {row.reason}")
-    console.print(f"data docs: {paths.data_docs / 'index.html'}")
-    reports = paths.reports
-    if (reports / "compare.json").exists():
-        _print_compare(json.loads((reports / "compare.json").read_text()))
-    if (reports / "metrics.json").exists():
-        _print_ensemble(json.loads((reports / "metrics.json").read_text()))
+
+
+def _checks_pass(settings) -> bool:
+    """Run and print the gates of ``report --check``; whether all that were measured passed."""
+    from mimicflow.inference import check_served
+    from mimicflow.paths import StagePaths
+    from mimicflow.training.gates import headline_checks
+
+    reports = StagePaths(settings).reports
+    for needed in (reports / "metrics.json", reports / "submission.csv"):
+        if not needed.exists():
+            raise fail(f"{needed} not found: run `dvc repro ensemble` first")
+    compare = reports / "compare.json"
+    rows = headline_checks(
+        json.loads((reports / "metrics.json").read_text()),
+        json.loads(compare.read_text()) if compare.exists() else None,
+        settings.checks,
+    )
+    served = check_served(settings, progress=True)
+    rows.append(
+        {
+            "check": f"served − submission, max |diff| ({served['compared']} test clips)",
+            "value": served["max_abs_difference"],
+            "limit": served["tolerance"],
+            "passed": served["passed"],
+            "note": "; ".join(f"{c} refused: {e}" for c, e in served["refused"].items()),
+        }
+    )
+    view = Table(title="checks (params `checks`)")
+    for column in ("check", "value", "limit", "result"):
+        view.add_column(column, justify="left" if column == "check" else "right")
+    for row in rows:
+        result = {True: "[green]pass", False: "[bold red]FAIL", None: "not measured"}
+        value = "" if row["value"] is None else f"{row['value']:.4g}"
+        limit = ("≤ " if row is rows[-1] else "≥ ") + f"{row['limit']:g}"
+        view.add_row(row["check"], value, limit, result[row["passed"]])
+    console.print(view)
+    for row in rows:
+        if row.get("note"):
+            console.print(f"{row['check']}: {row['note']}", soft_wrap=True)
+    return all(row["passed"] is not False for row in rows)
 
 
 def _fmt(value) -> str:
