@@ -64,6 +64,9 @@ class ModelsParams(_Section):
         "all-minilm-l6-v2",
     )
     entries: dict[str, ModelEntry] = {}
+    # A local mirror of downloaded hub weights (DIR/org/name): `mimicflow recipe apply` and
+    # `recipe check` resolve a recipe's hub ids to it (--weights overrides).
+    weights: Path | None = None
 
 
 class FacesParams(_Section):
@@ -162,7 +165,8 @@ class FeaturesParams(_Section):
 
 class AlignParams(_Section):
     """USTC's Stage I (ABAW8 §3.3): one encoder contrastively aligned with a text encoder on
-    prompts built from each clip's intensities (docs/fidelity.md, :mod:`~mimicflow.training.alignment`).
+    prompts built from each clip's intensities (docs/fidelity.md,
+    :mod:`~mimicflow.training.alignment`).
 
     ``model``: audio: a Whisper model (catalogue name, CTranslate2 folder, ``.pt``) or a
     transformers speech model; visual: a transformers image model, or ``vit-scratch`` (a small
