@@ -25,7 +25,7 @@ from mimicflow.perception.encoders import (
     ModelUnavailable,
     batch_first,
 )
-from mimicflow.perception.standins import save_chatglm3
+from mimicflow.perception.miniature import chatglm3_model
 
 from .helpers.tiny_hf import (
     tiny_audio_model,
@@ -226,7 +226,7 @@ def test_custom_code_needs_trust_remote_code(tmp_path):
 def test_chatglm3_text_features_are_the_real_tokens_batch_first(tmp_path):
     """Fuxi's text path on the ChatGLM3 stand-in: the layers come from ``hidden_states``, are
     turned batch-first, and the left-padded rows give each text's own tokens (as alone)."""
-    folder = save_chatglm3(tmp_path / "chatglm3", layers=3)
+    folder = chatglm3_model(tmp_path / "chatglm3", layers=3)
     texts = ["i am so happy !", "wow .", "this is awful , so sad ."]
 
     def encoder(pooling):

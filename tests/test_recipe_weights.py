@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mimicflow.cli import app
 from mimicflow.config import load_params
-from mimicflow.perception.standins import save_chatglm3
+from mimicflow.perception.miniature import chatglm3_model
 
 from .helpers.tiny_hf import tiny_audio_model
 
@@ -31,7 +31,7 @@ def mirror(tmp_path):
     """Fuxi's HuBERT and ChatGLM3 downloaded (tiny models), its MAE and Whisper not."""
     folder = tmp_path / "weights"
     tiny_audio_model(folder / "facebook" / "hubert-base-ls960")
-    save_chatglm3(folder / "THUDM" / "chatglm3-6b")
+    chatglm3_model(folder / "THUDM" / "chatglm3-6b")
     return folder
 
 

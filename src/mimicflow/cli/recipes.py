@@ -1,9 +1,10 @@
-"""``mimicflow recipe list``, ``apply`` and ``check``: the papers' configurations and the models
-they need."""
+"""``mimicflow recipe list``, ``apply``, ``check`` and ``dry-run``: the papers' configurations,
+the models they need, and each paper flavour end to end on miniature models."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -188,3 +189,60 @@ def _needs_table(title: str, needs) -> None:
         where = n.source if n.path is None else f"{n.source}: {n.path}"
         view.add_row(n.stage, n.key, n.hub_id or n.model, where, count)
     console.print(view)
+
+
+@recipe_app.command("dry-run")
+def recipe_dry_run(
+    name: Annotated[str, typer.Argument(help="a recipe's name (`mimicflow recipe list`)")],
+    clips: Annotated[int, typer.Option("--clips", min=4, help="demo clips to run on")] = 12,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="a dataset to take the clips from (default: synthesised)"),
+    ] = None,
+    scratch: Annotated[
+        Path | None,
+        typer.Option("--scratch", help="the folder everything is written to (wiped first)"),
+    ] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the scratch folder")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
+    params: ParamsOption = DEFAULT_PARAMS_FILE,
+    recipes: RecipesOption = DEFAULT_RECIPES_DIR,
+) -> None:
+    """The recipe's paper flavour end to end on miniature models of its architectures and a
+    few demo clips: one row per stage (seconds, outputs, peak RSS); a failure names its
+    stage and exits 1."""
+    import tempfile
+
+    from mimicflow.cli._app import read_params
+    from mimicflow.stages.dryrun import DryRun, DryRunFailed
+
+    recipe = _recipe(name, recipes)
+    if data is not None and not data.is_dir():
+        raise fail(f"--data {data}: no such folder")
+    base = read_params(params) if params.is_file() else Params()
+    scratch = scratch or Path(tempfile.gettempdir()) / f"mimicflow-dry-run-{name}"
+    run = DryRun(recipe, base, scratch, clips, data and data.resolve())
+
+    def show(row) -> None:
+        if not as_json:
+            console.print(
+                f"{row.stage:>9}  {row.seconds:7.1f} s  {row.peak_rss_mb:7.0f} MB  {row.outputs}",
+                markup=False,
+                highlight=False,
+            )
+
+    try:
+        rows = run.run(show)
+    except DryRunFailed as exc:
+        if as_json:
+            done = [r.as_dict() for r in run.rows]
+            sys.stdout.write(json.dumps({"failed": exc.stage, "stages": done}, indent=2) + "\n")
+        sys.stderr.write(f"error: {exc} (its files: {run.scratch})\n")
+        raise typer.Exit(code=1) from exc
+    if as_json:
+        sys.stdout.write(json.dumps([r.as_dict() for r in rows], indent=2) + "\n")
+    else:
+        total = sum(r.seconds for r in rows)
+        console.print(f"dry-run of {name} passed: {len(rows)} stages in {total:.0f} s")
+    if not keep:
+        shutil.rmtree(run.scratch, ignore_errors=True)

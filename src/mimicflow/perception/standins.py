@@ -6,23 +6,24 @@ ChatGLM3 (``THUDM/chatglm3-6b``): ``AutoModel`` is ``ChatGLMForConditionalGenera
 forward returns ``CausalLMOutputWithPast`` (no ``last_hidden_state``) with sequence-first hidden
 states (``[s, b, h]``: one per block input, then the last block's output before the final
 norm), and its tokenizer pads on the left. The stand-in is a causal transformer of that shape;
-:func:`save_chatglm3` writes it as a model folder whose ``auto_map`` points at this module, so
-it loads only with ``trust_remote_code``, as the real one does.
+:func:`mimicflow.perception.miniature.chatglm3_model` writes it as a model folder whose
+``auto_map`` points at this module, so it loads only with ``trust_remote_code``, as the real
+one does.
+
+GTE (``Alibaba-NLP/gte-en-mlm-base``): its classes (``NewConfig``, ``NewModel``, model type
+``new``) live in ``Alibaba-NLP/new-impl``; it is an encoder whose output is batch-first with a
+``last_hidden_state`` and a pooled output, and its tokenizer pads on the right.
+:func:`mimicflow.perception.miniature.gte_model` writes a BERT of that contract under those
+class names (its ``auto_map`` points into the folder, where the real one points at
+``new-impl``).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 from torch import nn
-from transformers import BertTokenizer, PretrainedConfig, PreTrainedModel
+from transformers import BertConfig, BertModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
-
-WORDS = (
-    "[PAD] [UNK] [CLS] [SEP] [MASK] i am so happy sad this is wonderful awful ha funny wow . , !"
-)
 
 
 class ChatGLMConfig(PretrainedConfig):
@@ -120,35 +121,21 @@ class ChatGLMForConditionalGeneration(PreTrainedModel):
         )
 
 
+class NewConfig(BertConfig):
+    """GTE's config (model type ``new``)."""
+
+    model_type = "new"
+
+
+class NewModel(BertModel):
+    """GTE's encoder contract: batch-first ``last_hidden_state``, pooled output, right padding."""
+
+    config_class = NewConfig
+
+
 SHIMS = {
     "configuration_chatglm.py": "from mimicflow.perception.standins import ChatGLMConfig\n",
     "modeling_chatglm.py": (
         "from mimicflow.perception.standins import ChatGLMForConditionalGeneration\n"
     ),
 }
-
-
-def save_chatglm3(folder: Path | str, layers: int = 2, hidden: int = 32) -> Path:
-    """A ChatGLM3 stand-in folder (random weights, a left-padding tokenizer) that
-    ``AutoModel``/``AutoTokenizer`` load with ``trust_remote_code``, as ``THUDM/chatglm3-6b``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(WORDS.split()) + "\n")
-    tokenizer = BertTokenizer(
-        vocab=str(vocab),
-        padding_side="left",
-        model_input_names=["input_ids", "attention_mask"],
-    )
-    tokenizer.save_pretrained(folder)
-    config = ChatGLMConfig(num_layers=layers, hidden_size=hidden, ffn_hidden_size=2 * hidden)
-    ChatGLMForConditionalGeneration(config).save_pretrained(folder)
-    for name, text in SHIMS.items():
-        (folder / name).write_text(text)
-    meta = json.loads((folder / "config.json").read_text())
-    meta["auto_map"] = {
-        "AutoConfig": "configuration_chatglm.ChatGLMConfig",
-        "AutoModel": "modeling_chatglm.ChatGLMForConditionalGeneration",
-    }
-    (folder / "config.json").write_text(json.dumps(meta, indent=2))
-    return folder
