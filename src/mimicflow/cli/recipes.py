@@ -205,23 +205,44 @@ def recipe_dry_run(
     ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="keep the scratch folder")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
+    inside: Annotated[bool, typer.Option("--inside", hidden=True)] = False,
     params: ParamsOption = DEFAULT_PARAMS_FILE,
     recipes: RecipesOption = DEFAULT_RECIPES_DIR,
 ) -> None:
     """The recipe's paper flavour end to end on miniature models of its architectures and a
     few demo clips: one row per stage (seconds, outputs, peak RSS); a failure names its
-    stage and exits 1."""
+    stage and exits 1. It runs in a process whose temporary files and caches all lie in the
+    scratch folder (removed after a pass unless --keep)."""
+    import os
+    import subprocess
     import tempfile
 
-    from mimicflow.cli._app import read_params
-    from mimicflow.stages.dryrun import DryRun, DryRunFailed
+    from mimicflow.stages.dryrun import scratch_env
 
     recipe = _recipe(name, recipes)
     if data is not None and not data.is_dir():
         raise fail(f"--data {data}: no such folder")
+    scratch = (scratch or Path(tempfile.gettempdir()) / f"mimicflow-dry-run-{name}").resolve()
+    if inside:
+        _dry_run(recipe, params, scratch, clips, data and data.resolve(), as_json)
+        return
+    command = [sys.executable, "-m", "mimicflow.cli", "recipe", "dry-run", name, "--inside"]
+    command += ["--clips", str(clips), "--scratch", str(scratch), "--params", str(params)]
+    command += ["--recipes", str(recipes), *(["--data", str(data)] if data else [])]
+    command += ["--json"] if as_json else []
+    env = os.environ | scratch_env(scratch)
+    code = subprocess.run(command, env=env, check=False).returncode
+    if code == 0 and not keep:
+        shutil.rmtree(scratch, ignore_errors=True)
+    raise typer.Exit(code=code)
+
+
+def _dry_run(recipe, params: Path, scratch: Path, clips: int, data, as_json: bool) -> None:
+    from mimicflow.cli._app import read_params
+    from mimicflow.stages.dryrun import DryRun, DryRunFailed
+
     base = read_params(params) if params.is_file() else Params()
-    scratch = scratch or Path(tempfile.gettempdir()) / f"mimicflow-dry-run-{name}"
-    run = DryRun(recipe, base, scratch, clips, data and data.resolve())
+    run = DryRun(recipe, base, scratch, clips, data)
 
     def show(row) -> None:
         if not as_json:
@@ -237,12 +258,10 @@ def recipe_dry_run(
         if as_json:
             done = [r.as_dict() for r in run.rows]
             sys.stdout.write(json.dumps({"failed": exc.stage, "stages": done}, indent=2) + "\n")
-        sys.stderr.write(f"error: {exc} (its files: {run.scratch})\n")
+        sys.stderr.write(f"error: {exc} (its files: {scratch})\n")
         raise typer.Exit(code=1) from exc
     if as_json:
         sys.stdout.write(json.dumps([r.as_dict() for r in rows], indent=2) + "\n")
     else:
         total = sum(r.seconds for r in rows)
-        console.print(f"dry-run of {name} passed: {len(rows)} stages in {total:.0f} s")
-    if not keep:
-        shutil.rmtree(run.scratch, ignore_errors=True)
+        console.print(f"dry-run of {recipe.name} passed: {len(rows)} stages in {total:.0f} s")

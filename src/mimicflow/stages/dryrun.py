@@ -14,11 +14,11 @@ remote-code modules, caches) lies in the scratch folder; a rerun wipes it first.
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ import pandas as pd
 from mimicflow import EMOTIONS
 from mimicflow.config import Params
 from mimicflow.data.layout import SPLIT_FILES, load_dataset
+from mimicflow.fusion.metrics import UndefinedMetricWarning
 from mimicflow.models.catalogue import catalogue, is_prepared
 from mimicflow.recipes import Recipe, leaves, merge, recipe_overlay
 from mimicflow.weights import MODEL_KEYS, hub_id, with_mirror
@@ -74,8 +75,12 @@ def peak_rss_mb() -> float:
     return round(max(own, children) / 1024, 1)  # kB on Linux
 
 
-def contain(scratch: Path) -> None:
-    """Point every cache and temporary folder the stages write at ``scratch``."""
+def scratch_env(scratch: Path) -> dict[str, str]:
+    """Wipe ``scratch`` (a rerun starts clean) and return the environment that points every
+    temporary folder and cache the stages write into it: the dry-run's process starts with it,
+    so even a killed run leaves nothing outside."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    env = {}
     for variable, name in (
         ("TMPDIR", "tmp"),
         ("HF_MODULES_CACHE", "hf-modules"),
@@ -83,8 +88,8 @@ def contain(scratch: Path) -> None:
         ("BENTOML_HOME", "bentoml"),
     ):
         (scratch / name).mkdir(parents=True, exist_ok=True)
-        os.environ[variable] = str(scratch / name)
-    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+        env[variable] = str(scratch / name)
+    return env
 
 
 def model_depths(overlay: dict, adapted: Path) -> dict[str, int]:
@@ -171,8 +176,9 @@ def _models_dir(base: Params, scratch: Path) -> Path:
 
 
 class DryRun:
-    """One recipe's dry-run in ``scratch``: :meth:`run` returns a :class:`StageRow` per stage
-    or raises :class:`DryRunFailed` naming the stage."""
+    """One recipe's dry-run in ``scratch`` (in a process started with :func:`scratch_env`):
+    :meth:`run` returns a :class:`StageRow` per stage or raises :class:`DryRunFailed` naming
+    the stage."""
 
     def __init__(self, recipe: Recipe, base: Params, scratch: Path, clips: int, data: Path | None):
         self.recipe, self.base, self.clips, self.data = recipe, base, clips, data
@@ -181,12 +187,12 @@ class DryRun:
         self.rows: list[StageRow] = []
 
     def run(self, on_row: Callable[[StageRow], None] | None = None) -> list[StageRow]:
-        shutil.rmtree(self.scratch, ignore_errors=True)  # a rerun starts clean
-        contain(self.scratch)
         for stage, step in self.steps():
             started = time.perf_counter()
             try:
-                outputs = step()
+                with warnings.catch_warnings():  # a few clips: some Pearsons are undefined
+                    warnings.simplefilter("ignore", UndefinedMetricWarning)
+                    outputs = step()
             except Exception as exc:  # any failure is the stage's: named, one line
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 raise DryRunFailed(stage, f"{type(exc).__name__}: {reason}") from exc
