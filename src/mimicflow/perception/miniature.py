@@ -289,7 +289,7 @@ MINIATURES = {
 
 def build_miniature(hub_id: str, folder: Path, layers: int = 2) -> Path:
     """The miniature of ``hub_id`` with ``layers`` layers in ``folder``; an id with no
-    miniature raises KeyError naming those there are."""
+    miniature raises LookupError naming those there are."""
     if hub_id not in MINIATURES:
-        raise KeyError(f"no miniature of {hub_id} (there are: {', '.join(MINIATURES)})")
+        raise LookupError(f"no miniature of {hub_id} (there are: {', '.join(MINIATURES)})")
     return MINIATURES[hub_id](Path(folder), max(2, layers))
