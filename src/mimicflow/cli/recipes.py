@@ -214,6 +214,7 @@ def recipe_dry_run(
     stage and exits 1. It runs in a process whose temporary files and caches all lie in the
     scratch folder (removed after a pass unless --keep)."""
     import os
+    import signal
     import subprocess
     import tempfile
 
@@ -231,7 +232,16 @@ def recipe_dry_run(
     command += ["--recipes", str(recipes), *(["--data", str(data)] if data else [])]
     command += ["--json"] if as_json else []
     env = os.environ | scratch_env(scratch)
-    code = subprocess.run(command, env=env, check=False).returncode
+    child = subprocess.Popen(command, env=env)
+
+    def stop(signum, _frame):  # a killed dry-run stops its run too
+        child.terminate()
+        child.wait()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = child.wait()
     if code == 0 and not keep:
         shutil.rmtree(scratch, ignore_errors=True)
     raise typer.Exit(code=code)
