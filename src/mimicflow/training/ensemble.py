@@ -57,7 +57,7 @@ def build_ensemble(fold_dirs: list[Path], out: Path, params: Params) -> Path:
         "params": params.model_dump(
             mode="json",
             by_alias=True,
-            include={"validate", "faces", "asr", "features", "models", "train"},
+            include={"validate", "faces", "asr", "features", "models", "train", "monitor"},
         ),
     }
     (out / "ensemble.json").write_text(json.dumps(description, indent=2))
