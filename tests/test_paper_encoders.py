@@ -23,7 +23,9 @@ from mimicflow.perception.encoders import (
     HFTextEncoder,
     HFVisualEncoder,
     ModelUnavailable,
+    batch_first,
 )
+from mimicflow.perception.miniature import chatglm3_model
 
 from .helpers.tiny_hf import (
     tiny_audio_model,
@@ -74,14 +76,16 @@ def test_vad_head_outputs_follow_the_hidden_states(tmp_path):
 def test_a_checkpoint_without_the_head_fails_clearly(tmp_path):
     with pytest.raises(ModelUnavailable, match=r"no regression head \(classifier\.dense\.bias"):
         HFAudioEncoder(tiny_audio_model(tmp_path / "w2v"), head_outputs=True, device="cpu")
-    with pytest.raises(ModelUnavailable, match="is a vit model: features.sets.<name>.head_outputs"):
+    with pytest.raises(
+        ModelUnavailable, match=r"is a vit model: features\.sets\.<name>\.head_outputs"
+    ):
         HFAudioEncoder(tiny_image_model(tmp_path / "vit"), head_outputs=True, device="cpu")
 
 
 def test_head_outputs_need_a_transformers_model():
     settings = EncoderSettings("audio", "whisper-tiny.en.pt", head_outputs=True)
     with pytest.raises(
-        ModelUnavailable, match="is a Whisper model: features.sets.<name>.head_outputs"
+        ModelUnavailable, match=r"is a Whisper model: features\.sets\.<name>\.head_outputs"
     ):
         AudioEncoder(settings, Runtime("cpu", 1)).encode([_noise(1.0)])
 
@@ -214,6 +218,47 @@ def test_custom_code_needs_trust_remote_code(tmp_path):
     trusted = HFTextEncoder(folder, device="cpu", trust_remote_code=True)
     assert type(trusted.model).__name__ == "TinyGLMModel"
     assert trusted.encode(["i am so happy !"])[0].shape == (1, 32)
+
+
+# --- ChatGLM3's contract: no last_hidden_state, [s, b, h] states, left padding ----------------
+
+
+def test_chatglm3_text_features_are_the_real_tokens_batch_first(tmp_path):
+    """Fuxi's text path on the ChatGLM3 stand-in: the layers come from ``hidden_states``, are
+    turned batch-first, and the left-padded rows give each text's own tokens (as alone)."""
+    folder = chatglm3_model(tmp_path / "chatglm3", layers=3)
+    texts = ["i am so happy !", "wow .", "this is awful , so sad ."]
+
+    def encoder(pooling):
+        return HFTextEncoder(
+            folder, layers=(1, 3), pooling=pooling, device="cpu", trust_remote_code=True
+        )
+
+    tokens = encoder("tokens")
+    assert tokens.tokenizer.padding_side == "left" and tokens.info.dim == 64
+    batch = tokens.encode(texts)
+    ids = [tokens.tokenizer(t)["input_ids"] for t in texts]
+    assert [b.shape for b in batch] == [(len(i), 64) for i in ids]
+    with torch.inference_mode():
+        out = tokens.model(torch.tensor([ids[1]]), output_hidden_states=True)
+    assert not hasattr(out, "last_hidden_state") and out.hidden_states[0].shape[1] == 1
+    direct = torch.cat([out.hidden_states[1][:, 0], out.hidden_states[3][:, 0]], -1)
+    np.testing.assert_allclose(batch[1], direct.numpy(), atol=1e-5)
+    for pooling in ("tokens", "cls", "mean"):
+        together = encoder(pooling).encode(texts)
+        for text, value in zip(texts, together):
+            np.testing.assert_allclose(value, encoder(pooling).encode([text])[0], atol=1e-5)
+    cls = encoder("cls")
+    cls.normalize = False
+    np.testing.assert_allclose(cls.encode(texts)[1][0], batch[1][0], atol=1e-5)
+
+
+def test_sequence_first_states_are_recognised_by_their_shape():
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    assert batch_first(torch.zeros(5, 2, 3), mask, "bert").shape == (2, 5, 3)
+    assert batch_first(torch.zeros(2, 5, 3), mask, "bert").shape == (2, 5, 3)
+    square = torch.arange(12.0).reshape(2, 2, 3)
+    assert torch.equal(batch_first(square, torch.ones(2, 2), "chatglm"), square.transpose(0, 1))
 
 
 def test_a_model_that_is_not_here_names_what_to_do():

@@ -72,6 +72,9 @@ class ModelsParams(_Section):
         "all-minilm-l6-v2",
     )
     entries: dict[str, ModelEntry] = {}
+    # A local mirror of downloaded hub weights (DIR/org/name): `mimicflow recipe apply` and
+    # `recipe check` resolve a recipe's hub ids to it (--weights overrides).
+    weights: Path | None = None
 
 
 class FacesParams(_Section):

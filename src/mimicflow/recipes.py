@@ -172,7 +172,8 @@ def _round_trip():
 
 
 def _represent_float(representer, value: float):
-    """``1.0e-05``, not ``1e-05``: YAML 1.1 readers (PyYAML, so DVC) take the latter for a string."""
+    """``1.0e-05``, not ``1e-05``: YAML 1.1 readers (PyYAML, so DVC) take the latter for a
+    string."""
     text = repr(value)
     mantissa, exponent = text.split("e") if "e" in text else (text, "")
     if exponent and "." not in mantissa:

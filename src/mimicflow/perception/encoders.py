@@ -107,8 +107,26 @@ def merge_layers(states, layers: tuple[int, ...], merge: str):
 def layer_states(output) -> tuple:
     """A transformers output's hidden states by layer, the last one as the model outputs it:
     where a final norm follows the last block (wav2vec2-large, ViT), ``hidden_states`` ends
-    before it, and layer -1 means the model's output (what the papers take)."""
-    return (*output.hidden_states[:-1], output.last_hidden_state)
+    before it, and layer -1 means the model's output (what the papers take). An output with no
+    ``last_hidden_state`` (a causal LM's, e.g. ChatGLM3's ``CausalLMOutputWithPast``) gives its
+    ``hidden_states`` as they are."""
+    last = getattr(output, "last_hidden_state", None)
+    if last is None:
+        return tuple(output.hidden_states)
+    return (*output.hidden_states[:-1], last)
+
+
+SEQUENCE_FIRST = ("chatglm",)  # model types whose hidden states are [sequence, batch, width]
+
+
+def batch_first(states, mask, model_type: str):
+    """``states`` as [batch, sequence, width] against the (batch × sequence) ``mask``: a model
+    type known to be sequence-first (:data:`SEQUENCE_FIRST`), or states whose leading shape is
+    the mask's transposed, are transposed."""
+    batch, length = mask.shape
+    if model_type in SEQUENCE_FIRST or (batch != length and states.shape[:2] == (length, batch)):
+        return states.transpose(0, 1)
+    return states
 
 
 def merged_dim(hidden: int, layers: tuple[int, ...], merge: str) -> int:
@@ -145,9 +163,9 @@ class WhisperAudioEncoder:
     """Hidden states of an openai-whisper encoder (the embedded default: tiny.en), 50 frames/s.
 
     ``model``: a CTranslate2 Whisper folder (converted once, see ``asr.converted_checkpoint``),
-    an openai-whisper ``.pt``, an adapted folder (``whisper.pt``) or a model name. ``layers``: 0 = after the convolutional stem,
-    k = after block k, -1 = the final layer norm (what the decoder attends to); several are
-    merged per frame (``merge``: concat | mean).
+    an openai-whisper ``.pt``, an adapted folder (``whisper.pt``) or a model name. ``layers``:
+    0 = after the convolutional stem, k = after block k, -1 = the final layer norm (what the
+    decoder attends to); several are merged per frame (``merge``: concat | mean).
     """
 
     rate_hz = 50.0
@@ -424,12 +442,17 @@ class HFTextEncoder:
             with torch.inference_mode(), _autocast(self.device):
                 hidden = layer_states(self.model(**tokens, output_hidden_states=True))
                 states = merge_layers(hidden, self.layers, self.merge)
-            states = states.float()
-            mask = tokens["attention_mask"].unsqueeze(-1).float()
-            if pooling == "tokens":
-                pooled = [s[: int(m.sum())] for s, m in zip(states, mask)]
+            keep = tokens["attention_mask"].bool()
+            states = batch_first(states.float(), keep, self.model.config.model_type)
+            mask = keep.unsqueeze(-1).float()
+            if pooling == "tokens":  # the real tokens, wherever the tokenizer pads
+                pooled = [s[k] for s, k in zip(states, keep)]
             else:
-                vectors = states[:, 0] if pooling == "cls" else (states * mask).sum(1) / mask.sum(1)
+                vectors = (
+                    states[torch.arange(len(states)), keep.int().argmax(1)]  # first real token
+                    if pooling == "cls"
+                    else (states * mask).sum(1) / mask.sum(1)
+                )
                 if self.normalize:
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
                 pooled = [v[None] for v in vectors]
