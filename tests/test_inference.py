@@ -27,7 +27,7 @@ def test_single_clip_features_equal_the_stored_ones(featured, clip_id, tmp_path)
     params, _ = featured
     row = _manifest(params).loc[clip_id]
     inputs = extract_clip(params, Path(params.data.root) / row.video_path, tmp_path)
-    assert inputs.has_audio == bool(row.has_audio) == inputs.present["audio"]
+    assert inputs.has_audio == bool(row.has_audio) == inputs.present_inputs["audio"]
     for modality, (values, mask) in inputs.features.items():
         stored_values, stored_mask = FeatureTable.open(params.features.out / modality).get(clip_id)
         assert values.dtype == np.float16
