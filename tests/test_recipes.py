@@ -27,7 +27,7 @@ from mimicflow.recipes import (
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
-NAMES = ("augsburg-abaw8", "augsburg", "fuxi", "mimicmetrics", "taemi", "ustc")
+NAMES = ("augsburg-abaw8", "augsburg", "casia", "fuxi", "mimicmetrics", "taemi", "ustc")
 SYSTEM = {"augsburg-abaw8": "abaw8"}  # a recipe's system where its name differs
 
 

@@ -33,6 +33,7 @@ PINNED = TrainParams(
     abaw8=SMALL | {"visual_hidden": 8, "lr": 1e-3},
     mimicmetrics=SMALL | {"pretrain_epochs": 1},
     taemi=SMALL,
+    casia=SMALL | {"feat_dim": 8},
 )
 # Three epochs on 48 clips: the figures are not meant to be good, only fixed. Recorded with
 # the code before the plug-in refactor; `pytest tests/test_system_pins.py -s`
@@ -44,6 +45,7 @@ OUT_OF_FOLD = {
     "abaw8": -0.030211139732044052,
     "mimicmetrics": -0.08837420507396603,
     "taemi": -0.12907932700619218,
+    "casia": -0.04194887371876158,  # recorded when CASIA was added (issue 26)
 }
 REFIT = {"augsburg": 0.15877576472599983, "mimicmetrics": 0.17878123572388183}
 

@@ -337,6 +337,12 @@ class SystemParams(_Section):
     restart_epochs: int = Field(5, ge=1)  # sgdr
     plateau_patience: int = Field(3, ge=1)  # plateau: on the validation mean Pearson
     plateau_factor: float = Field(0.5, gt=0, lt=1)
+    # batch: the schedule steps after every optimiser step | epoch: after every epoch
+    schedule_step: Literal["batch", "epoch"] = "batch"
+    ema_warmup: bool = True  # the EMA's decay grows to ``ema`` over the first steps
+    min_delta: float = Field(0.0, ge=0)  # early stopping: a gain must exceed this
+    standardise: bool = True  # z-score each input feature with the training fold's statistics
+    bias_init: Literal["mean", "default"] = "mean"  # output layers start at the training mean
 
 
 # The fusion systems' params sections by name (``train.<name>``), registered by the systems'
