@@ -14,6 +14,7 @@ VARIANTS = [pytest.param(s, {}, id=s) for s in SYSTEMS] + [
     pytest.param("mimicmetrics", {"queries": 6}, id="mimicmetrics-6-queries"),
     pytest.param("mimicmetrics", {"missing_text": "zeros"}, id="mimicmetrics-zero-text"),
     pytest.param("ustc", {"segments": 3, "layers": 1}, id="ustc-3-segments"),
+    pytest.param("ustc", {"qam": "clip"}, id="ustc-qam-clip"),
 ]
 
 
@@ -117,8 +118,29 @@ def test_segment_average_pools_valid_steps_and_masks_empty_segments():
     ]
 
 
+@torch.no_grad()
+def test_ustc_qam_is_a_softmax_across_the_inputs_at_each_segment_with_text_broadcast():
+    """Eq. 9: [β_v, β_a, β_s] = softmax at every segment m; a one-step transcript vector takes
+    part at every segment; an input absent from a clip weighs 0 there."""
+    torch.manual_seed(0)
+    dims = {"visual": 6, "audio": 5, "text": 4}
+    model = build_model("ustc", dims, {m: m for m in dims}, hidden=16, segments=4).eval()
+    audio_mask = torch.ones(3, 40, dtype=torch.bool)
+    audio_mask[1] = False  # clip 1 has no audio
+    inputs = {
+        "visual": (torch.randn(3, 20, 6), torch.ones(3, 20, dtype=torch.bool)),
+        "audio": (torch.randn(3, 40, 5), audio_mask),
+        "text": (torch.randn(3, 1, 4), torch.ones(3, 1, dtype=torch.bool)),
+    }
+    qam = model(inputs)["qam"]  # B × segments × inputs
+    assert qam.shape == (3, 4, 3)
+    torch.testing.assert_close(qam.sum(-1), torch.ones(3, 4))
+    assert (qam[:, :, 2] > 0).all()  # the transcript at every segment
+    assert (qam[1, :, 1] == 0).all()
+
+
 def test_ustc_weights_are_the_quality_scores_shares_of_all_steps():
-    model, inputs = _model("ustc"), _inputs()
+    model, inputs = _model("ustc", {"qam": "clip"}), _inputs()
     with torch.no_grad():
         model.quality["audio"][-1].bias.fill_(20.0)  # every audio step scores far above the rest
     shares = model(inputs)["weights"]

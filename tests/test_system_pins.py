@@ -40,7 +40,7 @@ PINNED = TrainParams(
 # prints the figures to paste here after a deliberate change.
 OUT_OF_FOLD = {
     "fuxi": -0.13260350700412007,
-    "ustc": -0.03559591203807999,
+    "ustc": -0.04875472797033389,  # re-recorded: QAM per segment, eq. 9 (issue 26)
     "augsburg": 0.06537827819195867,
     "abaw8": -0.030211139732044052,
     "mimicmetrics": -0.08837420507396603,
