@@ -43,11 +43,11 @@ OUT_OF_FOLD = {
     "ustc": -0.04875472797033389,  # re-recorded: QAM per segment, eq. 9 (issue 26)
     "augsburg": 0.06537827819195867,
     "abaw8": -0.030211139732044052,
-    "mimicmetrics": -0.08837420507396603,
+    "mimicmetrics": -0.05044074504229995,  # re-recorded: the authors' fusion head (issue 26)
     "taemi": -0.01470738170682685,  # re-recorded: rebuilt from its code (issue 26)
     "casia": -0.04194887371876158,  # recorded when CASIA was added (issue 26)
 }
-REFIT = {"augsburg": 0.15877576472599983, "mimicmetrics": 0.17878123572388183}
+REFIT = {"augsburg": 0.15877576472599983, "mimicmetrics": 0.110250185481151}  # mm: issue 26
 
 
 @pytest.fixture(scope="module")
