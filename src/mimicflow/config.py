@@ -239,7 +239,9 @@ class FinetuneParams(_Section):
     lr: float = Field(1e-4, gt=0)  # the top layer's (and the VAD head's)
     head_lr: float = Field(1e-4, gt=0)  # the Augsburg head's
     weight_decay: float = Field(0.01, ge=0)
-    grad_clip: float = Field(100.0, gt=0)  # gradient norm clip (the authors')
+    grad_clip: float = Field(100.0, gt=0)  # gradient clip: each value's bound, or the norm's
+    # value: each gradient value clipped (the authors' clip_grad_value_) | norm: the global norm
+    grad_clip_mode: Literal["value", "norm"] = "value"
     epochs: int = Field(30, ge=1)  # cosine decay over them, the best on valid kept
     batch_size: int = Field(32, ge=1)
     hidden: int = Field(128, ge=8)  # the head's LSTM and dense width
