@@ -86,13 +86,19 @@ def test_feature_stats_are_the_training_clips_segment_statistics(store):
         np.testing.assert_allclose(std, values[mask].std(0), rtol=1e-3, atol=1e-5)
 
 
+# TAEMI's and CASIA's authors train at 1e-4 for thousands of steps (CASIA averaging at 0.999 from
+# the first); this store gives about 60: the demo's rate, and an EMA of matching horizon.
+SCALED = {"taemi": {"lr": 1e-3}, "casia": {"lr": 1e-3, "ema": 0.9}}
+
+
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_each_system_learns_and_beats_the_training_mean(store, system):
     # Fuxi's BiGRUs on single random TSN frames learn slowest at this size: twice the epochs
     # (over seeds 0–3 its validation MSE is then 0.976–0.994 of the baseline's; at 10, up to 1.005)
-    trainer = _trainer(
-        store, system, FAST.model_copy(update={"epochs": 20}) if system == "fuxi" else FAST
-    )
+    params = FAST.model_copy(update={"epochs": 20}) if system == "fuxi" else FAST
+    if system in SCALED:
+        params = _with(params, system, **SCALED[system])
+    trainer = _trainer(store, system, params)
     result = trainer.fit()
     labels = trainer.dataset.labels
     true = labels[trainer.val_idx]
