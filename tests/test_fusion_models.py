@@ -184,3 +184,12 @@ def test_mimicmetrics_zero_text_fallback_reads_a_missing_transcript_as_a_zero_fr
     masked = _model("mimicmetrics", {"missing_text": "mask"})
     assert not torch.allclose(masked(none)["pred"], masked(zero_frame)["pred"])
     assert (masked(none)["weights"][:, list(DIMS).index("text")] == 0).all()
+
+
+def test_augsburgs_dense_layer_is_the_authors_2054_to_2054_when_the_recipe_says_so():
+    wide = build_model(
+        "augsburg", {"audio": 1027}, {"audio": "audio"}, hidden=1027, dense_hidden=2054
+    )
+    assert wide.dense[1].weight.shape == (2054, 2054) and wide.out.in_features == 2054
+    ours = build_model("augsburg", {"audio": 1027}, {"audio": "audio"}, hidden=1027)
+    assert ours.dense[1].weight.shape == (1027, 2054)

@@ -80,11 +80,11 @@ def test_every_overlay_value_has_a_source(recipes):
 def test_a_value_without_a_source_or_a_demo_change_without_a_note_is_refused():
     raw = _raw("fuxi")
     del raw["sources"]["train.patience"]
-    with pytest.raises(ValidationError, match="train.patience"):
+    with pytest.raises(ValidationError, match=r"train\.patience"):
         Recipe.model_validate(raw)
     raw = _raw("fuxi")
     raw["demo"]["params"]["train"]["batch_size"] = 8
-    with pytest.raises(ValidationError, match="train.batch_size"):
+    with pytest.raises(ValidationError, match=r"train\.batch_size"):
         Recipe.model_validate(raw)
     raw = _raw("fuxi")
     raw["params"]["train"]["inputs"] = ["visual", "audio", "lidar"]
@@ -259,7 +259,7 @@ def test_apply_keeps_comments_and_changes_only_the_overlay(recipes, params_copy,
 
 def test_an_overlay_that_does_not_fit_writes_nothing(params_copy):
     before = params_copy.read_bytes()
-    with pytest.raises(RecipeError, match="train.inputs.*lidar|lidar"):
+    with pytest.raises(RecipeError, match=r"train\.inputs.*lidar|lidar"):
         apply_overlay(params_copy, {"train": {"inputs": ["audio", "lidar"]}})
     with pytest.raises(RecipeError, match="epochs"):
         apply_overlay(params_copy, {"train": {"epochs": 0}})
