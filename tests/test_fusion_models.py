@@ -14,7 +14,8 @@ VARIANTS = [pytest.param(s, {}, id=s) for s in SYSTEMS] + [
     pytest.param("mimicmetrics", {"queries": 6}, id="mimicmetrics-6-queries"),
     pytest.param("mimicmetrics", {"missing_text": "zeros"}, id="mimicmetrics-zero-text"),
     pytest.param("ustc", {"segments": 3, "layers": 1}, id="ustc-3-segments"),
-    pytest.param("ustc", {"qam": "clip"}, id="ustc-qam-clip"),
+    pytest.param("ustc", {"qam": "step"}, id="ustc-qam-step"),
+    pytest.param("mimicmetrics", {"fusion_head": "code"}, id="mimicmetrics-code-head"),
 ]
 
 
@@ -124,7 +125,8 @@ def test_ustc_qam_is_a_softmax_across_the_inputs_at_each_segment_with_text_broad
     part at every segment; an input absent from a clip weighs 0 there."""
     torch.manual_seed(0)
     dims = {"visual": 6, "audio": 5, "text": 4}
-    model = build_model("ustc", dims, {m: m for m in dims}, hidden=16, segments=4).eval()
+    model = build_model("ustc", dims, {m: m for m in dims}, hidden=16, segments=4, qam="step")
+    model.eval()
     audio_mask = torch.ones(3, 40, dtype=torch.bool)
     audio_mask[1] = False  # clip 1 has no audio
     inputs = {
@@ -193,3 +195,16 @@ def test_augsburgs_dense_layer_is_the_authors_2054_to_2054_when_the_recipe_says_
     assert wide.dense[1].weight.shape == (2054, 2054) and wide.out.in_features == 2054
     ours = build_model("augsburg", {"audio": 1027}, {"audio": "audio"}, hidden=1027)
     assert ours.dense[1].weight.shape == (1027, 2054)
+
+
+def test_a_model_saved_before_issue_26_is_rebuilt_as_it_was():
+    """A fold.json written before ``qam``/``fusion_head`` existed names neither: the rebuilt
+    model is the one that was trained (the params' defaults, the papers' forms, are passed
+    explicitly to every new model)."""
+    from mimicflow.config import Params
+
+    hyper = Params().train
+    assert build_model("ustc", DIMS, {m: m for m in DIMS}).qam == "clip"
+    assert not build_model("mimicmetrics", DIMS, {m: m for m in DIMS}).code
+    assert hyper.system_params("ustc").qam == "step"
+    assert hyper.system_params("mimicmetrics").fusion_head == "code"

@@ -30,7 +30,7 @@ def _inputs(batch: int = 6):
 
 def test_the_fusion_head_is_the_authors_with_a_linear_output():
     model = build_model(
-        "mimicmetrics", DIMS, KINDS, hidden=384, encoder_hidden={"motion": 128}
+        "mimicmetrics", DIMS, KINDS, hidden=384, encoder_hidden={"motion": 128}, fusion_head="code"
     ).eval()
     assert isinstance(model.fusion[0], torch.nn.LayerNorm)
     assert model.fusion[0].normalized_shape == (384 * 3 + 128,)  # no presence flags
@@ -41,14 +41,23 @@ def test_the_fusion_head_is_the_authors_with_a_linear_output():
     out = model(_inputs())
     torch.testing.assert_close(out["unclipped"], torch.full((6, 6), 2.0))
     torch.testing.assert_close(out["pred"], torch.ones(6, 6))
-    ours = build_model("mimicmetrics", DIMS, KINDS, hidden=16, fusion_head="ours")
+    ours = build_model("mimicmetrics", DIMS, KINDS, hidden=16)  # saved before: ours
     assert ours.fusion[0].in_features == 4 * (16 + 1) and not ours.linear_output
 
 
 @torch.no_grad()
 def test_modality_dropout_scales_the_kept_modalities_by_one_over_one_minus_p():
     torch.manual_seed(0)
-    model = build_model("mimicmetrics", DIMS, KINDS, hidden=8, dropout=0.0, modality_dropout=0.3)
+    model = build_model(
+        "mimicmetrics",
+        DIMS,
+        KINDS,
+        hidden=8,
+        dropout=0.0,
+        modality_dropout=0.3,
+        fusion_head="code",
+        dropout_rescale=True,
+    )
     inputs = _inputs(batch=64)
     encoded = torch.cat([model.encoders[m](*inputs[m]) for m in DIMS], -1)  # B × 32
     seen = []

@@ -89,8 +89,9 @@ class MimicMetrics(EmiModel):
         modality_dropout: float = 0.3,
         queries: int = 1,
         missing_text: str = "mask",
-        fusion_head: str = "code",
-        dropout_rescale: bool = True,
+        # a model saved before these existed is ours (the params' defaults: code, True)
+        fusion_head: str = "ours",
+        dropout_rescale: bool = False,
         encoder_hidden: dict[str, int] | None = None,
     ):
         super().__init__(dims, kinds)

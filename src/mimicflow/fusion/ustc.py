@@ -103,7 +103,7 @@ class Ustc(EmiModel):
         layers: int = 2,
         segments: int = 8,
         dropout: float = 0.2,
-        qam: str = "step",
+        qam: str = "clip",  # a model saved before ``qam`` existed (the params' default: step)
     ):
         super().__init__(dims, kinds)
         if qam not in ("step", "clip"):
