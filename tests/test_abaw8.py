@@ -169,9 +169,12 @@ def test_the_first_segment_alone_or_the_whole_transcript(tmp_path):
     assert transcript_text(silent, settings, folders, first_segment=True) == ""
 
 
-def _text_settings(**overrides) -> EncoderSettings:
+def _text_settings(models_dir, **overrides) -> EncoderSettings:
+    """The text set's settings (its model's version read from the session's materialised
+    models)."""
     params = Params.model_validate(
         {
+            "models": {"dir": str(models_dir)},
             "features": {
                 "sets": {"text": {"modality": "text", "model": "all-minilm-l6-v2", **overrides}}
             },
@@ -182,8 +185,9 @@ def _text_settings(**overrides) -> EncoderSettings:
     return EncoderSettings.from_params(params, "text")
 
 
-def test_the_transcript_option_enters_the_settings_key_and_the_default_keeps_old_keys():
-    full, first = _text_settings(), _text_settings(transcript="first_segment")
+def test_the_transcript_option_enters_the_settings_key_and_the_default_keeps_old_keys(models_dir):
+    full = _text_settings(models_dir)
+    first = _text_settings(models_dir, transcript="first_segment")
     assert first.transcript == "first_segment" and first.key() != full.key()
     # options added after artefacts existed; a kind older than kind names is keyed without it
     later = {"transcript", "model_version", "kind"}

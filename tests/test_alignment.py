@@ -227,10 +227,12 @@ def test_a_feature_set_naming_an_adapted_folder_needs_its_entry(tiny_models):
         AlignParams(method="align", modality="audio", model="x", external=Path("affectnet"))
 
 
-def test_a_retrained_encoder_changes_its_features_key(tmp_path):
+def test_a_retrained_encoder_changes_its_features_key(tmp_path, models_dir):
+    """(The visual chain's face mesh is read from the session's materialised models.)"""
     from mimicflow.clip.settings import EncoderSettings
 
     raw = {
+        "models": {"dir": str(models_dir)},
         "adapt": {
             "out": str(tmp_path),
             "encoders": {

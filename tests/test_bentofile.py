@@ -96,6 +96,7 @@ def _contents(bento: Path) -> dict[str, str]:
     return files
 
 
+@pytest.mark.pipeline  # spawns bentoml build (the unit tier spawns none)
 def test_bentoml_build_by_hand_gives_the_stages_bento(bentos):
     by_hand, by_stage = bentos
     assert _contents(by_hand) == _contents(by_stage)
@@ -108,6 +109,7 @@ def test_bentoml_build_by_hand_gives_the_stages_bento(bentos):
     assert (by_hand / "README.md").read_text() == DESCRIPTION
 
 
+@pytest.mark.pipeline  # the bentos fixture spawns bentoml build
 def test_the_requirements_are_pinned_and_the_dockerfile_installs_them(bentos):
     bento, _ = bentos
     lines = (bento / "env" / "python" / "requirements.txt").read_text().splitlines()

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.pipeline  # real git, DVC and make repositories
+
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ("mimicflow stage inputs",)  # stage commands that run for real
 COMPARE = "pipelines/compare/dvc.yaml:compare"

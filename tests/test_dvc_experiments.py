@@ -104,6 +104,7 @@ def test_an_experiment_appears_beside_the_baseline_with_its_metric(tmp_path):
     assert diff["metrics.json"]["score"] == {"old": 2.0, "new": 8, "diff": 6.0}
 
 
+@pytest.mark.pipeline  # spawns dvc (the unit tier spawns none)
 def test_plots_show_one_chart_per_metric_with_a_line_per_fold(tmp_path):
     """``dvc plots show`` on the project's ``dvc.yaml``: the DVCLive curves of every fold, as
     ``ensemble`` gathers them, make one chart per metric, one line (colour) per fold."""

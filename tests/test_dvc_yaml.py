@@ -176,6 +176,7 @@ def test_the_pipeline_flow_orders_the_real_stages_as_dvc_does():
     assert not [stage for stage in order if "compare" in stage]
 
 
+@pytest.mark.pipeline  # spawns dvc (the unit tier spawns none)
 def test_make_clean_removes_every_declared_output(tmp_path):
     """``make clean`` removes what DVC lists as the pipelines' outputs, nothing else."""
     from mimicflow.orchestration import dvc_outputs

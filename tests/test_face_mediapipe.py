@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from insightface.utils import face_align
 
-from mimicflow.config import Params
 from mimicflow.models.catalogue import catalogue, prepare
 from mimicflow.perception.detection import Detection
 from mimicflow.perception.face_mediapipe import (
@@ -28,8 +27,8 @@ CARD_TABLE = (500, 630, 930, 886)  # chips and cards, no face
 
 
 @pytest.fixture(scope="module")
-def model_dirs() -> dict[str, Path]:
-    return prepare(["blazeface", "facemesh"], REPO / Params().models.dir, catalogue())
+def model_dirs(models_dir) -> dict[str, Path]:
+    return prepare(["blazeface", "facemesh"], models_dir, catalogue())
 
 
 @pytest.fixture(scope="module")

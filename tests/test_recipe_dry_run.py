@@ -61,7 +61,7 @@ def test_every_recipe_dry_runs(name, synth_root, models_dir, tmp_path):
 
 def test_an_unknown_recipe_is_one_line():
     run = _dry_run("hsemotion")
-    assert run.returncode == 2 and "no recipe 'hsemotion'" in run.stdout
+    assert run.returncode == 2 and "no recipe 'hsemotion'" in run.stderr
     assert "Traceback" not in run.stdout + run.stderr
 
 

@@ -132,9 +132,9 @@ def test_cli_exit_codes(tmp_path, faulty_root):
     assert no_labels.exit_code == 2 and "no label file" in no_labels.output
 
 
-def test_stages_before_validate_say_what_to_run(tmp_path):
+def test_stages_before_validate_say_what_to_run(tmp_path, models_dir):
     params = tmp_path / "params.yaml"
-    params.write_text(f"validate:\n  out: {tmp_path / 'nothing'}\n")
+    params.write_text(f"validate:\n  out: {tmp_path / 'nothing'}\nmodels:\n  dir: {models_dir}\n")
     for command in (["stage", "faces"], ["stage", "asr"], ["stage", "features", "text"]):
         result = CliRunner().invoke(app, [*command, "--params", str(params)])
         assert result.exit_code == 2, result.output

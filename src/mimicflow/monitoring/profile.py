@@ -6,9 +6,11 @@
 - feature summaries: each modality's frame-mean vector — as named columns when the store names
   them (the default visual features: FaceMesh measures + FER2013 probabilities), otherwise as its
   first principal components, fitted on the reference;
-- predictions: each emotion's intensity from the fold ensemble (``ensemble.out``); for the
-  reference, the folds' out-of-fold predictions where a clip was validated on (a clip the
-  models trained on would look better predicted than any new one).
+- predictions: each emotion's intensity by one model of the fold ensemble (``ensemble.out``) that
+  never saw the clip: for the reference, the fold that validated it where one did (a clip the
+  models trained on would look better predicted than any new one); otherwise, and for every
+  batch clip, the fold its id picks (``unseen_fold``), so both profiles hold the same kind of
+  prediction.
 
 The ``reference`` DVC stage profiles the training data once (``profile.parquet`` +
 ``projections.npz``); a monitoring run profiles its batch with the same projections.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -114,17 +117,21 @@ def clip_means(params: Params, modality: str, clip_ids: list[str]) -> tuple[np.n
 
 
 def predictions(params: Params, clip_ids: list[str], out_of_fold: bool) -> pd.DataFrame:
-    """The fold ensemble's intensities per clip (``pred_<emotion>`` columns); with
-    ``out_of_fold``, the folds' validation predictions replace them where a clip has one."""
+    """Each clip's intensities (``pred_<emotion>`` columns) by one fold model that never saw it,
+    in the reference and in a batch alike: with ``out_of_fold`` (the reference), the folds'
+    validation predictions where a clip has one; otherwise the fold ``unseen_fold`` picks by its
+    id. (The folds' mean is less spread than any one fold model, and no mean of models that
+    never saw a training clip exists to compare it with.)"""
     from mimicflow.training.ensemble import load_ensemble
 
     ensemble = load_ensemble(StagePaths(params).ensemble)
-    frame = ensemble.predict_store(Path(params.features.out), clip_ids).set_index("clip_id")
-    frame = frame.loc[clip_ids, list(EMOTIONS)].astype(float)
-    folds = sorted(Path(ensemble.params.train_out).glob("*/val_predictions.csv"))
-    if out_of_fold and folds:
+    folds = [unseen_fold(clip_id, len(ensemble.models)) for clip_id in clip_ids]
+    frame = ensemble.predict_store(Path(params.features.out), clip_ids, folds=folds)
+    frame = frame.set_index("clip_id").loc[clip_ids, list(EMOTIONS)].astype(float)
+    validated = sorted(Path(ensemble.params.train_out).glob("*/val_predictions.csv"))
+    if out_of_fold and validated:
         oof = (
-            pd.concat(pd.read_csv(f, dtype={"clip_id": str}) for f in folds)
+            pd.concat(pd.read_csv(f, dtype={"clip_id": str}) for f in validated)
             .groupby("clip_id")
             .mean()
         )
@@ -132,6 +139,12 @@ def predictions(params: Params, clip_ids: list[str], out_of_fold: bool) -> pd.Da
         frame.loc[shared] = oof.loc[shared, list(EMOTIONS)].to_numpy()
         log.info("reference predictions: %d of %d clips out-of-fold", len(shared), len(frame))
     return frame.add_prefix("pred_")
+
+
+def unseen_fold(clip_id: str, folds: int) -> int:
+    """The fold model that predicts a clip no fold validated: chosen by a stable hash of its id
+    (the same in every run and process), so the folds share the clips evenly."""
+    return zlib.crc32(clip_id.encode()) % folds
 
 
 def profile(params: Params, projections: dict[str, np.ndarray] | None = None):

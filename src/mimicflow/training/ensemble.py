@@ -94,12 +94,15 @@ class Ensemble:
         with torch.inference_mode():
             return [model(inputs) for model in self.models]
 
-    def predict(self, clips: list[ModelInputs]) -> np.ndarray:
-        """(clips × 6) intensities in [0, 1]: the mean of the fold models' predictions."""
+    def predict(self, clips: list[ModelInputs], folds: list[int] | None = None) -> np.ndarray:
+        """(clips × 6) intensities in [0, 1]: the mean of the fold models' predictions, or with
+        ``folds`` each clip's prediction by its one fold model ``folds[i]``."""
         if not clips:
             return np.zeros((0, len(EMOTIONS)), np.float32)
-        outputs = self._forward(clips)
-        return np.clip(np.mean([o["pred"].numpy() for o in outputs], 0), 0.0, 1.0)
+        outputs = np.stack([o["pred"].numpy() for o in self._forward(clips)])
+        if folds is None:
+            return np.clip(outputs.mean(axis=0), 0.0, 1.0)
+        return np.clip(outputs[np.asarray(folds, int), np.arange(len(clips))], 0.0, 1.0)
 
     def ablation_changes(self, clips: list[ModelInputs]) -> list[dict[str, float]]:
         """Per clip and modality, what the prediction loses without it: the mean absolute change
@@ -128,15 +131,22 @@ class Ensemble:
         ]
 
     def predict_store(
-        self, features_dir: Path, clip_ids: list[str], batch_size: int = 64
+        self,
+        features_dir: Path,
+        clip_ids: list[str],
+        batch_size: int = 64,
+        folds: list[int] | None = None,
     ) -> pd.DataFrame:
-        """Predictions for clips of a feature store (``features_dir/<modality>/packed``)."""
+        """Predictions for clips of a feature store (``features_dir/<modality>/packed``); with
+        ``folds``, each clip's by its one fold model (see ``predict``)."""
         tables = {m: FeatureTable.open(Path(features_dir) / m) for m in self.modalities}
         rows = []
         for start in range(0, len(clip_ids), batch_size):
             chunk = clip_ids[start : start + batch_size]
             clips = [{m: t.get(c) for m, t in tables.items() if c in t} for c in chunk]
-            rows.append(self.predict(clips))
+            rows.append(
+                self.predict(clips, None if folds is None else folds[start : start + batch_size])
+            )
         values = np.concatenate(rows) if rows else np.zeros((0, len(EMOTIONS)))
         return pd.DataFrame({"clip_id": clip_ids, **dict(zip(EMOTIONS, values.T))})
 
