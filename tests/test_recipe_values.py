@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import mimicflow.fusion.fuxi as fuxi_module
 import mimicflow.training.trainer as trainer_module
 from mimicflow.config import Params
 from mimicflow.features.synthetic import write_synthetic_store
@@ -83,9 +84,9 @@ class Seen:
             )
         losses = {k: self._loss(k, f) for k, f in trainer_module.REGRESSION_LOSSES.items()}
         monkeypatch.setattr(trainer_module, "REGRESSION_LOSSES", losses)
-        triplet = trainer_module.text_anchored_triplet_loss
+        triplet = fuxi_module.text_anchored_triplet_loss  # where Fuxi's spec looks it up
         monkeypatch.setattr(
-            trainer_module, "text_anchored_triplet_loss", self._spy(triplet, self.triplets, None)
+            fuxi_module, "text_anchored_triplet_loss", self._spy(triplet, self.triplets, None)
         )
         self.steps = []
         fit_loop, total = trainer_module.FoldTrainer._fit_loop, trainer_module.FoldTrainer._loss
