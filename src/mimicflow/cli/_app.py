@@ -43,7 +43,7 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
     logging.basicConfig(
         level=logging.WARNING,  # libraries (GX, DVC) stay quiet unless something is wrong
         format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+        handlers=[RichHandler(console=err_console, show_path=False)],  # stdout: answers only
     )
     logging.getLogger("mimicflow").setLevel(logging.DEBUG if verbose else logging.INFO)
 
