@@ -66,7 +66,14 @@ def test_systems_and_their_sections_come_from_the_registry():
         assert type(train.system_params(name)) is spec.params
     with pytest.raises(ValidationError) as error:
         Params.model_validate(
-            {"train": {"system": "casia", "fuxi": {"embedd": 3}, "nosuch": {}, "patience": 0}}
+            {
+                "train": {
+                    "system": "nosuchsystem",
+                    "fuxi": {"embedd": 3},
+                    "nosuch": {},
+                    "patience": 0,
+                }
+            }
         )
     wrong = {".".join(map(str, e["loc"])) for e in error.value.errors()}
     assert wrong == {"train.system", "train.fuxi.embedd", "train.nosuch", "train.patience"}

@@ -101,6 +101,27 @@ def test_finetuning_beats_the_frozen_encoder_and_trains_only_the_upper_layers(tm
 
 
 @pytest.mark.heavy
+def test_gradients_are_clipped_by_value_as_the_authors_do(tmp_path, monkeypatch):
+    calls = {"value": [], "norm": []}
+    value, norm = torch.nn.utils.clip_grad_value_, torch.nn.utils.clip_grad_norm_
+
+    def spy(kind, clip):
+        def clipped(parameters, bound, *args, **kwargs):
+            calls[kind].append(bound)
+            return clip(parameters, bound, *args, **kwargs)
+
+        return clipped
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_value_", spy("value", value))
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy("norm", norm))
+    model, data = tiny_audio_model(tmp_path / "w2v"), _tones(12, 8)
+    finetune(_spec(model, train_layers=1, epochs=1), data)
+    assert calls["value"] and set(calls["value"]) == {100.0} and not calls["norm"]
+    finetune(_spec(model, train_layers=1, epochs=1, grad_clip_mode="norm"), data)
+    assert calls["norm"]
+
+
+@pytest.mark.heavy
 def test_finetuning_is_deterministic_for_a_seed(tmp_path):
     model, data = tiny_audio_model(tmp_path / "w2v"), _tones(12, 8)
     spec = _spec(model, train_layers=1, epochs=2)

@@ -14,6 +14,8 @@ VARIANTS = [pytest.param(s, {}, id=s) for s in SYSTEMS] + [
     pytest.param("mimicmetrics", {"queries": 6}, id="mimicmetrics-6-queries"),
     pytest.param("mimicmetrics", {"missing_text": "zeros"}, id="mimicmetrics-zero-text"),
     pytest.param("ustc", {"segments": 3, "layers": 1}, id="ustc-3-segments"),
+    pytest.param("ustc", {"qam": "step"}, id="ustc-qam-step"),
+    pytest.param("mimicmetrics", {"fusion_head": "code"}, id="mimicmetrics-code-head"),
 ]
 
 
@@ -117,8 +119,30 @@ def test_segment_average_pools_valid_steps_and_masks_empty_segments():
     ]
 
 
+@torch.no_grad()
+def test_ustc_qam_is_a_softmax_across_the_inputs_at_each_segment_with_text_broadcast():
+    """Eq. 9: [β_v, β_a, β_s] = softmax at every segment m; a one-step transcript vector takes
+    part at every segment; an input absent from a clip weighs 0 there."""
+    torch.manual_seed(0)
+    dims = {"visual": 6, "audio": 5, "text": 4}
+    model = build_model("ustc", dims, {m: m for m in dims}, hidden=16, segments=4, qam="step")
+    model.eval()
+    audio_mask = torch.ones(3, 40, dtype=torch.bool)
+    audio_mask[1] = False  # clip 1 has no audio
+    inputs = {
+        "visual": (torch.randn(3, 20, 6), torch.ones(3, 20, dtype=torch.bool)),
+        "audio": (torch.randn(3, 40, 5), audio_mask),
+        "text": (torch.randn(3, 1, 4), torch.ones(3, 1, dtype=torch.bool)),
+    }
+    qam = model(inputs)["qam"]  # B × segments × inputs
+    assert qam.shape == (3, 4, 3)
+    torch.testing.assert_close(qam.sum(-1), torch.ones(3, 4))
+    assert (qam[:, :, 2] > 0).all()  # the transcript at every segment
+    assert (qam[1, :, 1] == 0).all()
+
+
 def test_ustc_weights_are_the_quality_scores_shares_of_all_steps():
-    model, inputs = _model("ustc"), _inputs()
+    model, inputs = _model("ustc", {"qam": "clip"}), _inputs()
     with torch.no_grad():
         model.quality["audio"][-1].bias.fill_(20.0)  # every audio step scores far above the rest
     shares = model(inputs)["weights"]
@@ -162,3 +186,28 @@ def test_mimicmetrics_zero_text_fallback_reads_a_missing_transcript_as_a_zero_fr
     masked = _model("mimicmetrics", {"missing_text": "mask"})
     assert not torch.allclose(masked(none)["pred"], masked(zero_frame)["pred"])
     assert (masked(none)["weights"][:, list(DIMS).index("text")] == 0).all()
+
+
+def test_augsburgs_dense_layer_is_the_authors_2054_to_2054_when_the_recipe_says_so():
+    wide = build_model(
+        "augsburg", {"audio": 1027}, {"audio": "audio"}, hidden=1027, dense_hidden=2054
+    )
+    assert wide.dense[1].weight.shape == (2054, 2054) and wide.out.in_features == 2054
+    ours = build_model("augsburg", {"audio": 1027}, {"audio": "audio"}, hidden=1027)
+    assert ours.dense[1].weight.shape == (1027, 2054)
+
+
+def test_a_model_saved_before_issue_26_is_rebuilt_as_it_was():
+    """A fold.json written before ``qam``/``fusion_head`` existed names neither: the rebuilt
+    model is the one that was trained (the params' values are passed explicitly to every new
+    model: the paper's QAM by default; the authors' MimicMetrics head in its recipe)."""
+    from mimicflow.config import Params
+    from mimicflow.recipes import load_recipes
+
+    hyper = Params().train
+    assert build_model("ustc", DIMS, {m: m for m in DIMS}).qam == "clip"
+    assert not build_model("mimicmetrics", DIMS, {m: m for m in DIMS}).code
+    assert hyper.system_params("ustc").qam == "step"
+    assert hyper.system_params("mimicmetrics").fusion_head == "ours"  # the project default
+    recipe = load_recipes()["mimicmetrics"].params["train"]["mimicmetrics"]
+    assert recipe["fusion_head"] == "code" and recipe["dropout_rescale"] is True

@@ -27,7 +27,7 @@ from mimicflow.recipes import (
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
-NAMES = ("augsburg-abaw8", "augsburg", "fuxi", "mimicmetrics", "taemi", "ustc")
+NAMES = ("augsburg-abaw8", "augsburg", "casia", "fuxi", "mimicmetrics", "taemi", "ustc")
 SYSTEM = {"augsburg-abaw8": "abaw8"}  # a recipe's system where its name differs
 
 
@@ -66,7 +66,7 @@ def test_the_papers_each_with_valid_overlays(recipes):
             assert set(params.train.inputs) <= set(params.features.sets)
         valid = recipe.reported.valid
         assert 0 < recipe.reported.test < 1 and (valid is None or 0 < valid < recipe.reported.test)
-    assert recipes["taemi"].reported.valid is None  # the abstract gives the test score alone
+    assert recipes["taemi"].reported.valid == 0.55  # MimicMetrics §6.2 (a secondary source)
 
 
 def test_every_overlay_value_has_a_source(recipes):
@@ -206,14 +206,26 @@ def test_paper_recipes_name_the_papers_models(recipes):
     ) == ("ffhq", 256, 5)
     assert paper["train"]["frames"]["visual"] == 400 and paper["train"]["seed"] == 3407
     assert paper["train"]["abaw8"]["grad_clip_mode"] == "value"
-    taemi = recipes["taemi"]
-    assert taemi.params["asr"]["model"] == "large-v3"
+    taemi = recipes["taemi"]  # from its code: the text CLS queries; 4 heads of 512; MSE
+    assert taemi.params["asr"] == {"model": "large-v3", "beam_size": 5}
     assert all(
-        s["pooling"] == "tokens"
+        s["pooling"] == "cls"
         for flavour in (taemi.params, taemi.demo.params)
         for s in flavour["features"]["sets"].values()
         if s["modality"] == "text"
     )
+    code = taemi.params["train"]["taemi"]
+    assert (code["hidden"], code["heads"], code["modality_dropout"], code["loss"]) == (
+        512,
+        4,
+        0.1,
+        "mse",
+    )
+    assert (taemi.params["train"]["patience"], taemi.params["train"]["batch_size"]) == (5, 32)
+    casia = recipes["casia"].params
+    assert casia["train"]["frames"] == {"visual": 128, "audio": 128, "text": 128}
+    assert (casia["train"]["casia"]["lr"], casia["train"]["casia"]["weight_decay"]) == (1e-4, 1e-4)
+    assert casia["train"]["casia"]["ema"] == 0.999 and casia["train"]["epochs"] == 30
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -85,6 +85,11 @@ def test_feature_stats_are_the_training_clips_segment_statistics(store):
         np.testing.assert_allclose(std, values[mask].std(0), rtol=1e-3, atol=1e-5)
 
 
+# TAEMI's and CASIA's authors train at 1e-4 for thousands of steps (CASIA averaging at 0.999 from
+# the first); this store gives about 60: the demo's rate, and an EMA of matching horizon.
+SCALED = {"taemi": {"lr": 1e-3}, "casia": {"lr": 1e-3, "ema": 0.9}}
+
+
 @pytest.mark.heavy
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_each_system_learns_and_beats_the_training_mean(store, system):
@@ -93,9 +98,10 @@ def test_each_system_learns_and_beats_the_training_mean(store, system):
     learn slowest at this size: with twice the epochs its predictions correlate (ρ 0.34, seed 0)
     but stay shrunk toward the mean, so its validation MSE is 0.976–0.994 of the baseline's over
     seeds 0–3: a 0.6–2.4 % margin, too thin to be a bar."""
-    trainer = _trainer(
-        store, system, FAST.model_copy(update={"epochs": 20}) if system == "fuxi" else FAST
-    )
+    params = FAST.model_copy(update={"epochs": 20}) if system == "fuxi" else FAST
+    if system in SCALED:
+        params = _with(params, system, **SCALED[system])
+    trainer = _trainer(store, system, params)
     result = trainer.fit()
     labels = trainer.dataset.labels
     true = labels[trainer.val_idx]

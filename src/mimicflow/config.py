@@ -245,7 +245,9 @@ class FinetuneParams(_Section):
     lr: float = Field(1e-4, gt=0)  # the top layer's (and the VAD head's)
     head_lr: float = Field(1e-4, gt=0)  # the Augsburg head's
     weight_decay: float = Field(0.01, ge=0)
-    grad_clip: float = Field(100.0, gt=0)  # gradient norm clip (the authors')
+    grad_clip: float = Field(100.0, gt=0)  # gradient clip: each value's bound, or the norm's
+    # value: each gradient value clipped (the authors' clip_grad_value_) | norm: the global norm
+    grad_clip_mode: Literal["value", "norm"] = "value"
     epochs: int = Field(30, ge=1)  # cosine decay over them, the best on valid kept
     batch_size: int = Field(32, ge=1)
     hidden: int = Field(128, ge=8)  # the head's LSTM and dense width
@@ -343,6 +345,12 @@ class SystemParams(_Section):
     restart_epochs: int = Field(5, ge=1)  # sgdr
     plateau_patience: int = Field(3, ge=1)  # plateau: on the validation mean Pearson
     plateau_factor: float = Field(0.5, gt=0, lt=1)
+    # batch: the schedule steps after every optimiser step | epoch: after every epoch
+    schedule_step: Literal["batch", "epoch"] = "batch"
+    ema_warmup: bool = True  # the EMA's decay grows to ``ema`` over the first steps
+    min_delta: float = Field(0.0, ge=0)  # early stopping: a gain must exceed this
+    standardise: bool = True  # z-score each input feature with the training fold's statistics
+    bias_init: Literal["mean", "default"] = "mean"  # output layers start at the training mean
 
 
 # The fusion systems' params sections by name (``train.<name>``), registered by the systems'

@@ -25,6 +25,9 @@ class AugsburgParams(SystemParams):
 
     lstm_layers: int = Field(2, ge=1)
     lstm_dropout: float = Field(0.1, ge=0, lt=1)
+    # the dense layer's width (None: ``hidden``, ours); the authors' is as wide as its input,
+    # 2 · 1027 = 2054 (abaw/model.py)
+    dense_hidden: int | None = Field(None, ge=8)
 
 
 class Augsburg(EmiModel):
@@ -43,6 +46,7 @@ class Augsburg(EmiModel):
         dropout: float = 0.2,
         lstm_layers: int = 2,
         lstm_dropout: float = 0.1,
+        dense_hidden: int | None = None,
     ):
         super().__init__(dims, kinds)
         audio = [name for name, kind in self.kinds.items() if kind == "audio"]
@@ -57,10 +61,11 @@ class Augsburg(EmiModel):
             batch_first=True,
             dropout=lstm_dropout if lstm_layers > 1 else 0.0,
         )
+        dense = dense_hidden or hidden
         self.dense = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(dim + hidden, hidden), nn.Tanh(), nn.Dropout(dropout)
+            nn.Dropout(dropout), nn.Linear(dim + hidden, dense), nn.Tanh(), nn.Dropout(dropout)
         )
-        self.out = nn.Linear(hidden, NUM_EMOTIONS)
+        self.out = nn.Linear(dense, NUM_EMOTIONS)
 
     def predict(self, inputs: Inputs) -> dict:
         x, mask = inputs[self.audio]
@@ -76,7 +81,7 @@ register(
         name="augsburg",
         params=AugsburgParams,
         model=Augsburg,
-        hyper=("hidden", "dropout", "lstm_layers", "lstm_dropout"),
+        hyper=("hidden", "dropout", "lstm_layers", "lstm_dropout", "dense_hidden"),
         branches=("audio",),
     )
 )

@@ -6,6 +6,8 @@ regression loss, per-branch learning rates and EMA.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 from torch import nn
@@ -36,7 +38,11 @@ class FuxiParams(SystemParams):
     # head's is ``lr``. A modality not named here trains at ``lr``.
     branch_lr: dict[str, float] = Field(default_factory=dict)
     triplet_margin: float = 0.1
-    triplet_weight: float = Field(0.1, ge=0)  # beside the regression loss; on unit-norm features
+    triplet_weight: float = Field(0.1, ge=0)  # beside the regression loss
+    # eq. 3 on f̂, the presence-weighted fused feature the prediction reads (``fused``), or on
+    # the mean of every branch's embedding, absent ones too (``all_branches``, ours)
+    triplet_on: Literal["fused", "all_branches"] = "fused"
+    triplet_normalize: bool = False  # ours: unit-length features before the distances
 
 
 class FuxiBranch(nn.Module):
@@ -84,6 +90,7 @@ class Fuxi(EmiModel):
         return {
             "pred": torch.sigmoid(self.head(fused)),
             "embeddings": embeddings,
+            "fused": fused,
             "weights": weights,
         }
 
@@ -106,13 +113,18 @@ def param_groups(model: Fuxi, hyper: FuxiParams) -> list[dict]:
 
 
 def triplet_loss(model: Fuxi, out: dict, hyper: FuxiParams, clip_mean) -> torch.Tensor | None:
-    """The text-anchored triplet loss on the fused, unit-norm embeddings; the ordering is each
-    clip's text features averaged over the whole clip (every text input's, side by side), not
-    over the segments sampled for the batch. None without a text input."""
+    """The text-anchored triplet loss (eq. 3) on raw squared distances between the fused
+    features f̂ the prediction reads (``triplet_on``, ``triplet_normalize`` for ours); the
+    ordering is each clip's text features averaged over the whole clip (every text input's, side
+    by side), not over the segments sampled for the batch. None without a text input."""
     if "text" not in model.kinds.values() or hyper.triplet_weight <= 0:
         return None
-    fused = torch.stack(list(out["embeddings"].values()), 1).mean(1).float()
-    fused = nn.functional.normalize(fused, dim=-1)
+    if hyper.triplet_on == "fused":
+        fused = out["fused"].float()
+    else:
+        fused = torch.stack(list(out["embeddings"].values()), 1).mean(1).float()
+    if hyper.triplet_normalize:
+        fused = nn.functional.normalize(fused, dim=-1)
     return hyper.triplet_weight * text_anchored_triplet_loss(
         fused, clip_mean("text"), hyper.triplet_margin
     )

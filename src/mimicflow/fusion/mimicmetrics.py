@@ -1,6 +1,13 @@
 """``mimicmetrics`` (ABAW10): unimodal encoders (masked attention pooling, then a LayerNorm-MLP),
 pre-trained with their own heads, then an MLP over them with modality dropout; the encoders
-fine-tuned at a fraction of the fusion's learning rate. The default system.
+fine-tuned at a fraction of the fusion's learning rate (``frozen_inputs`` not at all). The
+default system.
+
+``fusion_head: code`` is the authors' ``FusionRegressor`` (src/staged_fusion_training.py):
+LayerNorm → dropout → linear → GELU → dropout → linear 6 over the encoders' outputs alone, a
+linear output (``unclipped``; ``pred`` clipped to [0, 1]), the unimodal heads linear too, and
+kept modalities × 1/(1 − p) under modality dropout (``dropout_rescale``). ``ours`` (before issue
+26): presence flags beside each encoder's output, no input LayerNorm, sigmoid outputs.
 """
 
 from __future__ import annotations
@@ -39,6 +46,13 @@ class MimicMetricsParams(SystemParams):
     # A clip without a transcript: "mask" leaves text out of its fusion; "zeros" feeds the
     # text encoder's output for an all-zero input as if present (the authors' fallback).
     missing_text: Literal["mask", "zeros"] = "mask"
+    # code: the authors' FusionRegressor (the mimicmetrics recipe's); ours: the project default,
+    # whose demo figures docs/results.md reports (presence flags, sigmoid outputs)
+    fusion_head: Literal["code", "ours"] = "ours"
+    dropout_rescale: bool = False  # kept modalities × 1/(1 − modality_dropout) in training
+    # inputs whose encoder the fusion stage leaves as pre-training made it (the authors': motion)
+    frozen_inputs: tuple[str, ...] = ()
+    encoder_hidden: dict[str, int] = Field(default_factory=dict)  # an input's own encoder width
 
 
 class UnimodalEncoder(nn.Module):
@@ -77,20 +91,30 @@ class MimicMetrics(EmiModel):
         modality_dropout: float = 0.3,
         queries: int = 1,
         missing_text: str = "mask",
+        fusion_head: str = "ours",
+        dropout_rescale: bool = False,
+        encoder_hidden: dict[str, int] | None = None,
     ):
         super().__init__(dims, kinds)
         if missing_text not in ("mask", "zeros"):
             raise ValueError(f"missing_text must be mask or zeros, got {missing_text!r}")
+        widths = {m: (encoder_hidden or {}).get(m, hidden) for m in dims}
         self.encoders = nn.ModuleDict(
-            {m: UnimodalEncoder(d, hidden, dropout, queries) for m, d in dims.items()}
+            {m: UnimodalEncoder(d, widths[m], dropout, queries) for m, d in dims.items()}
         )
+        self.code = fusion_head == "code"
+        self.linear_output = self.code
+        width = sum(widths.values()) + (0 if self.code else len(dims))
+        inlet = [nn.LayerNorm(width), nn.Dropout(dropout)] if self.code else []
         self.fusion = nn.Sequential(
-            nn.Linear(len(dims) * (hidden + 1), hidden),
+            *inlet,
+            nn.Linear(width, hidden),
             nn.GELU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, NUM_EMOTIONS),
         )
         self.modality_dropout = modality_dropout
+        self.rescale = dropout_rescale
         self.zero_text = missing_text == "zeros"
         self.unimodal: str | None = None  # set during pre-training: train one encoder + its head
 
@@ -108,21 +132,37 @@ class MimicMetrics(EmiModel):
     def predict(self, inputs: Inputs) -> dict:
         if self.unimodal is not None:
             encoder = self.encoders[self.unimodal]
-            return {"pred": torch.sigmoid(encoder.head(encoder(*inputs[self.unimodal])))}
+            return self.output(encoder.head(encoder(*inputs[self.unimodal])))
         names = list(self.encoders)
         here = torch.stack([has_frames(inputs[m][1]) for m in names], 1)
+        scale = 1.0
         if self.training and self.modality_dropout > 0:
             here = drop_modalities(here, self.modality_dropout)
+            scale = 1 / (1 - self.modality_dropout) if self.rescale else 1.0
         parts = []
         for column, m in enumerate(names):
             keep = here[:, column : column + 1].float()
-            parts += [self.encoders[m](*inputs[m]) * keep, keep]
+            parts += [self.encoders[m](*inputs[m]) * keep * scale]
+            parts += [] if self.code else [keep]
         weights = here.float() / here.float().sum(1, keepdim=True).clamp_min(1.0)
-        return {"pred": torch.sigmoid(self.fusion(torch.cat(parts, -1))), "weights": weights}
+        return self.output(self.fusion(torch.cat(parts, -1))) | {"weights": weights}
 
-    def param_groups(self, lr: float, encoder_lr_scale: float) -> list[dict]:
-        """Fusion at ``lr``; pre-trained encoders fine-tuned at ``encoder_lr_scale`` × lr."""
-        encoders = [p for name, p in self.encoders.named_parameters() if ".head." not in name]
+    def output(self, raw: torch.Tensor) -> dict:
+        """The authors' linear output (clipped for ``pred``), or ours through a sigmoid."""
+        if self.code:
+            return {"pred": raw.clamp(0.0, 1.0), "unclipped": raw}
+        return {"pred": torch.sigmoid(raw)}
+
+    def param_groups(
+        self, lr: float, encoder_lr_scale: float, frozen: tuple[str, ...] = ()
+    ) -> list[dict]:
+        """Fusion at ``lr``; pre-trained encoders fine-tuned at ``encoder_lr_scale`` × lr, those
+        of the inputs ``frozen`` in no group (left as pre-training made them)."""
+        encoders = [
+            p
+            for name, p in self.encoders.named_parameters()
+            if ".head." not in name and name.split(".")[0] not in frozen
+        ]
         return [
             {"params": encoders, "lr": lr * encoder_lr_scale},
             {"params": self.fusion.parameters(), "lr": lr},
@@ -130,7 +170,7 @@ class MimicMetrics(EmiModel):
 
 
 def param_groups(model: MimicMetrics, hyper: MimicMetricsParams) -> list[dict]:
-    return model.param_groups(hyper.lr, hyper.encoder_lr_scale)
+    return model.param_groups(hyper.lr, hyper.encoder_lr_scale, hyper.frozen_inputs)
 
 
 def pretraining(model: MimicMetrics, hyper: MimicMetricsParams) -> Iterator[Pretraining]:
@@ -148,7 +188,16 @@ register(
         name="mimicmetrics",
         params=MimicMetricsParams,
         model=MimicMetrics,
-        hyper=("hidden", "dropout", "modality_dropout", "queries", "missing_text"),
+        hyper=(
+            "hidden",
+            "dropout",
+            "modality_dropout",
+            "queries",
+            "missing_text",
+            "fusion_head",
+            "dropout_rescale",
+            "encoder_hidden",
+        ),
         param_groups=param_groups,
         pretraining=pretraining,
     ),

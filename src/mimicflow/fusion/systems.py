@@ -45,6 +45,8 @@ class SystemSpec:
     - ``param_groups(model, hyper)``: the optimiser's parameter groups (default: all at ``lr``).
     - ``extra_loss(model, out, hyper, clip_mean)``: a term added to the regression loss, or
       None; ``clip_mean(branch)`` gives the batch clips' whole-clip mean features of a family.
+    - ``loss(model, out, target, hyper, epoch)``: the system's own training loss, in place of
+      the regression loss and ``extra_loss`` (``epoch`` counts from 0), or None.
     - ``pretraining(model, hyper)``: the stages run before fusion training (a generator: it may
       set the model up for each stage and restore it after the last).
     """
@@ -57,6 +59,7 @@ class SystemSpec:
     sampling: tuple[str, str] = ("mean", "mean")
     param_groups: Callable = _all_parameters
     extra_loss: Callable | None = None
+    loss: Callable | None = None
     pretraining: Callable[[EmiModel, SystemParams], Iterator[Pretraining]] | None = None
 
     def inputs(self, kinds: dict[str, str]) -> tuple[str, ...]:

@@ -1,169 +1,141 @@
-"""TAEMI (ABAW10 winner) — a design after its abstract (arXiv 2603.14976), not a replication.
+"""``taemi``: TAEMI, the ABAW10 EMI winner (arXiv 2603.14976), as its released code has it
+(ZZZRamsey/CVPR_2026_ABAW_10th_EMI, ``abaw/model_ablation.py`` ``ModelAblation`` with every flag
+off, as ``train.py`` and ``infer.py`` build it). Names below are that file's.
 
-The abstract gives: the Whisper transcript as the anchor, the query of two cross-attention
-branches (one over the visual frames, one over the acoustic frames); learnable tokens standing in
-for a missing visual or acoustic stream; modality dropout in training. Everything else is ours
-(docs/fidelity.md, "TAEMI"):
-
-- every input projected to ``hidden`` (linear + LayerNorm), plus a learned embedding of which
-  input it is and a sinusoidal position of its step; the inputs of one modality are concatenated
-  along time (the text inputs into one query sequence, the visual ones into one key sequence …);
-- a branch per stream: ``layers`` pre-norm Transformer decoder layers (self-attention over the
-  transcript, cross-attention from it to the stream, feed-forward), padding masked throughout;
-- a clip without a transcript gets a learnable query token, a clip without a stream a learnable
-  token as that stream's one key: the prediction never reads what lies under an all-False mask;
-- modality dropout (training only): each present stream is replaced by its token with
-  probability ``modality_dropout``; the text anchor is never dropped, and a clip without a
-  transcript keeps at least one stream;
-- masked attention pooling of the transcript itself and of each branch's output, concatenated,
-  then LayerNorm-MLP → six sigmoids.
+- The transcript's vector (the text encoder's CLS; the masked mean of an input's steps when it
+  has several) is the one query of a ``CrossAttentionLayer`` per audio and per visual input:
+  q = LayerNorm(linear(text)), k = LayerNorm(linear(frames)), v = linear(frames), ``heads``
+  heads of ``hidden``/``heads``, padding masked, softmax dropout, an output projection; no
+  residual, no feed-forward, no positions.
+- Fusion: [text, one attended vector per stream] concatenated (768 + 512 + 512 = 1792) → linear
+  (``hidden``) → GELU → dropout 0.1 → linear 6. The output is linear (``unclipped``, what the
+  loss reads); ``pred`` is it clipped to [0, 1] (the authors clip their submission files).
+- Learnable tokens (``miss_*``, N(0, 0.02²) in the input's own space): a clip without a
+  transcript reads the text token; a clip without a stream attends to that stream's token alone.
+- Modality dropout (training only): every input, the text included, is replaced by its token
+  with probability ``modality_dropout``, independently (no input is always kept).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from mimicflow.config import Loss, LrSchedule, SystemParams
-from mimicflow.fusion.models import (
-    NUM_EMOTIONS,
-    AttentionPool,
-    EmiModel,
-    Inputs,
-    drop_modalities,
-    has_frames,
-)
+from mimicflow.config import ClipMode, Loss, LrSchedule, SystemParams
+from mimicflow.fusion.models import NUM_EMOTIONS, EmiModel, Inputs, has_frames, masked_mean
 from mimicflow.fusion.systems import SystemSpec, register
-
-STREAMS = ("visual", "audio")
-
-
-def sinusoid(steps: int, dim: int, device) -> torch.Tensor:
-    """Fixed sinusoidal position encodings (steps × dim)."""
-    position = torch.arange(steps, device=device, dtype=torch.float32)[:, None]
-    freq = torch.exp(
-        torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(1e4) / dim)
-    )
-    table = torch.zeros(steps, dim, device=device)
-    table[:, 0::2] = torch.sin(position * freq)
-    table[:, 1::2] = torch.cos(position * freq)[:, : dim // 2]
-    return table
 
 
 class TaemiParams(SystemParams):
-    """TAEMI (ABAW10 winner), after its abstract: the transcript queries a cross-attention
-    branch over the visual and one over the acoustic frames; learnable tokens for a missing
-    stream; modality dropout. Every value below is ours (docs/fidelity.md)."""
+    """TAEMI (ABAW10 winner), its code's defaults: the transcript's vector queries a 4-head
+    cross-attention (512) over each stream; concat → 512 → 6, linear; MSE; AdamW 1e-4 (wd 0.01),
+    1-epoch warm-up + cosine per step; gradients clipped by value (100); no EMA."""
 
+    hidden: int = Field(512, ge=8)
     heads: int = Field(4, ge=1)
-    layers: int = Field(2, ge=1)  # decoder layers per branch (self-attn, cross-attn, feed-forward)
-    modality_dropout: float = Field(0.2, ge=0, lt=1)  # per stream; the text anchor is always kept
-    loss: Loss = "mimicmetrics"
-    ema: float | None = 0.999
+    dropout: float = Field(0.1, ge=0, lt=1)  # the head's and the attention's
+    modality_dropout: float = Field(0.1, ge=0, lt=1)  # per input, the text too
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    loss: Loss = "mse"
+    grad_clip: float = 100.0
+    grad_clip_mode: ClipMode = "value"
     schedule: LrSchedule = "cosine"
     warmup_epochs: float = 1.0
+    standardise: bool = False
+    bias_init: Literal["mean", "default"] = "default"
+
+
+class CrossAttention(nn.Module):
+    """One query vector attending over a frame sequence (the authors' ``CrossAttentionLayer``)."""
+
+    def __init__(self, query_dim: int, kv_dim: int, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
+        self.heads = heads
+        self.q_proj, self.k_proj = nn.Linear(query_dim, hidden), nn.Linear(kv_dim, hidden)
+        self.v_proj, self.out_proj = nn.Linear(kv_dim, hidden), nn.Linear(hidden, hidden)
+        self.ln_q, self.ln_kv = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, query: torch.Tensor, frames: torch.Tensor, valid: torch.Tensor):
+        """(B × d_q), (B × T × d_kv), valid (B × T) → B × hidden."""
+        batch, steps, _ = frames.shape
+        q = self.ln_q(self.q_proj(query)).view(batch, self.heads, 1, -1)
+        k = self.ln_kv(self.k_proj(frames)).view(batch, steps, self.heads, -1).transpose(1, 2)
+        v = self.v_proj(frames).view(batch, steps, self.heads, -1).transpose(1, 2)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(k.shape[-1])  # B × heads × 1 × T
+        scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
+        out = self.drop(F.softmax(scores, -1)) @ v  # B × heads × 1 × head_dim
+        return self.out_proj(out.reshape(batch, -1))
 
 
 class Taemi(EmiModel):
-    """Text-anchored dual cross-attention with learnable tokens for missing streams.
+    """Text-anchored cross-attention over each stream, concatenated with the text vector.
 
     ``weights`` are each present input's equal share (the fusion has no gate to report)."""
+
+    linear_output = True
 
     def __init__(
         self,
         dims: dict[str, int],
         kinds: dict[str, str],
-        hidden: int = 128,
+        hidden: int = 512,
         heads: int = 4,
-        layers: int = 2,
-        dropout: float = 0.2,
-        modality_dropout: float = 0.2,
+        dropout: float = 0.1,
+        modality_dropout: float = 0.1,
     ):
         super().__init__(dims, kinds)
         self.text = [name for name in dims if self.kinds[name] == "text"]
-        self.streams = {kind: [n for n in dims if self.kinds[n] == kind] for kind in STREAMS}
-        self.streams = {kind: names for kind, names in self.streams.items() if names}
-        self.project = nn.ModuleDict(
-            {m: nn.Sequential(nn.Linear(d, hidden), nn.LayerNorm(hidden)) for m, d in dims.items()}
+        self.streams = [name for name in dims if self.kinds[name] != "text"]
+        if not self.text:
+            raise ValueError("taemi needs a text input (the transcript is the query)")
+        query = sum(dims[name] for name in self.text)
+        self.missing = nn.ParameterDict(
+            {name: nn.Parameter(0.02 * torch.randn(dims[name])) for name in dims}
         )
-        self.input_embedding = nn.ParameterDict(
-            {m: nn.Parameter(torch.zeros(hidden)) for m in dims}
+        self.attend = nn.ModuleDict(
+            {n: CrossAttention(query, dims[n], hidden, heads, dropout) for n in self.streams}
         )
-        # the query of a clip without a transcript; the key of a clip without a stream
-        self.tokens = nn.ParameterDict(
-            {
-                kind: nn.Parameter(0.02 * torch.randn(1, 1, hidden))
-                for kind in ("text", *self.streams)
-            }
-        )
-        layer = nn.TransformerDecoderLayer(
-            hidden, heads, 4 * hidden, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.branches = nn.ModuleDict(
-            {
-                kind: nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(hidden))
-                for kind in self.streams
-            }
-        )
-        self.pools = nn.ModuleDict(
-            {part: AttentionPool(hidden) for part in ("text", *self.streams)}
-        )
-        width = len(self.pools) * hidden
-        self.head = nn.Sequential(
-            nn.LayerNorm(width),
-            nn.Dropout(dropout),
-            nn.Linear(width, hidden),
+        self.pred_head = nn.Sequential(
+            nn.Linear(query + hidden * len(self.streams), hidden),
             nn.GELU(),
-            nn.Dropout(dropout),
+            nn.Dropout(0.1),
             nn.Linear(hidden, NUM_EMOTIONS),
         )
         self.modality_dropout = modality_dropout
 
-    def sequence(self, part: str, names: list[str], inputs: Inputs, keep: torch.Tensor):
-        """The inputs ``names`` projected and concatenated along time, then ``part``'s token as
-        one more step, valid exactly where none of the inputs' steps is (or ``keep`` is False).
-        Returns (B × T × hidden, valid B × T)."""
-        token = self.tokens[part].expand(keep.shape[0], 1, -1)
-        steps, valid = [], []
-        for name in names:
-            x, mask = inputs[name]
-            position = sinusoid(x.shape[1], token.shape[-1], x.device)
-            steps.append(self.project[name](x) + self.input_embedding[name] + position)
-            valid.append(mask & keep[:, None])
-        here = (
-            torch.cat(valid, 1).any(1, keepdim=True) if valid else torch.zeros_like(keep[:, None])
-        )
-        return torch.cat([*steps, token], 1), torch.cat([*valid, ~here], 1)
-
     def predict(self, inputs: Inputs) -> dict:
-        parts = ("text", *self.streams)
-        names = {"text": self.text, **self.streams}
-        first = next(iter(inputs.values()))[1]
-        here = torch.stack(
-            [
-                torch.stack([has_frames(inputs[n][1]) for n in names[p]]).any(0)
-                if names[p]
-                else torch.zeros_like(first[:, 0])
-                for p in parts
-            ],
-            1,
-        )
+        names = [*self.text, *self.streams]
+        present = torch.stack([has_frames(inputs[n][1]) for n in names], 1)  # B × inputs
+        here = present
         if self.training and self.modality_dropout > 0:
-            here = drop_modalities(here, self.modality_dropout, always=(0,))  # text is the anchor
-        query, query_valid = self.sequence("text", self.text, inputs, here[:, 0])
-        pooled = [self.pools["text"](query, query_valid)]
-        for column, kind in enumerate(self.streams, 1):
-            keys, keys_valid = self.sequence(kind, self.streams[kind], inputs, here[:, column])
-            out = self.branches[kind](
-                query, keys, tgt_key_padding_mask=~query_valid, memory_key_padding_mask=~keys_valid
-            )
-            pooled.append(self.pools[kind](out, query_valid))
-        inputs_here = torch.stack([has_frames(inputs[n][1]) for n in self.project], 1).float()
-        weights = inputs_here / inputs_here.sum(1, keepdim=True).clamp_min(1.0)
-        return {"pred": torch.sigmoid(self.head(torch.cat(pooled, -1))), "weights": weights}
+            here = here & (torch.rand(here.shape, device=here.device) >= self.modality_dropout)
+        texts = []
+        for column, name in enumerate(self.text):
+            vector = masked_mean(*inputs[name])
+            texts.append(torch.where(here[:, column : column + 1], vector, self.missing[name]))
+        query = torch.cat(texts, -1)
+        parts = [query]
+        for column, name in enumerate(self.streams, len(self.text)):
+            x, mask = inputs[name]
+            keep = here[:, column]
+            token = self.missing[name].expand(x.shape[0], 1, -1)
+            frames = torch.cat([x * keep[:, None, None], token], 1)
+            valid = torch.cat([mask & keep[:, None], ~keep[:, None]], 1)
+            parts.append(self.attend[name](query, frames, valid))
+        raw = self.pred_head(torch.cat(parts, -1))
+        order = [names.index(name) for name in self.scalers]  # the inputs' own order
+        weights = present[:, order].float()
+        weights = weights / weights.sum(1, keepdim=True).clamp_min(1.0)
+        return {"pred": raw.clamp(0.0, 1.0), "unclipped": raw, "weights": weights}
 
 
 register(
@@ -171,6 +143,6 @@ register(
         name="taemi",
         params=TaemiParams,
         model=Taemi,
-        hyper=("hidden", "heads", "layers", "dropout", "modality_dropout"),
+        hyper=("hidden", "heads", "dropout", "modality_dropout"),
     )
 )

@@ -1,10 +1,17 @@
 """``ustc`` (ABAW8 runner-up): per input a sequence (TCN for vision, a gated BiLSTM over
 [h_t ; h_t − h_{t−1}] for audio, a projection for text), segment average pooling after it, an
-MLP mapping layer, per-step quality-aware weights (QAM), the inputs' weighted steps concatenated
-along time into a multi-layer Transformer encoder.
+MLP mapping layer, quality-aware weights (QAM), the inputs' weighted steps concatenated along
+time into a multi-layer Transformer encoder.
+
+QAM (``qam``): ``step`` is eq. 9, a softmax across the inputs at each of the M segments (an
+input with one step in a clip, a transcript vector, is broadcast to every segment, as eq. 10
+adds f_s at every step); ``clip`` (ours, before issue 26) one softmax over every valid segment
+of every input.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -30,6 +37,7 @@ class UstcParams(SystemParams):
     layers: int = Field(2, ge=1)  # Transformer encoder layers
     segments: int = Field(8, ge=1)  # segment average pooling after each branch
     ema: float | None = 0.999
+    qam: Literal["step", "clip"] = "step"  # eq. 9: across the inputs per segment | ours
 
 
 class TemporalConvNet(nn.Module):
@@ -95,8 +103,12 @@ class Ustc(EmiModel):
         layers: int = 2,
         segments: int = 8,
         dropout: float = 0.2,
+        qam: str = "clip",  # a model saved before ``qam`` existed (the params' default: step)
     ):
         super().__init__(dims, kinds)
+        if qam not in ("step", "clip"):
+            raise ValueError(f"qam must be step or clip, got {qam!r}")
+        self.qam = qam
         branch = {
             "visual": lambda d: TemporalConvNet(d, hidden, dropout=dropout),
             "audio": lambda d: GatedBiLSTM(d, hidden),
@@ -130,25 +142,51 @@ class Ustc(EmiModel):
         for m in names:
             x, mask = inputs[m]
             pooled, valid = segment_average(self.branches[m](x, mask), mask, self.segments)
+            if self.qam == "step":  # a clip's one step (its transcript vector) at every segment
+                single = (mask.sum(1) == 1)[:, None]
+                pooled = torch.where(single[..., None], pooled[:, :1], pooled)
+                valid = valid | single
             mapped = self.mapping[m](pooled)
             steps.append(mapped)
             masks.append(valid)
             scores.append(self.quality[m](mapped).squeeze(-1))
+        qam, weights = self.quality_weights(torch.stack(scores, 2), torch.stack(masks, 2))
         valid = torch.cat(masks, 1)  # B × (inputs · segments), inputs in temporal concatenation
         anything = valid.any(1, keepdim=True)
-        weights = torch.softmax(torch.cat(scores, 1).masked_fill(~valid, -1e4), 1) * anything
         # Quality-weighted steps (rescaled: equal weights leave them as they are), then which
         # input and which segment each one is.
-        scale = (weights * valid.sum(1, keepdim=True)).unsqueeze(-1)
-        tokens = torch.cat(steps, 1) * scale + (self.input_embedding + self.position).flatten(0, 1)
+        tokens = torch.cat(steps, 1) * weights.unsqueeze(-1)
+        tokens = tokens + (self.input_embedding + self.position).flatten(0, 1)
         fused = masked_mean(self.fusion(tokens, src_key_padding_mask=~valid & anything), valid)
-        shares = weights.unflatten(1, (len(names), self.segments)).sum(-1)  # B × M
         embeddings = {m: masked_mean(step, mask) for m, step, mask in zip(names, steps, masks)}
+        # each input's share: its β summed over the segments (clip: they sum to 1 over all),
+        # or averaged over the segments that have any input (step: they sum to 1 per segment)
+        shares = qam.sum(1)
+        if self.qam == "step":
+            shares = shares / torch.stack(masks, 2).any(2).sum(1, keepdim=True).clamp_min(1)
         return {
             "pred": torch.sigmoid(self.head(fused)),
             "embeddings": embeddings,
             "weights": shares,
+            "qam": qam,
         }
+
+    def quality_weights(self, scores: torch.Tensor, valid: torch.Tensor):
+        """QAM from quality scores and validity (B × M segments × I inputs): (β: B × M × I,
+        each token's scale: B × (I · M) in the concatenated order). ``step`` (eq. 9): softmax
+        over the inputs at each segment, a segment without any input all 0; ``clip`` (ours):
+        one softmax over every valid (segment, input). Scaled by the count of valid tokens they
+        compete with, so equal weights leave the steps as they are."""
+        anything = valid.any(2, keepdim=True) if self.qam == "step" else valid.any((1, 2), True)
+        masked = scores.masked_fill(~valid, -1e4)
+        if self.qam == "step":
+            beta = torch.softmax(masked, 2) * anything
+            count = valid.sum(2, keepdim=True)
+        else:
+            beta = torch.softmax(masked.flatten(1), 1).view_as(masked) * anything
+            count = valid.sum((1, 2), keepdim=True)
+        scale = (beta * count).transpose(1, 2).flatten(1)  # B × (I · M)
+        return beta, scale
 
 
 register(
@@ -156,6 +194,6 @@ register(
         name="ustc",
         params=UstcParams,
         model=Ustc,
-        hyper=("hidden", "heads", "layers", "segments", "dropout"),
+        hyper=("hidden", "heads", "layers", "segments", "dropout", "qam"),
     )
 )

@@ -64,7 +64,26 @@ def segment_centre(
     return out, out_mask
 
 
-POOLINGS = {"mean": segment_pool, "centre": segment_centre}
+def adaptive_pool(
+    values: np.ndarray, mask: np.ndarray, frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's valid frames average-pooled to exactly ``frames`` steps as torch's
+    ``adaptive_avg_pool1d`` does (step k: frames ⌊kT/K⌋ … ⌈(k+1)T/K⌉ − 1, so neighbouring bins
+    may share a frame and a short clip is stretched by repetition); every step valid. A clip
+    without a valid frame: zeros, all masked (CASIA, ``adaptive_pool_seq``)."""
+    out = np.zeros((frames, values.shape[1]), np.float32)
+    valid = np.asarray(values, np.float32)[np.asarray(mask, bool)]
+    if not len(valid):
+        return out, np.zeros(frames, bool)
+    length = len(valid)
+    cumulative = np.concatenate([np.zeros((1, valid.shape[1])), np.cumsum(valid, 0, np.float64)])
+    steps = np.arange(frames)
+    start, stop = steps * length // frames, -((-(steps + 1) * length) // frames)
+    out[:] = (cumulative[stop] - cumulative[start]) / (stop - start)[:, None]
+    return out, np.ones(frames, bool)
+
+
+POOLINGS = {"mean": segment_pool, "centre": segment_centre, "adaptive": adaptive_pool}
 
 
 class SegmentFrames:

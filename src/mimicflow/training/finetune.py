@@ -272,7 +272,10 @@ def finetune(
                 loss = nn.functional.mse_loss(pred.float(), target)
                 optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(trained, spec.grad_clip)
+                if spec.grad_clip_mode == "value":  # the authors' (abaw/trainer.py)
+                    nn.utils.clip_grad_value_(trained, spec.grad_clip)
+                else:
+                    nn.utils.clip_grad_norm_(trained, spec.grad_clip)
                 optimizer.step()
                 schedule.step()
                 losses.append(loss.item())

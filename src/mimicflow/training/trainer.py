@@ -160,7 +160,8 @@ def start_at_training_mean(model: nn.Module, labels: np.ndarray) -> None:
 class Schedule:
     """A system's learning-rate schedule (``schedule`` in its params), after an optional linear
     warm-up of ``warmup_epochs``: ``batch()`` after every optimiser step, ``epoch(score)`` after
-    every validation (the plateau schedule reads the validation mean Pearson)."""
+    every validation (the plateau schedule reads the validation mean Pearson). With
+    ``schedule_step: epoch`` the schedule counts epochs, not batches, and steps in ``epoch``."""
 
     def __init__(
         self,
@@ -170,6 +171,8 @@ class Schedule:
         steps_per_epoch: int,
     ):
         lr_scheduler = torch.optim.lr_scheduler
+        self.by_epoch = hyper.schedule_step == "epoch"
+        steps_per_epoch = 1 if self.by_epoch else steps_per_epoch
         self.warmup = round(hyper.warmup_epochs * steps_per_epoch)
         self.steps, self.plateau = 0, None
         main = None
@@ -200,10 +203,12 @@ class Schedule:
 
     def batch(self) -> None:
         self.steps += 1
-        if self.per_batch is not None:
+        if self.per_batch is not None and not self.by_epoch:
             self.per_batch.step()
 
     def epoch(self, score: float) -> None:
+        if self.per_batch is not None and self.by_epoch:
+            self.per_batch.step()
         if self.plateau is not None and self.steps >= self.warmup:
             self.plateau.step(score)
 
@@ -221,9 +226,19 @@ def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().cpu() for name, tensor in state.items()}
 
 
-def _ema(model: nn.Module, decay: float) -> AveragedModel:
+def _ema(model: nn.Module, decay: float, warmup: bool = True) -> AveragedModel:
     """EMA of the weights, with the usual warm-up (decay grows to ``decay`` over the first
-    steps, so the average is not dominated by the random initialisation on small data)."""
+    steps, so the average is not dominated by the random initialisation on small data), or
+    without it (``warmup`` False: ``decay`` from the first step, the average starting at the
+    initial weights)."""
+    if not warmup:
+        averaged = AveragedModel(
+            model,
+            avg_fn=lambda averaged, current, steps: decay * averaged + (1 - decay) * current,
+            use_buffers=True,
+        )
+        averaged.n_averaged.fill_(1)  # the first update averages with the initial weights
+        return averaged
 
     def average(averaged, current, steps):
         rate = min(decay, (1 + steps) / (10 + steps))
@@ -271,8 +286,10 @@ class FoldTrainer:
         model = self.spec.build(
             self.dataset.dims(), self.dataset.kinds(), **self.spec.hyper_of(self.hyper)
         )
-        fit_input_scaling(model, self.dataset.feature_stats(self.train_idx, self.sampling[1]))
-        start_at_training_mean(model, self.dataset.labels[self.train_idx])
+        if self.hyper.standardise:
+            fit_input_scaling(model, self.dataset.feature_stats(self.train_idx, self.sampling[1]))
+        if self.hyper.bias_init == "mean":
+            start_at_training_mean(model, self.dataset.labels[self.train_idx])
         return model.to(self.device)
 
     def fit(self) -> FoldResult:
@@ -359,7 +376,9 @@ class FoldTrainer:
         means = np.concatenate([self.dataset.clip_mean(indices, n) for n in names], 1)
         return torch.from_numpy(means).to(self.device)
 
-    def _loss(self, model, out, indices, target):
+    def _loss(self, model, out, indices, target, epoch: int):
+        if self.spec.loss is not None:  # the system's own training loss
+            return self.spec.loss(model, out, target, self.hyper, epoch)
         loss = REGRESSION_LOSSES[self.hyper.loss](out.get("unclipped", out["pred"]).float(), target)
         if self.spec.extra_loss is not None:
             extra = self.spec.extra_loss(
@@ -384,7 +403,7 @@ class FoldTrainer:
         ``groups`` (default: the system's)."""
         epochs = epochs or self.params.epochs
         optimiser, schedule = self.optimiser(model, horizon or epochs, groups)
-        ema = _ema(model, self.hyper.ema) if self.hyper.ema else None
+        ema = _ema(model, self.hyper.ema, self.hyper.ema_warmup) if self.hyper.ema else None
         evaluated = ema.module if ema else model
         best_score, best_state, waited = -np.inf, copy.deepcopy(evaluated.state_dict()), 0
         for epoch in range(epochs):
@@ -394,7 +413,7 @@ class FoldTrainer:
                 indices = np.asarray(batch)  # the loader hands the clips' indices over as a tensor
                 inputs, target = to_device(tensors, self.device)
                 with autocast(self.device, self.amp):
-                    loss = self._loss(model, model(inputs), indices, target)
+                    loss = self._loss(model, model(inputs), indices, target, epoch)
                 optimiser.zero_grad()
                 loss.backward()
                 clip_gradients(model, self.hyper)
@@ -419,7 +438,7 @@ class FoldTrainer:
             self.on_epoch(row)
             if keep == "last":
                 best_state = copy.deepcopy(evaluated.state_dict())
-            elif score > best_score:
+            elif score > best_score + self.hyper.min_delta:
                 best_score, best_state, waited = score, copy.deepcopy(evaluated.state_dict()), 0
             else:
                 waited += 1

@@ -1,0 +1,53 @@
+"""Fuxi's triplet loss as eq. 3 writes it: raw squared distances between the fused features f̂
+the prediction reads, absent branches left out."""
+
+from __future__ import annotations
+
+import torch
+
+from mimicflow.fusion.fuxi import FuxiParams, triplet_loss
+from mimicflow.fusion.losses import text_anchored_triplet_loss
+from mimicflow.fusion.systems import build_model
+
+DIMS = {"audio": 5, "visual": 4, "text": 6}
+
+
+def _setting(batch: int = 8):
+    torch.manual_seed(0)
+    model = build_model("fuxi", DIMS, {m: m for m in DIMS}, hidden=8, embed=16).eval()
+    inputs = {
+        m: (torch.randn(batch, 6, d), torch.ones(batch, 6, dtype=torch.bool))
+        for m, d in DIMS.items()
+    }
+    inputs["audio"] = (inputs["audio"][0] * 0, torch.zeros(batch, 6, dtype=torch.bool))  # no audio
+    text = torch.randn(batch, DIMS["text"])
+    return model, inputs, text
+
+
+def _term(model, inputs, text, hyper=None):
+    torch.manual_seed(5)  # the same triplets drawn every time
+    return triplet_loss(model, model(inputs), hyper or FuxiParams(), lambda branch: text)
+
+
+@torch.no_grad()
+def test_the_triplet_term_is_eq_3_on_the_unnormalised_fused_feature():
+    model, inputs, text = _setting()
+    hyper = FuxiParams()
+    fused = model(inputs)["fused"]
+    torch.manual_seed(5)
+    expected = hyper.triplet_weight * text_anchored_triplet_loss(fused, text, hyper.triplet_margin)
+    torch.testing.assert_close(_term(model, inputs, text), expected)
+    for ours in (FuxiParams(triplet_normalize=True), FuxiParams(triplet_on="all_branches")):
+        assert not torch.isclose(_term(model, inputs, text, ours), expected)
+
+
+@torch.no_grad()
+def test_an_absent_branch_never_enters_the_triplet_term():
+    model, inputs, text = _setting()
+    before = _term(model, inputs, text)
+    model.branches["audio"].project.bias += 5.0  # what an absent branch would add
+    torch.testing.assert_close(_term(model, inputs, text), before)
+    ours = FuxiParams(triplet_on="all_branches", triplet_normalize=True)  # before issue 26
+    changed = _term(model, inputs, text, ours)
+    model.branches["audio"].project.bias -= 5.0
+    assert not torch.isclose(changed, _term(model, inputs, text, ours))
