@@ -51,3 +51,27 @@ def test_an_absent_branch_never_enters_the_triplet_term():
     changed = _term(model, inputs, text, ours)
     model.branches["audio"].project.bias -= 5.0
     assert not torch.isclose(changed, _term(model, inputs, text, ours))
+
+
+@torch.no_grad()
+def test_triplets_per_batch_is_one_when_the_recipe_reads_section_3_4_so():
+    """``triplets: 1`` draws one triplet of three clips per batch (§3.4, our reading): the
+    term equals eq. 3 on the one triplet; null draws one triplet per clip (ours)."""
+    fused, text = torch.randn(8, 16), torch.randn(8, 6)
+    generator = torch.Generator().manual_seed(3)
+    one = text_anchored_triplet_loss(fused, text, 0.1, generator, count=1)
+    trio = torch.randperm(8, generator=torch.Generator().manual_seed(3))[:3]
+    d = {
+        (i, j): float((text[trio[i]] - text[trio[j]]).pow(2).sum())
+        for i, j in ((0, 1), (0, 2), (1, 2))
+    }
+    a, p = min(d, key=d.get)
+    n = 3 - a - p
+    anc, pos, neg = fused[trio[a]], fused[trio[p]], fused[trio[n]]
+    close = (anc - pos).pow(2).sum()
+    expected = torch.relu(close - (anc - neg).pow(2).sum() + 0.1) + torch.relu(
+        close - (pos - neg).pow(2).sum() + 0.1
+    )
+    torch.testing.assert_close(one, expected)
+    many = text_anchored_triplet_loss(fused, text, 0.1, torch.Generator().manual_seed(3))
+    assert not torch.isclose(one, many)

@@ -167,7 +167,11 @@ def test_recipe_values_reach_the_trainer(name, demo, tmp_path, monkeypatch):
         lr = hyper["lr"]
         assert [_lr(g) for g in groups] == pytest.approx([lr * hyper["encoder_lr_scale"], lr])
         assert [s for s in seen.stages if s[0].startswith("pretrain")] == [
-            (f"pretrain_{n}", hyper["pretrain_epochs"]) for n in inputs
+            (
+                f"pretrain_{n}",
+                hyper.get("pretrain_epochs_by_input", {}).get(n, hyper["pretrain_epochs"]),
+            )
+            for n in inputs
         ]
     else:
         assert [_lr(g) for g in groups] == [hyper["lr"]]

@@ -74,6 +74,23 @@ def test_folds_cover_labelled_clips_once_and_respect_the_protocol(store):
     np.testing.assert_array_equal(merged, assign_folds(manifest, "merged", 5, seed=1))
 
 
+def test_the_resplit_protocol_holds_out_a_fifth_of_the_labelled_clips_drawn_from_valid(store):
+    """MimicMetrics' 4:1 re-split (F3/F4): round(0.2 × labelled) clips of the valid split
+    validate the one model, the rest of valid trains with train; the same seed, the same draw."""
+    _, manifest = store
+    labelled = manifest[list(EMOTIONS)].notna().all(axis=1).to_numpy()
+    valid = (manifest["split"] == "valid").to_numpy() & labelled
+    resplit = assign_folds(manifest, "resplit", 1, seed=3, holdout_fraction=0.2)
+    train_idx, val_idx = fold_indices(resplit, 0)
+    assert len(val_idx) == round(0.2 * labelled.sum()) < valid.sum()
+    assert valid[val_idx].all() and len(train_idx) + len(val_idx) == labelled.sum()
+    assert (resplit[~labelled] == UNLABELLED).all()
+    np.testing.assert_array_equal(resplit, assign_folds(manifest, "resplit", 1, 3, 0.2))
+    assert not np.array_equal(resplit, assign_folds(manifest, "resplit", 1, 4, 0.2))
+    with pytest.raises(ValueError, match="valid split has"):
+        assign_folds(manifest, "resplit", 1, seed=3, holdout_fraction=0.9)
+
+
 def test_feature_stats_are_the_training_clips_segment_statistics(store):
     trainer = _trainer(store, "mimicmetrics")
     stats = trainer.dataset.feature_stats(trainer.train_idx, chunk=7)  # chunks must not matter

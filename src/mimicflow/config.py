@@ -377,7 +377,7 @@ def system_sections() -> dict[str, type[SystemParams]]:
     return SYSTEM_PARAMS
 
 
-PROTOCOLS = ("merged", "official", "final")
+PROTOCOLS = ("merged", "official", "final", "resplit")
 
 
 class TrainParams(_Section):
@@ -387,6 +387,8 @@ class TrainParams(_Section):
     - ``official`` (USTC, MimicMetrics): one model trained on train, early-stopped on valid.
     - ``final`` (Augsburg): as ``official`` to choose the epochs, then one model trained on
       train+valid for that many epochs; it is the served model.
+    - ``resplit`` (MimicMetrics' F3/F4): one model; ``holdout_fraction`` of the labelled clips,
+      drawn from the valid split, validate it, the rest of valid joins train.
     """
 
     # extra keys: the systems' sections, one per registered system (train.<name>, validated
@@ -399,7 +401,8 @@ class TrainParams(_Section):
         "visual",
         "text",
     )  # feature sets (features.sets) the model sees
-    protocol: Literal["merged", "official", "final"] = "merged"
+    protocol: Literal["merged", "official", "final", "resplit"] = "merged"
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)  # resplit: the held-out share of labelled
     # The fold ids 0 … k−1 (merged: k ≥ 2; official and final: [0], the single model):
     # dvc.yaml makes one train@<id> stage each (an int k is read as range(k)).
     folds: tuple[int, ...] = (0, 1, 2, 3, 4)

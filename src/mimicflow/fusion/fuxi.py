@@ -43,6 +43,9 @@ class FuxiParams(SystemParams):
     # the mean of every branch's embedding, absent ones too (``all_branches``, ours)
     triplet_on: Literal["fused", "all_branches"] = "fused"
     triplet_normalize: bool = False  # ours: unit-length features before the distances
+    # triplets drawn per batch (§3.4 "three examples from a mini-batch": 1, a reading);
+    # null: one per clip of the batch (ours)
+    triplets: int | None = Field(None, ge=1)
 
 
 class FuxiBranch(nn.Module):
@@ -126,7 +129,7 @@ def triplet_loss(model: Fuxi, out: dict, hyper: FuxiParams, clip_mean) -> torch.
     if hyper.triplet_normalize:
         fused = nn.functional.normalize(fused, dim=-1)
     return hyper.triplet_weight * text_anchored_triplet_loss(
-        fused, clip_mean("text"), hyper.triplet_margin
+        fused, clip_mean("text"), hyper.triplet_margin, count=hyper.triplets
     )
 
 

@@ -34,16 +34,22 @@ def mimicmetrics_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 
 
 def text_anchored_triplet_loss(
-    fused: torch.Tensor, text: torch.Tensor, margin: float = 0.1, generator=None
+    fused: torch.Tensor,
+    text: torch.Tensor,
+    margin: float = 0.1,
+    generator=None,
+    count: int | None = None,
 ) -> torch.Tensor:
     """Fuxi (ABAW6, eq. 3): triplets of clips drawn from the batch are ordered by their *text*
     features — the two closest are anchor and positive (interchangeable), the third negative —
     and their *fused* features must keep that order by ``margin`` (squared Euclidean, both
-    directions). ``fused``: B × h, ``text``: B × d (pooled text features)."""
+    directions). ``fused``: B × h, ``text``: B × d (pooled text features); ``count`` triplets
+    (None: one per clip of the batch), the loss their mean."""
     batch = fused.shape[0]
     if batch < 3:
         return fused.sum() * 0.0
-    idx = torch.stack([torch.randperm(batch, generator=generator)[:3] for _ in range(batch)]).to(
+    draws = batch if count is None else count
+    idx = torch.stack([torch.randperm(batch, generator=generator)[:3] for _ in range(draws)]).to(
         fused.device
     )
     t = text[idx]  # B × 3 × d

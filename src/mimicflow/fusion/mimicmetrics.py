@@ -43,6 +43,8 @@ class MimicMetricsParams(SystemParams):
     )  # attention-pooling queries per encoder: one per emotion (paper: 1)
     encoder_lr_scale: float = Field(0.05, gt=0)  # encoders fine-tuned at 0.05 × lr
     pretrain_epochs: int = Field(20, ge=1)
+    # an input's own pre-training epochs (the authors': motion 100, the others 50)
+    pretrain_epochs_by_input: dict[str, int] = Field(default_factory=dict)
     # A clip without a transcript: "mask" leaves text out of its fusion; "zeros" feeds the
     # text encoder's output for an all-zero input as if present (the authors' fallback).
     missing_text: Literal["mask", "zeros"] = "mask"
@@ -178,7 +180,9 @@ def pretraining(model: MimicMetrics, hyper: MimicMetricsParams) -> Iterator[Pret
     for name in list(model.encoders):
         model.unimodal = name
         yield Pretraining(
-            f"pretrain_{name}", hyper.pretrain_epochs, model.encoders[name].parameters()
+            f"pretrain_{name}",
+            hyper.pretrain_epochs_by_input.get(name, hyper.pretrain_epochs),
+            model.encoders[name].parameters(),
         )
     model.unimodal = None
 

@@ -104,7 +104,9 @@ def train_fold(
     config = params.train
     check_fold(params, fold)
     manifest = StagePaths(params).read_manifest()
-    assignment = assign_folds(manifest, config.protocol, config.n_folds, config.seed)
+    assignment = assign_folds(
+        manifest, config.protocol, config.n_folds, config.seed, config.holdout_fraction
+    )
     dataset = _dataset(params, manifest, system, inputs)
     train_idx, val_idx = fold_indices(assignment, fold)
     with Progress(disable=not progress, transient=True) as bar:
@@ -201,7 +203,9 @@ def run_ensemble(params: Params) -> dict:
             oof[list(EMOTIONS)].to_numpy(), labels.loc[oof["clip_id"]].to_numpy(), "out-of-fold"
         ),
     }
-    assignment = assign_folds(manifest, config.protocol, config.n_folds, config.seed)
+    assignment = assign_folds(
+        manifest, config.protocol, config.n_folds, config.seed, config.holdout_fraction
+    )
     predictions = ensemble.predict_store(params.features.out, list(manifest["clip_id"]))
     predictions["fold"] = assignment
     test = predictions[predictions["fold"] == UNLABELLED]
