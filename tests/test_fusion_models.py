@@ -15,6 +15,7 @@ VARIANTS = [pytest.param(s, {}, id=s) for s in SYSTEMS] + [
     pytest.param("mimicmetrics", {"missing_text": "zeros"}, id="mimicmetrics-zero-text"),
     pytest.param("ustc", {"segments": 3, "layers": 1}, id="ustc-3-segments"),
     pytest.param("ustc", {"qam": "step"}, id="ustc-qam-step"),
+    pytest.param("ustc", {"qam": "step", "form": "eq10"}, id="ustc-eq10"),
     pytest.param("mimicmetrics", {"fusion_head": "code"}, id="mimicmetrics-code-head"),
 ]
 
@@ -139,6 +140,35 @@ def test_ustc_qam_is_a_softmax_across_the_inputs_at_each_segment_with_text_broad
     torch.testing.assert_close(qam.sum(-1), torch.ones(3, 4))
     assert (qam[:, :, 2] > 0).all()  # the transcript at every segment
     assert (qam[1, :, 1] == 0).all()
+
+
+def test_ustc_eq10_predicts_per_step_from_the_weighted_sum_and_its_loss_is_per_step():
+    """Eq. 10 / §3.6: one Transformer token per segment (Σ_i β_i h_i), a linear prediction per
+    segment, the clip's prediction their mean; the MSE is averaged over the steps, not taken on
+    the mean (a clip whose steps straddle the label has a per-step loss, a mean one of 0)."""
+    from mimicflow.config import Params
+    from mimicflow.fusion.ustc import ustc_loss
+
+    model = _model("ustc", {"qam": "step", "form": "eq10", "segments": 4})
+    out = model(_inputs())
+    assert out["per_step"].shape == (4, 4, 6) and out["step_mask"].shape == (4, 4)
+    here = out["step_mask"].unsqueeze(-1).float()
+    mean = (out["per_step"] * here).sum(1) / here.sum(1)
+    torch.testing.assert_close(out["unclipped"], mean)
+    torch.testing.assert_close(out["pred"], mean.clamp(0, 1))
+    hyper = Params().train.system_params("ustc")
+    target = torch.full((4, 6), 0.5)
+    straddle = {
+        "per_step": torch.tensor([0.3, 0.7])[None, :, None].expand(4, 2, 6),
+        "step_mask": torch.ones(4, 2, dtype=torch.bool),
+        "unclipped": target,
+        "pred": target,
+    }
+    assert float(ustc_loss(model, straddle, target, hyper, 0)) == pytest.approx(0.04)
+    concat = {"pred": target}
+    assert float(ustc_loss(model, concat, target, hyper, 0)) == 0.0
+    with pytest.raises(ValueError, match="eq10 with qam step"):
+        build_model("ustc", DIMS, {m: m for m in DIMS}, qam="clip", form="eq10")
 
 
 def test_ustc_weights_are_the_quality_scores_shares_of_all_steps():

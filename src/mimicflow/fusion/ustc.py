@@ -7,6 +7,13 @@ QAM (``qam``): ``step`` is eq. 9, a softmax across the inputs at each of the M s
 input with one step in a clip, a transcript vector, is broadcast to every segment, as eq. 10
 adds f_s at every step); ``clip`` (ours, before issue 26) one softmax over every valid segment
 of every input.
+
+Form (``form``): ``eq10`` is eq. 10 and §3.6: at each of the M segments the inputs' steps
+summed with their weights β (eq. 9), a Transformer over the M steps, a linear prediction per
+step and the MSE averaged over the steps (the clip's label at every step); the clip's prediction
+is the mean of its steps (our reading: the paper gives no per-clip read-out), clipped to [0, 1].
+``concat`` (ours, the form before issue 26, and Figure 1's "concatenated"): the weighted steps
+of all inputs concatenated along time, one prediction per clip through a sigmoid.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pydantic import Field
 from torch import nn
 
 from mimicflow.config import SystemParams
+from mimicflow.fusion.losses import REGRESSION_LOSSES
 from mimicflow.fusion.models import (
     NUM_EMOTIONS,
     EmiModel,
@@ -38,6 +46,8 @@ class UstcParams(SystemParams):
     segments: int = Field(8, ge=1)  # segment average pooling after each branch
     ema: float | None = 0.999
     qam: Literal["step", "clip"] = "step"  # eq. 9: across the inputs per segment | ours
+    # eq10: weighted sum per step, a prediction and loss per step | concat: ours (see above)
+    form: Literal["eq10", "concat"] = "concat"
 
 
 class TemporalConvNet(nn.Module):
@@ -104,11 +114,15 @@ class Ustc(EmiModel):
         segments: int = 8,
         dropout: float = 0.2,
         qam: str = "clip",  # a model saved before ``qam`` existed (the params' default: step)
+        form: str = "concat",
     ):
         super().__init__(dims, kinds)
         if qam not in ("step", "clip"):
             raise ValueError(f"qam must be step or clip, got {qam!r}")
-        self.qam = qam
+        if form not in ("eq10", "concat") or (form == "eq10" and qam != "step"):
+            raise ValueError(f"form must be concat, or eq10 with qam step; got {form!r}, {qam!r}")
+        self.qam, self.form = qam, form
+        self.linear_output = form == "eq10"
         branch = {
             "visual": lambda d: TemporalConvNet(d, hidden, dropout=dropout),
             "audio": lambda d: GatedBiLSTM(d, hidden),
@@ -151,6 +165,14 @@ class Ustc(EmiModel):
             masks.append(valid)
             scores.append(self.quality[m](mapped).squeeze(-1))
         qam, weights = self.quality_weights(torch.stack(scores, 2), torch.stack(masks, 2))
+        embeddings = {m: masked_mean(step, mask) for m, step, mask in zip(names, steps, masks)}
+        shares = self.shares(qam, masks)
+        if self.form == "eq10":
+            return self.per_step(steps, masks, qam) | {
+                "embeddings": embeddings,
+                "weights": shares,
+                "qam": qam,
+            }
         valid = torch.cat(masks, 1)  # B × (inputs · segments), inputs in temporal concatenation
         anything = valid.any(1, keepdim=True)
         # Quality-weighted steps (rescaled: equal weights leave them as they are), then which
@@ -158,18 +180,35 @@ class Ustc(EmiModel):
         tokens = torch.cat(steps, 1) * weights.unsqueeze(-1)
         tokens = tokens + (self.input_embedding + self.position).flatten(0, 1)
         fused = masked_mean(self.fusion(tokens, src_key_padding_mask=~valid & anything), valid)
-        embeddings = {m: masked_mean(step, mask) for m, step, mask in zip(names, steps, masks)}
-        # each input's share: its β summed over the segments (clip: they sum to 1 over all),
-        # or averaged over the segments that have any input (step: they sum to 1 per segment)
-        shares = qam.sum(1)
-        if self.qam == "step":
-            shares = shares / torch.stack(masks, 2).any(2).sum(1, keepdim=True).clamp_min(1)
         return {
             "pred": torch.sigmoid(self.head(fused)),
             "embeddings": embeddings,
             "weights": shares,
             "qam": qam,
         }
+
+    def per_step(self, steps: list, masks: list, beta: torch.Tensor) -> dict:
+        """Eq. 10: Σ_i β_i^t h_i^t at each segment t, the Transformer over the segments, a
+        linear prediction per segment (``per_step``, ``step_mask``); ``pred`` their mean."""
+        here = torch.stack(masks, 2).any(2)  # B × M: segments with any input
+        anything = here.any(1, keepdim=True)
+        tokens = (torch.stack(steps, 2) * beta.unsqueeze(-1)).sum(2) + self.position
+        states = self.fusion(tokens, src_key_padding_mask=~here & anything)
+        per_step = self.head(states)
+        clip = masked_mean(per_step, here)
+        return {
+            "pred": clip.clamp(0.0, 1.0),
+            "unclipped": clip,
+            "per_step": per_step,
+            "step_mask": here,
+        }
+
+    def shares(self, beta: torch.Tensor, masks: list) -> torch.Tensor:
+        """Each input's share: its β summed over the segments (clip: they sum to 1 over all),
+        or averaged over the segments that have any input (step: they sum to 1 per segment)."""
+        if self.qam == "clip":
+            return beta.sum(1)
+        return beta.sum(1) / torch.stack(masks, 2).any(2).sum(1, keepdim=True).clamp_min(1)
 
     def quality_weights(self, scores: torch.Tensor, valid: torch.Tensor):
         """QAM from quality scores and validity (B × M segments × I inputs): (β: B × M × I,
@@ -189,11 +228,23 @@ class Ustc(EmiModel):
         return beta, scale
 
 
+def ustc_loss(model: Ustc, out: dict, target: torch.Tensor, hyper: UstcParams, epoch: int):
+    """The regression loss: per step against the clip's label, over every valid step of the
+    batch (``form: eq10``, §3.6), or on the clip's prediction (``concat``)."""
+    loss = REGRESSION_LOSSES[hyper.loss]
+    if "per_step" not in out:
+        return loss(out.get("unclipped", out["pred"]).float(), target)
+    here = out["step_mask"]
+    steps = target.unsqueeze(1).expand(-1, here.shape[1], -1)
+    return loss(out["per_step"][here].float(), steps[here])
+
+
 register(
     SystemSpec(
         name="ustc",
         params=UstcParams,
         model=Ustc,
-        hyper=("hidden", "heads", "layers", "segments", "dropout", "qam"),
+        hyper=("hidden", "heads", "layers", "segments", "dropout", "qam", "form"),
+        loss=ustc_loss,
     )
 )
