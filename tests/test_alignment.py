@@ -171,6 +171,45 @@ def test_an_aligned_whisper_is_a_folder_the_audio_set_loads(tiny_models, tmp_pat
     assert values.shape == (50, 32) and mask.all()
 
 
+def test_stage_ii_reads_stage_is_projected_space_when_the_set_says_so(tiny_models, tmp_path):
+    """``projected: true``: each crop's features go through the projection Stage I trained, so
+    a clip's mean feature is the aligner's (pre-normalisation) embedding of the clip; without
+    it, the tower's raw states."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from mimicflow.clip.encoders import clip_encoder
+    from mimicflow.clip.settings import EncoderSettings, Runtime
+    from mimicflow.perception.encoders import PROJECTION_FILE
+    from mimicflow.training.alignment import VisualTower
+
+    data = _toy(16)
+    folder = tmp_path / "visual"
+    align_encoder(_spec(tiny_models, epochs=1), data, folder, progress=False)
+    crops = data.crops(0)
+    track = SimpleNamespace(crops=[c[..., ::-1] for c in crops], has_face=np.ones(3, bool))
+    settings = EncoderSettings(
+        "visual", str(folder), pooling="cls", kind="visual-transformers", projected=True
+    )
+    values, mask = clip_encoder(settings, Runtime("cpu", 4)).encode([track])[0]
+    tower = VisualTower(str(folder), 0, "cpu")
+    head = torch.nn.Linear(tower.dim, 16)
+    head.load_state_dict(torch.load(folder / PROJECTION_FILE, weights_only=True))
+    with torch.no_grad():
+        expected = head(tower.embed([crops]))[0].numpy()
+    assert values.shape == (3, 16) and mask.all()
+    np.testing.assert_allclose(values.mean(0), expected, atol=1e-4)
+    raw = EncoderSettings("visual", str(folder), pooling="cls", kind="visual-transformers")
+    assert clip_encoder(raw, Runtime("cpu", 4)).encode([track])[0][0].shape == (3, tower.dim)
+    assert raw.key() != settings.key()
+    bare = EncoderSettings(
+        "visual", tiny_models["image"], kind="visual-transformers", projected=True
+    )
+    with pytest.raises(FileNotFoundError, match="projected: true needs a Stage I folder"):
+        clip_encoder(bare, Runtime("cpu", 4))
+
+
 def test_affectnet_layout_gives_prompts_with_aus_only_where_annotated(tmp_path):
     import cv2
 

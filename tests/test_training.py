@@ -445,9 +445,9 @@ def test_fuxi_triplets_are_ordered_by_the_whole_clips_text(store, monkeypatch):
             batches.append(out)
         return out
 
-    def recorded_loss(fused, text, margin):
+    def recorded_loss(fused, text, margin, **options):
         anchors.append(text)
-        return triplet(fused, text, margin)
+        return triplet(fused, text, margin, **options)
 
     triplet = fuxi.text_anchored_triplet_loss
     monkeypatch.setattr(trainer.dataset, "batch", recorded_batch)

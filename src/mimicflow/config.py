@@ -147,6 +147,9 @@ class FeatureSetParams(_Section):
     audio_cut_s: float | None = Field(None, gt=0)  # audio: only the first seconds are encoded
     head_outputs: bool = False  # audio: append the model's regression head per frame (VAD)
     trust_remote_code: bool = False  # run the model repository's own code (e.g. ChatGLM3)
+    # audio/visual: each frame through the Stage I projection its aligned folder keeps (adapt
+    # method align: USTC's eq. 2 space); false: the tower's own states
+    projected: bool = False
 
     @field_validator("layers", mode="before")
     @classmethod

@@ -280,7 +280,7 @@ class OrganisersFeatures(_Encoder):
 
 
 _TRANSFORMERS = ("layers", "layer_merge", "trust_remote_code")
-_AUDIO = (*_TRANSFORMERS, "audio_cut_s", "head_outputs")
+_AUDIO = (*_TRANSFORMERS, "audio_cut_s", "head_outputs", "projected")
 for _kind in (
     EncoderKind(
         "whisper", ("audio",), "audio", AudioEncoder, _AUDIO, adaptable=True, legacy_key=()
@@ -315,7 +315,7 @@ for _kind in (
         ("visual",),
         "faces",
         VisualEncoder,
-        (*_TRANSFORMERS, "pooling"),
+        (*_TRANSFORMERS, "pooling", "projected"),
         adaptable=True,
         legacy_key=(),
     ),
@@ -351,7 +351,39 @@ for _kind in (
     register_kind(_kind)
 
 
+class ProjectedEncoder:
+    """An encoder whose every frame goes through the linear Stage I projection its aligned
+    folder keeps (``PROJECTION_FILE``, written by the ``adapt`` stage's ``align``)."""
+
+    def __init__(self, inner, folder: str):
+        import torch
+
+        from mimicflow.perception.encoders import PROJECTION_FILE
+
+        path = Path(folder) / PROJECTION_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"projected: true needs a Stage I folder (adapt method align) with "
+                f"{PROJECTION_FILE}; {folder} has none"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.inner = inner
+        self.weight = state["weight"].double().numpy().T
+        self.bias = state["bias"].double().numpy()
+
+    def encode(self, inputs: list) -> list[Encoded]:
+        out = []
+        for values, mask in self.inner.encode(inputs):
+            projected = (values.astype(np.float64) @ self.weight + self.bias) * mask[:, None]
+            out.append((projected.astype(np.float32), mask))
+        return out
+
+    def meta(self) -> dict:
+        return self.inner.meta() | {"dim": len(self.bias), "projected": True}
+
+
 @cache
 def clip_encoder(settings: EncoderSettings, runtime: Runtime):
     """The kind's encoder for these settings, built once per process."""
-    return KINDS[settings.kind].encoder(settings, runtime)
+    encoder = KINDS[settings.kind].encoder(settings, runtime)
+    return ProjectedEncoder(encoder, settings.model) if settings.projected else encoder

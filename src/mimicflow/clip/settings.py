@@ -228,8 +228,9 @@ class EncoderSettings(_Keyed):
     transcript: str = "full"  # text: the whole transcript or its first segment
     model_version: str = ""  # an adapted encoder folder's version: retrained, clips re-encode
     kind: str = ""  # the encoder kind (KINDS)
+    projected: bool = False  # the aligned folder's Stage I projection after the tower
 
-    later_options = (("transcript", "full"), ("model_version", ""))
+    later_options = (("transcript", "full"), ("model_version", ""), ("projected", False))
 
     def key(self) -> str:
         """As :meth:`_Keyed.key`, with the kind's name; a kind older than kind names is keyed

@@ -21,6 +21,10 @@ import numpy as np
 from mimicflow.devices import torch_device
 from mimicflow.perception.audio import SAMPLE_RATE
 
+# An aligned encoder folder's Stage I projection (its tower's states → eq. 2's space), written
+# by the adapt stage (training/alignment.py), read by ``projected: true`` feature sets.
+PROJECTION_FILE = "stage1_projection.pt"
+
 CHUNK_SECONDS = 30  # long audio is encoded in windows of this length and concatenated
 
 

@@ -26,6 +26,7 @@ from rich.progress import Progress
 from mimicflow import EMOTIONS
 from mimicflow.fusion.models import masked_mean
 from mimicflow.perception.asr import save_openai_whisper
+from mimicflow.perception.encoders import PROJECTION_FILE
 from mimicflow.training.adaptation import AdaptData, record_adapted
 
 LEVELS = ("low", "medium", "high")
@@ -422,6 +423,10 @@ def align_encoder(
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     aligner.tower.save(out)
+    torch.save(
+        {k: v.detach().cpu() for k, v in aligner.heads[0].state_dict().items()},
+        out / PROJECTION_FILE,
+    )
     last = (
         history[-1]
         if history
