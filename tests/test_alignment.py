@@ -210,6 +210,28 @@ def test_stage_ii_reads_stage_is_projected_space_when_the_set_says_so(tiny_model
         clip_encoder(bare, Runtime("cpu", 4))
 
 
+def test_stage_is_whisper_tower_embeds_what_the_audio_set_encodes(tiny_models, tmp_path):
+    """The Whisper tower reads the feature set's per-second windows: a clip embeds the same
+    alone or beside a longer one (no padding to a neighbour), and its embedding is the mean of
+    the frames the audio feature set encodes from the saved folder."""
+    import torch
+
+    from mimicflow.perception.encoders import WhisperAudioEncoder
+    from mimicflow.training.alignment import WhisperTower
+
+    data = _toy(8)
+    short, long = data.audio(0)[:12000], np.tile(data.audio(1), 3)
+    tower = WhisperTower(tiny_models["whisper"], 0, "cpu")
+    tower.net.eval()
+    with torch.no_grad():
+        alone = tower.embed([short])[0]
+        beside = tower.embed([short, long])[0]
+    torch.testing.assert_close(alone, beside, atol=1e-5, rtol=1e-5)
+    tower.save(tmp_path / "audio")
+    frames = WhisperAudioEncoder(tmp_path / "audio", device="cpu").encode([short])[0]
+    np.testing.assert_allclose(frames.mean(0), alone.numpy(), atol=1e-4)
+
+
 def test_affectnet_layout_gives_prompts_with_aus_only_where_annotated(tmp_path):
     import cv2
 

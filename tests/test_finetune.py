@@ -143,7 +143,7 @@ def test_the_saved_audeering_model_serves_the_training_features_with_its_head(tm
     folder, original = tiny_emotion_model(tmp_path / "emotion")
     spec = _spec(folder, train_layers=1, epochs=2, head_outputs=True, gradient_checkpointing=True)
     model, _ = finetune(spec, _tones(12, 8))
-    save_encoder(model.encoder, spec, tmp_path / "adapted")
+    save_encoder(model.encoder, spec.model, tmp_path / "adapted")
 
     from mimicflow.perception.emotion_head import Wav2Vec2EmotionModel
 
@@ -188,7 +188,7 @@ def test_a_finetuned_whisper_encoder_is_served_by_the_whisper_feature_path(tmp_p
     model_dir = _tiny_whisper(tmp_path / "whisper")
     spec = _spec(model_dir, train_layers=1, epochs=2, lr=1e-2)
     model, _ = finetune(spec, _tones(12, 8))
-    save_encoder(model.encoder, spec, tmp_path / "adapted")
+    save_encoder(model.encoder, spec.model, tmp_path / "adapted")
 
     before = torch.load(model_dir / ALIGNED_WHISPER, weights_only=True)["model_state_dict"]
     after = torch.load(tmp_path / "adapted" / ALIGNED_WHISPER, weights_only=True)[

@@ -25,8 +25,7 @@ from rich.progress import Progress
 
 from mimicflow import EMOTIONS
 from mimicflow.fusion.models import masked_mean
-from mimicflow.perception.asr import save_openai_whisper
-from mimicflow.perception.encoders import PROJECTION_FILE
+from mimicflow.perception.encoders import PROJECTION_FILE, WhisperAudioEncoder
 from mimicflow.training.adaptation import AdaptData, record_adapted
 
 LEVELS = ("low", "medium", "high")
@@ -161,39 +160,25 @@ class VisualTower:
 
 
 class WhisperTower:
-    """An openai-whisper checkpoint's encoder; its final layer norm's frames, masked mean."""
+    """An openai-whisper checkpoint's encoder run as the audio feature set runs it (its final
+    layer norm's frames over batch-independent per-second windows, :func:`frames`), so Stage I
+    aligns what Stage II encodes; masked mean over the clip's frames."""
 
     def __init__(self, model: str, layers: int, device: str):
-        import whisper
-
-        self.whole = whisper.load_model(model, device=device)
-        self.net = self.whole.encoder
-        self.device, self.dim = device, self.net.ln_post.normalized_shape[0]
+        self.model, self.encoder = model, WhisperAudioEncoder(model, device=device)
+        self.net = self.encoder.encoder
+        self.device, self.dim = device, self.encoder.info.dim
         _trainable(self.net, layers)
 
     def embed(self, audios: list[np.ndarray]):
-        """Windows padded to the longest one's whole second; frames past a clip's end masked."""
-        import torch
-        import torch.nn.functional as F
-        import whisper
+        from mimicflow.training.finetune import frames
 
-        seconds = max(1, max(math.ceil(len(a) / SAMPLE_RATE) for a in audios))
-        padded = np.zeros((len(audios), seconds * SAMPLE_RATE), np.float32)
-        for row, audio in enumerate(audios):
-            padded[row, : len(audio)] = audio
-        mel = torch.stack([whisper.log_mel_spectrogram(torch.from_numpy(row)) for row in padded])
-        mel = mel.to(self.device)
-        enc = self.net
-        x = F.gelu(enc.conv2(F.gelu(enc.conv1(mel)))).permute(0, 2, 1)
-        x = x + enc.positional_embedding[: x.shape[1]]
-        for block in enc.blocks:
-            x = block(x)
-        frames = torch.tensor([math.ceil(len(a) / SAMPLE_RATE * 50) for a in audios])
-        mask = torch.arange(x.shape[1])[None] < frames[:, None]
-        return masked_mean(enc.ln_post(x), mask.to(self.device))
+        return masked_mean(*frames(self.encoder, audios))
 
     def save(self, out: Path) -> None:
-        save_openai_whisper(self.whole, out)
+        from mimicflow.training.finetune import save_encoder
+
+        save_encoder(self.encoder, self.model, out)
 
 
 class SpeechTower:

@@ -221,7 +221,7 @@ def finetune_encoder(
     model, metrics = finetune(spec, data, device, progress)
     out = Path(out)
     shutil.rmtree(out, ignore_errors=True)
-    save_encoder(model.encoder, spec, out)
+    save_encoder(model.encoder, spec.model, out)
     return record_adapted(out, metrics)
 
 
@@ -323,8 +323,8 @@ def _trained_state(model: FinetuneModel) -> dict[str, torch.Tensor]:
     }
 
 
-def save_encoder(encoder, spec: FinetuneParams, out: Path) -> None:
-    """The fine-tuned encoder as a model folder: an openai-whisper checkpoint (the original
+def save_encoder(encoder, model: str, out: Path) -> None:
+    """The trained encoder as a model folder: an openai-whisper checkpoint (``model``'s
     decoder beside the trained encoder) or a transformers model with its feature extractor
     (audEERING's VAD head included)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -332,7 +332,7 @@ def save_encoder(encoder, spec: FinetuneParams, out: Path) -> None:
         encoder.model.save_pretrained(out)
         encoder.extractor.save_pretrained(out)
         return
-    whisper = load_openai_whisper(spec.model, "cpu")
+    whisper = load_openai_whisper(model, "cpu")
     whisper.encoder.load_state_dict(
         {k: v.float().cpu() for k, v in encoder.encoder.state_dict().items()}
     )
