@@ -1,0 +1,73 @@
+"""The combination of several systems: per-emotion weights (non-negative, summing to 1) fitted
+on out-of-fold predictions, and scored with weights fitted without the held-out fold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mimicflow import EMOTIONS
+from mimicflow.training.combine import align_members, combine, cross_fitted, fit_weights
+
+
+def _members(rows=120, seed=0):
+    """Truth and three members: a good one, a noisy one, and noise, with per-emotion quality."""
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(size=(rows, 6))
+    good = truth + rng.normal(0, 0.05, truth.shape)
+    noisy = truth + rng.normal(0, 0.4, truth.shape)
+    noise = rng.uniform(size=truth.shape)
+    return np.stack([good, noisy, noise]), truth, np.arange(rows) % 5
+
+
+def test_weights_are_non_negative_sum_to_one_and_favour_the_good_member():
+    predictions, truth, _ = _members()
+    weights = fit_weights(predictions, truth)
+    assert weights.shape == (3, 6)
+    assert (weights >= 0).all() and np.allclose(weights.sum(0), 1)
+    assert (weights[0] > 0.7).all()
+    combined = combine(predictions, weights)
+    mean = predictions.mean(0)
+    assert ((combined - truth) ** 2).mean() < ((mean - truth) ** 2).mean()
+
+
+def test_a_member_that_tracks_one_emotion_only_wins_that_emotion():
+    predictions, truth, _ = _members()
+    swapped = predictions.copy()
+    swapped[[0, 1], :, 2] = swapped[[1, 0], :, 2]  # the noisy member is the good one on emotion 2
+    weights = fit_weights(swapped, truth)
+    assert weights[1, 2] > 0.7 and (np.delete(weights[0], 2) > 0.7).all()
+
+
+def test_fold_k_is_combined_with_weights_fitted_without_its_rows():
+    """Changing fold k's true values changes nothing of fold k's combined predictions (they are
+    fitted on the other folds), while every other fold's weights move."""
+    predictions, truth, folds = _members()
+    combined, weights = cross_fitted(predictions, truth, folds)
+    assert set(weights) == set(range(5))
+    poisoned = truth.copy()
+    poisoned[folds == 2] = 1 - poisoned[folds == 2]  # fold 2's labels now favour no member
+    again, weights_again = cross_fitted(predictions, poisoned, folds)
+    assert np.array_equal(again[folds == 2], combined[folds == 2])
+    assert np.array_equal(weights_again[2], weights[2])
+    assert not np.allclose(weights_again[0], weights[0])
+    # and fold 2's weights are those fitted on the other folds' rows
+    assert np.allclose(weights[2], fit_weights(predictions[:, folds != 2], truth[folds != 2]))
+
+
+def _table(clips, folds, value):
+    return pd.DataFrame({"clip_id": clips, "fold": folds, **dict.fromkeys(EMOTIONS, value)})
+
+
+def test_align_members_orders_rows_and_refuses_other_clips_or_folds():
+    clips = [f"c{i}" for i in range(6)]
+    a = _table(clips, [0, 1, 2, 0, 1, 2], 0.1)
+    b = _table(clips, [0, 1, 2, 0, 1, 2], 0.2).iloc[::-1]  # same rows, another order
+    ids, folds, stacked = align_members({"a": a, "b": b})
+    assert ids == clips and list(folds) == [0, 1, 2, 0, 1, 2]
+    assert stacked.shape == (2, 6, 6) and np.allclose(stacked[1], 0.2)
+    with pytest.raises(ValueError, match="members a and c were trained on different clips"):
+        align_members({"a": a, "c": _table(clips[:5], [0, 1, 2, 0, 1], 0.3)})
+    with pytest.raises(ValueError, match="members a and d were trained on different folds"):
+        align_members({"a": a, "d": _table(clips, [1, 0, 2, 0, 1, 2], 0.3)})
