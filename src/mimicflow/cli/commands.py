@@ -245,6 +245,33 @@ def stage_compare(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     _print_compare(run_stage(compare.run_compare, read_params(params)))
 
 
+@stage_app.command("member")
+def stage_member(
+    name: Annotated[str, typer.Argument(help="a member of ensemble.members")],
+    params: ParamsOption = DEFAULT_PARAMS_FILE,
+) -> None:
+    """Train member NAME of the combined ensemble on every fold (its own feature sets)."""
+    from mimicflow.stages import members
+
+    try:
+        summary = run_stage(members.run_member, read_params(params), name)
+    except ValueError as exc:  # an unknown member or recipe, an overlay that does not validate
+        raise fail(str(exc)) from exc
+    console.print_json(json.dumps(summary))
+
+
+@stage_app.command("combine")
+def stage_combine(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """Fit the members' weights per emotion on their out-of-fold predictions; score them."""
+    from mimicflow.stages import members
+
+    try:
+        report = run_stage(members.run_combine, read_params(params))
+    except ValueError as exc:  # members trained on other clips or folds
+        raise fail(str(exc)) from exc
+    console.print_json(json.dumps({k: report.get(k) for k in ("version", "members")}))
+
+
 @app.command()
 def transcribe(
     video: Annotated[Path, typer.Argument(help="a clip or audio file (any container/codec)")],
