@@ -71,3 +71,48 @@ def test_align_members_orders_rows_and_refuses_other_clips_or_folds():
         align_members({"a": a, "c": _table(clips[:5], [0, 1, 2, 0, 1], 0.3)})
     with pytest.raises(ValueError, match="members a and d were trained on different folds"):
         align_members({"a": a, "d": _table(clips, [1, 0, 2, 0, 1, 2], 0.3)})
+
+
+def _combine(tmp_path, members: dict, *args) -> object:
+    import yaml
+    from typer.testing import CliRunner
+
+    from mimicflow.cli import app
+
+    params = tmp_path / "params.yaml"
+    ensemble = {
+        "members": members,
+        "members_out": str(tmp_path / "members"),
+        "combined_out": str(tmp_path / "combined"),
+        "reports": str(tmp_path / "reports"),
+    }
+    params.write_text(yaml.safe_dump({"ensemble": ensemble}))
+    return CliRunner().invoke(app, ["stage", *args, "--params", str(params)])
+
+
+def test_combine_refuses_a_member_without_folds_in_one_line(tmp_path):
+    result = _combine(tmp_path, {"taemi": {"recipe": "taemi"}}, "combine")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "member taemi has no trained folds" in lines[0]
+    assert "`dvc repro member@taemi`" in lines[0]
+
+
+def test_combine_refuses_members_trained_on_other_folds_in_one_line(tmp_path):
+    clips = [f"c{i}" for i in range(6)]
+    for name, folds in (("a", [0, 1, 2, 0, 1, 2]), ("b", [1, 0, 2, 0, 1, 2])):
+        (tmp_path / "members" / name).mkdir(parents=True)
+        _table(clips, folds, 0.5).to_csv(tmp_path / "members" / name / "oof.csv", index=False)
+    result = _combine(tmp_path, {"a": {}, "b": {}}, "combine")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: members a and b were trained on different folds: retrain them with the same "
+        "train.folds and train.seed"
+    ]
+
+
+def test_stage_member_refuses_an_unknown_member_or_recipe(tmp_path):
+    result = _combine(tmp_path, {"x": {"recipe": "nope"}}, "member", "y")
+    assert result.exit_code == 2 and "no member 'y' in ensemble.members (it has x)" in result.output
+    result = _combine(tmp_path, {"x": {"recipe": "nope"}}, "member", "x")
+    assert result.exit_code == 2 and "member x: no recipe 'nope' in recipes" in result.output
