@@ -31,11 +31,16 @@ from mimicflow.fusion.metrics import emotion_scores
 from mimicflow.paths import MissingStageInput, StagePaths
 from mimicflow.stages.compare import recipe_features, redirected
 from mimicflow.stages.train import train_fold, write_fold
-from mimicflow.training.combine import align_members, combine, cross_fitted, fit_weights
+from mimicflow.training.combine import (
+    COMBINED,
+    align_members,
+    combine,
+    cross_fitted,
+    fit_weights,
+)
 from mimicflow.training.ensemble import build_ensemble, load_ensemble
 
 log = logging.getLogger(__name__)
-COMBINED = "combined.json"
 
 
 def member_params(params: Params, name: str) -> Params:
@@ -116,24 +121,35 @@ def _rows(names: list[str], stacked: np.ndarray, combined: np.ndarray, truth: np
     return {label: emotion_scores(pred, truth, f"{label} {where}") for label, pred in rows.items()}
 
 
-def _test_rows(params: Params, names: list[str], weights: np.ndarray) -> dict | None:
-    """The rows on the demo's hidden test labels (None elsewhere): members' fold means."""
-    truth = demo.hidden_labels(params.data.root)
+def _predictions(params: Params, names: list[str]) -> tuple[list[str], np.ndarray]:
+    """Every manifest clip's prediction by each member's fold mean: (clip ids, members × clips
+    × emotions)."""
+    clips = list(StagePaths(params).read_manifest()["clip_id"])
     tables = [
         pd.read_csv(member_dir(params, n) / "predictions.csv", dtype={"clip_id": str})
         for n in names
     ]
+    return clips, np.stack(
+        [t.set_index("clip_id").loc[clips, list(EMOTIONS)].to_numpy() for t in tables]
+    )
+
+
+def _test_rows(params: Params, names, clips, stacked, weights) -> dict | None:
+    """The rows on the demo's hidden test labels (None elsewhere)."""
+    truth = demo.hidden_labels(params.data.root)
     if truth is None:
         return None
-    manifest = StagePaths(params).read_manifest()
-    test = manifest.loc[manifest[list(EMOTIONS)].isna().any(axis=1), "clip_id"]
-    test = [c for c in test if c in truth.index]
+    manifest = StagePaths(params).read_manifest().set_index("clip_id")
+    test = [
+        i
+        for i, c in enumerate(clips)
+        if manifest.loc[c, list(EMOTIONS)].isna().any() and c in truth.index
+    ]
     if not test:
         return None
-    stacked = np.stack(
-        [t.set_index("clip_id").loc[test, list(EMOTIONS)].to_numpy() for t in tables]
-    )
-    return _rows(names, stacked, combine(stacked, weights), truth.loc[test].to_numpy(), "demo test")
+    held = stacked[:, test]
+    true = truth.loc[[clips[i] for i in test]].to_numpy()
+    return _rows(names, held, combine(held, weights), true, "demo test")
 
 
 def run_combine(params: Params) -> dict:
@@ -159,9 +175,12 @@ def run_combine(params: Params) -> dict:
         members[name] = {"version": version, "weights": dict(zip(EMOTIONS, weights[i].tolist()))}
     description = {"version": f"combined-{digest.hexdigest()[:12]}", "members": members}
     (out / COMBINED).write_text(json.dumps(description, indent=2))
+    clips, every = _predictions(params, names)  # evaluated: what serving must answer
+    combined = pd.DataFrame({"clip_id": clips, **dict(zip(EMOTIONS, combine(every, weights).T))})
+    combined.to_csv(out / "predictions.csv", index=False)
     report = description | {
         "out_of_fold": _rows(names, stacked, combined_oof, truth, "out-of-fold"),
-        "demo_hidden_test": _test_rows(params, names, weights),
+        "demo_hidden_test": _test_rows(params, names, clips, every, weights),
         "demo_oracle_mean_pearson": demo.oracle_mean_pearson(params.data.root),
     }
     reports.mkdir(parents=True, exist_ok=True)
