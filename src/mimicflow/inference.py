@@ -28,7 +28,7 @@ from mimicflow.data.layout import ClipRef
 from mimicflow.data.validation import clip_problem
 from mimicflow.media import MediaError, MediaInfo, probe_media
 from mimicflow.paths import StagePaths
-from mimicflow.training.combine import Combination
+from mimicflow.training.combine import Combination, has_members, load_combination
 from mimicflow.training.ensemble import Ensemble, contribution_shares, load_ensemble
 
 log = logging.getLogger(__name__)
@@ -288,12 +288,19 @@ def served_vs_stored(answers: dict[str, dict], stored: pd.DataFrame, tolerance: 
 
 def check_served(params: Params, progress: bool = False) -> dict:
     """``served_vs_stored`` on a fixed sample (``checks.served_clips``) of the submission's
-    clips, each predicted again from its video by the code the endpoint runs."""
+    clips, each predicted again from its video by the code the endpoint runs; with
+    ``ensemble.members``, the combination against the combine stage's predictions."""
     paths = StagePaths(params)
     submission = pd.read_csv(paths.reports / "submission.csv", dtype={"Filename": str})
     clips = fixed_sample(list(submission["Filename"]), params.checks.served_clips)
     videos = paths.read_manifest().set_index("clip_id").loc[clips, "video_path"]
-    ensemble = load_ensemble(paths.ensemble)
+    if has_members(params.ensemble.combined_out):
+        ensemble = load_combination(params.ensemble.combined_out)
+        submission = pd.read_csv(
+            Path(params.ensemble.combined_out) / "predictions.csv", dtype={"clip_id": str}
+        ).rename(columns={"clip_id": "Filename"})
+    else:
+        ensemble = load_ensemble(paths.ensemble)
     answers = predict_clips(
         ensemble,
         [Path(params.data.root) / v for v in videos],
