@@ -116,3 +116,27 @@ def test_stage_member_refuses_an_unknown_member_or_recipe(tmp_path):
     assert result.exit_code == 2 and "no member 'y' in ensemble.members (it has x)" in result.output
     result = _combine(tmp_path, {"x": {"recipe": "nope"}}, "member", "x")
     assert result.exit_code == 2 and "member x: no recipe 'nope' in recipes" in result.output
+
+
+def test_one_chain_computes_each_distinct_feature_set_once():
+    """Members' equal sets are one input of the chain; another set under a taken name is
+    renamed for its member; members with other faces settings are refused."""
+    from mimicflow.config import ChainParams
+    from mimicflow.training.combine import merged_chain
+
+    a = ChainParams()
+    sets = dict(a.features.sets)
+    other_text = sets["text"].model_copy(update={"layers": sets["text"].layers - 1})
+    b = a.model_copy(
+        update={"features": a.features.model_copy(update={"sets": sets | {"text": other_text}})}
+    )
+    chain, inputs = merged_chain({"a": (a, ["audio", "text"]), "b": (b, ["audio", "text"])})
+    assert inputs == {
+        "a": {"audio": "audio", "text": "text"},
+        "b": {"audio": "audio", "text": "text-b"},
+    }
+    assert set(chain.features.sets) == {"audio", "text", "text-b"}
+    assert chain.features.sets["text-b"] == other_text
+    c = a.model_copy(update={"faces": a.faces.model_copy(update={"fps": a.faces.fps + 1})})
+    with pytest.raises(ValueError, match="members a and c were trained on other faces"):
+        merged_chain({"a": (a, ["audio"]), "c": (c, ["audio"])})
