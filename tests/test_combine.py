@@ -3,6 +3,8 @@ on out-of-fold predictions, and scored with weights fitted without the held-out 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,3 +142,14 @@ def test_one_chain_computes_each_distinct_feature_set_once():
     c = a.model_copy(update={"faces": a.faces.model_copy(update={"fps": a.faces.fps + 1})})
     with pytest.raises(ValueError, match="members a and c were trained on other faces"):
         merged_chain({"a": (a, ["audio"]), "c": (c, ["audio"])})
+
+
+def test_combine_without_members_writes_what_dvc_declares(tmp_path):
+    """``ensemble.members: {}`` (the default): the combine stage still writes its outputs, and
+    they say there is no combination (package serves the default system)."""
+    from mimicflow.training.combine import has_members
+
+    result = _combine(tmp_path, {}, "combine")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "reports" / "combined.json").read_text()) == {"members": {}}
+    assert not has_members(tmp_path / "combined")

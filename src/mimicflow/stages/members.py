@@ -157,9 +157,11 @@ def run_combine(params: Params) -> dict:
     out, reports = Path(params.ensemble.combined_out), StagePaths(params).reports
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    reports.mkdir(parents=True, exist_ok=True)
     names = list(params.ensemble.members)
     if not names:  # package serves the default system's ensemble
-        (out / COMBINED).write_text(json.dumps({"members": {}}, indent=2))
+        for path in (out / COMBINED, reports / COMBINED):
+            path.write_text(json.dumps({"members": {}}, indent=2))
         return {"members": {}}
     ids, folds, stacked = align_members(_read_members(params))
     labels = StagePaths(params).read_manifest().set_index("clip_id")[list(EMOTIONS)]
@@ -183,6 +185,5 @@ def run_combine(params: Params) -> dict:
         "demo_hidden_test": _test_rows(params, names, clips, every, weights),
         "demo_oracle_mean_pearson": demo.oracle_mean_pearson(params.data.root),
     }
-    reports.mkdir(parents=True, exist_ok=True)
     (reports / COMBINED).write_text(json.dumps(report, indent=2))
     return report
