@@ -98,3 +98,29 @@ def test_served_combination_equals_the_evaluated_one(combined, tmp_path):
             served = [member["intensities"][e] for e in EMOTIONS]
             np.testing.assert_allclose(served, stored.loc[clip_id, list(EMOTIONS)], atol=1e-3)
             assert member["weights"] == pytest.approx(report["members"][name]["weights"], abs=1e-6)
+
+
+def test_the_package_stage_bento_serves_the_combination(combined, tmp_path):
+    """``mimicflow stage package`` with a combination, then ``bentoml serve`` of its bento: a
+    test clip's answer is the combine stage's prediction (1e-3), with its members block."""
+    import bentoml
+
+    from .helpers.bento import bento_env, package, serve
+
+    params, report = combined
+    env = bento_env(tmp_path)
+    source = params.ensemble.combined_out
+    summary = package(tmp_path, params.models.dir, tmp_path / "none", env, combined=source)
+    assert summary["model_version"] == report["version"]
+    manifest = pd.read_parquet(params.validate_.out / "manifest.parquet").set_index("clip_id")
+    clip_id = next(c for c in manifest.index if manifest.loc[c, "split"] == "test")
+    evaluated = pd.read_csv(source / "predictions.csv", dtype={"clip_id": str}).set_index("clip_id")
+    with (
+        serve(summary["bento"], tmp_path, env, timeout=600) as url,
+        bentoml.SyncHTTPClient(url, timeout=300) as client,
+    ):
+        answer = client.predict(file=Path(params.data.root) / manifest.loc[clip_id, "video_path"])
+    served = [answer["intensities"][e] for e in EMOTIONS]
+    np.testing.assert_allclose(served, evaluated.loc[clip_id, list(EMOTIONS)], atol=1e-3)
+    assert answer["model_version"] == report["version"]
+    assert set(answer["members"]) == {"mimicmetrics", "fuxi"}

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
 
 from mimicflow import EMOTIONS
 from mimicflow.config import ChainParams
@@ -30,6 +29,8 @@ def fit_weights(predictions: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(members × emotions) weights from ``predictions`` (members × rows × emotions) and
     ``truth`` (rows × emotions): per emotion, NNLS then normalised to sum to 1 (equal weights
     where NNLS gives all zeros)."""
+    from scipy.optimize import nnls  # the fit only: the served model needs no scipy
+
     members, _, emotions = predictions.shape
     weights = np.full((members, emotions), 1.0 / members)
     for e in range(emotions):
