@@ -28,6 +28,8 @@ ENTRY = {  # each stage's entry module (what `mimicflow ...` in its cmd runs)
     "train": "mimicflow.stages.train",
     "ensemble": "mimicflow.stages.train",
     "compare": "mimicflow.stages.compare",
+    "member": "mimicflow.stages.members",
+    "combine": "mimicflow.stages.members",
     "reference": "mimicflow.monitoring.profile",
 }
 
@@ -70,13 +72,14 @@ def _dvc(repo: Path, *args: str) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def locked_repo(tmp_path_factory):
-    """A copy of the pipeline definition and code with every dep and output stood in by a small
-    file, committed to dvc.lock as if the pipeline had run."""
-    repo = tmp_path_factory.mktemp("dvcrepo")
+def _locked(repo: Path, members: dict | None = None) -> Path:
+    """A copy of the pipeline definition and code in ``repo`` (with ``members`` as
+    ``ensemble.members``) with every dep and output stood in by a small file, committed to
+    dvc.lock as if the pipeline had run."""
     shutil.copy(ROOT / "dvc.yaml", repo)
-    shutil.copy(ROOT / "params.yaml", repo)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["ensemble"]["members"] = members or {}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copytree(ROOT / "pipelines", repo / "pipelines")
     shutil.copytree(
         ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
@@ -98,6 +101,11 @@ def locked_repo(tmp_path_factory):
     _dvc(repo, "commit", "--force", "-q")
     assert json.loads(_dvc(repo, "status", "--json")) == {}
     return repo
+
+
+@pytest.fixture(scope="module")
+def locked_repo(tmp_path_factory):
+    return _locked(tmp_path_factory.mktemp("dvcrepo"))
 
 
 @pytest.mark.pipeline  # runs DVC
@@ -163,16 +171,18 @@ def test_the_pipeline_flow_orders_the_real_stages_as_dvc_does():
     ensemble → package/reference; the comparison (its own pipeline file) is not in it."""
     from mimicflow.orchestration import dvc_stages
 
-    order = dvc_stages(ROOT)  # less compare and the two foreach definitions, plus their items
+    order = dvc_stages(ROOT)  # less compare and the 3 foreach definitions, plus their items
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     at = {stage: i for i, stage in enumerate(order)}
     features = [at[f"features@{name}"] for name in params["features"]["sets"]]
     folds = [at[f"train@{k}"] for k in params["train"]["folds"]]
-    assert len(order) == len(set(order)) == len(_stages()) - 3 + len(features) + len(folds)
+    assert params["ensemble"]["members"] == {}  # by default: no member@ stage
+    assert len(order) == len(set(order)) == len(_stages()) - 4 + len(features) + len(folds)
     assert at["validate"] < min(at["faces"], at["asr"])
     assert max(at["faces"], at["asr"]) < at["adapt"] < min(features)
     assert max(features) < at["inputs"] < min(folds)
     assert max(folds) < at["ensemble"] < min(at["package"], at["reference"])
+    assert at["combine"] < at["package"]
     assert not [stage for stage in order if "compare" in stage]
 
 
@@ -207,3 +217,22 @@ def test_make_clean_removes_every_declared_output(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert [p for p in outputs if (tmp_path / p).exists()] == []
     assert (tmp_path / "params.yaml").is_file() and (tmp_path / "pipelines").is_dir()
+
+
+@pytest.mark.pipeline  # runs DVC
+def test_adding_a_member_trains_only_that_member(tmp_path):
+    """``ensemble.members``: each member is a stage of its own; adding one (as ``dvc exp run
+    -S`` does) makes only it and the combination stale, changing one member's overlay only it."""
+    repo = _locked(tmp_path, {"taemi": {"recipe": "taemi", "flavour": "demo"}})
+    params_file = repo / "params.yaml"
+    original = params_file.read_text()
+    listed = [line.split()[0] for line in _dvc(repo, "stage", "list").splitlines()]
+    assert [s for s in listed if s.startswith("member@")] == ["member@taemi"]
+    params = yaml.safe_load(original)
+    params["ensemble"]["members"]["abaw8"] = {"recipe": "augsburg-abaw8"}
+    params_file.write_text(yaml.safe_dump(params))
+    assert set(json.loads(_dvc(repo, "status", "--json"))) == {"member@abaw8", "combine"}
+    params = yaml.safe_load(original)
+    params["ensemble"]["members"]["taemi"]["overlay"] = {"train": {"epochs": 3}}
+    params_file.write_text(yaml.safe_dump(params))
+    assert set(json.loads(_dvc(repo, "status", "--json"))) == {"member@taemi", "combine"}

@@ -490,11 +490,27 @@ def _error(kind: str, loc: tuple, value, ctx=None) -> dict:
     return {"type": kind, "loc": loc, "input": value, **({"ctx": ctx} if ctx else {})}
 
 
+class MemberParams(_Section):
+    """One system of a combined ensemble (``ensemble.members.<name>``): a recipe's demo or paper
+    flavour, or (``recipe: null``) the workspace's own system, with a params overlay of its own."""
+
+    recipe: str | None = None  # a recipe in ensemble.recipes_dir; None: the workspace's params
+    flavour: Literal["demo", "paper"] = "demo"
+    overlay: dict = Field(default_factory=dict)  # params keys set on top (nested, as in YAML)
+
+
 class EnsembleParams(_Section):
-    """The fold models' mean, its metrics and plots, and the comparison table."""
+    """The fold models' mean, its metrics and plots, the comparison table, and the combination
+    of several trained systems (``members``, weighted per emotion)."""
 
     out: Path = Path("models/ensemble")
     reports: Path = Path("reports/training")
+    # Several systems behind one endpoint: each member is trained by its own stage (member@<name>)
+    # on train.folds (protocol merged); the combine stage fits per-emotion weights on their
+    # out-of-fold predictions. Empty: the served model is the default system's ensemble alone.
+    members: dict[str, MemberParams] = Field(default_factory=dict)
+    members_out: Path = Path("models/members")  # each member's folds and fold ensemble
+    combined_out: Path = Path("models/combined")  # the weights (combined.json) package reads
     # `mimicflow stage compare` (`make compare`): each recipe's demo flavour, each system on the
     # feature sets of train.inputs, and the default system on one input at a time.
     compare_recipes: tuple[str, ...] | None = None  # None: every recipe in recipes_dir

@@ -28,6 +28,7 @@ from mimicflow.data.layout import ClipRef
 from mimicflow.data.validation import clip_problem
 from mimicflow.media import MediaError, MediaInfo, probe_media
 from mimicflow.paths import StagePaths
+from mimicflow.training.combine import Combination, has_members, load_combination
 from mimicflow.training.ensemble import Ensemble, contribution_shares, load_ensemble
 
 log = logging.getLogger(__name__)
@@ -153,16 +154,19 @@ def _settings(params_json: str, modalities: tuple[str, ...]) -> ClipSettings:
 
 
 def prediction(
-    ensemble: Ensemble, features: list[dict[str, tuple[np.ndarray, np.ndarray]]]
+    ensemble: Ensemble | Combination, features: list[dict[str, tuple[np.ndarray, np.ndarray]]]
 ) -> list[dict]:
     """The ensemble's answer per clip: intensities, each modality's presence and contribution
     (``change``: what the intensities lose without it; ``share``: of the clip's total), the
-    model version."""
+    model version; for a combination also its ``members`` block."""
     if not features:
         return []
     scores = np.asarray(ensemble.predict(features), np.float64)
+    members = member_answers(ensemble, features)
     answers = []
-    for clip, row, changes in zip(features, scores, ensemble.ablation_changes(features)):
+    for k, (clip, row, changes) in enumerate(
+        zip(features, scores, ensemble.ablation_changes(features))
+    ):
         here = present_inputs(clip)
         shares = contribution_shares(changes, here)
         modalities = {
@@ -179,11 +183,30 @@ def prediction(
                 "modalities": modalities,
                 "model_version": ensemble.version,
             }
+            | ({"members": members[k]} if members else {})
         )
     return answers
 
 
-def clip_prediction(ensemble: Ensemble, clip: ExtractedClip) -> dict:
+def member_answers(model: Ensemble | Combination, features: list) -> list[dict] | None:
+    """A combination's ``members`` block per clip: each member's intensities and its weight
+    per emotion (None for a single system)."""
+    if not isinstance(model, Combination):
+        return None
+    predictions = model.member_predictions(features)
+    return [
+        {
+            name: {
+                "intensities": {e: round(float(v), 6) for e, v in zip(EMOTIONS, predictions[m, k])},
+                "weights": {e: round(float(w), 6) for e, w in zip(EMOTIONS, model.weights[m])},
+            }
+            for m, name in enumerate(model.members)
+        }
+        for k in range(len(features))
+    ]
+
+
+def clip_prediction(ensemble: Ensemble | Combination, clip: ExtractedClip) -> dict:
     """One clip's full answer: ``prediction`` plus its transcript and duration. A clip in which
     no modality was found is rejected (the answer would be the model's prior, about nothing)."""
     if not any(clip.present_inputs.get(m, False) for m in ensemble.modalities):
@@ -199,7 +222,10 @@ def clip_prediction(ensemble: Ensemble, clip: ExtractedClip) -> dict:
 
 
 def predict_clips(
-    ensemble: Ensemble, paths: list[Path], limits: Limits = Limits(), progress: bool = False
+    ensemble: Ensemble | Combination,
+    paths: list[Path],
+    limits: Limits = Limits(),
+    progress: bool = False,
 ) -> list[dict]:
     """``{"file", ...prediction}`` per path, or ``{"file", "error"}`` for a file that cannot be
     predicted: one bad file never stops the others."""
@@ -262,12 +288,19 @@ def served_vs_stored(answers: dict[str, dict], stored: pd.DataFrame, tolerance: 
 
 def check_served(params: Params, progress: bool = False) -> dict:
     """``served_vs_stored`` on a fixed sample (``checks.served_clips``) of the submission's
-    clips, each predicted again from its video by the code the endpoint runs."""
+    clips, each predicted again from its video by the code the endpoint runs; with
+    ``ensemble.members``, the combination against the combine stage's predictions."""
     paths = StagePaths(params)
     submission = pd.read_csv(paths.reports / "submission.csv", dtype={"Filename": str})
     clips = fixed_sample(list(submission["Filename"]), params.checks.served_clips)
     videos = paths.read_manifest().set_index("clip_id").loc[clips, "video_path"]
-    ensemble = load_ensemble(paths.ensemble)
+    if has_members(params.ensemble.combined_out):
+        ensemble = load_combination(params.ensemble.combined_out)
+        submission = pd.read_csv(
+            Path(params.ensemble.combined_out) / "predictions.csv", dtype={"clip_id": str}
+        ).rename(columns={"clip_id": "Filename"})
+    else:
+        ensemble = load_ensemble(paths.ensemble)
     answers = predict_clips(
         ensemble,
         [Path(params.data.root) / v for v in videos],

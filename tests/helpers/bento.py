@@ -18,15 +18,21 @@ import httpx
 import yaml
 
 
-def package(root: Path, models_dir: Path, ensemble_dir: Path, env: dict, **serving) -> dict:
-    """``mimicflow stage package`` with ``serving`` params, BentoML home ``env``'s; returns
-    the stage's summary (``bento.json``)."""
+def package(
+    root: Path, models_dir: Path, ensemble_dir: Path, env: dict, combined=None, **serving
+) -> dict:
+    """``mimicflow stage package`` with ``serving`` params, BentoML home ``env``'s (with
+    ``combined``, the combine stage's folder: its combination); returns the stage's summary
+    (``bento.json``)."""
     params = root / "params.yaml"
+    ensemble = {"out": str(ensemble_dir)}
+    if combined is not None:
+        ensemble["combined_out"] = str(combined)
     params.write_text(
         yaml.safe_dump(
             {
                 "models": {"dir": str(models_dir)},
-                "ensemble": {"out": str(ensemble_dir)},
+                "ensemble": ensemble,
                 "serving": {"out": str(root / "bento"), **serving},
             }
         )

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from mimicflow import EMOTIONS
 from mimicflow.cli._app import (
     ParamsOption,
     app,
@@ -245,6 +246,34 @@ def stage_compare(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
     _print_compare(run_stage(compare.run_compare, read_params(params)))
 
 
+@stage_app.command("member")
+def stage_member(
+    name: Annotated[str, typer.Argument(help="a member of ensemble.members")],
+    params: ParamsOption = DEFAULT_PARAMS_FILE,
+) -> None:
+    """Train member NAME of the combined ensemble on every fold (its own feature sets)."""
+    from mimicflow.stages import members
+
+    try:
+        summary = run_stage(members.run_member, read_params(params), name)
+    except ValueError as exc:  # an unknown member or recipe, an overlay that does not validate
+        raise fail(str(exc)) from exc
+    console.print_json(json.dumps(summary))
+
+
+@stage_app.command("combine")
+def stage_combine(params: ParamsOption = DEFAULT_PARAMS_FILE) -> None:
+    """Fit the members' weights per emotion on their out-of-fold predictions; score them."""
+    from mimicflow.stages import members
+
+    try:
+        report = run_stage(members.run_combine, read_params(params))
+    except ValueError as exc:  # members trained on other clips or folds
+        raise fail(str(exc)) from exc
+    if report["members"]:
+        _print_combined(report)
+
+
 @app.command()
 def transcribe(
     video: Annotated[Path, typer.Argument(help="a clip or audio file (any container/codec)")],
@@ -290,17 +319,29 @@ def predict(
     videos: Annotated[list[Path], typer.Argument(help="clips (any container/codec)")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     ensemble: Annotated[
-        Path | None, typer.Option("--ensemble", help="ensemble folder (default: ensemble.out)")
+        Path | None,
+        typer.Option(
+            "--ensemble",
+            help="ensemble folder (default: ensemble.out, or with ensemble.members the "
+            "combination in ensemble.combined_out)",
+        ),
     ] = None,
     params: ParamsOption = DEFAULT_PARAMS_FILE,
 ) -> None:
-    """Six intensities per clip from the trained ensemble (exit 1 when a clip failed)."""
+    """Six intensities per clip from the trained ensemble (exit 1 when a clip failed); with
+    ensemble.members, from their combination (--json adds each member's answer and weights)."""
     from mimicflow.inference import Limits, predict_clips
+    from mimicflow.training.combine import has_members, load_combination
     from mimicflow.training.ensemble import load_ensemble
 
     settings = read_params(params)  # read (and checked) even when --ensemble is given
+    folder = ensemble or (
+        settings.ensemble.combined_out
+        if settings.ensemble.members and has_members(settings.ensemble.combined_out)
+        else settings.ensemble.out
+    )
     try:
-        loaded = load_ensemble(ensemble or settings.ensemble.out)
+        loaded = load_combination(folder) if has_members(folder) else load_ensemble(folder)
     except FileNotFoundError as exc:
         raise fail(str(exc)) from exc
     results = predict_clips(
@@ -317,7 +358,6 @@ def predict(
 
 
 def _print_tsv(results: list[dict]) -> None:
-    from mimicflow import EMOTIONS
 
     print("\t".join(("file", *EMOTIONS, "error")))
     for result in results:
@@ -331,7 +371,6 @@ def _print_tsv(results: list[dict]) -> None:
 
 def _print_table(results: list[dict], version: str) -> None:
     """The answers as a table on stdout; each clip's error one line on stderr."""
-    from mimicflow import EMOTIONS
 
     table = Table(title=f"ensemble {version}")
     for column in ("file", *EMOTIONS, "contributions"):
@@ -388,6 +427,9 @@ def report(
         _print_compare(json.loads((reports / "compare.json").read_text()))
     if (reports / "metrics.json").exists():
         _print_ensemble(json.loads((reports / "metrics.json").read_text()))
+    combined = reports / "combined.json"
+    if combined.exists() and settings.ensemble.members:
+        _print_combined(json.loads(combined.read_text()))
     if check and not _checks_pass(settings):
         raise typer.Exit(code=1)
 
@@ -522,6 +564,33 @@ def _print_ensemble(metrics: dict) -> None:
         view.add_row("oracle ceiling (demo)", "", _fmt(metrics["demo_oracle_mean_pearson"]))
         view.add_row("[bold]held-out ÷ oracle", "", f"[bold]{_fmt(metrics['fraction_of_oracle'])}")
     console.print(view)
+
+
+def _print_combined(report: dict) -> None:
+    """The combine stage's table: each member, their mean and the combination, per emotion."""
+    view = Table(title=f"combination {report['version']}: Pearson, mean and per emotion")
+    for column in ("model", "on", "mean", *(e[:4] for e in EMOTIONS)):
+        view.add_column(column, justify="left" if column in ("model", "on") else "right")
+    for key, label in (("out_of_fold", "OOF"), ("demo_hidden_test", "test")):
+        for name, row in (report.get(key) or {}).items():
+            bold = "[bold]" if name == "combined" else ""
+            view.add_row(
+                f"{bold}{name}",
+                label,
+                _fmt(row["mean_pearson"]),
+                *[_fmt(row["pearson"][e]) for e in EMOTIONS],
+            )
+    if report.get("demo_oracle_mean_pearson") is not None:
+        view.add_row("oracle ceiling (demo)", "", _fmt(report["demo_oracle_mean_pearson"]))
+    console.print(view)
+    console.print(
+        "OOF: out-of-fold (the combination's: weights fitted without the row's fold); test: "
+        "the demo's hidden test labels. Served weights per emotion: "
+        + "; ".join(
+            f"{name} " + " ".join(f"{w:.2f}" for w in member["weights"].values())
+            for name, member in report["members"].items()
+        )
+    )
 
 
 def _print_signal(report: dict) -> None:

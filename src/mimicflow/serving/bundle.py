@@ -2,7 +2,9 @@
 
 One folder, self-contained (the bento carries it; nothing is fetched at serve time)::
 
-    ensemble/      the fold ensemble, as training wrote it
+    ensemble/      the fold ensemble, as training wrote it, or
+    combined/      with ``ensemble.members``: the combine stage's folder (each member's fold
+                   ensemble and their weights per emotion)
     pretrained/    every model the clip chain uses (face detector and mesh, Whisper, encoders)
     params.json    the training-time clip chain (:class:`~mimicflow.config.ChainParams`, its own
                    versioned schema), model references pointing into pretrained/ (relative,
@@ -23,10 +25,12 @@ from mimicflow.clip.settings import model_field, resolve_model
 from mimicflow.config import ChainParams, Params, ServingParams
 
 if TYPE_CHECKING:
+    from mimicflow.training.combine import Combination
     from mimicflow.training.ensemble import Ensemble
 
 log = logging.getLogger(__name__)
 PRETRAINED = "pretrained"
+COMBINED = "combined"  # the bundle's folder of a combination (else "ensemble")
 MODEL_NAME = (
     "mimicflow-ensemble"  # the model-store entry the package stage writes, the service reads
 )
@@ -51,12 +55,19 @@ def _section(data: dict, field: tuple[str, ...]) -> dict:
 
 
 def write_bundle(
-    ensemble: Ensemble, ensemble_dir: Path, params: Params, serving: ServingParams, folder: Path
+    ensemble: Ensemble | Combination,
+    ensemble_dir: Path,
+    params: Params,
+    serving: ServingParams,
+    folder: Path,
 ) -> None:
-    """Fill ``folder`` (a fresh model-store entry) from the ensemble and the models it was
-    trained with, resolved through ``params`` (the catalogue as configured now)."""
+    """Fill ``folder`` (a fresh model-store entry) from the ensemble (or combination) and the
+    models it was trained with, resolved through ``params`` (the catalogue as configured now)."""
+    from mimicflow.training.combine import Combination
+
     folder = Path(folder)
-    shutil.copytree(ensemble_dir, folder / "ensemble")
+    combined = isinstance(ensemble, Combination)
+    shutil.copytree(ensemble_dir, folder / (COMBINED if combined else "ensemble"))
     chain = ensemble.params
     data = chain.model_dump(mode="json", by_alias=True)
     copied: dict[Path, str] = {}
@@ -88,18 +99,23 @@ def write_bundle(
 
 @dataclass
 class Bundle:
-    ensemble: Ensemble
+    ensemble: Ensemble | Combination
     params: ChainParams  # the clip chain's params, model references absolute
     serving: ServingParams
 
 
 def read_bundle(folder: Path) -> Bundle:
-    """The ensemble and the chain's params from a bundle folder (wherever it now lies)."""
+    """The ensemble (or combination) and the chain's params from a bundle folder (wherever it
+    now lies)."""
+    from mimicflow.training.combine import load_combination
     from mimicflow.training.ensemble import load_ensemble
 
     folder = Path(folder).resolve()
     data = json.loads((folder / "params.json").read_text())
-    ensemble = load_ensemble(folder / "ensemble")
+    if (folder / COMBINED).is_dir():
+        ensemble = load_combination(folder / COMBINED)
+    else:
+        ensemble = load_ensemble(folder / "ensemble")
     for field in model_fields(ChainParams.model_validate(data), ensemble.modalities):
         section = _section(data, field)
         if section[field[-1]].startswith(f"{PRETRAINED}/"):

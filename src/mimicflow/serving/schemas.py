@@ -26,10 +26,20 @@ class ModalityInfo(BaseModel):
     )
 
 
+class MemberInfo(BaseModel):
+    intensities: dict[str, float] = Field(description="this member's six intensities")
+    weights: dict[str, float] = Field(
+        description="its weight per emotion (the members' weights sum to 1 for each emotion)"
+    )
+
+
 class FeaturesPrediction(BaseModel):
     intensities: dict[str, float] = Field(description="the six emotions' intensities in [0, 1]")
     modalities: dict[str, ModalityInfo]
     model_version: str
+    members: dict[str, MemberInfo] | None = Field(
+        None, description="a combination of several systems (ensemble.members): each member's"
+    )
 
 
 class ClipPrediction(FeaturesPrediction):

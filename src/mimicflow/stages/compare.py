@@ -77,10 +77,8 @@ def cross_validate(params: Params, system: str, inputs=None, progress: bool = Tr
 
 def recipe_params(params: Params, name: str) -> Params:
     """``params`` with recipe ``name``'s demo flavour applied, trained as the comparison trains
-    every row: protocol merged over ``train.folds``, ``ensemble.compare_epochs`` epochs, the
-    pipeline's faces and transcripts, and its feature sets under ``<ensemble.compare_out>/<name>``
-    (a set the pipeline already made is linked there, not made again). Its ``adapt`` entries
-    write under ``<ensemble.compare_out>/<name>/adapted``, and the sets naming them follow."""
+    every row (see ``redirected``): ``ensemble.compare_epochs`` epochs at most, its feature sets
+    under ``<ensemble.compare_out>/<name>``."""
     from mimicflow.recipes import load_recipes, recipe_overlay, validate_overlay
 
     recipes = load_recipes(params.ensemble.recipes_dir)
@@ -90,24 +88,34 @@ def recipe_params(params: Params, name: str) -> Params:
         )
     base = params.model_dump(mode="json", by_alias=True)
     applied = validate_overlay(base, recipe_overlay(recipes[name], demo=True))
+    return redirected(
+        params, applied, params.ensemble.compare_out / name, params.ensemble.compare_epochs
+    )
+
+
+def redirected(params: Params, applied: Params, folder: Path, budget: int | None = None) -> Params:
+    """``applied`` (``params`` with an overlay) trained on the pipeline's folds: protocol merged
+    over ``train.folds`` and ``train.seed``, at most ``budget`` epochs, the pipeline's faces and
+    transcripts, and its feature sets under ``folder`` (a set the pipeline already made is linked
+    there, not made again). Its ``adapt`` entries write under ``<folder>/adapted``, and the sets
+    naming them follow."""
+    epochs = applied.train.epochs if budget is None else min(applied.train.epochs, budget)
     train = applied.train.model_copy(
         update={
             "protocol": "merged",
             "folds": params.train.folds,
             "seed": params.train.seed,
-            "epochs": min(applied.train.epochs, params.ensemble.compare_epochs),
+            "epochs": epochs,
         }
     )
-    adapt = applied.adapt.model_copy(update={"out": params.ensemble.compare_out / name / "adapted"})
+    adapt = applied.adapt.model_copy(update={"out": folder / "adapted"})
     sets = {
         key: spec.model_copy(update={"model": str(adapt.out / Path(spec.model).name)})
         if Path(spec.model).parent == applied.adapt.out
         else spec
         for key, spec in applied.features.sets.items()
     }
-    features = applied.features.model_copy(
-        update={"out": params.ensemble.compare_out / name, "sets": sets}
-    )
+    features = applied.features.model_copy(update={"out": folder, "sets": sets})
     return applied.model_copy(
         update={
             "train": train,
@@ -119,10 +127,25 @@ def recipe_params(params: Params, name: str) -> Params:
     )  # one perception for every row
 
 
-def _recipe_features(params: Params, recipe: Params, progress: bool) -> None:
-    """Make the recipe's adapted encoders (its Stage I), then its feature sets: each one the
-    pipeline already has (same settings) is linked, the others are encoded from the pipeline's
-    faces and transcripts."""
+def _made_sets(params: Params) -> dict[str, Path]:
+    """Settings key → store of every feature set made so far: the pipeline's, then those the
+    comparison and the ensemble's members encoded (under ``ensemble.compare_out``)."""
+    made = {}
+    stores = [StagePaths(params).features(name) for name in params.features.sets]
+    compared = Path(params.ensemble.compare_out)
+    if compared.is_dir():
+        stores += sorted(p for p in compared.glob("*/*") if p.is_dir() and not p.is_symlink())
+    for store in stores:
+        meta = store / "packed" / "meta.json"
+        if meta.is_file():
+            made.setdefault(json.loads(meta.read_text()).get("settings"), store)
+    return made
+
+
+def recipe_features(params: Params, recipe: Params, progress: bool) -> None:
+    """Make the recipe's adapted encoders (its Stage I), then its feature sets: each one made
+    already (same settings: the pipeline's, another recipe's or member's) is linked, the others
+    are encoded from the pipeline's faces and transcripts."""
     from mimicflow.clip.settings import EncoderSettings
     from mimicflow.stages.adapt import run_adapt
     from mimicflow.stages.features import run_features
@@ -131,24 +154,21 @@ def _recipe_features(params: Params, recipe: Params, progress: bool) -> None:
         log.info("adapting the encoders of %s", ", ".join(recipe.adapt.encoders))
         run_adapt(recipe, progress)
 
-    made = {}
-    for name in params.features.sets:
-        meta = StagePaths(params).packed(name) / "meta.json"
-        if meta.is_file():
-            made[json.loads(meta.read_text()).get("settings")] = StagePaths(params).features(name)
+    made = _made_sets(params)
     for name in model_inputs(recipe, recipe.train.system):
         target = StagePaths(recipe).features(name)
         key = EncoderSettings.from_params(recipe, name).key()
         if target.is_symlink():
             target.unlink()
-        if key in made:
+        store = made.get(key)
+        if store is None:
+            log.info("encoding feature set %s", name)
+            run_features(recipe, name, progress)
+        elif store.resolve() != target.resolve():  # made elsewhere: linked
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():
                 shutil.rmtree(target)
-            target.symlink_to(made[key].resolve(), target_is_directory=True)
-        else:
-            log.info("encoding feature set %s for the comparison", name)
-            run_features(recipe, name, progress)
+            target.symlink_to(store.resolve(), target_is_directory=True)
 
 
 def _compare_recipes(params: Params) -> tuple[str, ...]:
@@ -177,7 +197,7 @@ def run_compare(params: Params, progress: bool = True) -> dict:
     table = {}
     for label, (run_params, system, inputs) in runs.items():
         if system is None:
-            _recipe_features(params, run_params, progress)
+            recipe_features(params, run_params, progress)
         log.info("cross-validating %s", label)
         table[label] = cross_validate(
             run_params, system or run_params.train.system, inputs, progress

@@ -1,7 +1,7 @@
-"""DVC stage ``package``: the ensemble and everything its clip chain needs into the BentoML
-model store (``mimicflow-ensemble``), then the bento ``mimicflow-emi`` built from the repository's
-``bentofile.yaml`` (what ``bentoml build -f bentofile.yaml src`` builds by hand), exported beside
-the pipeline's outputs.
+"""DVC stage ``package``: the ensemble (with ``ensemble.members``: their combination) and
+everything its clip chain needs into the BentoML model store (``mimicflow-ensemble``), then the
+bento ``mimicflow-emi`` built from the repository's ``bentofile.yaml`` (what ``bentoml build -f
+bentofile.yaml src`` builds by hand), exported beside the pipeline's outputs.
 
 The bentofile pins the ``serving`` extra of ``pyproject.toml`` to versions; the stage refuses to
 build when this environment has others, so the bento carries the packages the pipeline ran with.
@@ -90,6 +90,7 @@ def run_package(params: Params) -> dict:
     import bentoml
 
     from mimicflow.serving.bundle import MODEL_NAME, write_bundle
+    from mimicflow.training.combine import has_members, load_combination
     from mimicflow.training.ensemble import load_ensemble
 
     paths = StagePaths(params)
@@ -101,16 +102,21 @@ def run_package(params: Params) -> dict:
             f"{bentofile.name} pins other versions than this environment has: "
             f"{', '.join(stale)}; pin the installed ones"
         )
-    try:
-        ensemble = load_ensemble(paths.ensemble)
-    except FileNotFoundError as exc:
-        raise MissingStageInput(
-            f"{exc} (run the 'ensemble' stage first: `dvc repro ensemble`)"
-        ) from exc
+    source = Path(params.ensemble.combined_out)
+    if has_members(source):  # ensemble.members: the combination is served
+        ensemble = load_combination(source)
+    else:
+        source = paths.ensemble
+        try:
+            ensemble = load_ensemble(source)
+        except FileNotFoundError as exc:
+            raise MissingStageInput(
+                f"{exc} (run the 'ensemble' stage first: `dvc repro ensemble`)"
+            ) from exc
     labels = {"model_version": ensemble.version}
     metadata = {"modalities": list(ensemble.modalities), "emotions": list(mimicflow.EMOTIONS)}
     with bentoml.models.create(MODEL_NAME, labels=labels, metadata=metadata) as model:
-        write_bundle(ensemble, paths.ensemble, params, params.serving, Path(model.path))
+        write_bundle(ensemble, source, params, params.serving, Path(model.path))
     log.info("saved %s", model.tag)
     name, extra_labels = bento_identity()
     bento = build_bento(bentofile, name, labels | extra_labels)

@@ -129,27 +129,11 @@ def train_fold(
         return result, dataset, val_idx, trainer
 
 
-def run_train(params: Params, fold: int, progress: bool = True) -> dict:
-    """Stage ``train@<fold>``: ``train.out/<fold>/`` with the model, predictions and curve."""
-    from dvclive import Live
-
-    check_fold(params, fold)
-    paths = StagePaths(params)
-    out, live_dir = paths.fold(fold), paths.curves(fold)
-    with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
-
-        def log_epoch(row):
-            if row["stage"] == "fusion":
-                live.log_metric("train_loss", row["train_loss"])
-                live.log_metric("val_mean_pearson", row["val_mean_pearson"])
-                live.next_step()
-
-        result, dataset, val_idx, trainer = train_fold(
-            params, fold, progress=progress, on_epoch=log_epoch
-        )
-    system = params.train.system
+def write_fold(params: Params, out, fold: int, result, dataset, val_idx, trainer) -> dict:
+    """Save a trained fold into ``out``: its model and description (``fold.json``), its
+    validation predictions and its history; returns the description."""
     description = {
-        "system": system,
+        "system": trainer.system,
         "fold": fold,
         "hyper": trainer.spec.hyper_of(trainer.hyper),
         "dims": dataset.dims(),
@@ -170,6 +154,28 @@ def run_train(params: Params, fold: int, progress: bool = True) -> dict:
     )
     predictions.to_csv(out / "val_predictions.csv", index=False)
     pd.DataFrame(result.history).to_csv(out / "history.csv", index=False)
+    return description
+
+
+def run_train(params: Params, fold: int, progress: bool = True) -> dict:
+    """Stage ``train@<fold>``: ``train.out/<fold>/`` with the model, predictions and curve."""
+    from dvclive import Live
+
+    check_fold(params, fold)
+    paths = StagePaths(params)
+    out, live_dir = paths.fold(fold), paths.curves(fold)
+    with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+
+        def log_epoch(row):
+            if row["stage"] == "fusion":
+                live.log_metric("train_loss", row["train_loss"])
+                live.log_metric("val_mean_pearson", row["val_mean_pearson"])
+                live.next_step()
+
+        result, dataset, val_idx, trainer = train_fold(
+            params, fold, progress=progress, on_epoch=log_epoch
+        )
+    description = write_fold(params, out, fold, result, dataset, val_idx, trainer)
     log.info(
         "fold %d: validation mean Pearson %.3f (best epoch %d)",
         fold,

@@ -60,8 +60,43 @@ def build_ensemble(fold_dirs: list[Path], out: Path, params: Params) -> Path:
     return out
 
 
+class Ablations:
+    """What a model loses without each of its inputs (``modalities``), through its ``predict``."""
+
+    modalities: list[str]
+
+    def predict(self, clips: list[ModelInputs]) -> np.ndarray:
+        raise NotImplementedError
+
+    def ablation_changes(self, clips: list[ModelInputs]) -> list[dict[str, float]]:
+        """Per clip and modality, what the prediction loses without it: the mean absolute change
+        of the six intensities when the modality's mask is set all False (the models are
+        trained with missing modalities); 0 where the clip lacks the modality."""
+        variants, ablated = list(clips), []
+        for k, clip in enumerate(clips):
+            for modality in self.modalities:
+                values, mask = clip.get(modality, (None, np.zeros(0, bool)))
+                if np.asarray(mask, bool).any():
+                    variants.append(clip | {modality: (values, np.zeros(len(mask), bool))})
+                    ablated.append((k, modality))
+        scores = self.predict(variants)
+        changes = [dict.fromkeys(self.modalities, 0.0) for _ in clips]
+        for (k, modality), row in zip(ablated, scores[len(clips) :]):
+            changes[k][modality] = float(np.abs(scores[k] - row).mean())
+        return changes
+
+    def contributions(self, clips: list[ModelInputs]) -> list[dict[str, float]]:
+        """Per clip, each modality's share of the ablation changes: sums to 1 over the
+        modalities the clip has, 0 for the others."""
+        present = [{m: bool(np.asarray(mask).any()) for m, (_, mask) in c.items()} for c in clips]
+        return [
+            contribution_shares(changes, here)
+            for changes, here in zip(self.ablation_changes(clips), present)
+        ]
+
+
 @dataclass
-class Ensemble:
+class Ensemble(Ablations):
     """The mean of the fold models. Inputs are raw per-clip features, as the store holds them."""
 
     models: list[torch.nn.Module]
@@ -103,32 +138,6 @@ class Ensemble:
         if folds is None:
             return np.clip(outputs.mean(axis=0), 0.0, 1.0)
         return np.clip(outputs[np.asarray(folds, int), np.arange(len(clips))], 0.0, 1.0)
-
-    def ablation_changes(self, clips: list[ModelInputs]) -> list[dict[str, float]]:
-        """Per clip and modality, what the prediction loses without it: the mean absolute change
-        of the six intensities when the modality's mask is set all False (the models are
-        trained with missing modalities); 0 where the clip lacks the modality."""
-        variants, ablated = list(clips), []
-        for k, clip in enumerate(clips):
-            for modality in self.modalities:
-                values, mask = clip.get(modality, (None, np.zeros(0, bool)))
-                if np.asarray(mask, bool).any():
-                    variants.append(clip | {modality: (values, np.zeros(len(mask), bool))})
-                    ablated.append((k, modality))
-        scores = self.predict(variants)
-        changes = [dict.fromkeys(self.modalities, 0.0) for _ in clips]
-        for (k, modality), row in zip(ablated, scores[len(clips) :]):
-            changes[k][modality] = float(np.abs(scores[k] - row).mean())
-        return changes
-
-    def contributions(self, clips: list[ModelInputs]) -> list[dict[str, float]]:
-        """Per clip, each modality's share of the ablation changes: sums to 1 over the
-        modalities the clip has, 0 for the others."""
-        present = [{m: bool(np.asarray(mask).any()) for m, (_, mask) in c.items()} for c in clips]
-        return [
-            contribution_shares(changes, here)
-            for changes, here in zip(self.ablation_changes(clips), present)
-        ]
 
     def predict_store(
         self,
