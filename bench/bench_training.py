@@ -24,7 +24,8 @@ stage runs it (:class:`FoldTrainer`'s ``fit``: batch assembly, the steps, a vali
 epoch) beside a bare loop over the same model, loss and optimiser with every batch's tensors
 built on the device beforehand (:func:`floor_fit`), alternately, ``--repeats`` times, in one
 process on one synthetic store. It prints clips/s of both (medians) and the median of the
-paired ratios; ``--json``: that list as JSON on stdout. Writes bench/results/training_floor.json.
+paired ratios; ``--json``: that list as JSON on stdout. Writes bench/results/training_floor.json
+(``--out``) after every row.
 """
 
 from __future__ import annotations
@@ -259,14 +260,14 @@ def floor_main(args) -> None:
                         "ratio": ratio,
                     }
                 )
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(rows, indent=2))  # a timeout keeps the rows so far
                 print(
                     f"{system:>13} {device:>5}: trainer {trainer:8.0f} clips/s, floor "
                     f"{floor:8.0f} clips/s, ratio {ratio:.2f}",
                     file=sys.stderr if args.json else sys.stdout,
                     flush=True,
                 )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "training_floor.json").write_text(json.dumps(rows, indent=2))
     if args.json:
         print(json.dumps(rows))
 
@@ -291,6 +292,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="--floor: torch's CPU threads")
     parser.add_argument("--json", action="store_true", help="--floor: the rows as JSON")
+    parser.add_argument("--out", type=Path, default=RESULTS / "training_floor.json")
     args = parser.parse_args()
     if args.systems is None:
         from mimicflow.fusion.systems import SYSTEMS
