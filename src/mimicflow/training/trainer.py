@@ -6,7 +6,6 @@ fold trained twice with the same seed gives the same weights on the same machine
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 from collections.abc import Callable
@@ -151,8 +150,8 @@ class DeviceBatches:
                     values = held[0][torch.from_numpy(rows).to(self.device)].float()
                 inputs[name] = (values * mask.unsqueeze(-1), mask)
             else:
-                inputs[name] = (held[0][on_device], held[1][on_device])
-        return inputs, self.labels[on_device]
+                inputs[name] = tuple(t.index_select(0, on_device) for t in held)
+        return inputs, self.labels.index_select(0, on_device)
 
 
 def start_at_training_mean(model: nn.Module, labels: np.ndarray) -> None:
@@ -229,6 +228,14 @@ def clip_gradients(model: nn.Module, hyper: SystemParams) -> None:
         nn.utils.clip_grad_value_(model.parameters(), hyper.grad_clip)
     else:
         nn.utils.clip_grad_norm_(model.parameters(), hyper.grad_clip)
+
+
+def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``module``'s state dict (its tensors cloned, its metadata kept)."""
+    state = module.state_dict()
+    copied = type(state)((name, tensor.detach().clone()) for name, tensor in state.items())
+    copied._metadata = state._metadata  # load_state_dict reads the versions from it
+    return copied
 
 
 def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -359,12 +366,12 @@ class FoldTrainer:
         batches = [order[start : start + size] for start in range(0, len(order) - 1, size)]
         seeds = self.rng.integers(0, 2**63, len(batches))
         if self.holds:
-            held = self._held(self.sampling[0])
+            held, draws = self._held(self.sampling[0]), self.sampling[0] == "random"
             # A DataLoader draws its workers' base seed from torch's generator once per epoch:
             # drawn here too, so that the dropout that follows is the same on either path.
             torch.empty((), dtype=torch.int64).random_()
             return (
-                (batch, held.batch(batch, np.random.default_rng(seed)))
+                (batch, held.batch(batch, np.random.default_rng(seed) if draws else None))
                 for batch, seed in zip(batches, seeds, strict=True)
             )
         return torch.utils.data.DataLoader(
@@ -431,7 +438,7 @@ class FoldTrainer:
         optimiser, schedule = self.optimiser(model, horizon or epochs, groups)
         ema = _ema(model, self.hyper.ema, self.hyper.ema_warmup) if self.hyper.ema else None
         evaluated = ema.module if ema else model
-        best_score, best_state, waited = -np.inf, copy.deepcopy(evaluated.state_dict()), 0
+        best_score, best_state, waited = -np.inf, _snapshot(evaluated), 0
         for epoch in range(epochs):
             model.train()
             losses = []
@@ -463,9 +470,9 @@ class FoldTrainer:
             self.history.append(row)
             self.on_epoch(row)
             if keep == "last":
-                best_state = copy.deepcopy(evaluated.state_dict())
+                best_state = _snapshot(evaluated)
             elif score > best_score + self.hyper.min_delta:
-                best_score, best_state, waited = score, copy.deepcopy(evaluated.state_dict()), 0
+                best_score, best_state, waited = score, _snapshot(evaluated), 0
             else:
                 waited += 1
                 if waited >= self.params.patience:
