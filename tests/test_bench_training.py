@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).parents[1] / "bench" / "bench_training.py"
 
 
+@pytest.mark.slow  # about 20 s: a fresh process trains one small fold twice
 def test_floor_json_has_one_row_per_system_and_device_with_a_consistent_ratio(tmp_path):
     command = [sys.executable, str(BENCH), "--floor", "--json", "--systems", "augsburg"]
     command += ["--devices", "cpu", "--clips", "40", "--epochs", "1", "--repeats", "1"]
