@@ -464,7 +464,7 @@ class FoldTrainer:
             row = {
                 "stage": stage,
                 "epoch": epoch,
-                "train_loss": float(np.mean(torch.stack(losses).tolist())),
+                "train_loss": float(np.mean(torch.stack(losses).tolist() if losses else [])),
                 "val_mean_pearson": score,
             }
             self.history.append(row)
