@@ -437,33 +437,32 @@ def test_fuxi_triplets_are_ordered_by_the_whole_clips_text(store, monkeypatch):
     params = FAST.model_copy(update={"epochs": 1, "frames": {"audio": 8, "visual": 4, "text": 2}})
     trainer = _trainer(store, "fuxi", params)
     batches, anchors = [], []
-    batch = trainer.dataset.batch
+    epoch_batches = trainer._batches
 
-    def recorded_batch(indices, sampling="mean", rng=None, modalities=None):
-        out = batch(indices, sampling, rng, modalities)
-        if rng is not None:  # a training batch (evaluation and statistics draw no random frames)
-            batches.append(out)
-        return out
+    def recorded_batches():  # the training batches: (clip indices, their text input)
+        for batch, tensors in epoch_batches():
+            batches.append((np.asarray(batch), tensors[0]["text"]))
+            yield batch, tensors
 
     def recorded_loss(fused, text, margin, **options):
         anchors.append(text)
         return triplet(fused, text, margin, **options)
 
     triplet = fuxi.text_anchored_triplet_loss
-    monkeypatch.setattr(trainer.dataset, "batch", recorded_batch)
+    monkeypatch.setattr(trainer, "_batches", recorded_batches)
     monkeypatch.setattr(fuxi, "text_anchored_triplet_loss", recorded_loss)
     trainer.fit()
     assert len(anchors) == len(batches) > 0
     table, differs = trainer.dataset.tables["text"], False
-    for out, anchor in zip(batches, anchors):
+    for (indices, text), anchor in zip(batches, anchors):
         whole = []
-        for clip_id in out.clip_ids:
+        for clip_id in (trainer.dataset.clip_ids[i] for i in indices):
             values, mask = table.get(clip_id)
             whole.append(
                 values[mask].astype(np.float32).mean(0) if mask.any() else np.zeros(values.shape[1])
             )
         np.testing.assert_allclose(anchor.numpy(), np.stack(whole), rtol=1e-5, atol=1e-6)
-        values, mask = out.inputs["text"]
+        values, mask = (t.numpy() for t in text)
         sampled = values.sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
         differs |= not np.allclose(sampled, anchor.numpy(), atol=1e-4)
     assert differs  # clips with more sentences than segments: the sampled mean is not the clip's
@@ -476,14 +475,14 @@ def test_protocol_final_refits_on_train_and_valid_for_the_chosen_epochs(store, m
     first_state = {name: tensor.clone() for name, tensor in first.state.items()}
     both = np.union1d(trainer.train_idx, trainer.val_idx)
     trained = set()
-    batch = trainer.dataset.batch
+    epoch_batches = trainer._batches
 
-    def recorded_batch(indices, sampling="mean", rng=None, modalities=None):
-        if rng is not None:
-            trained.update(int(i) for i in indices)
-        return batch(indices, sampling, rng, modalities)
+    def recorded_batches():
+        for batch, tensors in epoch_batches():
+            trained.update(int(i) for i in batch)
+            yield batch, tensors
 
-    monkeypatch.setattr(trainer.dataset, "batch", recorded_batch)
+    monkeypatch.setattr(trainer, "_batches", recorded_batches)
     final = trainer.refit(both, first)
     assert len([row for row in trainer.history if row["stage"] == "final"]) == first.best_epoch + 1
     assert trained <= set(both.tolist()) and len(set(trainer.val_idx.tolist()) - trained) <= 1

@@ -414,6 +414,7 @@ class TrainParams(_Section):
     amp: bool = True  # on CUDA: bf16 autocast (no effect on a CPU)
     # On CUDA: every clip pooled once and held on the GPU, each batch gathered there. False: each
     # batch assembled on the host by loader_workers processes (features larger than GPU memory).
+    # On the CPU the clips are held in memory and gathered in place unless loader_workers > 0.
     batches_on_device: bool = True
     loader_workers: int | None = Field(
         None, ge=0

@@ -6,7 +6,6 @@ fold trained twice with the same seed gives the same weights on the same machine
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 from collections.abc import Callable
@@ -68,15 +67,19 @@ def predict(
     sampling: str,
     batch_size: int = 64,
     amp: bool = False,
+    held: DeviceBatches | None = None,
 ):
-    """Predictions (clips × 6) of ``model`` in eval mode, on the model's device."""
+    """Predictions (clips × 6) of ``model`` in eval mode, on the model's device; ``held``: the
+    dataset's clips held there (pooled by ``sampling``), each batch gathered from them."""
     model.eval()
     device = next(model.parameters()).device
     chunks = []
     for start in range(0, len(indices), batch_size):
-        inputs, _ = to_device(
-            to_tensors(dataset.batch(indices[start : start + batch_size], sampling)), device
-        )
+        chunk = indices[start : start + batch_size]
+        if held is None:
+            inputs, _ = to_device(to_tensors(dataset.batch(chunk, sampling)), device)
+        else:
+            inputs, _ = held.batch(chunk)
         with autocast(device, amp):
             chunks.append(model(inputs)["pred"].float().cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, 6), np.float32)
@@ -121,11 +124,15 @@ class DeviceBatches:
         self.dataset, self.sampling, self.device = dataset, sampling, device
         self.labels = torch.from_numpy(np.nan_to_num(dataset.labels)).to(device)
         self.inputs = {
-            name: (copy_to_device(table.values, device),)
+            name: (self._frames(table.values),)
             if sampling == "random"
             else tuple(torch.from_numpy(a).to(device) for a in dataset.pooled(name, sampling))
             for name, table in dataset.tables.items()
         }
+
+    def _frames(self, values: np.ndarray):
+        """The store's frames: on the CPU its memory map as it is, elsewhere copied there."""
+        return values if self.device.type == "cpu" else copy_to_device(values, self.device)
 
     def batch(self, indices: np.ndarray, rng: np.random.Generator | None = None):
         """(inputs, targets) of clips ``indices`` on the device (``rng``: for "random")."""
@@ -137,13 +144,14 @@ class DeviceBatches:
                 uniform = rng.random((len(indices), self.dataset.frames[name]))
                 rows, mask = self.dataset.segments(name).draw(indices, uniform)
                 mask = torch.from_numpy(mask).to(self.device)
-                inputs[name] = (
-                    held[0][torch.from_numpy(rows).to(self.device)].float() * mask.unsqueeze(-1),
-                    mask,
-                )
+                if isinstance(held[0], np.ndarray):  # the memory map, on the CPU
+                    values = torch.from_numpy(np.asarray(held[0][rows], np.float32))
+                else:
+                    values = held[0][torch.from_numpy(rows).to(self.device)].float()
+                inputs[name] = (values * mask.unsqueeze(-1), mask)
             else:
-                inputs[name] = (held[0][on_device], held[1][on_device])
-        return inputs, self.labels[on_device]
+                inputs[name] = tuple(t.index_select(0, on_device) for t in held)
+        return inputs, self.labels.index_select(0, on_device)
 
 
 def start_at_training_mean(model: nn.Module, labels: np.ndarray) -> None:
@@ -222,6 +230,14 @@ def clip_gradients(model: nn.Module, hyper: SystemParams) -> None:
         nn.utils.clip_grad_norm_(model.parameters(), hyper.grad_clip)
 
 
+def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``module``'s state dict (its tensors cloned, its metadata kept)."""
+    state = module.state_dict()
+    copied = type(state)((name, tensor.detach().clone()) for name, tensor in state.items())
+    copied._metadata = state._metadata  # load_state_dict reads the versions from it
+    return copied
+
+
 def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().cpu() for name, tensor in state.items()}
 
@@ -275,7 +291,11 @@ class FoldTrainer:
         cuda = self.device.type == "cuda"
         self.amp = params.amp and cuda
         self.workers = params.loader_workers if params.loader_workers is not None else 4 * cuda
-        self.held: DeviceBatches | None = None  # the clips on the GPU, made on first use
+        # On the GPU (batches_on_device), or on the CPU without loader processes, the clips are
+        # held as tensors (per sampling, made on first use) and every batch gathered from them.
+        self.holds = params.batches_on_device if cuda else self.workers == 0
+        self.held: dict[str, DeviceBatches] = {}
+        self.means: dict[str, torch.Tensor] = {}  # per branch: every clip's whole-clip mean
         self.history: list[dict] = []
 
     def new_model(self):
@@ -332,18 +352,26 @@ class FoldTrainer:
             state = self._fit_loop(model, stage.name, stage.epochs, groups=stage.parameters)
             model.load_state_dict(state)
 
+    def _held(self, sampling: str) -> DeviceBatches:
+        """The dataset's clips held on the device for ``sampling``, made on first use."""
+        if sampling not in self.held:
+            self.held[sampling] = DeviceBatches(self.dataset, sampling, self.device)
+        return self.held[sampling]
+
     def _batches(self):
-        """One epoch of (clip indices, tensors) in a new random order: gathered on the GPU from
-        :class:`DeviceBatches` (``batches_on_device``), else assembled on the host, by
-        ``loader_workers`` processes into pinned memory when training on CUDA."""
+        """One epoch of (clip indices, tensors) in a new random order: gathered from
+        :class:`DeviceBatches` (:attr:`holds`), else assembled on the host, by
+        ``loader_workers`` processes (into pinned memory when training on CUDA)."""
         order, size = self.rng.permutation(self.train_idx), self.params.batch_size
         batches = [order[start : start + size] for start in range(0, len(order) - 1, size)]
         seeds = self.rng.integers(0, 2**63, len(batches))
-        if self.device.type == "cuda" and self.params.batches_on_device:
-            if self.held is None:
-                self.held = DeviceBatches(self.dataset, self.sampling[0], self.device)
+        if self.holds:
+            held, draws = self._held(self.sampling[0]), self.sampling[0] == "random"
+            # A DataLoader draws its workers' base seed from torch's generator once per epoch:
+            # drawn here too, so that the dropout that follows is the same on either path.
+            torch.empty((), dtype=torch.int64).random_()
             return (
-                (batch, self.held.batch(batch, np.random.default_rng(seed)))
+                (batch, held.batch(batch, np.random.default_rng(seed) if draws else None))
                 for batch, seed in zip(batches, seeds, strict=True)
             )
         return torch.utils.data.DataLoader(
@@ -354,7 +382,8 @@ class FoldTrainer:
         )
 
     def _predict(self, model, indices) -> np.ndarray:
-        return predict(model, self.dataset, indices, self.sampling[1], amp=self.amp)
+        held = self._held(self.sampling[1]) if self.holds else None
+        return predict(model, self.dataset, indices, self.sampling[1], amp=self.amp, held=held)
 
     def steps_per_epoch(self) -> int:
         """Optimiser steps per epoch (a last batch of one clip is left out)."""
@@ -371,10 +400,14 @@ class FoldTrainer:
 
     def clip_mean(self, indices, branch: str) -> torch.Tensor:
         """Clips ``indices``' features averaged over the whole clip (not over the segments
-        sampled for the batch), of every input of the ``branch`` family, side by side."""
-        names = [n for n, kind in self.dataset.kinds().items() if branch_kind(kind) == branch]
-        means = np.concatenate([self.dataset.clip_mean(indices, n) for n in names], 1)
-        return torch.from_numpy(means).to(self.device)
+        sampled for the batch), of every input of the ``branch`` family, side by side (every
+        clip's, on the device, made on first use)."""
+        if branch not in self.means:
+            names = [n for n, kind in self.dataset.kinds().items() if branch_kind(kind) == branch]
+            every = np.arange(len(self.dataset))
+            means = np.concatenate([self.dataset.clip_mean(every, n) for n in names], 1)
+            self.means[branch] = torch.from_numpy(means).to(self.device)
+        return self.means[branch][torch.from_numpy(np.asarray(indices, np.int64)).to(self.device)]
 
     def _loss(self, model, out, indices, target, epoch: int):
         if self.spec.loss is not None:  # the system's own training loss
@@ -405,7 +438,7 @@ class FoldTrainer:
         optimiser, schedule = self.optimiser(model, horizon or epochs, groups)
         ema = _ema(model, self.hyper.ema, self.hyper.ema_warmup) if self.hyper.ema else None
         evaluated = ema.module if ema else model
-        best_score, best_state, waited = -np.inf, copy.deepcopy(evaluated.state_dict()), 0
+        best_score, best_state, waited = -np.inf, _snapshot(evaluated), 0
         for epoch in range(epochs):
             model.train()
             losses = []
@@ -421,7 +454,7 @@ class FoldTrainer:
                 if ema:
                     ema.update_parameters(model)
                 schedule.batch()
-                losses.append(loss.item())
+                losses.append(loss.detach())  # read once per epoch: no host sync per step
             pred = self._predict(evaluated, self.val_idx)
             with warnings.catch_warnings():  # an undefined emotion is left out of the mean
                 warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -431,15 +464,15 @@ class FoldTrainer:
             row = {
                 "stage": stage,
                 "epoch": epoch,
-                "train_loss": float(np.mean(losses)),
+                "train_loss": float(np.mean(torch.stack(losses).tolist() if losses else [])),
                 "val_mean_pearson": score,
             }
             self.history.append(row)
             self.on_epoch(row)
             if keep == "last":
-                best_state = copy.deepcopy(evaluated.state_dict())
+                best_state = _snapshot(evaluated)
             elif score > best_score + self.hyper.min_delta:
-                best_score, best_state, waited = score, copy.deepcopy(evaluated.state_dict()), 0
+                best_score, best_state, waited = score, _snapshot(evaluated), 0
             else:
                 waited += 1
                 if waited >= self.params.patience:
