@@ -176,6 +176,30 @@ def test_the_pipeline_flow_orders_the_real_stages_as_dvc_does():
     assert not [stage for stage in order if "compare" in stage]
 
 
+def test_the_pipeline_flow_runs_the_independent_real_stages_at_once():
+    """The groups of the flow's task graph (``dvc_graph``, DVC's graph of the project's own
+    ``dvc.yaml``): each group's stages may run at once and only after every earlier group."""
+    from mimicflow.orchestration import dvc_graph, stage_groups
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    features = [f"features@{name}" for name in params["features"]["sets"]]
+    folds = [f"train@{k}" for k in params["train"]["folds"]]
+    upstream = dvc_graph(ROOT)
+    assert stage_groups(upstream) == [
+        ["models", "demo_data"],
+        ["validate"],
+        ["faces", "asr"],
+        ["adapt"],
+        features,
+        ["inputs"],
+        folds,
+        ["ensemble"],
+        ["package", "reference"],
+    ]
+    assert set(upstream["ensemble"]) >= {"inputs", *folds}
+    assert not set(upstream["reference"]) & {"package"}  # bento and profile side by side
+
+
 @pytest.mark.pipeline  # spawns dvc (the unit tier spawns none)
 def test_make_clean_removes_every_declared_output(tmp_path):
     """``make clean`` removes what DVC lists as the pipelines' outputs, nothing else."""
