@@ -8,7 +8,8 @@ fold runs; ``dvc status`` must be clean after each.
 
     python bench/bench_stage_concurrency.py [--clips 480] [--epochs N] [--concurrency 1 2 5]
 
-Runs against ``PREFECT_API_URL`` when set, else Prefect's own temporary server. Prints a table
+Runs against ``PREFECT_API_URL`` when set, else a ``prefect server start`` of its own (the tests'
+helper; Prefect's temporary server times out on a loaded machine). Prints a table
 (wall seconds of the flow, the folds' span, ``dvc status``) and writes
 bench/results/stage_concurrency.json.
 """
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -49,7 +51,13 @@ def _project(root: Path, clips: int, epochs: int | None) -> Path:
     train = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
     train["do"]["deps"] = ["${validate.out}/manifest.parquet"]
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": train}}, sort_keys=False))
-    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+    identity = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    for command in (
+        ["git", "init", "-q"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        ["git", "add", "dvc.yaml", "params.yaml", ".dvc"],
+        ["git", *identity, "commit", "-qm", "bench"],  # DVCLive (train@k) needs a HEAD
+    ):
         subprocess.run(command, cwd=root, check=True, capture_output=True)
     return root
 
@@ -63,13 +71,14 @@ def _fresh(root: Path, params: dict, concurrency: int) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def _measure(root: Path, concurrency: int) -> dict:
+def _measure(root: Path, concurrency: int, env: dict[str, str]) -> dict:
     params = yaml.safe_load((root / "params.yaml").read_text())
     _fresh(root, params, concurrency)
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, str(REPO / "flows" / "pipeline.py"), str(root)],
         cwd=root,
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -97,6 +106,24 @@ def _measure(root: Path, concurrency: int) -> dict:
     }
 
 
+@contextmanager
+def _prefect(scratch: str):
+    """The environment for the flow: ``PREFECT_API_URL``'s server, or one started here."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield dict(os.environ)
+        return
+    sys.path.insert(0, str(REPO))
+    from tests.prefect_server import prefect_env, start_server, stop
+
+    home = Path(scratch) / "prefect"
+    home.mkdir()
+    process, url = start_server(home, home / "server.log", timeout=300)
+    try:
+        yield prefect_env(home, url)
+    finally:
+        stop(process)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=480)  # the demo's demo.n_clips
@@ -104,9 +131,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 5])
     args = parser.parse_args()
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    with tempfile.TemporaryDirectory(prefix="bench-stages-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bench-stages-") as scratch, _prefect(scratch) as env:
         root = _project(Path(scratch) / "project", args.clips, args.epochs)
-        rows = [_measure(root, n) for n in args.concurrency]
+        rows = [_measure(root, n, env) for n in args.concurrency]
     print(f"{'at once':>8} {'flow s':>8} {'× vs 1':>7} {'dvc status':>11}")
     base = rows[0]["flow_s"]
     for row in rows:

@@ -157,28 +157,11 @@ def test_train_folds_make_one_train_stage_each(tmp_path):
     assert folds == {f"reports/training/curves/fold_{k}/metrics.json": k / 10 for k in range(3)}
 
 
-def test_the_pipeline_flow_orders_the_real_stages_as_dvc_does():
-    """The Prefect pipeline flow's task order (``dvc_stages``: DVC's own stage graph) on the
-    project's ``dvc.yaml``: validate → faces/asr → adapt → features@* → inputs → train@* →
-    ensemble → package/reference; the comparison (its own pipeline file) is not in it."""
-    from mimicflow.orchestration import dvc_stages
-
-    order = dvc_stages(ROOT)  # less compare and the two foreach definitions, plus their items
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    at = {stage: i for i, stage in enumerate(order)}
-    features = [at[f"features@{name}"] for name in params["features"]["sets"]]
-    folds = [at[f"train@{k}"] for k in params["train"]["folds"]]
-    assert len(order) == len(set(order)) == len(_stages()) - 3 + len(features) + len(folds)
-    assert at["validate"] < min(at["faces"], at["asr"])
-    assert max(at["faces"], at["asr"]) < at["adapt"] < min(features)
-    assert max(features) < at["inputs"] < min(folds)
-    assert max(folds) < at["ensemble"] < min(at["package"], at["reference"])
-    assert not [stage for stage in order if "compare" in stage]
-
-
-def test_the_pipeline_flow_runs_the_independent_real_stages_at_once():
-    """The groups of the flow's task graph (``dvc_graph``, DVC's graph of the project's own
-    ``dvc.yaml``): each group's stages may run at once and only after every earlier group."""
+def test_the_pipeline_flow_orders_the_real_stages_and_runs_the_independent_ones_at_once():
+    """The Prefect pipeline flow's task graph (``dvc_graph``: DVC's own graph of the project's
+    ``dvc.yaml``) in groups: validate → faces | asr → adapt → features@* → inputs → train@* →
+    ensemble → package | reference, each group's stages at once and after every earlier group;
+    the comparison (its own pipeline file) is not in it."""
     from mimicflow.orchestration import dvc_graph, stage_groups
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -198,6 +181,7 @@ def test_the_pipeline_flow_runs_the_independent_real_stages_at_once():
     ]
     assert set(upstream["ensemble"]) >= {"inputs", *folds}
     assert not set(upstream["reference"]) & {"package"}  # bento and profile side by side
+    assert len(upstream) == len(_stages()) - 3 + len(features) + len(folds)  # less compare
 
 
 @pytest.mark.pipeline  # spawns dvc (the unit tier spawns none)

@@ -195,7 +195,7 @@ def test_run_graph_keeps_the_limit_and_skips_what_depends_on_a_failure():
         with lock:
             running[0] -= 1
         if stage == "f2":
-            raise RuntimeError("f2 broke\nits traceback")
+            raise RuntimeError("f2 broke:\nits traceback\nits last line")
         return "ran"
 
     with ThreadPoolExecutor(8) as pool:
@@ -212,6 +212,6 @@ def test_run_graph_keeps_the_limit_and_skips_what_depends_on_a_failure():
         "g": "ran",
         "h": "skipped",
     }
-    assert summary["f2"]["error"] == "f2 broke"
+    assert summary["f2"]["error"] == "f2 broke: its last line"
     assert order[0] == "a" and order[-1] == "g" and "e" not in order
     assert list(summary) == list(upstream)

@@ -136,12 +136,6 @@ def stage_groups(upstream: dict[str, list[str]]) -> list[list[str]]:
     return groups
 
 
-def dvc_stages(project: Path) -> list[str]:
-    """The stages of :func:`dvc_graph` in an order where each comes after those it depends on,
-    ties broken by ``dvc.yaml`` order."""
-    return [stage for group in stage_groups(dvc_graph(project)) for stage in group]
-
-
 def run_graph(
     upstream: dict[str, list[str]],
     start: Callable[[str], Any],
@@ -177,7 +171,7 @@ def run_graph(
         try:
             entry["outcome"] = future.result()
         except Exception as error:  # the stage failed (after its retries): record, go on
-            entry |= {"outcome": "failed", "error": str(error).splitlines()[0]}
+            entry |= {"outcome": "failed", "error": _one_line(error)}
         entry["end"] = time.time()
         entry["seconds"] = entry["end"] - entry["start"]
         sorter.done(stage)
@@ -229,6 +223,12 @@ def publish_run(project: Path, stages: dict[str, dict], reports: Path) -> None:
         key="mimicflow-reports",
         description="the reports page",
     )
+
+
+def _one_line(error: Exception) -> str:
+    """An error's first line, with its last (a failed command's last output line) when longer."""
+    lines = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    return lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {lines[-1].strip()}"
 
 
 def _present_metrics(project: Path, metrics_show: Callable) -> dict:
