@@ -215,3 +215,59 @@ def test_run_graph_keeps_the_limit_and_skips_what_depends_on_a_failure():
     assert summary["f2"]["error"] == "f2 broke: its last line"
     assert order[0] == "a" and order[-1] == "g" and "e" not in order
     assert list(summary) == list(upstream)
+
+
+# A long first attempt (the test kills its Dask worker meanwhile), a short second one.
+SLOW = """\
+import os, pathlib, time
+started = pathlib.Path("started.txt")
+attempts = started.read_text().split() if started.exists() else []
+started.write_text(" ".join([*attempts, str(os.getpid())]))
+time.sleep(120 if not attempts else 1)
+pathlib.Path("done.txt").write_text("done")
+"""
+
+
+def test_a_dask_worker_lost_mid_stage_ends_its_stage_and_another_worker_runs_it(
+    prefect_api, tmp_path
+):
+    import time
+
+    import psutil
+    from dask.distributed import LocalCluster
+
+    url, home = prefect_api
+    project = tmp_path / "project"
+    project.mkdir()
+    stage = {"cmd": "python slow.py", "deps": ["slow.py"], "outs": ["done.txt"]}
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"slow": stage}}))
+    (project / "slow.py").write_text(SLOW)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
+        flows = {"retries": 1, "retry_delay_s": 1, "dask_address": cluster.scheduler_address}
+        (project / "params.yaml").write_text(yaml.safe_dump({"flows": flows}))
+        for command in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
+            subprocess.run(command, cwd=project, check=True, capture_output=True)
+        flow = subprocess.Popen(
+            [sys.executable, str(REPO / "flows" / "pipeline.py"), str(project)],
+            cwd=project,
+            env=prefect_env(home, url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.time() + 180
+        while not (project / "started.txt").exists():
+            assert time.time() < deadline and flow.poll() is None, "the stage never started"
+            time.sleep(0.5)
+        first = psutil.Process(int((project / "started.txt").read_text().split()[0]))
+        from dask.distributed import Client
+
+        with Client(cluster) as client:
+            workers = {w["pid"] for w in client.scheduler_info()["workers"].values()}
+        (worker,) = [p for p in first.parents() if p.pid in workers]  # …dvc ← the worker
+        worker.kill()
+        output, _ = flow.communicate(timeout=300)
+    assert flow.returncode == 0, output[-3000:]
+    assert len((project / "started.txt").read_text().split()) == 2  # the stage ran again
+    assert not first.is_running() or first.status() == psutil.STATUS_ZOMBIE  # the first ended
+    assert _dvc_status(project) == {}

@@ -35,10 +35,35 @@ def dvc_env() -> dict[str, str]:
     }
 
 
-def run_dvc(args: list[str], project: Path, log: logging.Logger | logging.LoggerAdapter) -> str:
+# Ends a DVC process group (its leader's id, argv[2]) when the process that started it (argv[1])
+# dies first: a Dask worker lost mid-stage must not leave its stage running beside the retry.
+_GUARD = """
+import os, signal, sys, time
+parent, group = int(sys.argv[1]), int(sys.argv[2])
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+while alive(group):
+    if not alive(parent):
+        os.killpg(group, signal.SIGTERM)
+        break
+    time.sleep(0.1)
+"""
+
+
+def run_dvc(
+    args: list[str],
+    project: Path,
+    log: logging.Logger | logging.LoggerAdapter,
+    guarded: bool = False,
+) -> str:
     """Run ``dvc <args>`` in ``project`` (an argument list, no shell), streaming every output line
     into ``log``; returns the output. Raises :class:`DvcError` on a non-zero exit. Interrupted
-    (a Prefect task timeout, a cancelled run), it ends DVC and the stage command it runs.
+    (a Prefect task timeout, a cancelled run), it ends DVC and the stage command it runs;
+    ``guarded``: so does this process's death (a killed Dask worker), through a watcher process.
 
     The calling thread polls the process rather than blocking on its output, so an exception
     sent to it (Prefect's timeout of a task in a worker thread) lands even while DVC is silent."""
@@ -55,6 +80,10 @@ def run_dvc(args: list[str], project: Path, log: logging.Logger | logging.Logger
         bufsize=1,
         start_new_session=True,
     ) as process:
+        guard = None
+        if guarded:
+            watcher = [sys.executable, "-c", _GUARD, str(os.getpid()), str(process.pid)]
+            guard = subprocess.Popen(watcher, start_new_session=True)
         reader = threading.Thread(target=_pump, args=(process.stdout, lines, log), daemon=True)
         reader.start()
         try:
@@ -65,6 +94,9 @@ def run_dvc(args: list[str], project: Path, log: logging.Logger | logging.Logger
             with suppress(ProcessLookupError):  # its own process group: DVC and the stage
                 os.killpg(process.pid, signal.SIGTERM)
             raise
+    if guard:
+        with suppress(subprocess.TimeoutExpired):
+            guard.wait(timeout=5)  # it sees DVC gone within 0.1 s
     if process.returncode:
         tail = "\n".join(lines[-15:])
         raise DvcError(
@@ -92,13 +124,13 @@ def repro_args(stage: str) -> list[str]:
 def repro_on_dask(address: str, stage: str, project: Path) -> str:
     """Run :func:`repro_args` on a worker of the Dask cluster at ``address`` (its workers see
     ``project`` at the same path, with the same environment); returns DVC's output. A worker
-    lost mid-stage: Dask resubmits the stage to another worker (its ``allowed-failures``)."""
+    lost mid-stage: its stage is ended with it and Dask resubmits the stage to another worker
+    (its ``allowed-failures``)."""
     from dask.distributed import Client
 
     with Client(address, timeout="30s") as client:
-        future = client.submit(
-            run_dvc, repro_args(stage), project, logging.getLogger(__name__), pure=False
-        )
+        log = logging.getLogger(__name__)
+        future = client.submit(run_dvc, repro_args(stage), project, log, True, pure=False)
         try:
             while not future.done():  # polled: a Prefect timeout lands in this thread
                 time.sleep(0.2)
