@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -103,6 +104,7 @@ def _measure(root: Path, concurrency: int, env: dict[str, str]) -> dict:
         "folds": len(folds),
         "epochs": params["train"]["epochs"],
         "dvc_status_clean": json.loads(status.stdout) == {},
+        "load_1min_after": round(os.getloadavg()[0], 1),  # the machine is shared: say how busy
     }
 
 
@@ -131,15 +133,18 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 5])
     args = parser.parse_args()
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # clean up: server, scratch
     with tempfile.TemporaryDirectory(prefix="bench-stages-") as scratch, _prefect(scratch) as env:
         root = _project(Path(scratch) / "project", args.clips, args.epochs)
         rows = [_measure(root, n, env) for n in args.concurrency]
-    print(f"{'at once':>8} {'flow s':>8} {'× vs 1':>7} {'dvc status':>11}")
+    print(f"{'at once':>8} {'flow s':>8} {'× vs 1':>7} {'dvc status':>11} {'load':>5}")
     base = rows[0]["flow_s"]
     for row in rows:
         clean = "clean" if row["dvc_status_clean"] else "CHANGED"
+        speedup = base / row["flow_s"]
         print(
-            f"{row['concurrency']:>8} {row['flow_s']:>8} {base / row['flow_s']:>7.2f} {clean:>11}"
+            f"{row['concurrency']:>8} {row['flow_s']:>8} {speedup:>7.2f} {clean:>11}"
+            f" {row['load_1min_after']:>5}"
         )
     RESULTS.mkdir(exist_ok=True)
     result = {"cpus": os.cpu_count(), "clips": args.clips, "rows": rows}
