@@ -6,6 +6,7 @@ leaves the others committed and cached: the rerun runs only it (and what depends
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -263,7 +264,7 @@ def test_a_dask_worker_lost_mid_stage_ends_its_stage_and_another_worker_runs_it(
         from dask.distributed import Client
 
         with Client(cluster) as client:
-            workers = {w["pid"] for w in client.scheduler_info()["workers"].values()}
+            workers = set(client.run(os.getpid).values())
         (worker,) = [p for p in first.parents() if p.pid in workers]  # …dvc ← the worker
         worker.kill()
         output, _ = flow.communicate(timeout=300)

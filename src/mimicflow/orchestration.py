@@ -179,7 +179,7 @@ def run_graph(
     ``first_done(futures)`` returns one that has finished. A stage that fails does not stop the
     others; those depending on it are "skipped". Returns each stage's ``outcome`` ("failed",
     "skipped" or its result), ``seconds``, ``start`` and ``end`` (``time.time()``), and ``error``
-    when it failed, in ``upstream``'s order."""
+    when it failed, in the order of :func:`stage_groups`."""
     sorter = graphlib.TopologicalSorter(upstream)
     sorter.prepare()
     summary: dict[str, dict] = {}
@@ -207,7 +207,7 @@ def run_graph(
         entry["end"] = time.time()
         entry["seconds"] = entry["end"] - entry["start"]
         sorter.done(stage)
-    return {stage: summary[stage] for stage in upstream}
+    return {stage: summary[stage] for group in stage_groups(upstream) for stage in group}
 
 
 def dvc_outputs(project: Path, versioned: bool | None = None) -> list[str]:
