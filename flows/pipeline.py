@@ -85,4 +85,7 @@ def pipeline(project: str = ".") -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    pipeline(sys.argv[1] if len(sys.argv) > 1 else ".")
+    try:
+        pipeline(sys.argv[1] if len(sys.argv) > 1 else ".")
+    except StagesFailed as error:  # the run's log has the details: end with its one line
+        sys.exit(str(error))
