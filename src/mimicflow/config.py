@@ -289,7 +289,8 @@ class ComputeParams(_Section):
 
 class FlowsParams(_Section):
     """Prefect orchestration: cron schedules of the served deployments, task retries and
-    timeouts."""
+    timeouts, and how many independent DVC stages the pipeline flow runs at once (locally, or
+    on the workers of a Dask cluster)."""
 
     pipeline_cron: str = "0 2 * * *"  # the DVC pipeline, nightly
     monitor_cron: str = "0 * * * *"  # drift monitoring of new clips, hourly
@@ -297,6 +298,8 @@ class FlowsParams(_Section):
     retries: int = Field(2, ge=0)  # a failed DVC stage task is retried (lock held, I/O, OOM kill)
     retry_delay_s: float = Field(30.0, ge=0)
     task_timeout_s: float = Field(43200.0, gt=0)  # a task running longer fails (hung stage, clip)
+    stage_concurrency: int = Field(0, ge=0)  # independent DVC stages at once; 0 = one per core
+    dask_address: str | None = None  # a Dask scheduler (tcp://host:8786): stages run on its workers
 
 
 class MonitorParams(_Section):
