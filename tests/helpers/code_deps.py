@@ -31,7 +31,9 @@ def _is_plugin_package(module: str) -> bool:
 
 def code_deps(entry: str) -> list[str]:
     """The stage's code files, relative to the repository root, sorted."""
-    graph = grimp.build_graph("mimicflow", exclude_type_checking_imports=True)
+    graph = grimp.build_graph(
+        "mimicflow", exclude_type_checking_imports=True, cache_dir=None
+    )  # no cache: nothing written in the repository
     todo, seen = [entry], set()
     while todo:
         module = todo.pop()
