@@ -285,7 +285,8 @@ def recipe_dry_run(
     if data is not None and not data.is_dir():
         raise fail(f"--data {data}: no such folder")
     scratch = (scratch or Path(tempfile.gettempdir()) / f"mimicflow-dry-run-{name}").resolve()
-    if inside:
+    if inside:  # the run's own process group: a stop ends it and everything it started
+        signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
         _dry_run(recipe, params, scratch, clips, data and data.resolve(), as_json)
         return
     command = [sys.executable, "-m", "mimicflow.cli", "recipe", "dry-run", name, "--inside"]
@@ -293,9 +294,11 @@ def recipe_dry_run(
     command += ["--recipes", str(recipes), *(["--data", str(data)] if data else [])]
     command += ["--json"] if as_json else []
     env = os.environ | scratch_env(scratch)
-    child = subprocess.Popen(command, env=env)
+    child = subprocess.Popen(
+        command, env=env, start_new_session=True, preexec_fn=_terminate_with_parent
+    )
 
-    def stop(signum, _frame):  # a killed dry-run stops its run too
+    def stop(signum, _frame):  # a stopped dry-run stops its run too
         child.terminate()
         child.wait()
         raise SystemExit(128 + signum)
@@ -306,6 +309,16 @@ def recipe_dry_run(
     if code == 0 and not keep:
         shutil.rmtree(scratch, ignore_errors=True)
     raise typer.Exit(code=code)
+
+
+def _terminate_with_parent() -> None:
+    """In the dry-run's child: SIGTERM when its parent dies, even by SIGKILL (Linux's
+    ``PR_SET_PDEATHSIG``; elsewhere only a catchable stop reaches the child)."""
+    import ctypes
+    import signal
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def _dry_run(recipe, params: Path, scratch: Path, clips: int, data, as_json: bool) -> None:
