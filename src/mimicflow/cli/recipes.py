@@ -300,12 +300,15 @@ def recipe_dry_run(
 
     def stop(signum, _frame):  # a stopped dry-run stops its run too
         child.terminate()
-        child.wait()
-        raise SystemExit(128 + signum)
+        raise SystemExit(128 + signum)  # out of child.wait(): it holds Popen's wait lock
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    code = child.wait()
+    try:
+        code = child.wait()
+    except SystemExit:
+        child.wait()  # its process group is gone
+        raise
     if code == 0 and not keep:
         shutil.rmtree(scratch, ignore_errors=True)
     raise typer.Exit(code=code)
