@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mimicflow.config import Params
+from mimicflow.stages.dryrun import DRY_EPOCHS
 from mimicflow.weights import cached, hub_id, parameter_count
 
 H100_FLOPS = 989e12  # dense FP16/BF16 tensor-core peak, H100 SXM (NVIDIA H100 datasheet)
@@ -39,7 +40,6 @@ STEP_S = 0.01  # ours: a small head's training step's fixed cost (kernel launche
 AUDIO_HZ = 50  # wav2vec2, HuBERT, WavLM: one frame per 320 samples at 16 kHz
 TEXT_TOKENS = 512  # a text set without max_tokens: the longest sequence
 DATASET_CLIPS, DATASET_HOURS = 15_000, 30.0  # Hume-Vidmimic2 (../shared/DESIGN.md)
-DRY_EPOCHS = 2  # the dry-run's epochs (mimicflow.stages.dryrun.DRY_EPOCHS)
 
 _LARGE = {"hidden_size": 1024, "num_attention_heads": 16, "intermediate_size": 4096}
 _SPEECH_LARGE = {**_LARGE, "feat_extract_norm": "layer", "do_stable_layer_norm": True}
@@ -185,6 +185,8 @@ def _tokens(modality: str, config, seconds: float, cut: float | None, images: fl
 
 @dataclass
 class Estimate:
+    """A recipe's estimates for a dataset of ``clips`` clips and ``hours`` hours."""
+
     clips: int
     hours: float
     encoders: list[Encoder]
@@ -270,7 +272,7 @@ def estimate(
     for name, spec in params.features.sets.items():
         source = _source(spec.model, params)
         if source not in configs:
-            dims[name] = 64  # a set computed here (motion, measures): narrow, no encoder
+            dims[name] = 64  # a set computed here (motion, measures): no encoder, 64 wide assumed
             continue
         config, enc = configs[source]
         cut = spec.audio_cut_s if spec.modality == "audio" else spec.max_tokens
