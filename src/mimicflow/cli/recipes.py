@@ -151,17 +151,38 @@ def recipe_check(
     ] = False,
     weights: WeightsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list on stdout")] = False,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate",
+            help="estimates instead: each real encoder's parameters and GPU memory, and the "
+            "hours for the whole dataset on one H100 (docs/recipes.md has the formula)",
+        ),
+    ] = False,
+    dataset: Annotated[
+        tuple[int, float],
+        typer.Option("--dataset", help="with --estimate: the dataset's clips and hours"),
+    ] = (15_000, 30.0),
+    costs: Annotated[
+        Path | None,
+        typer.Option(
+            "--costs", help="with --estimate: a `recipe dry-run --json` output (train on CPU)"
+        ),
+    ] = None,
     params: ParamsOption = DEFAULT_PARAMS_FILE,
     recipes: RecipesOption = DEFAULT_RECIPES_DIR,
 ) -> None:
     """Every model the recipe needs (stage, hub id, where it will load from, parameters from
     its config) before any stage runs; each one that is not here is one error line, and the
-    exit code is 1."""
+    exit code is 1. With --estimate, estimates of what it needs on one H100 instead."""
     from mimicflow.models.catalogue import catalogue
 
     overlay = recipe_overlay(_recipe(name, recipes), demo)
     merged = _merged(_base(params), overlay)
     mirror = _mirror(weights, merged)
+    if estimate:
+        _estimate(merged, mirror, dataset, costs, as_json)
+        return
     known = set(catalogue(merged.models.entries))
     needs = model_needs(overlay, mirror, known, merged.adapt.out)
     if as_json:
@@ -177,6 +198,46 @@ def recipe_check(
         )
     if missing:
         raise typer.Exit(code=1)
+
+
+def _estimate(merged: Params, mirror: Path | None, dataset, costs: Path | None, as_json: bool):
+    from mimicflow.stages.estimate import estimate
+
+    clips, hours = dataset
+    if clips < 1 or hours <= 0:
+        raise fail(f"--dataset {clips} {hours}: clips and hours must be positive")
+    if costs is not None and not costs.is_file():
+        raise fail(f"--costs {costs}: no such file")
+    try:
+        found = estimate(merged, mirror, clips, hours, costs).as_dict()
+    except (LookupError, KeyError, ValueError) as exc:
+        raise fail(f"--estimate: {exc}") from exc
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    view = Table(title=f"ESTIMATES, not measurements: {clips:,} clips, {hours:g} h, one H100")
+    for column in ("key", "hub id", "config", "parameters", "fp16 GB", "fp32 GB", "train GB"):
+        view.add_column(
+            column, justify="left" if column in ("key", "hub id", "config") else "right"
+        )
+        view.columns[-1].overflow = "fold"
+    for e in found["encoders"]:
+        train = "—" if e["gpu_gb_train"] is None else f"{e['gpu_gb_train']:g}"
+        cells = (
+            f"{e['parameters'] / 1e6:,.1f} M",
+            f"{e['gpu_gb_fp16']:g}",
+            f"{e['gpu_gb_fp32']:g}",
+        )
+        view.add_row(e["key"], e["hub_id"], e["config_from"], *cells, train)
+    console.print(view)
+    lines = [("asr", found["hours_asr"])]
+    lines += [(f"adapt {n}", h) for n, h in found["hours_adapt"].items()]
+    lines += [(f"features {n}", h) for n, h in found["hours_features"].items()]
+    lines += [(f"train ({found['head_parameters'] / 1e6:.1f} M head)", found["hours_train_h100"])]
+    for what, h in [*lines, ("total", found["hours_total_h100"])]:
+        console.print(f"  estimate, {what}: {h:.3f} h on one H100", markup=False)
+    if found["hours_train_cpu"] is not None:
+        console.print(f"  estimate, train on 2 CPU cores: {found['hours_train_cpu']:.1f} h")
 
 
 def _needs_table(title: str, needs) -> None:
@@ -224,7 +285,8 @@ def recipe_dry_run(
     if data is not None and not data.is_dir():
         raise fail(f"--data {data}: no such folder")
     scratch = (scratch or Path(tempfile.gettempdir()) / f"mimicflow-dry-run-{name}").resolve()
-    if inside:
+    if inside:  # the run's own process group: a stop ends it and everything it started
+        signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
         _dry_run(recipe, params, scratch, clips, data and data.resolve(), as_json)
         return
     command = [sys.executable, "-m", "mimicflow.cli", "recipe", "dry-run", name, "--inside"]
@@ -232,19 +294,34 @@ def recipe_dry_run(
     command += ["--recipes", str(recipes), *(["--data", str(data)] if data else [])]
     command += ["--json"] if as_json else []
     env = os.environ | scratch_env(scratch)
-    child = subprocess.Popen(command, env=env)
+    child = subprocess.Popen(
+        command, env=env, start_new_session=True, preexec_fn=_terminate_with_parent
+    )
 
-    def stop(signum, _frame):  # a killed dry-run stops its run too
+    def stop(signum, _frame):  # a stopped dry-run stops its run too
         child.terminate()
-        child.wait()
-        raise SystemExit(128 + signum)
+        raise SystemExit(128 + signum)  # out of child.wait(): it holds Popen's wait lock
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    code = child.wait()
+    try:
+        code = child.wait()
+    except SystemExit:
+        child.wait()  # its process group is gone
+        raise
     if code == 0 and not keep:
         shutil.rmtree(scratch, ignore_errors=True)
     raise typer.Exit(code=code)
+
+
+def _terminate_with_parent() -> None:
+    """In the dry-run's child: SIGTERM when its parent dies, even by SIGKILL (Linux's
+    ``PR_SET_PDEATHSIG``; elsewhere only a catchable stop reaches the child)."""
+    import ctypes
+    import signal
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def _dry_run(recipe, params: Path, scratch: Path, clips: int, data, as_json: bool) -> None:

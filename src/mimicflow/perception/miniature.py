@@ -1,6 +1,6 @@
 """Miniature models: the architecture classes the recipes name (BERT, RoBERTa, wav2vec2,
-HuBERT, audEERING's dimensional model, ViT, MAE, DINOv2, CLIP; the ChatGLM3 and GTE stand-ins),
-built from the real transformers config classes with a few layers of width 32 and random
+HuBERT, WavLM, audEERING's dimensional model, ViT, MAE, DINOv2, CLIP; the ChatGLM3 and GTE
+stand-ins), built from the real transformers config classes with a few layers of width 32 and random
 weights, and saved as folders that load by path exactly as the real ones do
 (``from_pretrained``). The tests and ``mimicflow recipe dry-run`` build them.
 """
@@ -120,6 +120,14 @@ def hubert_model(folder: Path, layers: int = 2) -> Path:
     from transformers import HubertConfig, HubertModel
 
     return _save_speech(HubertModel(_speech_config(HubertConfig, layers)), folder)
+
+
+def wavlm_model(folder: Path, layers: int = 2) -> Path:
+    """WavLM (``wavlm-large``'s class: gated relative position bias, layer-norm layout)."""
+    from transformers import WavLMConfig, WavLMModel
+
+    config = _speech_config(WavLMConfig, layers, num_buckets=32, max_bucket_distance=64)
+    return _save_speech(WavLMModel(config), folder)
 
 
 def emotion_model(folder: Path, layers: int = 2):
@@ -290,9 +298,12 @@ MINIATURES = {
     "FacebookAI/roberta-large": roberta_model,
     "facebook/hubert-base-ls960": hubert_model,
     "facebook/wav2vec2-large-lv60": audio_model,
+    "microsoft/wavlm-large": wavlm_model,
     "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim": lambda f, n=2: emotion_model(f, n)[0],
     "facebook/vit-mae-base": mae_model,
     "google/vit-huge-patch14-224-in21k": image_model,
+    "google/vit-base-patch16-224": image_model,
+    "google/vit-base-patch16-224-in21k": image_model,
     "facebook/dinov2-base": dinov2_model,
     "openai/clip-vit-base-patch16": clip_model,
 }
