@@ -190,7 +190,7 @@ def test_the_transcript_option_enters_the_settings_key_and_the_default_keeps_old
     first = _text_settings(models_dir, transcript="first_segment")
     assert first.transcript == "first_segment" and first.key() != full.key()
     # options added after artefacts existed; a kind older than kind names is keyed without it
-    later = {"transcript", "model_version", "kind"}
+    later = {"transcript", "model_version", "projected", "kind"}
     before = {k: v for k, v in asdict(full).items() if k not in later}
     assert full.key() == settings_hash(before)
 
