@@ -35,6 +35,8 @@ def project(folder: Path, clips: int, epochs: int) -> Path:
         shutil.copy(REPO / name, folder)
     for tree in ("src", "pipelines"):
         shutil.copytree(REPO / tree, folder / tree, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "models" / "members").mkdir(parents=True)  # combine's dependency, kept in git
+    shutil.copy(REPO / "models" / "members" / ".gitkeep", folder / "models" / "members")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["demo"]["n_clips"] = clips
     params["train"] |= {"epochs": epochs, "patience": epochs}

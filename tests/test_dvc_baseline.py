@@ -120,6 +120,8 @@ def baseline(tmp_path_factory):
     shutil.copytree(
         ROOT / "src", path / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
     )
+    (path / "models" / "members").mkdir(parents=True)  # in git as models/members/.gitkeep
+    shutil.copy(ROOT / "models" / "members" / ".gitkeep", path / "models" / "members")
     bin_dir = tmp_path_factory.mktemp("bin")
     stand_in = bin_dir / "mimicflow"
     stand_in.write_text(f"#!{sys.executable}\n{STAND_IN}")
