@@ -511,3 +511,12 @@ def test_the_comparison_table_prints_each_row_with_its_inputs(capsys):
     )
     printed = capsys.readouterr().out
     assert "t+a+v+m" in printed and "0.600" in printed
+
+
+def test_an_undefined_validation_score_is_logged_as_such():
+    """A tiny validation split leaves the mean Pearson undefined (None or NaN): log lines say so
+    instead of failing to format it (the dry-run's train stage did)."""
+    from mimicflow.stages.train import format_rho
+
+    assert format_rho(None) == format_rho(float("nan")) == "undefined"
+    assert format_rho(0.51234) == "0.512"

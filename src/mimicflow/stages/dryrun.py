@@ -278,12 +278,12 @@ class DryRun:
         return ", ".join(shapes)
 
     def _train(self) -> str:
-        from mimicflow.stages.train import run_train
+        from mimicflow.stages.train import format_rho, run_train
 
         scores = []
         for fold in self.params.train.folds:
             metrics = run_train(self.params, fold, progress=False)
-            scores.append(f"fold {fold} val ρ {metrics['val_scores']['mean_pearson']:.3f}")
+            scores.append(f"fold {fold} val ρ {format_rho(metrics['val_scores']['mean_pearson'])}")
         return ", ".join(scores)
 
     def _ensemble(self) -> str:

@@ -33,6 +33,12 @@ from mimicflow.training.trainer import FoldTrainer
 log = logging.getLogger(__name__)
 
 
+def format_rho(value: float | None) -> str:
+    """A mean Pearson for a log line: three decimals, or "undefined" (no clip's labels or
+    predictions varied: a tiny validation split)."""
+    return "undefined" if value is None or value != value else f"{value:.3f}"
+
+
 def model_inputs(params: Params, system: str, inputs=None) -> tuple[str, ...]:
     """The feature sets ``system`` sees: ``inputs`` (default ``train.inputs``) that it takes."""
     names = inputs or params.train.inputs
@@ -117,7 +123,7 @@ def train_fold(
                 task,
                 advance=1,
                 description=f"{system} fold {fold} {row['stage']} "
-                f"val ρ {row['val_mean_pearson']:.3f}",
+                f"val ρ {format_rho(row['val_mean_pearson'])}",
             )
             if on_epoch:
                 on_epoch(row)
