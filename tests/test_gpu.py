@@ -182,3 +182,73 @@ def test_stage_one_alignment_on_cuda_learns_as_on_the_cpu(tmp_path):
         assert figures["valid_top1"] > figures["valid_chance"], (device, figures["valid_top1"])
     # the same seed and steps: the same retrieval within 0.15 (a priori: bf16 on the towers)
     assert abs(metrics["cuda"]["valid_top1"] - metrics["cpu"]["valid_top1"]) <= 0.15, metrics
+
+
+def test_the_embedded_whisper_audio_encoder_on_cuda_matches_the_cpu(models_dir):
+    """The default audio feature set's encoder (Whisper tiny.en, the package's weights) on CUDA:
+    every frame within 2 % of the CPU's (a priori, as the transformers encoders above)."""
+    from mimicflow.config import Params
+    from mimicflow.models.catalogue import catalogue, resolve
+    from mimicflow.perception.encoders import WhisperAudioEncoder
+
+    model = resolve(Params().features.sets["audio"].model, models_dir, catalogue())
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(0, 0.1, n).astype(np.float32) for n in (16000, 56000, 200000)]
+    _close(
+        WhisperAudioEncoder(model, device="cpu").encode(clips),
+        WhisperAudioEncoder(model, device="cuda").encode(clips),
+        2e-2,
+    )
+
+
+def test_faster_whisper_in_float16_on_cuda_transcribes_as_int8_on_the_cpu(models_dir, synth_root):
+    """The ASR stage's CUDA default (faster-whisper, float16) against its CPU default (int8) on
+    the demo's spoken clips: each transcript within a word error rate of 0.25 of the CPU's
+    (a priori: the two quantisations may pick a different word now and then), and as close to
+    the spoken text as the CPU's test asks (median < 0.4)."""
+    from mimicflow.config import Params
+    from mimicflow.models.catalogue import catalogue, resolve
+    from mimicflow.perception.asr import FasterWhisperASR
+    from mimicflow.perception.audio import decode_audio
+
+    from .test_asr import word_error_rate
+
+    model = resolve(Params().asr.model, models_dir, catalogue())
+    cpu = FasterWhisperASR(model, device="cpu", compute_type="int8", threads=2)
+    cuda = FasterWhisperASR(model, device="cuda", compute_type="float16")
+    truth = pd.read_csv(synth_root / "synth_truth.csv", dtype=str, keep_default_na=False)
+    apart, errors = [], []
+    for row in truth[truth["text"] != ""].head(4).itertuples():
+        audio = decode_audio(synth_root / "raw" / f"{row.clip_id}.mp4")
+        on_cpu, on_cuda = cpu.transcribe(audio).text, cuda.transcribe(audio).text
+        apart.append(word_error_rate(on_cpu, on_cuda))
+        errors.append(word_error_rate(row.text, on_cuda))
+    assert max(apart) <= 0.25, apart
+    assert np.median(errors) < 0.4, errors
+
+
+def test_predict_on_cuda_gives_the_cpu_answers(ensemble_dir, synth_root):
+    """`mimicflow predict`'s path (clip chain → ensemble) with the chain on CUDA against the
+    same ensemble with the chain on the CPU, on three demo clips: each intensity within 0.03
+    (a priori: float16 ASR may change a word of the transcript, the encoders differ by < 2 %)."""
+    from dataclasses import replace
+
+    from mimicflow.inference import Limits, predict_clips
+    from mimicflow.training.ensemble import load_ensemble
+
+    clips = sorted((synth_root / "raw").glob("*.mp4"))[:3]
+    answers = {}
+    for device in ("cpu", "cuda"):
+        loaded = load_ensemble(ensemble_dir)
+        chain = loaded.params.model_copy(
+            update={
+                "asr": loaded.params.asr.model_copy(update={"device": device}),
+                "features": loaded.params.features.model_copy(update={"device": device}),
+            }
+        )
+        loaded = replace(loaded, params=chain)
+        answers[device] = predict_clips(loaded, clips, Limits.from_params(chain))
+    for cpu, cuda in zip(answers["cpu"], answers["cuda"]):
+        assert "error" not in cpu and "error" not in cuda, (cpu, cuda)
+        gaps = [abs(cpu["intensities"][e] - cuda["intensities"][e]) for e in cpu["intensities"]]
+        assert max(gaps) <= 0.03, (cpu["file"], gaps)
