@@ -520,3 +520,28 @@ def test_an_undefined_validation_score_is_logged_as_such():
 
     assert format_rho(None) == format_rho(float("nan")) == "undefined"
     assert format_rho(0.51234) == "0.512"
+
+
+def test_training_curves_in_a_git_repository_without_a_commit_ask_for_one(tmp_path, monkeypatch):
+    """DVCLive fails reading HEAD in a DVC project whose git repository has no commit yet:
+    the train stage says what to do in one line; after a commit it logs."""
+    from dvc.repo import Repo
+    from scmrepo.git import Git
+
+    from mimicflow.paths import NoCommitYet
+    from mimicflow.stages.train import curves_logger
+
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "t")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "t@t")
+    git = Git.init(tmp_path)
+    Repo.init(tmp_path).close()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NoCommitYet, match="git add -A && git commit"):
+        curves_logger(tmp_path / "curves")
+    git.add([".dvc"])
+    git.commit("init")
+    with curves_logger(tmp_path / "curves") as live:
+        live.log_metric("val_mean_pearson", 0.5)
+        live.next_step()
+    assert (tmp_path / "curves" / "metrics.json").is_file()

@@ -22,6 +22,10 @@ class MissingStageInput(FileNotFoundError):
     """An upstream stage's output is not there; the message says which stage to run."""
 
 
+class NoCommitYet(RuntimeError):
+    """The training curves' logger (DVCLive) cannot start in a git repository without a commit."""
+
+
 def require(path: Path, stage: str) -> Path:
     """``path`` if the stage ``stage`` has written it, else explain which stage produces it."""
     path = Path(path)

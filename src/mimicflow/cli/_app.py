@@ -52,12 +52,13 @@ def run_stage(run, *args):
     """Run a stage function; a missing upstream output or model becomes one clear message."""
     from mimicflow.devices import DeviceUnavailable
     from mimicflow.models.catalogue import CatalogueError
-    from mimicflow.paths import MissingStageInput
+    from mimicflow.paths import MissingStageInput, NoCommitYet
     from mimicflow.perception.encoders import ModelUnavailable
 
+    refusals = (MissingStageInput, CatalogueError, DeviceUnavailable, ModelUnavailable, NoCommitYet)
     try:
         return run(*args)
-    except (MissingStageInput, CatalogueError, DeviceUnavailable, ModelUnavailable) as exc:
+    except refusals as exc:
         raise fail(str(exc)) from exc
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from mimicflow.devices import torch_device
 from mimicflow.features.store import packed_digest
 from mimicflow.fusion.metrics import emotion_scores
 from mimicflow.fusion.systems import system as system_spec
-from mimicflow.paths import StagePaths, require
+from mimicflow.paths import NoCommitYet, StagePaths, require
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
 from mimicflow.training.folds import UNLABELLED, assign_folds, fold_indices
@@ -163,14 +164,26 @@ def write_fold(params: Params, out, fold: int, result, dataset, val_idx, trainer
     return description
 
 
+def curves_logger(live_dir: Path):
+    """DVCLive's logger for one fold's curves (no DVC experiment, dvc.yaml or report of its own)."""
+    from dvclive import Live
+    from scmrepo.exceptions import SCMError
+
+    try:
+        return Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    except SCMError as exc:  # DVCLive reads HEAD before it checks that a commit exists
+        raise NoCommitYet(
+            f"training needs a git repository with at least one commit here ({exc}): "
+            "commit once, e.g. `git add -A && git commit -m init`"
+        ) from exc
+
+
 def run_train(params: Params, fold: int, progress: bool = True) -> dict:
     """Stage ``train@<fold>``: ``train.out/<fold>/`` with the model, predictions and curve."""
-    from dvclive import Live
-
     check_fold(params, fold)
     paths = StagePaths(params)
     out, live_dir = paths.fold(fold), paths.curves(fold)
-    with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+    with curves_logger(live_dir) as live:
 
         def log_epoch(row):
             if row["stage"] == "fusion":
