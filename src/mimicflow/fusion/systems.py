@@ -49,6 +49,8 @@ class SystemSpec:
       the regression loss and ``extra_loss`` (``epoch`` counts from 0), or None.
     - ``pretraining(model, hyper)``: the stages run before fusion training (a generator: it may
       set the model up for each stage and restore it after the last).
+    - ``finetuned(hyper)``: whether the fold's model is the head the ``adapt`` stage fine-tuned
+      with its input's encoder (loaded and evaluated, not trained), or None: never.
     """
 
     name: str
@@ -61,6 +63,7 @@ class SystemSpec:
     extra_loss: Callable | None = None
     loss: Callable | None = None
     pretraining: Callable[[EmiModel, SystemParams], Iterator[Pretraining]] | None = None
+    finetuned: Callable[[SystemParams], bool] | None = None
 
     def inputs(self, kinds: dict[str, str]) -> tuple[str, ...]:
         """The inputs (name → modality) this system takes, in their order."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from mimicflow.fusion.systems import system as system_spec
 from mimicflow.paths import StagePaths, require
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
+from mimicflow.training.finetune import head_mismatch, load_head
 from mimicflow.training.folds import UNLABELLED, assign_folds, fold_indices
 from mimicflow.training.trainer import FoldTrainer
 
@@ -129,10 +131,43 @@ def train_fold(
                 on_epoch(row)
 
         trainer = FoldTrainer(config, system, dataset, train_idx, val_idx, config.seed + fold, step)
+        if trainer.spec.finetuned and trainer.spec.finetuned(trainer.hyper):
+            return trainer.load(*finetuned_head(params, dataset)), dataset, val_idx, trainer
         result = trainer.fit()
         if config.protocol == "final":
             result = trainer.refit(np.union1d(train_idx, val_idx), result)
         return result, dataset, val_idx, trainer
+
+
+def finetuned_head(params: Params, dataset: FeatureDataset) -> tuple[dict, dict]:
+    """The head the adapt stage fine-tuned with the encoder of the system's one input: its
+    settings and weights (under the input's name). Refused unless evaluating it on the stored
+    features gives the fine-tuned model's own predictions (:func:`head_mismatch`)."""
+    (name,) = dataset.tables
+    features = params.features.sets[name]
+    folder = Path(features.model)
+    entry = params.adapt.encoders.get(folder.name)
+    if (
+        folder.parent.resolve() != Path(params.adapt.out).resolve()
+        or getattr(entry, "method", None) != "finetune"
+    ):
+        raise ValueError(
+            f"head finetuned: feature set {name!r} is not encoded by an encoder the adapt stage "
+            f"fine-tuned (its model {features.model!r} is no finetune entry of adapt.encoders)"
+        )
+    head = load_head(folder)
+    longest = int(np.diff(dataset.tables[name].offsets).max(initial=0))
+    problem = head_mismatch(
+        head, features, dataset.dims()[name], longest, params.train.frames[name]
+    )
+    if problem:
+        raise ValueError(f"head finetuned: feature set {name!r} does not fit the head: {problem}")
+    old = "scalers.audio."
+    state = {
+        f"scalers.{name}.{k[len(old) :]}" if k.startswith(old) else k: v
+        for k, v in head["state"].items()
+    }
+    return head["hyper"], state
 
 
 def write_fold(params: Params, out, fold: int, result, dataset, val_idx, trainer) -> dict:
@@ -141,7 +176,7 @@ def write_fold(params: Params, out, fold: int, result, dataset, val_idx, trainer
     description = {
         "system": trainer.system,
         "fold": fold,
-        "hyper": trainer.spec.hyper_of(trainer.hyper),
+        "hyper": trainer.model_hyper,
         "dims": dataset.dims(),
         "kinds": dataset.kinds(),
         "modalities": list(dataset.tables),
