@@ -20,6 +20,7 @@ from mimicflow.features.synthetic import write_synthetic_store
 from mimicflow.paths import StagePaths
 from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.recipes import validate_overlay
+from mimicflow.stages.compare import recipe_params
 from mimicflow.stages.train import run_ensemble, run_train, train_fold
 from mimicflow.training.adaptation import AdaptData
 from mimicflow.training.ensemble import load_ensemble
@@ -166,3 +167,12 @@ def test_a_head_is_refused_where_the_features_would_not_reproduce_it(tmp_path):
     with pytest.raises(ValueError, match="not encoded by an encoder the adapt stage fine-tuned"):
         train_fold(params, 0, progress=False)
     assert not StagePaths(params).fold(0).exists()
+    # merged folds validate on train clips, which the head saw
+    merged = _params(tmp_path, spec, protocol="merged", folds=[0, 1])
+    with pytest.raises(ValueError, match="protocol merged validates on clips the head was"):
+        train_fold(merged, 0, progress=False)
+
+
+def test_the_comparison_retrains_a_finetuned_head_on_its_merged_folds():
+    params = recipe_params(Params(), "augsburg")
+    assert params.train.protocol == "merged" and params.train.augsburg.head == "retrained"

@@ -89,6 +89,6 @@ register(
         model=Augsburg,
         hyper=("hidden", "dropout", "lstm_layers", "lstm_dropout", "dense_hidden"),
         branches=("audio",),
-        finetuned=lambda hyper: hyper.head == "finetuned",
+        finetuned_head=True,
     )
 )

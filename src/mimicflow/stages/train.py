@@ -107,7 +107,9 @@ def train_fold(
 
     Protocol ``final``: the fold's validation picks the epochs, then the model is trained anew
     on the training and validation clips for that many epochs; the validation predictions and
-    scores stay those of the first model (the second has seen the clips)."""
+    scores stay those of the first model (the second has seen the clips). A system's
+    fine-tuned head (``head: finetuned``) is loaded and evaluated instead: zero epochs, no
+    refit (:func:`finetuned_head`)."""
     system = system or params.train.system
     config = params.train
     check_fold(params, fold)
@@ -131,7 +133,7 @@ def train_fold(
                 on_epoch(row)
 
         trainer = FoldTrainer(config, system, dataset, train_idx, val_idx, config.seed + fold, step)
-        if trainer.spec.finetuned and trainer.spec.finetuned(trainer.hyper):
+        if trainer.spec.finetuned(trainer.hyper):
             return trainer.load(*finetuned_head(params, dataset)), dataset, val_idx, trainer
         result = trainer.fit()
         if config.protocol == "final":
@@ -143,6 +145,11 @@ def finetuned_head(params: Params, dataset: FeatureDataset) -> tuple[dict, dict]
     """The head the adapt stage fine-tuned with the encoder of the system's one input: its
     settings and weights (under the input's name). Refused unless evaluating it on the stored
     features gives the fine-tuned model's own predictions (:func:`head_mismatch`)."""
+    if params.train.protocol not in ("official", "final"):
+        raise ValueError(
+            f"head finetuned: protocol {params.train.protocol} validates on clips the head was "
+            "trained on (adapt fine-tunes it on the train split): use official or final"
+        )
     (name,) = dataset.tables
     features = params.features.sets[name]
     folder = Path(features.model)
