@@ -24,7 +24,8 @@ from mimicflow.stages.compare import recipe_params
 from mimicflow.stages.train import run_ensemble, run_train, train_fold
 from mimicflow.training.adaptation import AdaptData
 from mimicflow.training.ensemble import load_ensemble
-from mimicflow.training.finetune import finetune, head_mismatch, predict, save_finetuned
+from mimicflow.training.finetune import finetune, predict, save_finetuned
+from mimicflow.training.heads import head_mismatch
 
 from .helpers.tiny_hf import tiny_emotion_model
 

@@ -24,9 +24,6 @@ from mimicflow.perception.audio import SAMPLE_RATE
 # An aligned encoder folder's Stage I projection (its tower's states → eq. 2's space), written
 # by the adapt stage (training/alignment.py), read by ``projected: true`` feature sets.
 PROJECTION_FILE = "stage1_projection.pt"
-# A fine-tuned encoder folder's Augsburg head (its weights, settings and the frames it saw),
-# written by the adapt stage (training/finetune.py), the fold model of ``head: finetuned``.
-HEAD_FILE = "finetuned_head.pt"
 
 CHUNK_SECONDS = 30  # long audio is encoded in windows of this length and concatenated
 

@@ -28,8 +28,8 @@ from mimicflow.fusion.systems import system as system_spec
 from mimicflow.paths import StagePaths, require
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
-from mimicflow.training.finetune import head_mismatch, load_head
 from mimicflow.training.folds import UNLABELLED, assign_folds, fold_indices
+from mimicflow.training.heads import head_mismatch, load_head
 from mimicflow.training.trainer import FoldTrainer
 
 log = logging.getLogger(__name__)

@@ -27,19 +27,15 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.checkpoint import checkpoint
 
-from mimicflow.config import FeatureSetParams, FinetuneParams
+from mimicflow.config import FinetuneParams
 from mimicflow.devices import torch_device
 from mimicflow.fusion.augsburg import Augsburg
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
 from mimicflow.perception.asr import load_openai_whisper, save_openai_whisper, whisper_checkpoint
 from mimicflow.perception.audio import SAMPLE_RATE
-from mimicflow.perception.encoders import (
-    HEAD_FILE,
-    HFAudioEncoder,
-    WhisperAudioEncoder,
-    window_batches,
-)
+from mimicflow.perception.encoders import HFAudioEncoder, WhisperAudioEncoder, window_batches
 from mimicflow.training.adaptation import AdaptData, record_adapted
+from mimicflow.training.heads import HEAD_FILE
 from mimicflow.training.trainer import autocast, start_at_training_mean
 
 log = logging.getLogger(__name__)
@@ -262,42 +258,6 @@ def save_head(model: FinetuneModel, spec: FinetuneParams, path: Path) -> None:
         },
         path,
     )
-
-
-def head_mismatch(head: dict, features: FeatureSetParams, dim: int, longest: int, frames: int):
-    """Why a fold evaluating ``head`` on feature set ``features`` (input width ``dim``, its
-    longest clip ``longest`` frames, pooled to ``frames`` segments) would not give the
-    fine-tuned model's own predictions, or None: the set must be framed as adapt framed the
-    head's input (the final layer, unprojected, the same audio cut and VAD outputs) and pooled
-    to the segments the head saw (without segments: no clip pooled)."""
-    segments = head["segments"]
-    checks = [
-        (features.layer_ids == (-1,), f"its layers are {features.layers}, not -1 (the final)"),
-        (not features.projected, "it is projected"),
-        (
-            features.head_outputs == head["head_outputs"],
-            f"head_outputs {features.head_outputs}, the head's {head['head_outputs']}",
-        ),
-        (
-            features.audio_cut_s == head["audio_cut_s"],
-            f"audio_cut_s {features.audio_cut_s}, the head's {head['audio_cut_s']}",
-        ),
-        (dim == head["dim"], f"{dim}-d frames, the head's {head['dim']}-d"),
-        (
-            frames == segments if segments else longest <= frames,
-            f"train.frames {frames}, the head saw "
-            + (f"{segments} segments" if segments else f"every frame (clips up to {longest})"),
-        ),
-    ]
-    return next((message for ok, message in checks if not ok), None)
-
-
-def load_head(folder: Path) -> dict:
-    """What :func:`save_head` wrote into an adapted folder (a one-line error without it)."""
-    path = Path(folder) / HEAD_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the adapt stage (dvc repro adapt)")
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def finetune(
