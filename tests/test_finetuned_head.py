@@ -10,8 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
+from typer.testing import CliRunner
 
 from mimicflow import EMOTIONS
+from mimicflow.cli import app
 from mimicflow.clip.encoders import clip_encoder
 from mimicflow.clip.settings import EncoderSettings, Runtime
 from mimicflow.config import FeatureSetParams, FinetuneParams, Params
@@ -25,7 +28,7 @@ from mimicflow.stages.train import run_ensemble, run_train, train_fold
 from mimicflow.training.adaptation import AdaptData
 from mimicflow.training.ensemble import load_ensemble
 from mimicflow.training.finetune import finetune, predict, save_finetuned
-from mimicflow.training.heads import head_mismatch
+from mimicflow.training.heads import HeadMismatch, head_mismatch
 
 from .helpers.tiny_hf import tiny_emotion_model
 
@@ -143,7 +146,7 @@ def test_the_fold_and_ensemble_predict_as_the_finetuned_model(tmp_path):
     served = ensemble.predict_store(params.features.out, [data.clip_ids[i] for i in rows])
     np.testing.assert_allclose(served[list(EMOTIONS)].to_numpy(), want, atol=1e-4)
 
-    with pytest.raises(ValueError, match=r"train\.frames 6, the head saw 8 segments"):
+    with pytest.raises(HeadMismatch, match=r"train\.frames 6, the head saw 8 segments"):
         train_fold(_params(tmp_path, spec, frames={"audio": 6}), 0, progress=False)
 
 
@@ -165,12 +168,16 @@ def test_a_head_is_refused_where_the_features_would_not_reproduce_it(tmp_path):
     manifest["split"] = np.where(np.arange(12) < 8, "train", "valid")
     StagePaths(params).validated.mkdir()
     manifest.to_parquet(StagePaths(params).manifest)
-    with pytest.raises(ValueError, match="not encoded by an encoder the adapt stage fine-tuned"):
-        train_fold(params, 0, progress=False)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    run = CliRunner().invoke(app, ["stage", "train", "--fold", "0", "--params", str(params_file)])
+    assert run.exit_code == 2 and "Traceback" not in run.output
+    said = " ".join(run.output.split())
+    assert "train.augsburg.head finetuned: feature set 'audio' is not encoded by" in said
     assert not StagePaths(params).fold(0).exists()
     # merged folds validate on train clips, which the head saw
     merged = _params(tmp_path, spec, protocol="merged", folds=[0, 1])
-    with pytest.raises(ValueError, match="protocol merged validates on clips the head was"):
+    with pytest.raises(HeadMismatch, match="protocol merged validates on clips the head was"):
         train_fold(merged, 0, progress=False)
 
 

@@ -49,15 +49,24 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
 
 
 def run_stage(run, *args):
-    """Run a stage function; a missing upstream output or model becomes one clear message."""
+    """Run a stage function; a missing upstream output or model, or params the stage cannot
+    honour, becomes one clear message."""
     from mimicflow.devices import DeviceUnavailable
     from mimicflow.models.catalogue import CatalogueError
     from mimicflow.paths import MissingStageInput
     from mimicflow.perception.encoders import ModelUnavailable
+    from mimicflow.training.heads import HeadMismatch
 
+    expected = (
+        MissingStageInput,
+        CatalogueError,
+        DeviceUnavailable,
+        ModelUnavailable,
+        HeadMismatch,
+    )
     try:
         return run(*args)
-    except (MissingStageInput, CatalogueError, DeviceUnavailable, ModelUnavailable) as exc:
+    except expected as exc:
         raise fail(str(exc)) from exc
 
 

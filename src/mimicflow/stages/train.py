@@ -29,7 +29,7 @@ from mimicflow.paths import StagePaths, require
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
 from mimicflow.training.folds import UNLABELLED, assign_folds, fold_indices
-from mimicflow.training.heads import head_mismatch, load_head
+from mimicflow.training.heads import HeadMismatch, head_mismatch, load_head
 from mimicflow.training.trainer import FoldTrainer
 
 log = logging.getLogger(__name__)
@@ -134,20 +134,21 @@ def train_fold(
 
         trainer = FoldTrainer(config, system, dataset, train_idx, val_idx, config.seed + fold, step)
         if trainer.spec.finetuned(trainer.hyper):
-            return trainer.load(*finetuned_head(params, dataset)), dataset, val_idx, trainer
+            return trainer.load(*finetuned_head(params, system, dataset)), dataset, val_idx, trainer
         result = trainer.fit()
         if config.protocol == "final":
             result = trainer.refit(np.union1d(train_idx, val_idx), result)
         return result, dataset, val_idx, trainer
 
 
-def finetuned_head(params: Params, dataset: FeatureDataset) -> tuple[dict, dict]:
+def finetuned_head(params: Params, system: str, dataset: FeatureDataset) -> tuple[dict, dict]:
     """The head the adapt stage fine-tuned with the encoder of the system's one input: its
     settings and weights (under the input's name). Refused unless evaluating it on the stored
     features gives the fine-tuned model's own predictions (:func:`head_mismatch`)."""
+    option = f"train.{system}.head finetuned"
     if params.train.protocol not in ("official", "final"):
-        raise ValueError(
-            f"head finetuned: protocol {params.train.protocol} validates on clips the head was "
+        raise HeadMismatch(
+            f"{option}: protocol {params.train.protocol} validates on clips the head was "
             "trained on (adapt fine-tunes it on the train split): use official or final"
         )
     (name,) = dataset.tables
@@ -158,8 +159,8 @@ def finetuned_head(params: Params, dataset: FeatureDataset) -> tuple[dict, dict]
         folder.parent.resolve() != Path(params.adapt.out).resolve()
         or getattr(entry, "method", None) != "finetune"
     ):
-        raise ValueError(
-            f"head finetuned: feature set {name!r} is not encoded by an encoder the adapt stage "
+        raise HeadMismatch(
+            f"{option}: feature set {name!r} is not encoded by an encoder the adapt stage "
             f"fine-tuned (its model {features.model!r} is no finetune entry of adapt.encoders)"
         )
     head = load_head(folder)
@@ -168,7 +169,7 @@ def finetuned_head(params: Params, dataset: FeatureDataset) -> tuple[dict, dict]
         head, features, dataset.dims()[name], longest, params.train.frames[name]
     )
     if problem:
-        raise ValueError(f"head finetuned: feature set {name!r} does not fit the head: {problem}")
+        raise HeadMismatch(f"{option}: feature set {name!r} does not fit the head: {problem}")
     old = "scalers.audio."
     state = {
         f"scalers.{name}.{k[len(old) :]}" if k.startswith(old) else k: v

@@ -9,10 +9,15 @@ from pathlib import Path
 import torch
 
 from mimicflow.config import FeatureSetParams
+from mimicflow.paths import require
 
 # The head's weights (its one input named ``audio``), constructor settings, input width, and
 # what framed its input (segments, audio cut, VAD outputs), in the adapted folder.
 HEAD_FILE = "finetuned_head.pt"
+
+
+class HeadMismatch(ValueError):
+    """``head: finetuned`` cannot make the adapt stage's head the fold's model (params error)."""
 
 
 def head_mismatch(head: dict, features: FeatureSetParams, dim: int, longest: int, frames: int):
@@ -44,8 +49,7 @@ def head_mismatch(head: dict, features: FeatureSetParams, dim: int, longest: int
 
 
 def load_head(folder: Path) -> dict:
-    """What :func:`save_head` wrote into an adapted folder (a one-line error without it)."""
-    path = Path(folder) / HEAD_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the adapt stage (dvc repro adapt)")
+    """What ``training.finetune.save_head`` wrote into an adapted folder (without it: run the
+    adapt stage)."""
+    path = require(Path(folder) / HEAD_FILE, "adapt")
     return torch.load(path, map_location="cpu", weights_only=True)
