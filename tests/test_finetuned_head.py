@@ -137,6 +137,8 @@ def test_the_fold_and_ensemble_predict_as_the_finetuned_model(tmp_path):
     assert len(rows) == len(valid) and want.std(0).max() > 1e-3  # predictions that vary
     description = run_train(params, 0, progress=False)
     assert description["best_epoch"] == 0 and description["hyper"]["hidden"] == spec.hidden
+    curve = StagePaths(params).curves(0) / "plots" / "metrics" / "val_mean_pearson.tsv"
+    assert len(pd.read_csv(curve, sep="\t")) == 1  # dvc.yaml's plots output exists
     fold = pd.read_csv(StagePaths(params).fold(0) / "val_predictions.csv")
     assert list(fold["clip_id"]) == [data.clip_ids[i] for i in rows]
     np.testing.assert_allclose(fold[list(EMOTIONS)].to_numpy(), want, atol=1e-4)

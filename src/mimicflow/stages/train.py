@@ -218,6 +218,7 @@ def run_train(params: Params, fold: int, progress: bool = True) -> dict:
         def log_epoch(row):
             if row["stage"] == "fusion":
                 live.log_metric("train_loss", row["train_loss"])
+            if row["stage"] in ("fusion", "loaded"):  # loaded: a fine-tuned head, one step
                 live.log_metric("val_mean_pearson", row["val_mean_pearson"])
                 live.next_step()
 

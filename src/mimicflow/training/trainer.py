@@ -325,13 +325,18 @@ class FoldTrainer:
 
     def load(self, hyper: dict, state: dict[str, torch.Tensor]) -> FoldResult:
         """A model given, not trained (zero epochs): built with ``hyper``, its weights
-        ``state``, evaluated on the validation clips as a trained fold is."""
+        ``state``, evaluated on the validation clips as a trained fold is (one history row,
+        stage ``loaded``)."""
         self.model_hyper = hyper
         model = self.spec.build(self.dataset.dims(), self.dataset.kinds(), **hyper)
         model.load_state_dict(state)
         model.to(self.device).eval()
         val_pred = self._predict(model, self.val_idx)
         scores = emotion_scores(val_pred, self.dataset.labels[self.val_idx], where="validation")
+        score = scores["mean_pearson"]
+        row = {"stage": "loaded", "epoch": 0, "train_loss": None}
+        self.history.append(row | {"val_mean_pearson": -1.0 if score is None else score})
+        self.on_epoch(self.history[-1])
         return FoldResult(_on_cpu(model.state_dict()), model, val_pred, scores, 0, self.history)
 
     def refit(self, indices, chosen: FoldResult) -> FoldResult:
