@@ -49,16 +49,25 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
 
 
 def run_stage(run, *args):
-    """Run a stage function; a missing upstream output or model becomes one clear message."""
+    """Run a stage function; a missing upstream output or model, or params the stage cannot
+    honour, becomes one clear message."""
     from mimicflow.devices import DeviceUnavailable
     from mimicflow.models.catalogue import CatalogueError
     from mimicflow.paths import MissingStageInput, NoCommitYet
     from mimicflow.perception.encoders import ModelUnavailable
+    from mimicflow.training.heads import HeadMismatch
 
-    refusals = (MissingStageInput, CatalogueError, DeviceUnavailable, ModelUnavailable, NoCommitYet)
+    expected = (
+        MissingStageInput,
+        CatalogueError,
+        DeviceUnavailable,
+        ModelUnavailable,
+        HeadMismatch,
+        NoCommitYet,
+    )
     try:
         return run(*args)
-    except refusals as exc:
+    except expected as exc:
         raise fail(str(exc)) from exc
 
 

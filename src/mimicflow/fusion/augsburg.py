@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 from torch import nn
@@ -28,6 +30,10 @@ class AugsburgParams(SystemParams):
     # the dense layer's width (None: ``hidden``, ours); the authors' is as wide as its input,
     # 2 · 1027 = 2054 (abaw/model.py)
     dense_hidden: int | None = Field(None, ge=8)
+    # the fold's model: retrained (a new head on the frozen features, ours) | finetuned (the
+    # head the adapt stage trained with its audio input's encoder, loaded, not trained: ABAW6
+    # §4's predictor; the settings above then do not apply)
+    head: Literal["retrained", "finetuned"] = "retrained"
 
 
 class Augsburg(EmiModel):
@@ -83,5 +89,6 @@ register(
         model=Augsburg,
         hyper=("hidden", "dropout", "lstm_layers", "lstm_dropout", "dense_hidden"),
         branches=("audio",),
+        finetuned_head=True,
     )
 )

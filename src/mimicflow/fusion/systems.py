@@ -49,6 +49,9 @@ class SystemSpec:
       the regression loss and ``extra_loss`` (``epoch`` counts from 0), or None.
     - ``pretraining(model, hyper)``: the stages run before fusion training (a generator: it may
       set the model up for each stage and restore it after the last).
+    - ``finetuned_head``: its section has ``head: retrained | finetuned``; ``finetuned``: the
+      fold's model is the head the ``adapt`` stage fine-tuned with its input's encoder (loaded
+      and evaluated, not trained; :meth:`finetuned`).
     """
 
     name: str
@@ -61,10 +64,15 @@ class SystemSpec:
     extra_loss: Callable | None = None
     loss: Callable | None = None
     pretraining: Callable[[EmiModel, SystemParams], Iterator[Pretraining]] | None = None
+    finetuned_head: bool = False
 
     def inputs(self, kinds: dict[str, str]) -> tuple[str, ...]:
         """The inputs (name → modality) this system takes, in their order."""
         return tuple(name for name, kind in kinds.items() if branch_kind(kind) in self.branches)
+
+    def finetuned(self, params: SystemParams) -> bool:
+        """Whether the fold's model is the adapt stage's fine-tuned head (``head: finetuned``)."""
+        return self.finetuned_head and params.head == "finetuned"
 
     def hyper_of(self, params: SystemParams) -> dict:
         """The constructor arguments, from the system's params section."""

@@ -19,6 +19,7 @@ from mimicflow.config import Params
 from mimicflow.data.synth import truth as demo
 from mimicflow.fusion.metrics import emotion_scores
 from mimicflow.fusion.systems import SYSTEMS
+from mimicflow.fusion.systems import system as system_spec
 from mimicflow.paths import StagePaths
 from mimicflow.stages.train import model_inputs, train_fold
 from mimicflow.training.folds import UNLABELLED, assign_folds
@@ -98,14 +99,20 @@ def redirected(params: Params, applied: Params, folder: Path, budget: int | None
     over ``train.folds`` and ``train.seed``, at most ``budget`` epochs, the pipeline's faces and
     transcripts, and its feature sets under ``folder`` (a set the pipeline already made is linked
     there, not made again). Its ``adapt`` entries write under ``<folder>/adapted``, and the sets
-    naming them follow."""
+    naming them follow. A fine-tuned head (``head: finetuned``) is retrained: adapt trained it
+    on the train split, which merged folds validate on."""
     epochs = applied.train.epochs if budget is None else min(applied.train.epochs, budget)
+    system = applied.train.system
+    hyper = applied.train.system_params(system)
+    if system_spec(system).finetuned(hyper):  # trained on the train split: not cross-validated
+        hyper = hyper.model_copy(update={"head": "retrained"})
     train = applied.train.model_copy(
         update={
             "protocol": "merged",
             "folds": params.train.folds,
             "seed": params.train.seed,
             "epochs": epochs,
+            system: hyper,
         }
     )
     adapt = applied.adapt.model_copy(update={"out": folder / "adapted"})

@@ -29,6 +29,7 @@ from mimicflow.paths import NoCommitYet, StagePaths, require
 from mimicflow.training.data import FeatureDataset
 from mimicflow.training.ensemble import build_ensemble, load_ensemble, save_fold
 from mimicflow.training.folds import UNLABELLED, assign_folds, fold_indices
+from mimicflow.training.heads import HeadMismatch, head_mismatch, load_head
 from mimicflow.training.trainer import FoldTrainer
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,9 @@ def train_fold(
 
     Protocol ``final``: the fold's validation picks the epochs, then the model is trained anew
     on the training and validation clips for that many epochs; the validation predictions and
-    scores stay those of the first model (the second has seen the clips)."""
+    scores stay those of the first model (the second has seen the clips). A system's
+    fine-tuned head (``head: finetuned``) is loaded and evaluated instead: zero epochs, no
+    refit (:func:`finetuned_head`)."""
     system = system or params.train.system
     config = params.train
     check_fold(params, fold)
@@ -130,10 +133,49 @@ def train_fold(
                 on_epoch(row)
 
         trainer = FoldTrainer(config, system, dataset, train_idx, val_idx, config.seed + fold, step)
+        if trainer.spec.finetuned(trainer.hyper):
+            return trainer.load(*finetuned_head(params, system, dataset)), dataset, val_idx, trainer
         result = trainer.fit()
         if config.protocol == "final":
             result = trainer.refit(np.union1d(train_idx, val_idx), result)
         return result, dataset, val_idx, trainer
+
+
+def finetuned_head(params: Params, system: str, dataset: FeatureDataset) -> tuple[dict, dict]:
+    """The head the adapt stage fine-tuned with the encoder of the system's one input: its
+    settings and weights (under the input's name). Refused unless evaluating it on the stored
+    features gives the fine-tuned model's own predictions (:func:`head_mismatch`)."""
+    option = f"train.{system}.head finetuned"
+    if params.train.protocol not in ("official", "final"):
+        raise HeadMismatch(
+            f"{option}: protocol {params.train.protocol} validates on clips the head was "
+            "trained on (adapt fine-tunes it on the train split): use official or final"
+        )
+    (name,) = dataset.tables
+    features = params.features.sets[name]
+    folder = Path(features.model)
+    entry = params.adapt.encoders.get(folder.name)
+    if (
+        folder.parent.resolve() != Path(params.adapt.out).resolve()
+        or getattr(entry, "method", None) != "finetune"
+    ):
+        raise HeadMismatch(
+            f"{option}: feature set {name!r} is not encoded by an encoder the adapt stage "
+            f"fine-tuned (its model {features.model!r} is no finetune entry of adapt.encoders)"
+        )
+    head = load_head(folder)
+    longest = int(np.diff(dataset.tables[name].offsets).max(initial=0))
+    problem = head_mismatch(
+        head, features, dataset.dims()[name], longest, params.train.frames[name]
+    )
+    if problem:
+        raise HeadMismatch(f"{option}: feature set {name!r} does not fit the head: {problem}")
+    old = "scalers.audio."
+    state = {
+        f"scalers.{name}.{k[len(old) :]}" if k.startswith(old) else k: v
+        for k, v in head["state"].items()
+    }
+    return head["hyper"], state
 
 
 def write_fold(params: Params, out, fold: int, result, dataset, val_idx, trainer) -> dict:
@@ -142,7 +184,7 @@ def write_fold(params: Params, out, fold: int, result, dataset, val_idx, trainer
     description = {
         "system": trainer.system,
         "fold": fold,
-        "hyper": trainer.spec.hyper_of(trainer.hyper),
+        "hyper": trainer.model_hyper,
         "dims": dataset.dims(),
         "kinds": dataset.kinds(),
         "modalities": list(dataset.tables),
@@ -188,6 +230,7 @@ def run_train(params: Params, fold: int, progress: bool = True) -> dict:
         def log_epoch(row):
             if row["stage"] == "fusion":
                 live.log_metric("train_loss", row["train_loss"])
+            if row["stage"] in ("fusion", "loaded"):  # loaded: a fine-tuned head, one step
                 live.log_metric("val_mean_pearson", row["val_mean_pearson"])
                 live.next_step()
 

@@ -31,11 +31,11 @@ from mimicflow.config import FinetuneParams
 from mimicflow.devices import torch_device
 from mimicflow.fusion.augsburg import Augsburg
 from mimicflow.fusion.metrics import UndefinedMetricWarning, emotion_scores
-from mimicflow.fusion.models import segment_average
 from mimicflow.perception.asr import load_openai_whisper, save_openai_whisper, whisper_checkpoint
 from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.perception.encoders import HFAudioEncoder, WhisperAudioEncoder, window_batches
 from mimicflow.training.adaptation import AdaptData, record_adapted
+from mimicflow.training.heads import HEAD_FILE
 from mimicflow.training.trainer import autocast, start_at_training_mean
 
 log = logging.getLogger(__name__)
@@ -121,15 +121,33 @@ def segment_means(
     x: torch.Tensor, mask: torch.Tensor, segments: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A clip of more than ``segments`` frames as that many segment means, a shorter one as it
-    is (TSN, as the fusion stage's ``train.frames``): (B × T × d) → (B × ≤segments × d)."""
+    is: (B × T × d) → (B × ≤segments × d). The segments are cut as the fusion stage's
+    ``train.frames`` cuts them (``training.data.segment_pool``: frame edges
+    ``linspace(0, T, segments + 1)``), so a fold reading the stored frames sees the same steps."""
     if x.shape[1] <= segments:
         return x, mask
-    pooled, pooled_mask = segment_average(x, mask, segments)
-    short = mask.sum(1) <= segments
-    return (
-        torch.where(short[:, None, None], x[:, :segments], pooled),
-        torch.where(short[:, None], mask[:, :segments], pooled_mask),
-    )
+    spans = np.full(mask.shape, -1)
+    for row, length in enumerate(mask.sum(1).tolist()):
+        steps = np.arange(length)
+        edges = np.linspace(0, length, segments + 1).astype(int)
+        spans[row, :length] = (
+            steps if length <= segments else np.searchsorted(edges, steps, side="right") - 1
+        )
+    member = torch.from_numpy(spans[..., None] == np.arange(segments)).to(x.device)
+    counts = member.sum(1)  # B × segments
+    pooled = torch.einsum("bts,btd->bsd", member.to(x.dtype), x)
+    return pooled / counts.clamp_min(1).unsqueeze(-1).to(x.dtype), counts > 0
+
+
+def head_settings(spec: FinetuneParams) -> dict:
+    """The Augsburg head's constructor settings (:class:`~mimicflow.fusion.augsburg.Augsburg`)."""
+    return {
+        "hidden": spec.hidden,
+        "dropout": spec.dropout,
+        "lstm_layers": spec.lstm_layers,
+        "lstm_dropout": spec.lstm_dropout,
+        "dense_hidden": None,
+    }
 
 
 class FinetuneModel(nn.Module):
@@ -144,14 +162,7 @@ class FinetuneModel(nn.Module):
         self.trained = nn.ModuleList(module for _, module in modules)
         self.net.requires_grad_(False)
         self.trained.requires_grad_(True)
-        self.head = Augsburg(
-            {"audio": encoder.info.dim},
-            {"audio": "audio"},
-            spec.hidden,
-            spec.dropout,
-            spec.lstm_layers,
-            spec.lstm_dropout,
-        )
+        self.head = Augsburg({"audio": encoder.info.dim}, {"audio": "audio"}, **head_settings(spec))
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -215,14 +226,38 @@ def finetune_encoder(
     spec: FinetuneParams, data: AdaptData, out: Path, device: str = "cpu", progress: bool = True
 ) -> dict:
     """Fine-tune ``spec.model`` (:func:`finetune`) and save the encoder into ``out`` as a model
-    folder the audio feature set loads (``features.sets.<name>.model: <out>``), with
-    ``adapted.json`` (its version and the metrics). Returns the metrics: the learning curve,
+    folder the audio feature set loads (``features.sets.<name>.model: <out>``), with its head
+    and ``adapted.json`` (its version and the metrics). Returns the metrics: the learning curve,
     the best epoch and the trained parameter count."""
     model, metrics = finetune(spec, data, device, progress)
+    return save_finetuned(model, spec, out, metrics)
+
+
+def save_finetuned(model: FinetuneModel, spec: FinetuneParams, out: Path, metrics: dict) -> dict:
+    """``out`` anew: the fine-tuned encoder's folder, its head (:data:`HEAD_FILE`) and
+    ``adapted.json``; returns the metrics with the folder's version."""
     out = Path(out)
     shutil.rmtree(out, ignore_errors=True)
     save_encoder(model.encoder, spec.model, out)
+    save_head(model, spec, out / HEAD_FILE)
     return record_adapted(out, metrics)
+
+
+def save_head(model: FinetuneModel, spec: FinetuneParams, path: Path) -> None:
+    """The fine-tuned head as ``train.augsburg.head: finetuned`` loads it: its weights (its one
+    input named ``audio``), constructor settings, input width, and what framed its input (the
+    segments, the audio cut, the VAD outputs)."""
+    torch.save(
+        {
+            "state": {k: v.detach().float().cpu() for k, v in model.head.state_dict().items()},
+            "hyper": head_settings(spec),
+            "dim": model.encoder.info.dim,
+            "segments": spec.segments,
+            "audio_cut_s": spec.audio_cut_s,
+            "head_outputs": spec.head_outputs,
+        },
+        path,
+    )
 
 
 def finetune(

@@ -280,6 +280,7 @@ class FoldTrainer:
     ):
         self.params, self.system, self.spec = params, system, system_spec(system)
         self.hyper = params.system_params(system)
+        self.model_hyper = self.spec.hyper_of(self.hyper)  # the model's constructor settings
         self.dataset, self.train_idx, self.val_idx = (
             dataset,
             np.asarray(train_idx),
@@ -303,9 +304,7 @@ class FoldTrainer:
         training clips, its output at their mean (and the batch order's generator reset)."""
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
-        model = self.spec.build(
-            self.dataset.dims(), self.dataset.kinds(), **self.spec.hyper_of(self.hyper)
-        )
+        model = self.spec.build(self.dataset.dims(), self.dataset.kinds(), **self.model_hyper)
         if self.hyper.standardise:
             fit_input_scaling(model, self.dataset.feature_stats(self.train_idx, self.sampling[1]))
         if self.hyper.bias_init == "mean":
@@ -323,6 +322,22 @@ class FoldTrainer:
             (r for r in self.history if r["stage"] == "fusion"), key=lambda r: r["val_mean_pearson"]
         )["epoch"]
         return FoldResult(_on_cpu(best), model.eval(), val_pred, scores, best_epoch, self.history)
+
+    def load(self, hyper: dict, state: dict[str, torch.Tensor]) -> FoldResult:
+        """A model given, not trained (zero epochs): built with ``hyper``, its weights
+        ``state``, evaluated on the validation clips as a trained fold is (one history row,
+        stage ``loaded``)."""
+        self.model_hyper = hyper
+        model = self.spec.build(self.dataset.dims(), self.dataset.kinds(), **hyper)
+        model.load_state_dict(state)
+        model.to(self.device).eval()
+        val_pred = self._predict(model, self.val_idx)
+        scores = emotion_scores(val_pred, self.dataset.labels[self.val_idx], where="validation")
+        score = scores["mean_pearson"]
+        row = {"stage": "loaded", "epoch": 0, "train_loss": None}
+        self.history.append(row | {"val_mean_pearson": -1.0 if score is None else score})
+        self.on_epoch(self.history[-1])
+        return FoldResult(_on_cpu(model.state_dict()), model, val_pred, scores, 0, self.history)
 
     def refit(self, indices, chosen: FoldResult) -> FoldResult:
         """Protocol ``final``: a new model trained on ``indices`` for the epochs ``chosen`` found
