@@ -123,6 +123,7 @@ def test_the_fold_and_ensemble_predict_as_the_finetuned_model(tmp_path):
         lr=1e-2,
         head_lr=1e-2,
         hidden=16,
+        dense_hidden=24,  # the authors' head: a dense layer wider than the LSTM
         segments=SEGMENTS,
     )
     data = _clips(24, 16)
@@ -137,6 +138,7 @@ def test_the_fold_and_ensemble_predict_as_the_finetuned_model(tmp_path):
     assert len(rows) == len(valid) and want.std(0).max() > 1e-3  # predictions that vary
     description = run_train(params, 0, progress=False)
     assert description["best_epoch"] == 0 and description["hyper"]["hidden"] == spec.hidden
+    assert description["hyper"]["dense_hidden"] == 24
     curve = StagePaths(params).curves(0) / "plots" / "metrics" / "val_mean_pearson.tsv"
     assert len(pd.read_csv(curve, sep="\t")) == 1  # dvc.yaml's plots output exists
     fold = pd.read_csv(StagePaths(params).fold(0) / "val_predictions.csv")

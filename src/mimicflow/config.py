@@ -253,7 +253,8 @@ class FinetuneParams(_Section):
     grad_clip_mode: Literal["value", "norm"] = "value"
     epochs: int = Field(30, ge=1)  # cosine decay over them, the best on valid kept
     batch_size: int = Field(32, ge=1)
-    hidden: int = Field(128, ge=8)  # the head's LSTM and dense width
+    hidden: int = Field(128, ge=8)  # the head's LSTM width (and its dense width, unless below)
+    dense_hidden: int | None = Field(None, ge=8)  # None: the dense layer as wide as `hidden`
     dropout: float = Field(0.2, ge=0, lt=1)
     lstm_layers: int = Field(2, ge=1)
     lstm_dropout: float = Field(0.1, ge=0, lt=1)

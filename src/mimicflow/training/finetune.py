@@ -146,7 +146,7 @@ def head_settings(spec: FinetuneParams) -> dict:
         "dropout": spec.dropout,
         "lstm_layers": spec.lstm_layers,
         "lstm_dropout": spec.lstm_dropout,
-        "dense_hidden": None,
+        "dense_hidden": spec.dense_hidden,
     }
 
 
