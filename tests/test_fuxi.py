@@ -3,11 +3,16 @@ the prediction reads, absent branches left out."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from mimicflow.fusion.fuxi import FuxiParams, triplet_loss
 from mimicflow.fusion.losses import text_anchored_triplet_loss
 from mimicflow.fusion.systems import build_model
+from mimicflow.recipes import load_recipes, recipe_overlay
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DIMS = {"audio": 5, "visual": 4, "text": 6}
 
@@ -75,3 +80,25 @@ def test_triplets_per_batch_is_one_when_the_recipe_reads_section_3_4_so():
     torch.testing.assert_close(one, expected)
     many = text_anchored_triplet_loss(fused, text, 0.1, torch.Generator().manual_seed(3))
     assert not torch.isclose(one, many)
+
+
+@torch.no_grad()
+def test_the_demo_flavour_triplet_term_leaves_room_for_the_regression_loss():
+    """Issue 24: at the demo's rates, a triplet term in the tens (raw squared distances between
+    256-d fused features, weight 0.1) drowned the MSE under the gradient clip and Fuxi's demo
+    stayed at the training mean. The demo flavour's term, on its own widths, stays below the
+    MSE of predicting the mean of uniform labels (1/12) at every draw."""
+    section = recipe_overlay(load_recipes(ROOT / "recipes")["fuxi"], demo=True)["train"]["fuxi"]
+    hyper = FuxiParams(**section)
+    torch.manual_seed(0)
+    dims = {"audio": 384, "visual": 64, "text": 768}
+    model = build_model("fuxi", dims, {m: m for m in dims}, hidden=hyper.hidden, embed=hyper.embed)
+    inputs = {
+        m: (torch.randn(16, 8, d), torch.ones(16, 8, dtype=torch.bool)) for m, d in dims.items()
+    }
+    out, text = model.eval()(inputs), torch.randn(16, dims["text"])
+    terms = []
+    for seed in range(20):
+        torch.manual_seed(seed)
+        terms.append(float(triplet_loss(model, out, hyper, lambda branch: text)))
+    assert max(terms) < 1 / 12, terms
