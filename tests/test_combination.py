@@ -82,7 +82,7 @@ def test_served_combination_equals_the_evaluated_one(combined, tmp_path):
     for clip_id in clips:
         video = Path(params.data.root) / manifest.loc[clip_id, "video_path"]
         work = tmp_path / clip_id
-        inputs = extract_clip(bundle.params, video, work, tuple(bundle.ensemble.modalities))
+        inputs = extract_clip(bundle.params, video, work, tuple(bundle.ensemble.inputs))
         answers[clip_id] = clip_prediction(bundle.ensemble, inputs)
     evaluated = pd.read_csv(source / "predictions.csv", dtype={"clip_id": str})
     summary = served_vs_stored(answers, evaluated.rename(columns={"clip_id": "Filename"}), 1e-3)

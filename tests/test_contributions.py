@@ -91,7 +91,7 @@ def test_the_change_is_what_the_prediction_loses_without_the_modality(
     all False, against the full prediction."""
     params, _ = featured
     ensemble = load_ensemble(ensemble_dir)
-    assert ensemble.modalities == list(MODALITIES)
+    assert ensemble.inputs == list(MODALITIES)
     clip = _stored(params, full_clip)
     full = ensemble.predict([clip])[0]
     (changes,) = ensemble.ablation_changes([clip])

@@ -63,7 +63,7 @@ def test_served_intensities_equal_the_pipeline_predictions(featured, ensemble_di
     for clip_id, answer in zip(clip_ids, served):  # refused only where there is nothing to go on
         if "error" in answer:
             assert "nothing to predict from" in answer["error"]
-            tables = {m: FeatureTable.open(params.features.out / m) for m in ensemble.modalities}
+            tables = {m: FeatureTable.open(params.features.out / m) for m in ensemble.inputs}
             assert not any(t.get(clip_id)[1].any() for t in tables.values())
     assert len(answered) >= 3
     served_values = np.array(

@@ -229,7 +229,7 @@ def test_train_and_ensemble_stages_write_safe_models_metrics_and_submission(ense
 def test_the_ensemble_predicts_from_raw_store_features(ensemble_dir, featured):
     params, _ = featured
     ensemble = load_ensemble(ensemble_dir)
-    assert ensemble.modalities == ["audio", "visual", "text"] and ensemble.version.startswith(
+    assert ensemble.inputs == ["audio", "visual", "text"] and ensemble.version.startswith(
         "mimicmetrics-"
     )
     clip_ids = pd.read_parquet(params.validate_.out / "manifest.parquet")["clip_id"].tolist()[:4]
