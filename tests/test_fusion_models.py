@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mimicflow.fusion.models import drop_modalities, fit_input_scaling, segment_average
+from mimicflow.fusion.models import drop_inputs, fit_input_scaling, segment_average
 from mimicflow.fusion.systems import SYSTEMS, build_model
 
 DIMS = {"audio": 12, "visual": 6, "text": 10}
@@ -69,7 +69,7 @@ def test_a_missing_modality_is_left_out_not_read_as_zeros(system, hyper):
 def test_modality_dropout_always_keeps_one_modality():
     here = torch.ones(2000, 3, dtype=torch.bool)
     here[:1000, 0] = False
-    kept = drop_modalities(here, 0.3)
+    kept = drop_inputs(here, 0.3)
     assert kept.any(1).all()
     assert 0.2 < 1 - kept[1000:].float().mean() < 0.4  # about p = 0.3 dropped where all present
 
