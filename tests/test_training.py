@@ -94,10 +94,8 @@ def test_the_resplit_protocol_holds_out_a_fifth_of_the_labelled_clips_drawn_from
 def test_feature_stats_are_the_training_clips_segment_statistics(store):
     trainer = _trainer(store, "mimicmetrics")
     stats = trainer.dataset.feature_stats(trainer.train_idx, chunk=7)  # chunks must not matter
-    for modality, (mean, std) in stats.items():
-        values, mask = trainer.dataset.batch(trainer.train_idx, modalities=(modality,)).inputs[
-            modality
-        ]
+    for name, (mean, std) in stats.items():
+        values, mask = trainer.dataset.batch(trainer.train_idx, names=(name,)).inputs[name]
         np.testing.assert_allclose(mean, values[mask].mean(0), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(std, values[mask].std(0), rtol=1e-3, atol=1e-5)
 
