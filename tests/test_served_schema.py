@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from mimicflow.config import CHAIN_SCHEMA, ChainParams, Params
 from mimicflow.fusion.systems import SYSTEMS, build_model
 from mimicflow.serving.bundle import read_bundle
-from mimicflow.training.ensemble import load_ensemble
+from mimicflow.training.ensemble import build_ensemble, load_ensemble
 
 
 def _old_params_dump() -> dict:
@@ -69,6 +69,19 @@ def test_an_ensemble_written_before_a_key_was_renamed_keeps_loading(tmp_path):
     assert ensemble.params.faces.fps == 5.0 and ensemble.inputs == ["audio"]
     clip = {"audio": (np.ones((3, 4), np.float32), np.ones(3, bool))}
     assert ensemble.predict([clip]).shape == (1, 6)
+
+
+def test_folds_written_with_the_old_key_make_an_ensemble_with_the_new_one(tmp_path):
+    written = _ensemble_folder(tmp_path / "old", {}, "modalities")
+    fold = tmp_path / "fold_0"
+    fold.mkdir()
+    (written / "fold_0.safetensors").rename(fold / "model.safetensors")
+    description = json.loads((written / "ensemble.json").read_text())
+    (fold / "fold.json").write_text(json.dumps(description | {"val_scores": {"mean_pearson": 0.5}}))
+    out = build_ensemble([fold], tmp_path / "ensemble", Params())
+    built = json.loads((out / "ensemble.json").read_text())
+    assert built["inputs"] == ["audio"] and "modalities" not in built
+    assert load_ensemble(out).inputs == ["audio"]
 
 
 def test_a_bento_bundle_written_before_a_key_was_renamed_keeps_loading(tmp_path):
