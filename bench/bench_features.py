@@ -1,9 +1,9 @@
-"""Bench: feature extraction throughput and peak memory per modality, with a projection to the
+"""Bench: feature extraction throughput and peak memory per feature set, with a projection to the
 full Hume-Vidmimic2 (≈17,000 clips, 33 h of video).
 
     python bench/bench_features.py [--n 40] [--big 8]
 
-Runs the pipeline up to the features on a fresh synthetic set, then each modality's features
+Runs the pipeline up to the features on a fresh synthetic set, then each feature set's features
 stage in its own process (the stage as `dvc repro` runs it), timing it and reading the
 process's peak RSS. ``--big N`` also times real-size encoders (wav2vec2-base and ViT-base
 architectures, random weights built here: the same compute as the pretrained ones) on N clips.
@@ -38,13 +38,13 @@ HUME_CLIPS, HUME_SECONDS = 17_000, 33 * 3600
 TARGET_H100_MINUTES = 30
 
 
-def run_stage(params_file: Path, modality: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GiB) of `mimicflow stage features MODALITY` in a child."""
+def run_stage(params_file: Path, name: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GiB) of `mimicflow stage features SET` in a child."""
     command = [
         str(Path(sys.executable).parent / "mimicflow"),
         "stage",
         "features",
-        modality,
+        name,
         "--params",
         str(params_file),
     ]
@@ -53,7 +53,7 @@ def run_stage(params_file: Path, modality: str) -> tuple[float, float]:
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"features {modality} failed: {child.stderr.read().decode()[-2000:]}")
+        raise RuntimeError(f"features {name} failed: {child.stderr.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 2**20
 
 
@@ -117,34 +117,32 @@ def main() -> None:
         manifest.head(1).to_parquet(tmp / "one" / "manifest.parquet", index=False)
         one_file.write_text(yaml.safe_dump(one))
         first_s = float(manifest["duration_s"].iloc[0])
-        for modality in ("audio", "visual", "text"):
-            startup, _ = run_stage(one_file, modality)
-            wall, peak = run_stage(params_file, modality)
+        for name in ("audio", "visual", "text"):
+            startup, _ = run_stage(one_file, name)
+            wall, peak = run_stage(params_file, name)
             # the steady rate excludes start-up; when start-up is most of the run (text: 40
             # transcripts encode in well under a second) fall back to the whole-run rate,
             # which makes the projection an upper bound
             work = wall - startup
             steady = (video_s - first_s) / work if work > 0.25 * wall else video_s / wall
-            model = getattr(params.features, modality).model
-            rows.append((modality, model, len(manifest), video_s, wall, peak, startup, steady))
+            model = getattr(params.features, name).model
+            rows.append((name, model, len(manifest), video_s, wall, peak, startup, steady))
 
         if args.big:
             subset = manifest.head(args.big)
             subset.to_parquet(params.validate_.out / "manifest.parquet", index=False)
             sub_s = float(subset["duration_s"].sum())
-            for modality, path in big_models(tmp / "big").items():
-                raw["features"] = {"out": str(tmp / "big-features"), modality: {"model": str(path)}}
+            for name, path in big_models(tmp / "big").items():
+                raw["features"] = {"out": str(tmp / "big-features"), name: {"model": str(path)}}
                 params_file.write_text(yaml.safe_dump(raw))
-                wall, peak = run_stage(params_file, modality)
-                rows.append(
-                    (modality, path.name, len(subset), sub_s, wall, peak, 0.0, sub_s / wall)
-                )
+                wall, peak = run_stage(params_file, name)
+                rows.append((name, path.name, len(subset), sub_s, wall, peak, 0.0, sub_s / wall))
 
     results = []
-    for modality, model, clips, seconds, wall, peak, startup, steady in rows:
+    for name, model, clips, seconds, wall, peak, startup, steady in rows:
         results.append(
             {
-                "modality": modality,
+                "feature_set": name,
                 "model": model,
                 "device": device,
                 "clips": clips,
@@ -169,7 +167,7 @@ def main() -> None:
     console.print(table)
     default = sum(r["hume_projection_min"] for r in results[:3])
     console.print(
-        f"embedded defaults, all three modalities, full dataset on this {device}: {default:.0f} min"
+        f"embedded defaults, the three sets, full dataset on this {device}: {default:.0f} min"
     )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)

@@ -212,7 +212,7 @@ def perceived(validated, faulty_root, models_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def featured(perceived):
-    """The three features stages run once after ``perceived``: (params, metrics per modality)."""
+    """The three features stages run once after ``perceived``: (params, metrics per feature set)."""
     from mimicflow.stages.features import run_features
 
     params, _, _ = perceived

@@ -178,7 +178,7 @@ def _text_settings(models_dir, **overrides) -> EncoderSettings:
             "features": {
                 "sets": {"text": {"modality": "text", "model": "all-minilm-l6-v2", **overrides}}
             },
-            "monitor": {"modalities": ["text"]},
+            "monitor": {"feature_sets": ["text"]},
             "train": {"inputs": ["text"]},
         }
     )

@@ -278,7 +278,7 @@ def test_a_feature_set_naming_an_adapted_folder_needs_its_entry(tiny_models):
     raw = {
         "features": {"sets": sets},
         "train": {"inputs": ["visual"]},
-        "monitor": {"modalities": ["visual"]},
+        "monitor": {"feature_sets": ["visual"]},
     }
     with pytest.raises(ValueError, match=r"adapt\.encoders needs a visual entry 'visual'"):
         Params.model_validate(raw)
@@ -302,7 +302,7 @@ def test_a_retrained_encoder_changes_its_features_key(tmp_path, models_dir):
         },
         "features": {"sets": {"visual": {"modality": "visual", "model": str(tmp_path / "visual")}}},
         "train": {"inputs": ["visual"]},
-        "monitor": {"modalities": ["visual"]},
+        "monitor": {"feature_sets": ["visual"]},
     }
     params = Params.model_validate(raw)
     (tmp_path / "visual").mkdir()

@@ -173,7 +173,7 @@ def test_every_dataset_clip_served_equals_the_ensembles_stored_prediction(
     assert summary["compared"] >= 16 and summary["passed"], summary
     on_test = served_vs_stored({c: answers[c] for c in test}, submission, 1e-3)
     assert on_test["passed"] and on_test["compared"] == len(test) - len(on_test["refused"])
-    tables = {m: FeatureTable.open(params.features.out / m) for m in ensemble.modalities}
+    tables = {m: FeatureTable.open(params.features.out / m) for m in ensemble.inputs}
     for clip_id, error in summary["refused"].items():
         assert "nothing to predict from" in error
         assert not any(t.get(clip_id)[1].any() for t in tables.values() if clip_id in t)

@@ -1,7 +1,7 @@
 """A combination of two systems on the test suite's tiny pipeline: each member trained by its
 own stage on the pipeline's folds (its feature sets linked, not encoded again), weighted per
 emotion by the combine stage, and served = evaluated through the bundle the package stage
-writes (to 1e-3), with a ``members`` block and modality shares summing to 1."""
+writes (to 1e-3), with a ``members`` block and input shares summing to 1."""
 
 from __future__ import annotations
 
@@ -82,13 +82,13 @@ def test_served_combination_equals_the_evaluated_one(combined, tmp_path):
     for clip_id in clips:
         video = Path(params.data.root) / manifest.loc[clip_id, "video_path"]
         work = tmp_path / clip_id
-        inputs = extract_clip(bundle.params, video, work, tuple(bundle.ensemble.modalities))
+        inputs = extract_clip(bundle.params, video, work, tuple(bundle.ensemble.inputs))
         answers[clip_id] = clip_prediction(bundle.ensemble, inputs)
     evaluated = pd.read_csv(source / "predictions.csv", dtype={"clip_id": str})
     summary = served_vs_stored(answers, evaluated.rename(columns={"clip_id": "Filename"}), 1e-3)
     assert summary["passed"] and summary["compared"] == len(clips), summary
     for clip_id, answer in answers.items():
-        shares = [m["share"] for m in answer["modalities"].values() if m["present"]]
+        shares = [m["share"] for m in answer["inputs"].values() if m["present"]]
         assert sum(shares) == pytest.approx(1.0, abs=1e-3)
         assert set(answer["members"]) == {"mimicmetrics", "fuxi"}
         for name, member in answer["members"].items():

@@ -57,6 +57,23 @@ def test_a_typo_in_params_is_one_error_line_on_the_command_line(tmp_path):
     assert "train.patience" in result.output and "train.batchsize" in result.output
 
 
+def test_the_old_monitor_modalities_key_is_one_error_line_naming_the_new_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from mimicflow.cli import app
+
+    path = tmp_path / "params.yaml"
+    path.write_text("monitor:\n  modalities: [audio]\n")
+    result = CliRunner().invoke(app, ["monitor", "--json", "--params", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "monitor.feature_sets" in result.stderr, result.stderr
+    assert Params.model_validate({"monitor": {"feature_sets": ["audio"]}}).monitor.feature_sets == (
+        "audio",
+    )
+
+
 def test_systems_and_their_sections_come_from_the_registry():
     from mimicflow.fusion.systems import SYSTEMS
 

@@ -1,5 +1,5 @@
-"""Per-prediction modality contributions, measured on a real trained ensemble: what the six
-intensities lose when one modality is removed, and that change's share of the clip's total."""
+"""Per-prediction input contributions, measured on a real trained ensemble: what the six
+intensities lose when one input is removed, and that change's share of the clip's total."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from mimicflow.cli import app
 from mimicflow.features.store import FeatureTable
 from mimicflow.training.ensemble import contribution_shares, load_ensemble
 
-MODALITIES = ("audio", "visual", "text")  # what the session's ensemble is trained on
+INPUTS = ("audio", "visual", "text")  # what the session's ensemble is trained on
 
 
 def _clip(params, clip_id: str) -> Path:
@@ -25,12 +25,12 @@ def _clip(params, clip_id: str) -> Path:
 
 
 def _stored(params, clip_id: str) -> dict:
-    return {m: FeatureTable.open(params.features.out / m).get(clip_id) for m in MODALITIES}
+    return {m: FeatureTable.open(params.features.out / m).get(clip_id) for m in INPUTS}
 
 
 @pytest.fixture(scope="module")
 def full_clip(featured) -> str:
-    """A clip with a face, audio and speech (every modality in its stored features)."""
+    """A clip with a face, audio and speech (every input in its stored features)."""
     params, _ = featured
     manifest = pd.read_parquet(params.validate_.out / "manifest.parquet")
     return next(
@@ -68,41 +68,41 @@ def predicted(featured, ensemble_dir, full_clip, tmp_path_factory) -> dict[str, 
 
 
 def test_a_clip_with_face_and_speech_gets_differing_contributions_that_sum_to_one(predicted):
-    modalities = predicted["full"]["modalities"]
-    assert all(m["present"] for m in modalities.values())
-    assert all(m["change"] > 0 for m in modalities.values()), modalities
-    assert sum(m["share"] for m in modalities.values()) == pytest.approx(1.0, abs=1e-5)
-    assert len({round(m["share"], 3) for m in modalities.values()}) == len(modalities), modalities
+    inputs = predicted["full"]["inputs"]
+    assert all(m["present"] for m in inputs.values())
+    assert all(m["change"] > 0 for m in inputs.values()), inputs
+    assert sum(m["share"] for m in inputs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert len({round(m["share"], 3) for m in inputs.values()}) == len(inputs), inputs
 
 
-def test_an_absent_modality_contributes_nothing(predicted):
-    modalities = predicted["silent"]["modalities"]
+def test_an_absent_input_contributes_nothing(predicted):
+    inputs = predicted["silent"]["inputs"]
     for absent in ("audio", "text"):  # no audio track: no speech either
-        assert not modalities[absent]["present"]
-        assert modalities[absent]["change"] == 0 and modalities[absent]["share"] == 0
-    assert modalities["visual"]["present"] and modalities["visual"]["share"] == pytest.approx(1.0)
+        assert not inputs[absent]["present"]
+        assert inputs[absent]["change"] == 0 and inputs[absent]["share"] == 0
+    assert inputs["visual"]["present"] and inputs["visual"]["share"] == pytest.approx(1.0)
     assert predicted["silent"]["intensities"] != predicted["full"]["intensities"]
 
 
-def test_the_change_is_what_the_prediction_loses_without_the_modality(
+def test_the_change_is_what_the_prediction_loses_without_the_input(
     featured, ensemble_dir, full_clip
 ):
-    """Recomputed by hand from the feature store: the prediction with each modality's mask
+    """Recomputed by hand from the feature store: the prediction with each input's mask
     all False, against the full prediction."""
     params, _ = featured
     ensemble = load_ensemble(ensemble_dir)
-    assert ensemble.modalities == list(MODALITIES)
+    assert ensemble.inputs == list(INPUTS)
     clip = _stored(params, full_clip)
     full = ensemble.predict([clip])[0]
     (changes,) = ensemble.ablation_changes([clip])
-    for modality, (values, mask) in clip.items():
-        without = ensemble.predict([clip | {modality: (values, np.zeros_like(mask))}])[0]
-        assert changes[modality] == pytest.approx(float(np.abs(full - without).mean()), abs=1e-6)
+    for name, (values, mask) in clip.items():
+        without = ensemble.predict([clip | {name: (values, np.zeros_like(mask))}])[0]
+        assert changes[name] == pytest.approx(float(np.abs(full - without).mean()), abs=1e-6)
     (shares,) = ensemble.contributions([clip])
     assert shares == pytest.approx({m: c / sum(changes.values()) for m, c in changes.items()})
 
 
-def test_shares_when_nothing_changes_are_equal_over_the_present_modalities():
+def test_shares_when_nothing_changes_are_equal_over_the_present_inputs():
     shares = contribution_shares(
         {"audio": 0.0, "visual": 0.0, "text": 0.0}, {"audio": True, "visual": True, "text": False}
     )

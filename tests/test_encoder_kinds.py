@@ -21,7 +21,7 @@ def _params(tmp_path, sets: dict) -> Params:
             "asr": {"model": str(tmp_path)},
             "features": {"sets": sets},
             "train": {"inputs": [first], "frames": {first: 4}},
-            "monitor": {"modalities": [first]},
+            "monitor": {"feature_sets": [first]},
         }
     )
 

@@ -52,7 +52,7 @@ def test_any_transformers_text_model_by_path(tmp_path, pooling, layer):
         tiny_text_model(tmp_path / "bert"), layers=layer, pooling=pooling, device="cpu"
     )
     out = encoder.encode(["i am so happy !", "", "this is awful ."])
-    assert out[1].shape == (0, 32)  # an empty transcript is a missing modality, not zeros
+    assert out[1].shape == (0, 32)  # an empty transcript is a missing input, not zeros
     if pooling == "tokens":
         assert out[0].shape == (7, 32)  # [CLS] 5 words [SEP]
     else:

@@ -1,5 +1,5 @@
 """The features stage over the validated faulty set: real embedded encoders, the packed store,
-resume, missing modalities, and a tiny transformers model switched in through params."""
+resume, missing inputs, and a tiny transformers model switched in through params."""
 
 from __future__ import annotations
 
@@ -21,21 +21,21 @@ def _manifest(params):
     return pd.read_parquet(params.validate_.out / "manifest.parquet")
 
 
-def test_every_clip_in_every_modality(featured):
+def test_every_clip_in_every_feature_set(featured):
     params, metrics = featured
     clips = list(_manifest(params)["clip_id"])
     dims = {"audio": 384, "text": 384}
-    for modality, figures in metrics.items():
-        table = FeatureTable.open(params.features.out / modality)
+    for name, figures in metrics.items():
+        table = FeatureTable.open(params.features.out / name)
         assert table.clip_ids == clips and figures["clips"] == len(clips)
         assert table.values.dtype == np.float16 and table.dim == figures["dim"]
-        if modality in dims:
-            assert table.dim == dims[modality]
+        if name in dims:
+            assert table.dim == dims[name]
         values, mask = table.get(clips[0])
         assert values.shape[1] == table.dim and len(mask) == len(values)
 
 
-def test_missing_modalities_are_flags_not_zeros(featured):
+def test_missing_inputs_are_flags_not_zeros(featured):
     params, _ = featured
     audio = FeatureTable.open(params.features.out / "audio")
     assert audio.get(FAULTS["no_audio"])[0].shape[0] == 0  # the clip without audio

@@ -1,11 +1,11 @@
-"""The systems' modules: shapes, masks (padding and missing modalities never leak in)."""
+"""The systems' modules: shapes, masks (padding and missing inputs never leak in)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mimicflow.fusion.models import drop_modalities, fit_input_scaling, segment_average
+from mimicflow.fusion.models import drop_inputs, fit_input_scaling, segment_average
 from mimicflow.fusion.systems import SYSTEMS, build_model
 
 DIMS = {"audio": 12, "visual": 6, "text": 10}
@@ -23,10 +23,10 @@ VARIANTS = [pytest.param(s, {}, id=s) for s in SYSTEMS] + [
 def _inputs(batch=4, frames=8, lengths=(8, 5, 3, 8)):
     gen = torch.Generator().manual_seed(0)
     inputs = {}
-    for modality, dim in DIMS.items():
+    for name, dim in DIMS.items():
         x = torch.randn(batch, frames, dim, generator=gen)
         mask = torch.arange(frames)[None] < torch.tensor(lengths)[:, None]
-        inputs[modality] = (x * mask.unsqueeze(-1), mask)
+        inputs[name] = (x * mask.unsqueeze(-1), mask)
     return inputs
 
 
@@ -52,7 +52,7 @@ def test_padding_content_never_changes_a_prediction(system, hyper):
 
 
 @pytest.mark.parametrize(("system", "hyper"), [v for v in VARIANTS if v.values[0] != "augsburg"])
-def test_a_missing_modality_is_left_out_not_read_as_zeros(system, hyper):
+def test_a_missing_input_is_left_out_not_read_as_zeros(system, hyper):
     model, inputs = _model(system, hyper), _inputs()
     x, mask = inputs["visual"]
     missing = mask.clone()
@@ -66,10 +66,10 @@ def test_a_missing_modality_is_left_out_not_read_as_zeros(system, hyper):
     assert weights[list(DIMS).index("visual")] == 0 and weights.sum().item() == pytest.approx(1.0)
 
 
-def test_modality_dropout_always_keeps_one_modality():
+def test_modality_dropout_always_keeps_one_input():
     here = torch.ones(2000, 3, dtype=torch.bool)
     here[:1000, 0] = False
-    kept = drop_modalities(here, 0.3)
+    kept = drop_inputs(here, 0.3)
     assert kept.any(1).all()
     assert 0.2 < 1 - kept[1000:].float().mean() < 0.4  # about p = 0.3 dropped where all present
 

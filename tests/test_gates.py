@@ -59,8 +59,8 @@ def _metrics(test: float | None, oracle: float = 0.9) -> dict:
 
 def _compare(fused: float, singles: list[float]) -> dict:
     runs = {"mimicmetrics": {"demo_hidden_test_mean_pearson": fused}}
-    for modality, value in zip(("audio", "visual", "text"), singles):
-        runs[f"mimicmetrics ({modality} only)"] = {"demo_hidden_test_mean_pearson": value}
+    for name, value in zip(("audio", "visual", "text"), singles):
+        runs[f"mimicmetrics ({name} only)"] = {"demo_hidden_test_mean_pearson": value}
     return {"default_system": "mimicmetrics", "runs": runs}
 
 

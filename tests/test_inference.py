@@ -28,12 +28,12 @@ def test_single_clip_features_equal_the_stored_ones(featured, clip_id, tmp_path)
     row = _manifest(params).loc[clip_id]
     inputs = extract_clip(params, Path(params.data.root) / row.video_path, tmp_path)
     assert inputs.has_audio == bool(row.has_audio) == inputs.present_inputs["audio"]
-    for modality, (values, mask) in inputs.features.items():
-        stored_values, stored_mask = FeatureTable.open(params.features.out / modality).get(clip_id)
+    for name, (values, mask) in inputs.features.items():
+        stored_values, stored_mask = FeatureTable.open(params.features.out / name).get(clip_id)
         assert values.dtype == np.float16
-        assert np.array_equal(mask, stored_mask), modality
+        assert np.array_equal(mask, stored_mask), name
         np.testing.assert_allclose(
-            values.astype(np.float32), stored_values.astype(np.float32), atol=2e-3, err_msg=modality
+            values.astype(np.float32), stored_values.astype(np.float32), atol=2e-3, err_msg=name
         )
 
 
@@ -63,7 +63,7 @@ def test_served_intensities_equal_the_pipeline_predictions(featured, ensemble_di
     for clip_id, answer in zip(clip_ids, served):  # refused only where there is nothing to go on
         if "error" in answer:
             assert "nothing to predict from" in answer["error"]
-            tables = {m: FeatureTable.open(params.features.out / m) for m in ensemble.modalities}
+            tables = {m: FeatureTable.open(params.features.out / m) for m in ensemble.inputs}
             assert not any(t.get(clip_id)[1].any() for t in tables.values())
     assert len(answered) >= 3
     served_values = np.array(

@@ -46,7 +46,7 @@ def test_the_fusion_head_is_the_authors_with_a_linear_output():
 
 
 @torch.no_grad()
-def test_modality_dropout_scales_the_kept_modalities_by_one_over_one_minus_p():
+def test_modality_dropout_scales_the_kept_inputs_by_one_over_one_minus_p():
     torch.manual_seed(0)
     model = build_model(
         "mimicmetrics",

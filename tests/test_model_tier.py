@@ -1,7 +1,7 @@
 """Model tests: a trained model beats the training mean, judged on the official valid split
 (on which no model trains; the one fold early-stops on it, so the figure is a little
 optimistic), through the real train and ensemble stages over a synthetic feature store whose
-modalities are complementary, as in the demo data: each carries some of the emotions (with
+sets are complementary, as in the demo data: each carries some of the emotions (with
 noise of its own), none carries them all. Fused against single inputs is not judged here: on
 such data a single input loses by construction. ``mimicflow report --check`` gates it on the
 demo test (params ``checks.fused_over_single``, from ``make compare``'s table)."""
@@ -51,15 +51,13 @@ def synthetic(tmp_path_factory):
     return params, manifest, root
 
 
-def _held_out(synthetic, modalities: tuple[str, ...]) -> tuple[dict, pd.DataFrame]:
+def _held_out(synthetic, inputs: tuple[str, ...]) -> tuple[dict, pd.DataFrame]:
     """The ensemble's scores on the held-out valid split, and its predictions there."""
     base, manifest, root = synthetic
-    name = "+".join(modalities)
+    name = "+".join(inputs)
     params = base.model_copy(
         update={
-            "train": base.train.model_copy(
-                update={"inputs": modalities, "out": root / name / "folds"}
-            ),
+            "train": base.train.model_copy(update={"inputs": inputs, "out": root / name / "folds"}),
             "ensemble": base.ensemble.model_copy(
                 update={"out": root / name / "ensemble", "reports": root / name / "reports"}
             ),

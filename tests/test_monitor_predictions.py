@@ -41,7 +41,7 @@ def _params(tmp_path) -> Params:
         "hyper": hyper,
         "dims": DIMS,
         "kinds": KINDS,
-        "modalities": ["audio"],
+        "inputs": ["audio"],
         "frames": {"audio": 4},
         "sampling": "mean",
         "version": "augsburg-test",

@@ -116,7 +116,7 @@ def test_every_recipe_sets_the_same_shared_keys(recipes):
         "asr.model",
         "train.protocol",
         "train.epochs",
-        "monitor.modalities",
+        "monitor.feature_sets",
     } <= first
     for recipe in recipes.values():
         assert shared(recipe.params) == shared(recipe.demo.params) == first, recipe.name

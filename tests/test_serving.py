@@ -194,10 +194,10 @@ def test_good_clip(server, clips):
     answer = response.json()
     assert list(answer["intensities"]) == list(EMOTIONS)
     assert all(0.0 <= v <= 1.0 for v in answer["intensities"].values())
-    assert {m: i["present"] for m, i in answer["modalities"].items()} == dict.fromkeys(
-        summary["modalities"], True
+    assert {m: i["present"] for m, i in answer["inputs"].items()} == dict.fromkeys(
+        summary["inputs"], True
     )
-    assert sum(i["share"] for i in answer["modalities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert sum(i["share"] for i in answer["inputs"].values()) == pytest.approx(1.0, abs=1e-3)
     assert "wonderful" in answer["transcript"].lower()
     assert 1.5 < answer["duration_s"] < 5
     assert answer["model_version"] == summary["model_version"]
@@ -207,9 +207,9 @@ def test_clip_without_audio_is_predicted_with_audio_missing(server, clips):
     url, _, _ = server
     response = _predict(url, clips["no_audio.mp4"])
     assert response.status_code == 200, response.text
-    modalities = response.json()["modalities"]
-    assert not modalities["audio"]["present"] and modalities["audio"]["share"] == 0.0
-    assert modalities["visual"]["present"]
+    inputs = response.json()["inputs"]
+    assert not inputs["audio"]["present"] and inputs["audio"]["share"] == 0.0
+    assert inputs["visual"]["present"]
     assert response.json()["transcript"] == ""
 
 
@@ -217,9 +217,9 @@ def test_clip_without_face_in_another_container_and_name(server, clips):
     url, _, _ = server
     response = _predict(url, clips["no_face.txt"])  # Matroska named .txt: content decides
     assert response.status_code == 200, response.text
-    modalities = response.json()["modalities"]
-    assert not modalities["visual"]["present"] and modalities["visual"]["share"] == 0.0
-    assert modalities["audio"]["present"]
+    inputs = response.json()["inputs"]
+    assert not inputs["visual"]["present"] and inputs["visual"]["share"] == 0.0
+    assert inputs["audio"]["present"]
 
 
 @pytest.mark.parametrize(

@@ -94,10 +94,8 @@ def test_the_resplit_protocol_holds_out_a_fifth_of_the_labelled_clips_drawn_from
 def test_feature_stats_are_the_training_clips_segment_statistics(store):
     trainer = _trainer(store, "mimicmetrics")
     stats = trainer.dataset.feature_stats(trainer.train_idx, chunk=7)  # chunks must not matter
-    for modality, (mean, std) in stats.items():
-        values, mask = trainer.dataset.batch(trainer.train_idx, modalities=(modality,)).inputs[
-            modality
-        ]
+    for name, (mean, std) in stats.items():
+        values, mask = trainer.dataset.batch(trainer.train_idx, names=(name,)).inputs[name]
         np.testing.assert_allclose(mean, values[mask].mean(0), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(std, values[mask].std(0), rtol=1e-3, atol=1e-5)
 
@@ -229,7 +227,7 @@ def test_train_and_ensemble_stages_write_safe_models_metrics_and_submission(ense
 def test_the_ensemble_predicts_from_raw_store_features(ensemble_dir, featured):
     params, _ = featured
     ensemble = load_ensemble(ensemble_dir)
-    assert ensemble.modalities == ["audio", "visual", "text"] and ensemble.version.startswith(
+    assert ensemble.inputs == ["audio", "visual", "text"] and ensemble.version.startswith(
         "mimicmetrics-"
     )
     clip_ids = pd.read_parquet(params.validate_.out / "manifest.parquet")["clip_id"].tolist()[:4]

@@ -1,4 +1,4 @@
-"""Training data from the packed feature store: segment pooling, masks, missing modalities."""
+"""Training data from the packed feature store: segment pooling, masks, missing inputs."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_batches_have_fixed_shapes_masks_and_labels(dataset):
     assert batch.labels.shape == (len(dataset), 6)
     row = batch.clip_ids.index(
         FAULTS["no_audio"]
-    )  # no audio: the modality is absent, not zeros-as-data
+    )  # no audio: the input is absent, not zeros-as-data
     assert not batch.has_frames("audio")[row]
     assert batch.has_frames("audio").sum() == len(dataset) - 1
 

@@ -318,13 +318,20 @@ class MonitorParams(_Section):
         "data/monitor/workspace"
     )  # Evidently workspace: `evidently ui --workspace`
     predictions: bool = True  # compare the predicted emotions of the ensemble (ensemble.out)
-    modalities: tuple[str, ...] = ("audio", "visual", "text")  # feature sets compared
+    feature_sets: tuple[str, ...] = ("audio", "visual", "text")  # features.sets compared
     components: int = Field(3, ge=1)  # principal components summarising wide feature vectors
     stattest: str = "ks"  # Evidently per-column test
     threshold: float = Field(0.01, gt=0)  # per-column p-value below which a column drifted
     drift_share: float = Field(0.1, gt=0, le=1)  # the batch drifted when this share of columns did
     min_clips: int = Field(10, ge=1)  # smaller batches: the verdict comes with a warning
     settle_s: float = Field(30.0, ge=0)  # clips modified more recently are left for the next run
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "modalities" in data:
+            raise ValueError("monitor.modalities is now monitor.feature_sets: rename the key")
+        return data
 
 
 Loss = Literal["mse", "ccc", "mimicmetrics"]  # the regression losses (fusion.losses)
@@ -637,7 +644,7 @@ class Params(_Section):
         sets = self.features.sets
         for where, names in (
             ("train.inputs", self.train.inputs),
-            ("monitor.modalities", self.monitor.modalities),
+            ("monitor.feature_sets", self.monitor.feature_sets),
         ):
             unknown = [n for n in names if n not in sets]
             if unknown:

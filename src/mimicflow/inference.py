@@ -132,14 +132,14 @@ def extract_clip(
     params: Params | ChainParams,
     video: Path,
     work_dir: Path,
-    modalities: tuple[str, ...] = ("audio", "visual", "text"),
+    inputs: tuple[str, ...] = ("audio", "visual", "text"),
     duration_s: float | None = None,
 ) -> ExtractedClip:
-    """The clip's features per modality, its artefacts written into ``work_dir``
+    """The clip's features per feature set in ``inputs``, its artefacts written into ``work_dir``
     (``duration_s``: what :func:`check_clip` measured, else measured here)."""
     folders = ArtefactFolders(Path(work_dir), Path(work_dir), Path(work_dir))
     clip = ClipRef("clip", Path(video), "upload")
-    found = clip_features(clip, _settings(params.model_dump_json(), tuple(modalities)), folders)
+    found = clip_features(clip, _settings(params.model_dump_json(), tuple(inputs)), folders)
     if duration_s is None:
         duration_s = probe_media(video, decode=True).video_decoded_s
     return ExtractedClip(
@@ -148,15 +148,15 @@ def extract_clip(
 
 
 @cache
-def _settings(params_json: str, modalities: tuple[str, ...]) -> ClipSettings:
+def _settings(params_json: str, inputs: tuple[str, ...]) -> ClipSettings:
     """The clip chain's settings (model names resolved once per process)."""
-    return ClipSettings.from_params(ChainParams.model_validate_json(params_json), modalities)
+    return ClipSettings.from_params(ChainParams.model_validate_json(params_json), inputs)
 
 
 def prediction(
     ensemble: Ensemble | Combination, features: list[dict[str, tuple[np.ndarray, np.ndarray]]]
 ) -> list[dict]:
-    """The ensemble's answer per clip: intensities, each modality's presence and contribution
+    """The ensemble's answer per clip: intensities, each input's presence and contribution
     (``change``: what the intensities lose without it; ``share``: of the clip's total), the
     model version; for a combination also its ``members`` block."""
     if not features:
@@ -169,18 +169,18 @@ def prediction(
     ):
         here = present_inputs(clip)
         shares = contribution_shares(changes, here)
-        modalities = {
+        inputs = {
             m: {
                 "present": here.get(m, False),
                 "change": round(changes[m], 6),
                 "share": round(shares[m], 6),
             }
-            for m in ensemble.modalities
+            for m in ensemble.inputs
         }
         answers.append(
             {
                 "intensities": {e: round(float(v), 6) for e, v in zip(EMOTIONS, row)},
-                "modalities": modalities,
+                "inputs": inputs,
                 "model_version": ensemble.version,
             }
             | ({"members": members[k]} if members else {})
@@ -208,10 +208,10 @@ def member_answers(model: Ensemble | Combination, features: list) -> list[dict] 
 
 def clip_prediction(ensemble: Ensemble | Combination, clip: ExtractedClip) -> dict:
     """One clip's full answer: ``prediction`` plus its transcript and duration. A clip in which
-    no modality was found is rejected (the answer would be the model's prior, about nothing)."""
-    if not any(clip.present_inputs.get(m, False) for m in ensemble.modalities):
+    none of the inputs was found is rejected (the answer would be the model's prior)."""
+    if not any(clip.present_inputs.get(m, False) for m in ensemble.inputs):
         raise ClipRejected(
-            f"nothing to predict from: none of {', '.join(ensemble.modalities)} "
+            f"nothing to predict from: none of {', '.join(ensemble.inputs)} "
             "was found in the clip (no face in any sampled frame, no audio, "
             "no speech)"
         )
@@ -243,7 +243,7 @@ def predict_clips(
                     ensemble.params,
                     Path(path),
                     Path(work),
-                    tuple(ensemble.modalities),
+                    tuple(ensemble.inputs),
                     info.video_decoded_s,
                 )
             results[-1] |= clip_prediction(ensemble, clip)

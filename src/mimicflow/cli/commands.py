@@ -378,7 +378,7 @@ def _print_table(results: list[dict], version: str) -> None:
     for result in results:
         if "error" not in result:
             shares = " ".join(
-                f"{m} {i['share']:.2f}" for m, i in result["modalities"].items() if i["present"]
+                f"{m} {i['share']:.2f}" for m, i in result["inputs"].items() if i["present"]
             )
             table.add_row(
                 result["file"], *(f"{result['intensities'][e]:.3f}" for e in EMOTIONS), shares
@@ -442,8 +442,7 @@ def _print_stages(paths) -> None:
         ("asr", paths.metrics(paths.transcripts)),
     ]
     stages += [
-        (f"features@{modality}", paths.features_metrics(modality))
-        for modality in ("audio", "visual", "text")
+        (f"features@{name}", paths.features_metrics(name)) for name in ("audio", "visual", "text")
     ]
     for name, path in stages:
         if not path.exists():

@@ -100,7 +100,7 @@ def encode_set(
 
 @dataclass
 class ClipFeatures:
-    """A clip's features per modality, as the feature store holds them (float16), and what
+    """A clip's features per feature set, as the feature store holds them (float16), and what
     perception found."""
 
     features: dict[str, Encoded]
@@ -114,5 +114,5 @@ class ClipFeatures:
 
 
 def present_inputs(features: dict[str, Encoded]) -> dict[str, bool]:
-    """Which modalities a clip has: any frame in the mask (a missing one: absent or all False)."""
+    """Which inputs a clip has: any frame in the mask (a missing one: absent or all False)."""
     return {m: bool(np.asarray(mask).any()) for m, (_, mask) in features.items()}

@@ -1,14 +1,14 @@
-"""The feature store: per clip and modality a (T × d) float16 sequence, its mask and metadata.
+"""The feature store: per clip and feature set a (T × d) float16 sequence, its mask and metadata.
 
 While a stage runs, each clip's features are one small ``.npz`` (content-keyed, atomic, so the
-stage resumes). At the end the modality is packed into one folder that training opens with
+stage resumes). At the end the set is packed into one folder that training opens with
 memory maps in milliseconds::
 
-    <store>/<modality>/packed/values.npy    (sum of T) × d float16, all clips back to back
-                              mask.npy      (sum of T,) bool — False: frame without the modality
-                              offsets.npy   (clips + 1,) int64 — clip i is values[o[i]:o[i+1]]
-                              clip_ids.npy  (clips,) str
-                              meta.json     model, layer, dim, rate_hz, per-clip presence
+    <store>/<set>/packed/values.npy    (sum of T) × d float16, all clips back to back
+                         mask.npy      (sum of T,) bool — False: frame without features
+                         offsets.npy   (clips + 1,) int64 — clip i is values[o[i]:o[i+1]]
+                         clip_ids.npy  (clips,) str
+                         meta.json     model, layer, dim, rate_hz, per-clip presence
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def packed_digest(packed: Path) -> str:
 
 @dataclass
 class FeatureTable:
-    """One modality's packed features, memory-mapped."""
+    """One feature set's packed features, memory-mapped."""
 
     values: np.ndarray
     mask: np.ndarray

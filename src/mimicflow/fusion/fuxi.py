@@ -1,4 +1,4 @@
-"""``fuxi`` (ABAW6 winner): per modality 2 BiGRU layers + LayerNorm + linear, linear to 256;
+"""``fuxi`` (ABAW6 winner): per input 2 BiGRU layers + LayerNorm + linear, linear to 256;
 average late fusion; dropout; two FC; sigmoid. Trained on TSN frames (one random valid frame
 per segment; the segment centres in evaluation), with a text-anchored triplet loss beside the
 regression loss, per-branch learning rates and EMA.

@@ -6,7 +6,7 @@ default system.
 ``fusion_head: code`` is the authors' ``FusionRegressor`` (src/staged_fusion_training.py):
 LayerNorm → dropout → linear → GELU → dropout → linear 6 over the encoders' outputs alone, a
 linear output (``unclipped``; ``pred`` clipped to [0, 1]), the unimodal heads linear too, and
-kept modalities × 1/(1 − p) under modality dropout (``dropout_rescale``). ``ours`` (before issue
+kept inputs × 1/(1 − p) under modality dropout (``dropout_rescale``). ``ours`` (before issue
 26): presence flags beside each encoder's output, no input LayerNorm, sigmoid outputs.
 """
 
@@ -25,7 +25,7 @@ from mimicflow.fusion.models import (
     AttentionPool,
     EmiModel,
     Inputs,
-    drop_modalities,
+    drop_inputs,
     has_frames,
 )
 from mimicflow.fusion.systems import Pretraining, SystemSpec, register
@@ -51,7 +51,7 @@ class MimicMetricsParams(SystemParams):
     # code: the authors' FusionRegressor (the mimicmetrics recipe's); ours: the project default,
     # whose demo figures docs/results.md reports (presence flags, sigmoid outputs)
     fusion_head: Literal["code", "ours"] = "ours"
-    dropout_rescale: bool = False  # kept modalities × 1/(1 − modality_dropout) in training
+    dropout_rescale: bool = False  # kept inputs × 1/(1 − modality_dropout) in training
     # inputs whose encoder the fusion stage leaves as pre-training made it (the authors': motion)
     frozen_inputs: tuple[str, ...] = ()
     encoder_hidden: dict[str, int] = Field(default_factory=dict)  # an input's own encoder width
@@ -139,7 +139,7 @@ class MimicMetrics(EmiModel):
         here = torch.stack([has_frames(inputs[m][1]) for m in names], 1)
         scale = 1.0
         if self.training and self.modality_dropout > 0:
-            here = drop_modalities(here, self.modality_dropout)
+            here = drop_inputs(here, self.modality_dropout)
             scale = 1 / (1 - self.modality_dropout) if self.rescale else 1.0
         parts = []
         for column, m in enumerate(names):

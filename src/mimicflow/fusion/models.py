@@ -4,9 +4,9 @@ Every model is built for named inputs (feature sets) of known widths (``dims``: 
 modalities (``kinds``: name → audio | visual | text | egemaps | vit | wav2vec2; a system picks
 each input's branch by its modality, and takes any number of inputs per modality).
 Every model takes ``inputs``: name → (x: B × T × d, mask: B × T bool) and returns a dict with
-``pred`` (B × 6 in [0, 1]) and, where the system has them, ``embeddings`` (modality → B × h) and
-``weights`` (B × modalities: each modality's share of the fusion). A modality missing for a clip
-is an all-False mask row: it is left out of that clip's fusion, never fed in as zeros; padding
+``pred`` (B × 6 in [0, 1]) and, where the system has them, ``embeddings`` (input → B × h) and
+``weights`` (B × inputs: each input's share of the fusion). An input missing for a clip is an
+all-False mask row: it is left out of that clip's fusion, never fed in as zeros; padding
 never enters a recurrent state (sequences are packed) nor a pooled mean (masked). Every system
 first standardises each input feature with the training fold's mean and standard deviation,
 held as buffers so they travel with the weights (:func:`fit_input_scaling`).
@@ -47,7 +47,7 @@ def has_frames(mask: torch.Tensor) -> torch.Tensor:
 
 
 def fuse_mean(embeddings: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]):
-    """Average of the present modalities' embeddings, and each modality's weight in it."""
+    """Average of the present inputs' embeddings, and each input's weight in it."""
     stacked = torch.stack([embeddings[m] for m in embeddings], 1)  # B × M × h
     here = torch.stack([has_frames(masks[m]) for m in embeddings], 1).float()  # B × M
     weights = here / here.sum(1, keepdim=True).clamp_min(1.0)
@@ -68,8 +68,8 @@ def branch_kind(modality: str) -> str:
     raise ValueError(f"unknown modality {modality!r}")
 
 
-def drop_modalities(here: torch.Tensor, p: float, always: tuple[int, ...] = ()) -> torch.Tensor:
-    """Modality dropout on ``here`` (B × modalities, present or not): each present modality is
+def drop_inputs(here: torch.Tensor, p: float, always: tuple[int, ...] = ()) -> torch.Tensor:
+    """Modality dropout on ``here`` (B × inputs, present or not): each present input is
     dropped with probability ``p`` (the columns ``always`` never), and a clip keeps at least one."""
     keep = torch.rand(here.shape, device=here.device) >= p
     keep[:, list(always)] = True
@@ -119,12 +119,12 @@ class EmiModel(nn.Module):
 
 
 def fit_input_scaling(model: EmiModel, stats: dict[str, tuple]) -> None:
-    """Set each modality's scaler from (mean, std) arrays; near-constant features keep std 1."""
+    """Set each input's scaler from (mean, std) arrays; near-constant features keep std 1."""
     with torch.no_grad():
-        for modality, (mean, std) in stats.items():
+        for name, (mean, std) in stats.items():
             std = torch.as_tensor(std, dtype=torch.float32)
-            model.scalers[modality].mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-            model.scalers[modality].std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+            model.scalers[name].mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            model.scalers[name].std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
 
 class AttentionPool(nn.Module):

@@ -39,7 +39,7 @@ from mimicflow.fusion.systems import SystemSpec, register
 
 class UstcParams(SystemParams):
     """USTC (ABAW8): TCN vision, gated BiLSTM audio, segment pooling, MLP mapping, per-step
-    quality-aware weights, a Transformer over the modalities' steps in temporal order."""
+    quality-aware weights, a Transformer over the inputs' steps in temporal order."""
 
     heads: int = Field(4, ge=1)
     layers: int = Field(2, ge=1)  # Transformer encoder layers

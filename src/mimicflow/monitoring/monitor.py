@@ -155,7 +155,7 @@ def perceive(local: Params, step: Step = call) -> None:
     faces.to_parquet(paths.index(paths.faces), index=False)
     speech = step("asr", speech_batch, clips, AsrSettings.from_params(local), folders, compute)
     speech.to_parquet(paths.index(paths.transcripts), index=False)
-    for name in local.monitor.modalities:
+    for name in local.monitor.feature_sets:
         settings = EncoderSettings.from_params(local, name)
         runtime, out = Runtime.from_params(local), paths.features(name)
         step(f"features-{name}", encode_set, clips, settings, runtime, folders, out, None, False)

@@ -3,9 +3,9 @@
 - clip metadata: duration, fps, resolution, video brightness (keyframes), face-found rate, face
   quality and brightness, ASR
   confidence (mean token probability), no-speech probability, transcript length, words per second;
-- feature summaries: each modality's frame-mean vector — as named columns when the store names
-  them (the default visual features: FaceMesh measures + FER2013 probabilities), otherwise as its
-  first principal components, fitted on the reference;
+- feature summaries: each monitored feature set's frame-mean vector — as named columns when the
+  store names them (the default visual features: FaceMesh measures + FER2013 probabilities),
+  otherwise as its first principal components, fitted on the reference;
 - predictions: each emotion's intensity by one model of the fold ensemble (``ensemble.out``) that
   never saw the clip: for the reference, the fold that validated it where one did (a clip the
   models trained on would look better predicted than any new one); otherwise, and for every
@@ -100,13 +100,13 @@ def metadata(params: Params) -> pd.DataFrame:
     return frame
 
 
-def clip_means(params: Params, modality: str, clip_ids: list[str]) -> tuple[np.ndarray, dict]:
-    """Each clip's mean over its present frames (NaN rows for a missing modality), and the
+def clip_means(params: Params, name: str, clip_ids: list[str]) -> tuple[np.ndarray, dict]:
+    """Each clip's mean over its present frames (NaN rows where the set is missing), and the
     store's metadata."""
     from mimicflow.features.store import FeatureTable
 
-    packed = StagePaths(params).packed(modality)
-    require(packed / "meta.json", f"features@{modality}")
+    packed = StagePaths(params).packed(name)
+    require(packed / "meta.json", f"features@{name}")
     table = FeatureTable.open(packed)
     means = np.full((len(clip_ids), table.dim), np.nan, np.float32)
     for row, clip_id in enumerate(clip_ids):
@@ -153,29 +153,26 @@ def profile(params: Params, projections: dict[str, np.ndarray] | None = None):
     frame = metadata(params)
     clip_ids = frame.index.tolist()
     fitted = {} if projections is None else projections
-    for modality in params.monitor.modalities:
-        means, meta = clip_means(params, modality, clip_ids)
+    for name in params.monitor.feature_sets:
+        means, meta = clip_means(params, name, clip_ids)
         names = meta.get("columns")
         if names and len(names) == means.shape[1]:
-            summary = pd.DataFrame(
-                means, index=frame.index, columns=[f"{modality}_{n}" for n in names]
-            )
+            summary = pd.DataFrame(means, index=frame.index, columns=[f"{name}_{n}" for n in names])
         else:
             if projections is None:
-                fitted |= _fit_components(modality, means, params.monitor.components)
-            summary = _project(modality, means, fitted, frame.index)
+                fitted |= _fit_components(name, means, params.monitor.components)
+            summary = _project(name, means, fitted, frame.index)
         frame = frame.join(summary)
     if params.monitor.predictions:
         frame = frame.join(predictions(params, clip_ids, out_of_fold=projections is None))
     return frame, fitted
 
 
-def _fit_components(modality: str, means: np.ndarray, k: int) -> dict[str, np.ndarray]:
+def _fit_components(name: str, means: np.ndarray, k: int) -> dict[str, np.ndarray]:
     present = means[~np.isnan(means).any(axis=1)].astype(np.float64)
     if len(present) < 2:
         raise ReferenceProfileError(
-            f"{modality}: fewer than two reference clips carry it; cannot fit "
-            "its principal components"
+            f"{name}: fewer than two reference clips carry it; cannot fit its principal components"
         )
     centre = present.mean(axis=0)
     _, _, vt = np.linalg.svd(present - centre, full_matrices=False)
@@ -184,19 +181,19 @@ def _fit_components(modality: str, means: np.ndarray, k: int) -> dict[str, np.nd
     components *= np.sign(
         components[np.arange(len(components)), np.abs(components).argmax(axis=1)]
     )[:, None]
-    return {f"{modality}_centre": centre, f"{modality}_components": components}
+    return {f"{name}_centre": centre, f"{name}_components": components}
 
 
-def _project(modality: str, means: np.ndarray, fitted: dict, index: pd.Index) -> pd.DataFrame:
-    centre, components = fitted[f"{modality}_centre"], fitted[f"{modality}_components"]
+def _project(name: str, means: np.ndarray, fitted: dict, index: pd.Index) -> pd.DataFrame:
+    centre, components = fitted[f"{name}_centre"], fitted[f"{name}_components"]
     if means.shape[1] != len(centre):
         raise ReferenceProfileError(
-            f"{modality} features are {means.shape[1]}-d but the reference's are "
+            f"{name} features are {means.shape[1]}-d but the reference's are "
             f"{len(centre)}-d: rebuild it (`dvc repro reference`)"
         )
     scores = (means.astype(np.float64) - centre) @ components.T
     return pd.DataFrame(
-        scores, index=index, columns=[f"{modality}_pc{i + 1}" for i in range(len(components))]
+        scores, index=index, columns=[f"{name}_pc{i + 1}" for i in range(len(components))]
     )
 
 

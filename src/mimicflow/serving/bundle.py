@@ -71,7 +71,7 @@ def write_bundle(
     chain = ensemble.params
     data = chain.model_dump(mode="json", by_alias=True)
     copied: dict[Path, str] = {}
-    for field in model_fields(chain, ensemble.modalities):
+    for field in model_fields(chain, ensemble.inputs):
         section = _section(data, field)
         source = Path(resolve_model(params, section[field[-1]]))
         if not source.exists():
@@ -116,7 +116,7 @@ def read_bundle(folder: Path) -> Bundle:
         ensemble = load_combination(folder / COMBINED)
     else:
         ensemble = load_ensemble(folder / "ensemble")
-    for field in model_fields(ChainParams.model_validate(data), ensemble.modalities):
+    for field in model_fields(ChainParams.model_validate(data), ensemble.inputs):
         section = _section(data, field)
         if section[field[-1]].startswith(f"{PRETRAINED}/"):
             section[field[-1]] = str(folder / section[field[-1]])

@@ -7,22 +7,22 @@ import json
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# The loaded ensemble's modalities and feature widths, set once per worker at start-up.
+# The loaded ensemble's inputs and their feature widths, set once per worker at start-up.
 FEATURE_DIMS: dict[str, int] = {}
 FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504: features are stored and fed as float16
 MAX_FEATURE_CLIPS = 64  # clips per /predict_features request: BentoML's largest batch
 STRICT = ConfigDict(strict=True, extra="forbid")  # no "0.1" for 0.1, no "yes" for true, no extras
 
 
-class ModalityInfo(BaseModel):
-    present: bool = Field(description="the clip has this modality (else it was masked out)")
+class InputInfo(BaseModel):
+    present: bool = Field(description="the clip has this input (else it was masked out)")
     change: float = Field(
         description="mean absolute change of the six intensities when this "
-        "modality is removed (0 when absent)"
+        "input is removed (0 when absent)"
     )
     share: float = Field(
         description="its share of the clip's changes: sums to 1 over the "
-        "present modalities, 0 when absent"
+        "present inputs, 0 when absent"
     )
 
 
@@ -35,7 +35,7 @@ class MemberInfo(BaseModel):
 
 class FeaturesPrediction(BaseModel):
     intensities: dict[str, float] = Field(description="the six emotions' intensities in [0, 1]")
-    modalities: dict[str, ModalityInfo]
+    inputs: dict[str, InputInfo] = Field(description="per input (feature set) of the model")
     model_version: str
     members: dict[str, MemberInfo] | None = Field(
         None, description="a combination of several systems (ensemble.members): each member's"
@@ -47,16 +47,14 @@ class ClipPrediction(FeaturesPrediction):
     duration_s: float
 
 
-class ModalityFeatures(BaseModel):
+class InputFeatures(BaseModel):
     model_config = STRICT
 
     values: list[list[float]] = Field(description="T × d feature rows (T may be 0: missing)")
-    mask: list[bool] | None = Field(
-        None, description="(T,) rows that hold the modality; default: all"
-    )
+    mask: list[bool] | None = Field(None, description="(T,) rows that hold the input; default: all")
 
     @model_validator(mode="after")
-    def _rectangular(self) -> ModalityFeatures:
+    def _rectangular(self) -> InputFeatures:
         if len({len(row) for row in self.values}) > 1:
             raise ValueError("values: every row must have the same length")
         if self.mask is not None and len(self.mask) != len(self.values):
@@ -65,18 +63,18 @@ class ModalityFeatures(BaseModel):
 
 
 class PrecomputedFeatures(BaseModel):
-    """One clip's precomputed features, per modality (as ``mimicflow`` encodes them)."""
+    """One clip's precomputed features, per input (as ``mimicflow`` encodes them)."""
 
     model_config = STRICT
 
-    features: dict[str, ModalityFeatures]
+    features: dict[str, InputFeatures]
 
     @model_validator(mode="after")
     def _matches_model(self) -> PrecomputedFeatures:
         for name, given in self.features.items():
             if name not in FEATURE_DIMS:
                 raise ValueError(
-                    f"unknown modality {name!r}; the model takes {', '.join(sorted(FEATURE_DIMS))}"
+                    f"unknown input {name!r}; the model takes {', '.join(sorted(FEATURE_DIMS))}"
                 )
             if given.values and len(given.values[0]) != FEATURE_DIMS[name]:
                 raise ValueError(
@@ -99,7 +97,7 @@ def features_problem(body: bytes) -> tuple[int, str] | None:
     """Why a ``/predict_features`` body is refused before it is batched, as ``(status,
     message)``, or None: not JSON or not ``{"clips": [...]}`` alone (400), more than
     ``MAX_FEATURE_CLIPS`` clips (413), a clip with no row present in any of the model's
-    modalities (422, as ``/predict`` refuses a clip in which nothing was found). Types and
+    inputs (422, as ``/predict`` refuses a clip in which nothing was found). Types and
     widths are pydantic's (strict) check after this one."""
     try:
         data = json.loads(body)
@@ -125,7 +123,7 @@ def features_problem(body: bytes) -> tuple[int, str] | None:
 
 
 def _present(given) -> bool:
-    """Whether a modality's features hold a present row (malformed ones count: pydantic
+    """Whether an input's features hold a present row (malformed ones count: pydantic
     answers them)."""
     if not isinstance(given, dict):
         return given is not None

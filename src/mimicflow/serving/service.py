@@ -8,7 +8,7 @@ packaged ensemble and the clip chain's models once, runs one warm-up clip, then 
   (uploads only: a text ``file`` part, e.g. a URL, is a 400 and nothing is fetched);
 - ``POST /predict_features``: ``{"clips": [...]}`` precomputed features (JSON, strict types, at
   most ``MAX_FEATURE_CLIPS`` clips and ``serving.max_features_mb``), adaptively batched (finite
-  values within float16's range, else a 400 naming the modality and row);
+  values within float16's range, else a 400 naming the input and row);
 - ``GET /healthz`` ``/livez`` ``/readyz`` (BentoML's), ``GET /docs.json`` (OpenAPI);
 - ``GET /metrics`` (Prometheus).
 
@@ -91,7 +91,7 @@ class EMIService:
                 f"ensemble was trained on {self.ensemble.dims}"
             )
         log.info(
-            "worker %d ready: model %s (%s), modalities %s, token %s",
+            "worker %d ready: model %s (%s), inputs %s, token %s",
             os.getpid(),
             self.model_ref.tag,
             self.ensemble.version,
@@ -101,7 +101,7 @@ class EMIService:
 
     def _warm_up(self) -> dict[str, int]:
         """One synthetic second through the whole chain: every model loads now, not on the
-        first request; returns the feature width of each modality."""
+        first request; returns the feature width of each input."""
         from mimicflow.inference import extract_clip
         from mimicflow.media import write_video
 
@@ -110,7 +110,7 @@ class EMIService:
             tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)
             frames = [np.full((96, 128, 3), 128, np.uint8)] * 12
             write_video(clip, frames, 12, (128, 96), audio=tone.astype(np.float32))
-            inputs = extract_clip(self.params, clip, Path(work), tuple(self.ensemble.modalities))
+            inputs = extract_clip(self.params, clip, Path(work), tuple(self.ensemble.inputs))
         return {m: int(values.shape[1]) for m, (values, _) in inputs.features.items()}
 
     @bentoml.api(route="/predict")
@@ -129,7 +129,7 @@ class EMIService:
                     self.params,
                     clip,
                     Path(work),
-                    tuple(self.ensemble.modalities),
+                    tuple(self.ensemble.inputs),
                     info.video_decoded_s,
                 )
                 answer = clip_prediction(self.ensemble, inputs)

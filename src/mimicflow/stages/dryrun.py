@@ -327,7 +327,7 @@ class DryRun:
                 bundle.params,
                 video,
                 Path(work),
-                tuple(bundle.ensemble.modalities),
+                tuple(bundle.ensemble.inputs),
                 info.video_decoded_s,
             )
             served = clip_prediction(bundle.ensemble, inputs)

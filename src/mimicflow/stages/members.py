@@ -95,7 +95,7 @@ def run_member(params: Params, name: str, progress: bool = True) -> dict:
         "member": name,
         "system": member.train.system,
         "version": ensemble.version,
-        "inputs": list(ensemble.modalities),
+        "inputs": list(ensemble.inputs),
     }
     (out / "member.json").write_text(json.dumps(summary, indent=2))
     return summary

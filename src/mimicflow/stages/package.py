@@ -114,7 +114,7 @@ def run_package(params: Params) -> dict:
                 f"{exc} (run the 'ensemble' stage first: `dvc repro ensemble`)"
             ) from exc
     labels = {"model_version": ensemble.version}
-    metadata = {"modalities": list(ensemble.modalities), "emotions": list(mimicflow.EMOTIONS)}
+    metadata = {"inputs": list(ensemble.inputs), "emotions": list(mimicflow.EMOTIONS)}
     with bentoml.models.create(MODEL_NAME, labels=labels, metadata=metadata) as model:
         write_bundle(ensemble, source, params, params.serving, Path(model.path))
     log.info("saved %s", model.tag)
@@ -133,7 +133,7 @@ def run_package(params: Params) -> dict:
         "bento": str(bento.tag),
         "model": str(model.tag),
         "model_version": ensemble.version,
-        "modalities": list(ensemble.modalities),
+        "inputs": list(ensemble.inputs),
         "archive": archive.name,
         "archive_mb": round(archive.stat().st_size / 2**20, 1),
     }

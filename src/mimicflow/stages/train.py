@@ -187,7 +187,7 @@ def write_fold(params: Params, out, fold: int, result, dataset, val_idx, trainer
         "hyper": trainer.model_hyper,
         "dims": dataset.dims(),
         "kinds": dataset.kinds(),
-        "modalities": list(dataset.tables),
+        "inputs": list(dataset.tables),
         "frames": dataset.frames,
         "protocol": params.train.protocol,
         "sampling": trainer.sampling[1],

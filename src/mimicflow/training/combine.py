@@ -111,22 +111,22 @@ def merged_chain(members: dict[str, tuple[ChainParams, list[str]]]):
 
 @dataclass
 class Combination(Ablations):
-    """Several members' fold ensembles weighted per emotion; its inputs (``modalities``) are the
-    distinct feature sets of its clip chain (``params``), each computed once per clip."""
+    """Several members' fold ensembles weighted per emotion; its ``inputs`` are the distinct
+    feature sets of its clip chain (``params``), each computed once per clip."""
 
     members: dict[str, Ensemble]
-    inputs: dict[str, dict[str, str]]  # member → its feature set names → the chain's
+    routes: dict[str, dict[str, str]]  # member → its feature set names → the chain's
     weights: np.ndarray  # members × emotions
     version: str
     params: ChainParams
     dims: dict[str, int]
 
     @property
-    def modalities(self) -> list[str]:
+    def inputs(self) -> list[str]:
         return list(self.dims)
 
     def _member_clips(self, member: str, clips: list[ModelInputs]) -> list[ModelInputs]:
-        names = self.inputs[member].items()
+        names = self.routes[member].items()
         return [{name: clip[key] for name, key in names if key in clip} for clip in clips]
 
     def member_predictions(self, clips: list[ModelInputs]) -> np.ndarray:
@@ -160,12 +160,12 @@ def load_combination(folder: Path | str) -> Combination:
     folder = Path(folder)
     description = json.loads((folder / COMBINED).read_text())
     members = {name: load_ensemble(folder / "members" / name) for name in description["members"]}
-    chain, inputs = merged_chain({n: (m.params, m.modalities) for n, m in members.items()})
+    chain, routes = merged_chain({n: (m.params, m.inputs) for n, m in members.items()})
     weights = np.array(
         [[description["members"][n]["weights"][e] for e in EMOTIONS] for n in members]
     )
-    dims = {key: members[n].dims[name] for n in members for name, key in inputs[n].items()}
-    return Combination(members, inputs, weights, description["version"], chain, dims)
+    dims = {key: members[n].dims[name] for n in members for name, key in routes[n].items()}
+    return Combination(members, routes, weights, description["version"], chain, dims)
 
 
 def has_members(folder: Path | str) -> bool:

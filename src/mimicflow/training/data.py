@@ -1,10 +1,10 @@
 """Training data: the packed feature store read lazily (memory maps) into fixed-budget sequences
 with masks — variable lengths without padding harming learning.
 
-A clip longer than a modality's frame budget is cut into that many equal segments (TSN). Each
+A clip longer than an input's frame budget is cut into that many equal segments (TSN). Each
 segment becomes the mean of its valid frames (``sampling="mean"``, deterministic), or one random
 valid frame (``"random"``, Fuxi's training augmentation) or its centre valid frame (``"centre"``,
-Fuxi's evaluation). A shorter clip is padded and its padding masked. A missing modality is an
+Fuxi's evaluation). A shorter clip is padded and its padding masked. A missing input is an
 all-False mask plus a ``present`` flag of False. The deterministic poolings are made once for
 every clip, as one array per input; random frames are drawn for a whole batch in one vectorised
 step (:class:`SegmentFrames`), from uniform numbers the caller supplies.
@@ -129,9 +129,7 @@ class FeatureBatch:
     """Everything a model sees for a set of clips (a batch, or a whole fold)."""
 
     clip_ids: list[str]
-    inputs: dict[
-        str, tuple[np.ndarray, np.ndarray]
-    ]  # modality → (clips × frames × d, clips × frames)
+    inputs: dict[str, tuple[np.ndarray, np.ndarray]]  # input → (clips × frames × d, clips × frames)
     labels: np.ndarray  # clips × 6 (NaN where unlabelled)
 
     def has_frames(self, name: str) -> np.ndarray:
@@ -170,44 +168,42 @@ class FeatureDataset:
         indices,
         sampling: str = "mean",
         rng: np.random.Generator | None = None,
-        modalities: tuple[str, ...] | None = None,
+        names: tuple[str, ...] | None = None,
     ) -> FeatureBatch:
         """Clips ``indices`` as fixed-size arrays. ``sampling``: "mean", "centre", or "random"
         (its frames drawn from ``rng``: one uniform number per segment, input by input)."""
         indices = np.asarray(indices, np.int64)
         inputs = {}
-        for modality in modalities or tuple(self.tables):
+        for name in names or tuple(self.tables):
             if sampling == "random":
-                uniform = rng.random((len(indices), self.frames[modality]))
-                rows, mask = self.segments(modality).draw(indices, uniform)
-                values = (
-                    np.asarray(self.tables[modality].values[rows], np.float32) * mask[..., None]
-                )
-                inputs[modality] = (values, mask)
+                uniform = rng.random((len(indices), self.frames[name]))
+                rows, mask = self.segments(name).draw(indices, uniform)
+                values = np.asarray(self.tables[name].values[rows], np.float32) * mask[..., None]
+                inputs[name] = (values, mask)
             else:
-                values, mask = self.pooled(modality, sampling)
-                inputs[modality] = (values[indices], mask[indices])
+                values, mask = self.pooled(name, sampling)
+                inputs[name] = (values[indices], mask[indices])
         return FeatureBatch([self.clip_ids[i] for i in indices], inputs, self.labels[indices])
 
-    def pooled(self, modality: str, sampling: str) -> tuple[np.ndarray, np.ndarray]:
-        """Every clip's input ``modality`` pooled by ``sampling`` ("mean" or "centre"): (clips ×
+    def pooled(self, name: str, sampling: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every clip's input ``name`` pooled by ``sampling`` ("mean" or "centre"): (clips ×
         frames × d) float32 and (clips × frames) bool, made on first use."""
-        if (modality, sampling) not in self._pooled:
-            frames, table = self.frames[modality], self.tables[modality]
+        if (name, sampling) not in self._pooled:
+            frames, table = self.frames[name], self.tables[name]
             values = np.zeros((len(self), frames, table.dim), np.float32)
             mask = np.zeros((len(self), frames), bool)
             for i, clip_id in enumerate(self.clip_ids):
                 values[i], mask[i] = POOLINGS[sampling](*table.get(clip_id), frames)
-            self._pooled[modality, sampling] = values, mask
-        return self._pooled[modality, sampling]
+            self._pooled[name, sampling] = values, mask
+        return self._pooled[name, sampling]
 
-    def segments(self, modality: str) -> SegmentFrames:
-        """Where every clip's segments of input ``modality`` lie among its valid frames."""
-        if modality not in self._segments:
-            self._segments[modality] = SegmentFrames(
-                self.tables[modality], self.clip_ids, self.frames[modality]
+    def segments(self, name: str) -> SegmentFrames:
+        """Where every clip's segments of input ``name`` lie among its valid frames."""
+        if name not in self._segments:
+            self._segments[name] = SegmentFrames(
+                self.tables[name], self.clip_ids, self.frames[name]
             )
-        return self._segments[modality]
+        return self._segments[name]
 
     def clip_mean(self, indices, name: str) -> np.ndarray:
         """(clips × d) each clip's input ``name`` averaged over all its valid frames (the whole
@@ -224,16 +220,14 @@ class FeatureDataset:
     def feature_stats(
         self, indices, sampling: str = "mean", chunk: int = 256
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per modality, each feature's mean and standard deviation over the valid segments of
+        """Per input, each feature's mean and standard deviation over the valid segments of
         clips ``indices`` as a model sees them (``sampling`` "mean" or "centre"), in chunks."""
         stats = {}
-        for modality, table in self.tables.items():
+        for name, table in self.tables.items():
             total, squares, count = np.zeros(table.dim), np.zeros(table.dim), 0
             for start in range(0, len(indices), chunk):
                 chunk_idx = indices[start : start + chunk]
-                values, mask = self.batch(chunk_idx, sampling, modalities=(modality,)).inputs[
-                    modality
-                ]
+                values, mask = self.batch(chunk_idx, sampling, names=(name,)).inputs[name]
                 valid = values[mask].astype(np.float64)
                 total, squares, count = (
                     total + valid.sum(0),
@@ -242,5 +236,5 @@ class FeatureDataset:
                 )
             mean = total / max(count, 1)
             std = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0.0))
-            stats[modality] = (mean.astype(np.float32), std.astype(np.float32))
+            stats[name] = (mean.astype(np.float32), std.astype(np.float32))
         return stats

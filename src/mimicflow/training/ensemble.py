@@ -1,10 +1,10 @@
 """Fold models on disk and their ensemble: what training writes and what serving loads.
 
 A fold folder holds ``model.safetensors`` (tensors only: loading never unpickles anything) and
-``fold.json`` (system, hyper-parameters, its inputs — ``modalities``: the feature sets, with
-their dims and ``kinds`` (each set's modality) — frames, scores). The ensemble
-folder holds the fold models as ``fold_<k>.safetensors`` plus ``ensemble.json`` (the same
-description, the params the features were made with, and a content version).
+``fold.json`` (system, hyper-parameters, its ``inputs``: the feature sets, with their dims and
+``kinds`` (each set's modality) — frames, scores; the key was ``modalities`` before, still read).
+The ensemble folder holds the fold models as ``fold_<k>.safetensors`` plus ``ensemble.json``
+(the same description, the params the features were made with, and a content version).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ def build_ensemble(fold_dirs: list[Path], out: Path, params: Params) -> Path:
         digest.update((folder / "model.safetensors").read_bytes())
     first = descriptions[0]
     description = {
-        key: first[key]
-        for key in ("system", "hyper", "dims", "kinds", "modalities", "frames", "sampling")
+        key: first[key] for key in ("system", "hyper", "dims", "kinds", "frames", "sampling")
     }
+    description["inputs"] = described_inputs(first)
     description |= {
         "version": f"{first['system']}-{digest.hexdigest()[:12]}",
         "folds": len(fold_dirs),
@@ -61,33 +61,33 @@ def build_ensemble(fold_dirs: list[Path], out: Path, params: Params) -> Path:
 
 
 class Ablations:
-    """What a model loses without each of its inputs (``modalities``), through its ``predict``."""
+    """What a model loses without each of its ``inputs``, through its ``predict``."""
 
-    modalities: list[str]
+    inputs: list[str]
 
     def predict(self, clips: list[ModelInputs]) -> np.ndarray:
         raise NotImplementedError
 
     def ablation_changes(self, clips: list[ModelInputs]) -> list[dict[str, float]]:
-        """Per clip and modality, what the prediction loses without it: the mean absolute change
-        of the six intensities when the modality's mask is set all False (the models are
-        trained with missing modalities); 0 where the clip lacks the modality."""
+        """Per clip and input, what the prediction loses without it: the mean absolute change
+        of the six intensities when the input's mask is set all False (the models are
+        trained with missing inputs); 0 where the clip lacks the input."""
         variants, ablated = list(clips), []
         for k, clip in enumerate(clips):
-            for modality in self.modalities:
-                values, mask = clip.get(modality, (None, np.zeros(0, bool)))
+            for name in self.inputs:
+                values, mask = clip.get(name, (None, np.zeros(0, bool)))
                 if np.asarray(mask, bool).any():
-                    variants.append(clip | {modality: (values, np.zeros(len(mask), bool))})
-                    ablated.append((k, modality))
+                    variants.append(clip | {name: (values, np.zeros(len(mask), bool))})
+                    ablated.append((k, name))
         scores = self.predict(variants)
-        changes = [dict.fromkeys(self.modalities, 0.0) for _ in clips]
-        for (k, modality), row in zip(ablated, scores[len(clips) :]):
-            changes[k][modality] = float(np.abs(scores[k] - row).mean())
+        changes = [dict.fromkeys(self.inputs, 0.0) for _ in clips]
+        for (k, name), row in zip(ablated, scores[len(clips) :]):
+            changes[k][name] = float(np.abs(scores[k] - row).mean())
         return changes
 
     def contributions(self, clips: list[ModelInputs]) -> list[dict[str, float]]:
-        """Per clip, each modality's share of the ablation changes: sums to 1 over the
-        modalities the clip has, 0 for the others."""
+        """Per clip, each input's share of the ablation changes: sums to 1 over the
+        inputs the clip has, 0 for the others."""
         present = [{m: bool(np.asarray(mask).any()) for m, (_, mask) in c.items()} for c in clips]
         return [
             contribution_shares(changes, here)
@@ -100,7 +100,7 @@ class Ensemble(Ablations):
     """The mean of the fold models. Inputs are raw per-clip features, as the store holds them."""
 
     models: list[torch.nn.Module]
-    modalities: list[str]
+    inputs: list[str]
     frames: dict[str, int]
     sampling: str
     version: str
@@ -108,26 +108,24 @@ class Ensemble(Ablations):
     dims: dict[str, int]
 
     def _forward(self, clips: list[ModelInputs]) -> list[dict]:
-        inputs = {}
-        for modality in self.modalities:
+        batch = {}
+        for name in self.inputs:
             pooled = []
             for clip in clips:
-                values, mask = clip.get(
-                    modality, (np.zeros((0, self.dims[modality])), np.zeros(0, bool))
-                )
+                values, mask = clip.get(name, (np.zeros((0, self.dims[name])), np.zeros(0, bool)))
                 pooled.append(
                     POOLINGS[self.sampling](
                         np.asarray(values, np.float32),
                         np.asarray(mask, bool),
-                        self.frames[modality],
+                        self.frames[name],
                     )
                 )
-            inputs[modality] = (
+            batch[name] = (
                 torch.from_numpy(np.stack([v for v, _ in pooled])),
                 torch.from_numpy(np.stack([m for _, m in pooled])),
             )
         with torch.inference_mode():
-            return [model(inputs) for model in self.models]
+            return [model(batch) for model in self.models]
 
     def predict(self, clips: list[ModelInputs], folds: list[int] | None = None) -> np.ndarray:
         """(clips × 6) intensities in [0, 1]: the mean of the fold models' predictions, or with
@@ -146,9 +144,9 @@ class Ensemble(Ablations):
         batch_size: int = 64,
         folds: list[int] | None = None,
     ) -> pd.DataFrame:
-        """Predictions for clips of a feature store (``features_dir/<modality>/packed``); with
+        """Predictions for clips of a feature store (``features_dir/<set>/packed``); with
         ``folds``, each clip's by its one fold model (see ``predict``)."""
-        tables = {m: FeatureTable.open(Path(features_dir) / m) for m in self.modalities}
+        tables = {m: FeatureTable.open(Path(features_dir) / m) for m in self.inputs}
         rows = []
         for start in range(0, len(clip_ids), batch_size):
             chunk = clip_ids[start : start + batch_size]
@@ -161,7 +159,7 @@ class Ensemble(Ablations):
 
 
 def contribution_shares(changes: dict[str, float], present: dict[str, bool]) -> dict[str, float]:
-    """``changes`` normalised to sum to 1 over the ``present`` modalities (0 for absent ones);
+    """``changes`` normalised to sum to 1 over the ``present`` inputs (0 for absent ones);
     equal shares when removing any one changes nothing."""
     here = [m for m in changes if present.get(m, False)]
     total = sum(changes[m] for m in here)
@@ -169,6 +167,11 @@ def contribution_shares(changes: dict[str, float], present: dict[str, bool]) -> 
         m: (changes[m] / total if total > 0 else 1 / len(here)) if m in here else 0.0
         for m in changes
     }
+
+
+def described_inputs(description: dict) -> list[str]:
+    """A ``fold.json``/``ensemble.json``'s input names (``modalities`` in those written before)."""
+    return description["inputs"] if "inputs" in description else description["modalities"]
 
 
 def ensemble_version(folder: Path | str) -> str:
@@ -198,7 +201,7 @@ def load_ensemble(folder: Path | str) -> Ensemble:
         models.append(model.eval())
     return Ensemble(
         models,
-        description["modalities"],
+        described_inputs(description),
         description["frames"],
         description["sampling"],
         description["version"],
