@@ -82,7 +82,7 @@ def _params(root: Path, spec: FinetuneParams, model: str | None = None, **train)
         }
         | train,
         "ensemble": {"out": str(root / "ensemble"), "reports": str(root / "reports")},
-        "monitor": {"modalities": ["audio"]},
+        "monitor": {"feature_sets": ["audio"]},
     }
     return validate_overlay(base, overlay)
 
