@@ -125,7 +125,7 @@ def main() -> None:
             # which makes the projection an upper bound
             work = wall - startup
             steady = (video_s - first_s) / work if work > 0.25 * wall else video_s / wall
-            model = getattr(params.features, name).model
+            model = params.features.sets[name].model
             rows.append((name, model, len(manifest), video_s, wall, peak, startup, steady))
 
         if args.big:
@@ -133,7 +133,9 @@ def main() -> None:
             subset.to_parquet(params.validate_.out / "manifest.parquet", index=False)
             sub_s = float(subset["duration_s"].sum())
             for name, path in big_models(tmp / "big").items():
-                raw["features"] = {"out": str(tmp / "big-features"), name: {"model": str(path)}}
+                sets = params.model_dump(mode="json")["features"]["sets"]
+                sets[name] = {"modality": name, "model": str(path)}  # the others as they are
+                raw["features"] = {"out": str(tmp / "big-features"), "sets": sets}
                 params_file.write_text(yaml.safe_dump(raw))
                 wall, peak = run_stage(params_file, name)
                 rows.append((name, path.name, len(subset), sub_s, wall, peak, 0.0, sub_s / wall))
