@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -29,6 +30,20 @@ def prefect_env(home: Path, api_url: str) -> dict[str, str]:
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
     }
+
+
+def run_pipeline_flow(project: Path, prefect_api: tuple[str, Path], timeout: float):
+    """``python flows/pipeline.py PROJECT`` in the project, against the session's server."""
+    url, home = prefect_api
+    return subprocess.run(
+        [sys.executable, str(REPO / "flows" / "pipeline.py"), str(project)],
+        cwd=project,
+        env=prefect_env(home, url),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start_server(home: Path, log: Path, timeout: float = 120) -> tuple[subprocess.Popen, str]:

@@ -57,14 +57,19 @@ def test_a_typo_in_params_is_one_error_line_on_the_command_line(tmp_path):
     assert "train.patience" in result.output and "train.batchsize" in result.output
 
 
-def test_the_old_monitor_modalities_key_is_one_error_line_naming_the_new_one(tmp_path):
+def _monitor_with_params(tmp_path, text: str):
+    """``mimicflow monitor --json`` on a params file holding ``text``: (its path, the result)."""
     from typer.testing import CliRunner
 
     from mimicflow.cli import app
 
     path = tmp_path / "params.yaml"
-    path.write_text("monitor:\n  modalities: [audio]\n")
-    result = CliRunner().invoke(app, ["monitor", "--json", "--params", str(path)])
+    path.write_text(text)
+    return path, CliRunner().invoke(app, ["monitor", "--json", "--params", str(path)])
+
+
+def test_the_old_monitor_modalities_key_is_one_error_line_naming_the_new_one(tmp_path):
+    _, result = _monitor_with_params(tmp_path, "monitor:\n  modalities: [audio]\n")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -110,13 +115,7 @@ def test_a_params_file_that_does_not_exist_is_an_error_on_stderr(tmp_path, comma
 
 
 def test_broken_yaml_is_one_line_with_file_line_and_column(tmp_path):
-    from typer.testing import CliRunner
-
-    from mimicflow.cli import app
-
-    path = tmp_path / "params.yaml"
-    path.write_text("train:\n  patience: 3\nbad_indent: [unclosed\n")
-    result = CliRunner().invoke(app, ["monitor", "--json", "--params", str(path)])
+    path, result = _monitor_with_params(tmp_path, "train:\n  patience: 3\nbad_indent: [unclosed\n")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .prefect_server import BIN, prefect_env, stop
+from .prefect_server import BIN, prefect_env, run_pipeline_flow, stop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,16 +116,7 @@ def _check_run(flow_run_id, project: Path) -> None:
 
 
 def test_python_flows_pipeline_runs_the_dvc_stages_once(prefect_api, project):
-    url, home = prefect_api
-    result = subprocess.run(
-        [sys.executable, str(REPO / "flows" / "pipeline.py"), str(project)],
-        cwd=project,
-        env=prefect_env(home, url),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_pipeline_flow(project, prefect_api, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 

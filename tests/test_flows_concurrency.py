@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .prefect_server import BIN, prefect_env
+from .prefect_server import BIN, prefect_env, run_pipeline_flow
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDS = [0, 1, 2]
@@ -87,16 +87,7 @@ def _run_flow(prefect_api, project: Path) -> tuple[subprocess.CompletedProcess, 
         FlowFilterName,
     )
 
-    url, home = prefect_api
-    result = subprocess.run(
-        [sys.executable, str(REPO / "flows" / "pipeline.py"), str(project)],
-        cwd=project,
-        env=prefect_env(home, url),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = run_pipeline_flow(project, prefect_api, timeout=600)
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["mimicflow-pipeline"]))

@@ -22,6 +22,12 @@ from mimicflow import EMOTIONS
 from mimicflow.features.store import FeatureTable
 
 
+def segment_edges(length: int, frames: int) -> np.ndarray:
+    """Where a clip of ``length`` frames is cut into ``frames`` segments (TSN): ``frames + 1``
+    frame indices, segment k holding frames ``edges[k]`` … ``edges[k + 1] − 1``."""
+    return np.linspace(0, length, frames + 1).astype(int)
+
+
 def segment_pool(
     values: np.ndarray, mask: np.ndarray, frames: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +42,7 @@ def segment_pool(
     if length <= frames:
         out[:length], out_mask[:length] = values * mask[:, None], mask
         return out, out_mask
-    edges = np.linspace(0, length, frames + 1).astype(int)
+    edges = segment_edges(length, frames)
     for k, (start, stop) in enumerate(pairwise(edges)):
         valid = mask[start:stop]
         if valid.any():
@@ -55,7 +61,7 @@ def segment_centre(
     out = np.zeros((frames, values.shape[1]), np.float32)
     out_mask = np.zeros(frames, bool)
     mask = np.asarray(mask, bool)
-    edges = np.linspace(0, len(values), frames + 1).astype(int)
+    edges = segment_edges(len(values), frames)
     for k, (start, stop) in enumerate(pairwise(edges)):
         valid = np.flatnonzero(mask[start:stop]) + start
         if valid.size:
@@ -103,9 +109,7 @@ class SegmentFrames:
             row = table.row(clip_id)
             offset, length = table.offsets[row], table.offsets[row + 1] - table.offsets[row]
             edges = offset + (
-                np.arange(length + 1)
-                if length <= frames
-                else np.linspace(0, length, frames + 1).astype(int)
+                np.arange(length + 1) if length <= frames else segment_edges(length, frames)
             )
             segments = len(edges) - 1
             self.start[i, :segments] = before[edges[:-1]]

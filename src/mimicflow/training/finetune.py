@@ -35,6 +35,7 @@ from mimicflow.perception.asr import load_openai_whisper, save_openai_whisper, w
 from mimicflow.perception.audio import SAMPLE_RATE
 from mimicflow.perception.encoders import HFAudioEncoder, WhisperAudioEncoder, window_batches
 from mimicflow.training.adaptation import AdaptData, record_adapted
+from mimicflow.training.data import segment_edges
 from mimicflow.training.heads import HEAD_FILE
 from mimicflow.training.trainer import autocast, start_at_training_mean
 
@@ -122,14 +123,14 @@ def segment_means(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A clip of more than ``segments`` frames as that many segment means, a shorter one as it
     is: (B × T × d) → (B × ≤segments × d). The segments are cut as the fusion stage's
-    ``train.frames`` cuts them (``training.data.segment_pool``: frame edges
-    ``linspace(0, T, segments + 1)``), so a fold reading the stored frames sees the same steps."""
+    ``train.frames`` cuts them (:func:`~mimicflow.training.data.segment_edges`), so a fold
+    reading the stored frames sees the same steps."""
     if x.shape[1] <= segments:
         return x, mask
     spans = np.full(mask.shape, -1)
     for row, length in enumerate(mask.sum(1).tolist()):
         steps = np.arange(length)
-        edges = np.linspace(0, length, segments + 1).astype(int)
+        edges = segment_edges(length, segments)
         spans[row, :length] = (
             steps if length <= segments else np.searchsorted(edges, steps, side="right") - 1
         )
