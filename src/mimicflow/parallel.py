@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import select
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,12 +24,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
+# The longest path an AF_UNIX socket may bind to (Linux: 108 bytes with the NUL). forkserver's
+# socket is $TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX (Python 3.11's multiprocessing.util).
+SOCKET_PATH_MAX = 107
 
 
 def resolve_workers(workers: int, n_jobs: int) -> int:
     """``workers`` = 0 means one per core; never more workers than jobs."""
     wanted = workers or os.cpu_count() or 1
     return max(1, min(wanted, n_jobs))
+
+
+def pool_context() -> multiprocessing.context.BaseContext:
+    """forkserver; spawn where $TMPDIR is too long a path for forkserver's socket (a dry-run's
+    scratch folder deep in a tree, a cluster's per-job temporary folder), which would fail."""
+    listener = os.path.join(tempfile.gettempdir(), "pymp-xxxxxxxx", "listener-xxxxxxxx")
+    fits = len(os.fsencode(listener)) <= SOCKET_PATH_MAX
+    return multiprocessing.get_context("forkserver" if fits else "spawn")
 
 
 def call_single_threaded(func: Callable[[Job], Result], job: Job) -> Result:
@@ -109,9 +121,8 @@ def map_clips(
                 results[index] = call_single_threaded(func, job)
                 bar.advance(task)
         else:
-            context = multiprocessing.get_context("forkserver")
             with ProcessPoolExecutor(
-                n_workers, mp_context=context, initializer=exit_with, initargs=(os.getpid(),)
+                n_workers, mp_context=pool_context(), initializer=exit_with, initargs=(os.getpid(),)
             ) as pool:
                 futures = {
                     pool.submit(call_single_threaded, func, job): index
