@@ -1,14 +1,14 @@
 """Bench: feature extraction throughput and peak memory per feature set, with a projection to the
 full Hume-Vidmimic2 (≈17,000 clips, 33 h of video).
 
-    python bench/bench_features.py [--n 40] [--big 8]
+    python bench/bench_features.py [--n 40] [--big 8] [--out bench/results/features.json]
 
 Runs the pipeline up to the features on a fresh synthetic set, then each feature set's features
 stage in its own process (the stage as `dvc repro` runs it), timing it and reading the
 process's peak RSS. ``--big N`` also times real-size encoders (wav2vec2-base and ViT-base
 architectures, random weights built here: the same compute as the pretrained ones) on N clips.
 Device: whatever ``features.device: auto`` picks (CUDA when present). Results also go to
-bench/results/features.json.
+``--out`` as JSON.
 """
 
 from __future__ import annotations
@@ -81,6 +81,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument(
         "--big", type=int, default=8, help="clips for the real-size encoders (0: skip)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "results" / "features.json",
+        help="where the rows go as JSON",
     )
     args = parser.parse_args()
     import torch
@@ -171,9 +177,8 @@ def main() -> None:
     console.print(
         f"embedded defaults, the three sets, full dataset on this {device}: {default:.0f} min"
     )
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "features.json").write_text(json.dumps(results, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
