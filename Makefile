@@ -6,6 +6,10 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
+# make test's worker processes (pytest-xdist): each takes whole test files, in the order
+# tests/conftest.py gives them (the longest first), and builds the session fixtures its files use.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: setup setup-test demo baseline promote compare test test-fast test-all lint bench clean
 
@@ -35,14 +39,14 @@ lint: setup  ## layout (ruff format), lint rules (ruff check) and the layer rule
 	ruff check src tests bench flows scripts
 	lint-imports --no-logo
 
-test: setup-test lint  ## the default test run (what CI runs), with its 15 slowest steps
-	pytest -m "not slow" -q --durations=15
+test: setup-test lint  ## the default test run (what CI runs) on TEST_WORKERS processes, with its 15 slowest steps
+	pytest -m "not slow" -q --durations=15 $(XDIST)
 
-test-fast: setup-test lint  ## the unit tier: offline, no DVC, servers or training runs, nothing written in the repo
-	pytest -m "not slow and not pipeline and not heavy" -q
+test-fast: setup-test lint  ## the unit tier on TEST_WORKERS processes: offline, no DVC, servers or training runs, nothing written in the repo
+	pytest -m "not slow and not pipeline and not heavy" -q $(XDIST)
 
 test-all: setup-test lint  ## every test, slow ones included
-	pytest -q
+	pytest -q $(XDIST)
 
 bench: setup  ## speed figures (printed as tables)
 	python bench/bench_data.py

@@ -17,6 +17,13 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MIMICFLOW_CACHE", tempfile.mkdtemp(prefix="mimicflow-cache-"))
+# Under `make test`'s xdist workers each process, and what it spawns, gets its share of the cores
+# (set before torch loads): OpenMP threads spin-wait, and two workers with a thread per core each
+# ran CPU-bound tests up to 10 times slower.
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if XDIST_WORKERS > 1:
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_variable, str(max(1, (os.cpu_count() or 1) // XDIST_WORKERS)))
 
 SYNTH_CLIPS = 16
 SYNTH_SEED = 11
@@ -41,6 +48,14 @@ REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = ("127.", "::1", "localhost")
 SPAWN_REFUSED = {"dvc", "bentoml", "prefect", "pip", "evidently", "dask", "uv"}
 OTHER_TIERS = ("pipeline", "slow", "gpu")
+LONG_TIERS = ("pipeline", "slow", "heavy")
+# The files that take longest in `make test` (its --durations on 2 cores, 2 workers), longest first.
+LONGEST_FILES = (
+    "test_recipe_dry_run.py",
+    "test_monitor.py",
+    "test_flows_concurrency.py",
+    "test_pipeline_e2e.py",
+)
 _unit_test = {"running": None, "others_ran": False}  # the unit-tier test now running, if any
 # Each session fixture's set-up has this budget of its own (the `timeout` ini option bounds only
 # the test functions: timeout_func_only).
@@ -48,9 +63,24 @@ SESSION_FIXTURE_BUDGET_S = 1500
 
 
 def pytest_collection_modifyitems(items):
+    """Mark the tests that use a pipeline fixture ``pipeline``; then order the files (the same
+    order on every xdist worker): ``make test`` hands whole files to its workers in this order
+    (``--no-loadscope-reorder``: xdist would sort them by their number of tests), so the longest
+    go first, then the others with a pipeline, slow or heavy test, and the many short unit-tier
+    files last, which evens out the end."""
     for item in items:
         if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.pipeline)
+    long_files = {
+        item.path for item in items if any(item.get_closest_marker(m) for m in LONG_TIERS)
+    }
+
+    def rank(item) -> int:
+        if item.path.name in LONGEST_FILES:
+            return LONGEST_FILES.index(item.path.name)
+        return len(LONGEST_FILES) + (item.path not in long_files)
+
+    items.sort(key=rank)  # stable: the files of one rank keep their order
 
 
 def _unit_tier_guard(event: str, args: tuple) -> None:

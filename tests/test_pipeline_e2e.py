@@ -3,7 +3,7 @@
 64 clips and 12 epochs is the smallest run we found in which the model beats the training mean
 on the held-out test clips by a margin every time (a subset study on the demo's features: at
 16 clips × 2 epochs the test MSE is 0.96–1.01 of the baseline's, at 32 × 6 0.74–1.06, at 64 × 12
-0.74–0.87; docs/testing.md)."""
+0.71–0.87; docs/results.md, "How small a run still learns")."""
 
 from __future__ import annotations
 
